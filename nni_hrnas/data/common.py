@@ -255,14 +255,14 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightne
 def to_tensor(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
               std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """(H, W, 3) uint8 -> normalised float (3, H, W)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    x = torch.from_numpy(np.require(image, requirements=['C', 'W'])).permute(2, 0, 1).float().div_(255.0)
     mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32)).view(-1, 1, 1)
     std_t = torch.as_tensor(np.asarray(std, dtype=np.float32)).view(-1, 1, 1)
     return (x - mean_t) / std_t
 
 
 def label_tensor(label: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))
+    return torch.from_numpy(np.asarray(label).astype(np.int64))
 
 
 def sample_rng() -> np.random.Generator:
