@@ -1,0 +1,20 @@
+"""NNI model spaces: the HR-NAS multi-branch space and its presets."""
+
+from .config import ConfigError, HRNASConfig, StageConfig, TransformerConfig, check_input_size
+from .hrnas import HRNASNetwork, HRNASSpace, choice_maxima, plan_blocks, width_choices
+from .presets import PRESETS, get_preset
+
+__all__ = [
+    "PRESETS",
+    "ConfigError",
+    "HRNASConfig",
+    "HRNASNetwork",
+    "HRNASSpace",
+    "StageConfig",
+    "TransformerConfig",
+    "check_input_size",
+    "choice_maxima",
+    "get_preset",
+    "plan_blocks",
+    "width_choices",
+]

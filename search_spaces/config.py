@@ -1,0 +1,242 @@
+"""Typed, validated configuration of the HR-NAS multi-branch space (paper Sec. 3.2)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from nni_hrnas.ops import POSITIONAL_ENCODINGS, TransformerSettings
+
+TASK_KINDS = ("segmentation", "keypoints", "classification")
+PLACEMENTS = ("identity", "all", "none")
+MAX_BRANCHES = 4
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field, the value and what is allowed."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str) -> None:
+        self.field_name, self.value, self.allowed = field_name, value, allowed
+        super().__init__(f"invalid {field_name}={value!r}: {allowed}")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One parallel module: ``branches`` branches, ``blocks[b]`` searching blocks of ``channels[b]``."""
+
+    branches: int
+    blocks: tuple[int, ...]
+    channels: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        object.__setattr__(self, "channels", tuple(self.channels))
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Where transformers go and their shape. ``placement``: ``identity`` (blocks that keep shape),
+    ``all`` (every searching block) or ``none``."""
+
+    tokens: int = 64
+    placement: str = "identity"
+    size: int = 8
+    dim: int | None = None
+    heads: int = 1
+    ffn_ratio: int = 4
+    pos_encoding: str = "map"
+    pos_in_decoder: bool = False
+    pos_dim: int = 64
+
+    def settings(self) -> TransformerSettings:
+        """The per-module settings handed to :class:`~nni_hrnas.ops.LightweightTransformer`."""
+        return TransformerSettings(size=self.size, dim=self.dim, heads=self.heads, ffn_ratio=self.ffn_ratio,
+                                   pos_encoding=self.pos_encoding, pos_in_decoder=self.pos_in_decoder,
+                                   pos_dim=self.pos_dim)
+
+
+def _stage(spec: Any) -> StageConfig:
+    if isinstance(spec, StageConfig):
+        return spec
+    if isinstance(spec, dict):
+        return StageConfig(**spec)
+    branches, blocks, channels = spec
+    return StageConfig(branches, tuple(blocks), tuple(channels))
+
+
+# The official supernet: [branches, blocks per branch, channels] of the five parallel modules.
+OFFICIAL_STAGES = tuple(_stage(s) for s in (
+    (1, [1], [24]),
+    (2, [2, 2], [18, 36]),
+    (3, [2, 2, 3], [18, 36, 72]),
+    (4, [2, 2, 3, 4], [18, 36, 72, 144]),
+    (4, [2, 2, 3, 4], [18, 36, 72, 144]),
+))
+
+
+@dataclass(frozen=True)
+class HRNASConfig:
+    """The whole space: stem, the (fusion, parallel) stages, searching-block options and the task head.
+
+    Attributes:
+        task: ``segmentation``, ``keypoints`` or ``classification``.
+        num_outputs: classes, heatmaps or labels of the head.
+        input_size: (C, H, W) the paper measures this preset at; H and W divisible by 4 * 2**(branches-1).
+        stem_channels: channels of the two stride-2 stem convs.
+        stages: the parallel modules; a fusion module sits between consecutive ones.
+        expansion: depthwise channels per kernel path, as a multiple of the block's input channels.
+        kernels: the MixConv kernel sizes.
+        transformer: transformer settings and placement.
+        head_channels: output channels of the segmentation/keypoint head's searching block.
+        cls_channels, cls_final_channels, dropout: the HRNet-style classification head.
+        granularity: step of the width choices (1 = every channel count; a coarser space rounds a
+            pruned width up to the next step, never down).
+        token_granularity: step of the token-count choices.
+    """
+
+    task: str = "segmentation"
+    num_outputs: int = 19
+    input_size: tuple[int, int, int] = (3, 512, 1024)
+    stem_channels: int = 24
+    stages: tuple[StageConfig, ...] = OFFICIAL_STAGES
+    expansion: int = 4
+    kernels: tuple[int, ...] = (3, 5, 7)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    head_channels: int = 90
+    cls_channels: tuple[int, ...] = (36, 72, 144, 320)
+    cls_final_channels: int = 1600
+    dropout: float = 0.2
+    granularity: int = 1
+    token_granularity: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_size", tuple(self.input_size))
+        object.__setattr__(self, "stages", tuple(_stage(s) for s in self.stages))
+        object.__setattr__(self, "kernels", tuple(self.kernels))
+        object.__setattr__(self, "cls_channels", tuple(self.cls_channels))
+        if isinstance(self.transformer, dict):
+            object.__setattr__(self, "transformer", TransformerConfig(**self.transformer))
+        self.validate()
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def max_stride(self) -> int:
+        """The coarsest feature stride: every input side must be a multiple of it."""
+        return 4 * 2 ** (max(s.branches for s in self.stages) - 1)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        if self.task not in TASK_KINDS:
+            raise ConfigError("task", self.task, f"allowed: {', '.join(TASK_KINDS)}")
+        _positive("num_outputs", self.num_outputs)
+        _positive("stem_channels", self.stem_channels)
+        _positive("expansion", self.expansion)
+        _positive("head_channels", self.head_channels)
+        _positive("granularity", self.granularity)
+        _positive("token_granularity", self.token_granularity)
+        if len(self.input_size) != 3:
+            raise ConfigError("input_size", self.input_size, "expected (channels, height, width)")
+        if not self.kernels or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in self.kernels):
+            raise ConfigError("kernels", self.kernels, "expected a non-empty list of odd positive sizes, e.g. (3, 5, 7)")
+        if len(set(self.kernels)) != len(self.kernels):
+            raise ConfigError("kernels", self.kernels, "kernel sizes must be distinct")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("dropout", self.dropout, "expected 0 <= dropout < 1")
+        self._validate_stages()
+        self._validate_transformer()
+        if self.task == "classification":
+            last = self.stages[-1].branches
+            if len(self.cls_channels) != last:
+                raise ConfigError("cls_channels", self.cls_channels,
+                                  f"expected one width per branch of the last stage ({last})")
+            for i, c in enumerate(self.cls_channels):
+                _positive(f"cls_channels[{i}]", c)
+            _positive("cls_final_channels", self.cls_final_channels)
+        check_input_size(self, self.input_size, field_name="input_size")
+
+    def _validate_stages(self) -> None:
+        if not self.stages:
+            raise ConfigError("stages", self.stages, "expected at least one parallel module")
+        previous = 0
+        for i, stage in enumerate(self.stages):
+            name = f"stages[{i}]"
+            allowed = (1,) if i == 0 else (previous, previous + 1)
+            if stage.branches not in allowed or stage.branches > MAX_BRANCHES:
+                raise ConfigError(f"{name}.branches", stage.branches,
+                                  f"the first module has 1 branch, each next one keeps or adds one branch, "
+                                  f"at most {MAX_BRANCHES}; allowed here: {[b for b in allowed if b <= MAX_BRANCHES]}")
+            if len(stage.blocks) != stage.branches:
+                raise ConfigError(f"{name}.blocks", stage.blocks, f"expected {stage.branches} entries (one per branch)")
+            if len(stage.channels) != stage.branches:
+                raise ConfigError(f"{name}.channels", stage.channels,
+                                  f"expected {stage.branches} entries (one per branch)")
+            for b, (n, c) in enumerate(zip(stage.blocks, stage.channels, strict=True)):
+                _positive(f"{name}.blocks[{b}]", n)
+                _positive(f"{name}.channels[{b}]", c)
+            previous = stage.branches
+
+    def _validate_transformer(self) -> None:
+        t = self.transformer
+        if not isinstance(t, TransformerConfig):
+            raise ConfigError("transformer", t, "expected a TransformerConfig, a dict of its fields, True or False")
+        if t.placement not in PLACEMENTS:
+            raise ConfigError("transformer.placement", t.placement, f"allowed: {', '.join(PLACEMENTS)}")
+        if t.pos_encoding not in POSITIONAL_ENCODINGS:
+            raise ConfigError("transformer.pos_encoding", t.pos_encoding, f"allowed: {', '.join(POSITIONAL_ENCODINGS)}")
+        _positive("transformer.tokens", t.tokens)
+        _positive("transformer.size", t.size)
+        _positive("transformer.heads", t.heads)
+        _positive("transformer.ffn_ratio", t.ffn_ratio)
+        dim = t.dim if t.dim is not None else t.size * t.size
+        _positive("transformer.dim", dim)
+        if dim % t.heads:
+            raise ConfigError("transformer.dim", dim, f"must be divisible by transformer.heads={t.heads}")
+        if t.pos_encoding == "sinusoidal" and t.pos_dim % 4:
+            raise ConfigError("transformer.pos_dim", t.pos_dim, "sinusoidal encoding needs a multiple of 4")
+        if t.pos_in_decoder and t.pos_encoding == "none":
+            raise ConfigError("transformer.pos_in_decoder", True, "needs a positional encoding other than 'none'")
+
+    def replace(self, **overrides: Any) -> HRNASConfig:
+        """A copy with ``overrides`` applied (validated). ``transformer`` also takes True/False."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(unknown[0], overrides[unknown[0]], f"unknown field; known fields: {', '.join(sorted(known))}")
+        if "transformer" in overrides:
+            overrides["transformer"] = _transformer(self.transformer, overrides["transformer"])
+        return dataclasses.replace(self, **overrides)
+
+
+def _transformer(current: TransformerConfig, value: Any) -> TransformerConfig:
+    if isinstance(value, bool):
+        placement = current.placement if current.placement != "none" else "identity"
+        return dataclasses.replace(current, placement=placement if value else "none")
+    if isinstance(value, dict):
+        return dataclasses.replace(current, **value)
+    return value
+
+
+def _positive(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(name, value, "expected a positive integer")
+
+
+def check_input_size(config: HRNASConfig, size: tuple[int, ...], field_name: str = "input") -> tuple[int, int, int]:
+    """Validate an input size (C, H, W) for ``config`` and return it as a tuple."""
+    size = tuple(size)
+    if len(size) != 3 or any(not isinstance(v, int) or v < 1 for v in size):
+        raise ConfigError(field_name, size, "expected three positive integers (channels, height, width), e.g. 3x512x1024")
+    channels, height, width = size
+    if channels != config.in_channels:
+        raise ConfigError(field_name, size, f"this space takes {config.in_channels} input channels")
+    stride = config.max_stride
+    if height % stride or width % stride:
+        raise ConfigError(field_name, size,
+                          f"height and width must be multiples of {stride} (the coarsest branch is at 1/{stride}); "
+                          f"e.g. {config.in_channels}x{max(stride, height // stride * stride)}x"
+                          f"{max(stride, width // stride * stride)}")
+    return size

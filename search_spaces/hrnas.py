@@ -1,0 +1,303 @@
+"""The HR-NAS multi-branch network and its NNI model space (paper Sec. 3.2, Fig. 3).
+
+One builder, :class:`HRNASNetwork`, makes both: with NNI choices as widths and NNI's mutable
+layers it is the supernet inside :class:`HRNASSpace`; with integer widths and plain layers it is
+a searched network, as :meth:`HRNASSpace.freeze` returns it.
+
+Searching blocks are named ``p{stage}_b{branch}_n{block}`` (parallel modules),
+``f{stage}_o{out}_i{in}`` (the fusion module before parallel module ``stage``), ``head``, and
+``cls_b{branch}`` / ``cls_d{i}`` (classification head). Each block's choices are labelled
+``{block}_k{kernel}`` (depthwise channels per kernel size) and ``{block}_tok`` (tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from nni.mutable import Categorical
+from nni.nas.nn.pytorch import ModelSpace, MutableBatchNorm2d, MutableConv2d, MutableLinear
+from torch import nn
+
+from nni_hrnas import compat, costs
+from nni_hrnas.ops import TORCH_LAYERS, LayerFactory, SearchingBlock, Width
+
+from .config import ConfigError, HRNASConfig, check_input_size
+from .presets import get_preset
+
+compat.apply()
+
+NNI_LAYERS = LayerFactory(
+    conv2d=MutableConv2d,
+    batchnorm2d=MutableBatchNorm2d,
+    queries=lambda num_tokens, dim: MutableLinear(dim, num_tokens, bias=False),
+)
+
+
+@dataclass(frozen=True)
+class BlockSlot:
+    """Where a searching block sits: its label, shape, input stride (w.r.t. the image) and group."""
+
+    label: str
+    in_channels: int
+    out_channels: int
+    stride: int
+    input_stride: int
+    group: str
+    has_transformer: bool
+    upsample: bool = False  # fusion from the next-lower branch: output upsampled x2
+
+
+def plan_blocks(config: HRNASConfig) -> list[BlockSlot]:
+    """Every searching block of the space, in construction order."""
+    slots: list[BlockSlot] = []
+    placement = config.transformer.placement
+
+    def add(label: str, c_in: int, c_out: int, stride: int, input_stride: int, group: str,
+            upsample: bool = False) -> None:
+        identity = stride == 1 and c_in == c_out
+        has_t = placement == "all" or (placement == "identity" and identity)
+        slots.append(BlockSlot(label, c_in, c_out, stride, input_stride, group, has_t, upsample))
+
+    prev_channels: tuple[int, ...] = (config.stem_channels,)
+    for s, stage in enumerate(config.stages):
+        if s > 0:
+            for o in range(stage.branches):
+                for i in _fusion_inputs(o, len(prev_channels)):
+                    add(f"f{s}_o{o}_i{i}", prev_channels[i], stage.channels[o], 2 if i == o - 1 else 1, 4 * 2**i,
+                        f"fusion{s}.b{o}", upsample=i == o + 1)
+        elif config.stem_channels != stage.channels[0]:
+            raise ConfigError("stages[0].channels", stage.channels,
+                              f"the first module keeps the stem's width ({config.stem_channels})")
+        for b in range(stage.branches):
+            for n in range(stage.blocks[b]):
+                add(f"p{s}_b{b}_n{n}", stage.channels[b], stage.channels[b], 1, 4 * 2**b, f"stage{s}.b{b}")
+        prev_channels = stage.channels
+    if config.task == "classification":
+        for b, c in enumerate(prev_channels):
+            add(f"cls_b{b}", c, config.cls_channels[b], 1, 4 * 2**b, "head")
+        for i in range(len(prev_channels) - 1):
+            add(f"cls_d{i}", config.cls_channels[i], config.cls_channels[i + 1], 2, 4 * 2**i, "head")
+    else:
+        add("head", sum(prev_channels), config.head_channels, 1, 4, "head")
+    return slots
+
+
+def _fusion_inputs(out_branch: int, num_inputs: int) -> list[int]:
+    return [i for i in (out_branch - 1, out_branch, out_branch + 1) if 0 <= i < num_inputs]
+
+
+def width_choices(maximum: int, step: int) -> list[int]:
+    """0, step, 2 step, ... and ``maximum`` itself: any pruned width rounds up to one of them."""
+    return sorted(set(range(0, maximum + 1, step)) | {maximum})
+
+
+def choice_maxima(config: HRNASConfig) -> dict[str, int]:
+    """The supernet's width of every choice label (the largest value of each choice)."""
+    maxima: dict[str, int] = {}
+    for slot in plan_blocks(config):
+        for k in config.kernels:
+            maxima[f"{slot.label}_k{k}"] = config.expansion * slot.in_channels
+        if slot.has_transformer:
+            maxima[f"{slot.label}_tok"] = config.transformer.tokens
+    return maxima
+
+
+class HRNASNetwork(nn.Module):
+    """Stem, (fusion, parallel) modules and task head, built from ``config`` and ``widths``.
+
+    Args:
+        config: the space's configuration.
+        widths: the value of every choice label (see :func:`choice_maxima`): ints for a network,
+            NNI choices for a supernet.
+        layers: constructors of the searched layers.
+    """
+
+    def __init__(self, config: HRNASConfig, widths: Mapping[str, Width], layers: LayerFactory = TORCH_LAYERS) -> None:
+        super().__init__()
+        self.config = config
+        self.arch = {k: v for k, v in widths.items() if isinstance(v, int)}
+        c = config.stem_channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(config.in_channels, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+        )
+        settings = config.transformer.settings()
+        self.blocks = nn.ModuleDict()
+        for slot in plan_blocks(config):
+            self.blocks[slot.label] = SearchingBlock(
+                slot.in_channels, slot.out_channels, slot.stride,
+                kernel_widths={k: widths[f"{slot.label}_k{k}"] for k in config.kernels},
+                num_tokens=widths[f"{slot.label}_tok"] if slot.has_transformer else 0,
+                transformer=settings, layers=layers)
+        self.act = nn.ReLU(inplace=True)
+        if config.task == "classification":
+            final = config.cls_final_channels
+            self.cls_final = nn.Sequential(nn.Conv2d(config.cls_channels[-1], final, 1, bias=False),
+                                           nn.BatchNorm2d(final), nn.ReLU(inplace=True))
+            self.dropout = nn.Dropout(config.dropout)
+            self.classifier = nn.Linear(final, config.num_outputs)
+        else:
+            self.classifier = nn.Conv2d(config.head_channels, config.num_outputs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [self.stem(x)]
+        for s, stage in enumerate(self.config.stages):
+            if s > 0:
+                feats = [self._fuse(s, o, feats) for o in range(stage.branches)]
+            for b in range(stage.branches):
+                for n in range(stage.blocks[b]):
+                    feats[b] = self.blocks[f"p{s}_b{b}_n{n}"](feats[b])
+        if self.config.task == "classification":
+            y = self.blocks["cls_b0"](feats[0])
+            for i in range(1, len(feats)):
+                y = self.blocks[f"cls_d{i - 1}"](y) + self.blocks[f"cls_b{i}"](feats[i])
+            y = self.cls_final(y).mean((2, 3))
+            return self.classifier(self.dropout(y))
+        size = feats[0].shape[-2:]
+        up = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
+        return self.classifier(self.act(self.blocks["head"](torch.cat(up, dim=1))))
+
+    def _fuse(self, stage: int, out_branch: int, feats: list[torch.Tensor]) -> torch.Tensor:
+        total = None
+        for i in _fusion_inputs(out_branch, len(feats)):
+            y = self.blocks[f"f{stage}_o{out_branch}_i{i}"](feats[i])
+            if i == out_branch + 1:
+                y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+            total = y if total is None else total + y
+        return self.act(total)
+
+    def searching_blocks(self) -> Iterator[tuple[BlockSlot, SearchingBlock]]:
+        """Every searching block with its slot (label, shapes, input stride, group)."""
+        for slot in plan_blocks(self.config):
+            yield slot, self.blocks[slot.label]
+
+    def cost_breakdown(self, input_size: tuple[int, int, int] | None = None) -> dict[str, costs.Cost]:
+        """Exact per-image cost at ``input_size`` (default: the config's), grouped by stage and branch.
+
+        Groups: ``stem``, ``stage{s}.b{b}``, ``fusion{s}.b{b}`` (blocks feeding output branch b) and ``head``.
+        """
+        _, height, width = check_input_size(self.config, input_size or self.config.input_size)
+
+        def hw(stride: int) -> tuple[int, int]:
+            return height // stride, width // stride
+
+        config, c = self.config, self.config.stem_channels
+        groups: dict[str, costs.Cost] = {"stem": (
+            costs.conv_cost(config.in_channels, c, 3, hw(2)) + costs.batchnorm_cost(c, hw(2), act=True)
+            + costs.conv_cost(c, c, 3, hw(4)) + costs.batchnorm_cost(c, hw(4), act=True))}
+        for slot, block in self.searching_blocks():
+            cost = costs.searching_block_cost(block, hw(slot.input_stride))
+            if slot.upsample:
+                cost += costs.interpolate_cost(slot.out_channels, hw(slot.input_stride // 2))
+            groups[slot.group] = groups.get(slot.group, costs.Cost()) + cost
+        for s, stage in enumerate(config.stages[1:], start=1):  # the ReLU after each fusion sum
+            for o, ch in enumerate(stage.channels):
+                groups[f"fusion{s}.b{o}"] += costs.activation_cost(ch, hw(4 * 2**o))
+        last = config.stages[-1].channels
+        if config.task == "classification":
+            final, last_hw = config.cls_final_channels, hw(4 * 2 ** (len(last) - 1))
+            groups["head"] += (costs.conv_cost(config.cls_channels[-1], final, 1, last_hw)
+                               + costs.batchnorm_cost(final, last_hw, act=True)
+                               + costs.linear_cost(final, config.num_outputs))
+        else:
+            for ch in last[1:]:
+                groups["head"] += costs.interpolate_cost(ch, hw(4))
+            groups["head"] += (costs.activation_cost(config.head_channels, hw(4))
+                               + costs.conv_cost(config.head_channels, config.num_outputs, 1, hw(4), bias=True))
+        return groups
+
+    def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
+        """Total exact per-image cost at ``input_size`` (see :meth:`cost_breakdown`)."""
+        total = costs.Cost()
+        for part in self.cost_breakdown(input_size).values():
+            total += part
+        return total
+
+
+class HRNASSpace(ModelSpace):
+    """The HR-NAS search space as an NNI model space.
+
+    Every searching block exposes one choice per kernel path (its depthwise width, 0 removes the
+    path) and one for its transformer's tokens (0 removes the transformer). NNI's multi-trial and
+    one-shot strategies run on it unchanged; :meth:`freeze` returns a compact plain network.
+
+    Example:
+        >>> space = HRNASSpace.from_preset("tiny")
+        >>> net = space.freeze(space.max_sample())
+        >>> net(torch.randn(1, 3, 32, 32)).shape
+        torch.Size([1, 3, 8, 8])
+    """
+
+    def __init__(self, config: HRNASConfig) -> None:
+        super().__init__()
+        if not isinstance(config, HRNASConfig):
+            raise TypeError(f"HRNASSpace takes an HRNASConfig, got {type(config).__name__}")
+        self.config = config
+        self._maxima = choice_maxima(config)
+        self._choices = {label: Categorical(self._values(label, m), default=m, label=label)
+                         for label, m in self._maxima.items()}
+        self.network = HRNASNetwork(config, self._choices, NNI_LAYERS)
+
+    def _values(self, label: str, maximum: int) -> list[int]:
+        return _label_values(self.config, label, maximum)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> HRNASSpace:
+        """The space of preset ``name`` (see :data:`search_spaces.PRESETS`), with config ``overrides``.
+
+        Example: ``HRNASSpace.from_preset("cityscapes", transformer=False)``.
+        """
+        return cls(get_preset(name, **overrides))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def choices(self) -> dict[str, list[int]]:
+        """Every choice label with its allowed values."""
+        return {label: list(c.values) for label, c in self._choices.items()}
+
+    def max_sample(self) -> dict[str, int]:
+        """The architecture of the whole supernet."""
+        return dict(self._maxima)
+
+    def round_up(self, widths: Mapping[str, int]) -> dict[str, int]:
+        """The smallest sample of this space whose widths are >= ``widths`` (granularity rounding)."""
+        return {label: next(v for v in self._values(label, self._maxima[label]) if v >= w)
+                for label, w in widths.items()}
+
+    def validate_sample(self, sample: Mapping[str, Any]) -> dict[str, int]:
+        """Check that ``sample`` names an allowed value for every choice; return it as a plain dict."""
+        return validate_sample(self.config, sample)
+
+    @classmethod
+    def create_fixed_module(cls, sample: Mapping[str, Any], config: HRNASConfig) -> HRNASNetwork:  # type: ignore[override]
+        """What NNI builds when it instantiates the space under a fixed architecture (multi-trial)."""
+        return HRNASNetwork(config, validate_sample(config, sample), TORCH_LAYERS)
+
+    def freeze(self, sample: Mapping[str, Any]) -> HRNASNetwork:
+        """A plain PyTorch network with exactly the widths of ``sample``."""
+        return HRNASNetwork(self.config, self.validate_sample(sample), TORCH_LAYERS)
+
+
+def _label_values(config: HRNASConfig, label: str, maximum: int) -> list[int]:
+    step = config.token_granularity if label.endswith("_tok") else config.granularity
+    return width_choices(maximum, step)
+
+
+def validate_sample(config: HRNASConfig, sample: Mapping[str, Any]) -> dict[str, int]:
+    """Check that ``sample`` names an allowed value for every choice of ``config``'s space."""
+    maxima = choice_maxima(config)
+    missing = sorted(set(maxima) - set(sample))
+    if missing:
+        raise ConfigError("sample", f"{len(missing)} missing labels",
+                          f"every choice needs a value; missing e.g. {missing[:3]}")
+    for label, maximum in maxima.items():
+        value = sample[label]
+        if value not in _label_values(config, label, maximum):
+            step = config.token_granularity if label.endswith("_tok") else config.granularity
+            raise ConfigError(f"sample[{label!r}]", value, f"allowed: 0..{maximum} in steps of {step}")
+    return {label: int(sample[label]) for label in maxima}

@@ -1,0 +1,40 @@
+"""Named configurations: the paper's supernets (DESIGN.md section 2) and small CPU ones of the same structure."""
+
+from __future__ import annotations
+
+from .config import HRNASConfig, TransformerConfig
+
+_SMALL_STAGES = (
+    (1, [1], [16]),
+    (2, [1, 1], [16, 32]),
+    (3, [1, 1, 1], [16, 32, 48]),
+    (4, [1, 1, 1, 1], [16, 32, 48, 64]),
+    (4, [1, 1, 1, 1], [16, 32, 48, 64]),
+)
+_SMALL_TRANSFORMER = TransformerConfig(tokens=16, size=4)
+
+PRESETS: dict[str, HRNASConfig] = {
+    "cityscapes": HRNASConfig(task="segmentation", num_outputs=19, input_size=(3, 512, 1024), head_channels=90),
+    "ade20k": HRNASConfig(task="segmentation", num_outputs=150, input_size=(3, 512, 512), head_channels=180),
+    "coco_keypoints": HRNASConfig(task="keypoints", num_outputs=17, input_size=(3, 256, 192), head_channels=90),
+    "imagenet": HRNASConfig(task="classification", num_outputs=1000, input_size=(3, 224, 224)),
+    "digits_seg": HRNASConfig(task="segmentation", num_outputs=11, input_size=(1, 64, 64), stem_channels=16,
+                              stages=_SMALL_STAGES, expansion=2, transformer=_SMALL_TRANSFORMER, head_channels=32),
+    "digits_cls": HRNASConfig(task="classification", num_outputs=10, input_size=(1, 32, 32), stem_channels=16,
+                              stages=_SMALL_STAGES, expansion=2, transformer=_SMALL_TRANSFORMER,
+                              cls_channels=(24, 32, 48, 96), cls_final_channels=256, dropout=0.1),
+    "digits_kp": HRNASConfig(task="keypoints", num_outputs=4, input_size=(1, 64, 64), stem_channels=16,
+                             stages=_SMALL_STAGES, expansion=2, transformer=_SMALL_TRANSFORMER, head_channels=32),
+    "tiny": HRNASConfig(task="segmentation", num_outputs=3, input_size=(3, 32, 32), stem_channels=8,
+                        stages=((1, [1], [8]), (2, [1, 1], [8, 8]), (3, [1, 1, 1], [8, 8, 8]),
+                                (4, [1, 1, 1, 1], [8, 8, 8, 8]), (4, [1, 1, 1, 1], [8, 8, 8, 8])),
+                        expansion=1, transformer=TransformerConfig(tokens=4, size=2), head_channels=8),
+}
+
+
+def get_preset(name: str, **overrides) -> HRNASConfig:
+    """The preset ``name`` with validated ``overrides`` of any :class:`HRNASConfig` field."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    config = PRESETS[name]
+    return config.replace(**overrides) if overrides else config
