@@ -85,7 +85,7 @@ def joint_code(j: int) -> int:
 
 def person_keypoints(x0: float, y0: float, w: float, h: float, rng) -> np.ndarray:
     """17 plausible joints inside a box (x, y, v)."""
-    rel = np.array([[.5, .08], [.45, .05], [.55, .05], [.4, .08], [.6, .08], [.3, .25], [.7, .25], [.25, .42],
+    rel = np.array([[.5, .10], [.42, .04], [.58, .04], [.36, .10], [.64, .10], [.3, .25], [.7, .25], [.25, .42],
                     [.75, .42], [.22, .58], [.78, .58], [.38, .6], [.62, .6], [.38, .8], [.62, .8], [.38, .97],
                     [.62, .97]])
     pts = np.column_stack([x0 + rel[:, 0] * w, y0 + rel[:, 1] * h]) + rng.normal(0, 1.0, (17, 2))
@@ -99,7 +99,7 @@ def person_keypoints(x0: float, y0: float, w: float, h: float, rng) -> np.ndarra
 @pytest.fixture
 def coco_root(tmp_path: Path) -> Path:
     """COCO 2017 layout with person_keypoints_{train,val}2017.json and images whose joints are
-    painted as 9x9 squares of a per-joint red value."""
+    painted as 7x7 squares of a per-joint red value."""
     root = tmp_path / 'coco'
     (root / 'annotations').mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -117,7 +117,7 @@ def coco_root(tmp_path: Path) -> Path:
                 for j, (x, y, v) in enumerate(kps):
                     if v > 0:
                         xi, yi = int(x), int(y)
-                        img[max(yi - 4, 0):yi + 5, max(xi - 4, 0):xi + 5, 0] = joint_code(j)
+                        img[max(yi - 3, 0):yi + 4, max(xi - 3, 0):xi + 4, 0] = joint_code(j)
                 ann_id += 1
                 anns.append({'segmentation': [[bx[0], bx[1], bx[0] + bx[2], bx[1], bx[0] + bx[2], bx[1] + bx[3]]],
                              'num_keypoints': int((kps[:, 2] > 0).sum()), 'area': bx[2] * bx[3] * 0.6,
