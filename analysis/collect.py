@@ -206,8 +206,15 @@ def _read_run(folder: Path, problems: list[Problem]) -> dict[str, Any] | None:
         problems.append(Problem(str(folder), "result.json is not a JSON object; run left out"))
         return None
     row = _empty_row()
-    row.update(source=str(folder), kind="run", run_dir=str(folder), experiment=folder.parent.name,
-               trial=folder.name, status="finished", strategy="hrnas")
+    row.update(
+        source=str(folder),
+        kind="run",
+        run_dir=str(folder),
+        experiment=folder.parent.name,
+        trial=folder.name,
+        status="finished",
+        strategy="hrnas",
+    )
     _fill_from_result(row, res)
     if row["arch"] is None and (folder / "arch.json").exists():
         try:
@@ -215,8 +222,13 @@ def _read_run(folder: Path, problems: list[Problem]) -> dict[str, Any] | None:
         except (OSError, ValueError) as err:
             problems.append(Problem(str(folder), f"arch.json cannot be read ({err})", "warning"))
     if row["metric"] is None or row["macs"] is None:
-        problems.append(Problem(str(folder), "result.json has no metric or no macs: listed in the table, "
-                                "left out of the fronts", "warning"))
+        problems.append(
+            Problem(
+                str(folder),
+                "result.json has no metric or no macs: listed in the table, left out of the fronts",
+                "warning",
+            )
+        )
     return row
 
 
@@ -227,12 +239,15 @@ def _read_compare(folder: Path, problems: list[Problem]) -> list[dict[str, Any]]
     try:
         table = pd.read_csv(csv)
     except Exception as err:  # noqa: BLE001 - pandas raises many kinds; all mean "unreadable"
-        problems.append(Problem(str(csv), f"results.csv cannot be read ({err}); only its run folders are used"))
+        problems.append(
+            Problem(str(csv), f"results.csv cannot be read ({err}); only its run folders are used")
+        )
         return runs
     missing = {"strategy", "metric", "macs"} - set(table.columns)
     if missing:
-        problems.append(Problem(str(csv), f"results.csv lacks columns {sorted(missing)}; only its run folders "
-                                "are used"))
+        problems.append(
+            Problem(str(csv), f"results.csv lacks columns {sorted(missing)}; only its run folders are used")
+        )
         return runs
     rows: list[dict[str, Any]] = []
     used: set[int] = set()
@@ -266,8 +281,12 @@ def _match_run(rec: dict, runs: list[dict], used: set[int], folder: Path) -> int
     for j, run in enumerate(runs):
         if j in used or run.get("strategy") != str(rec.get("strategy")):
             continue
-        if _int(rec.get("macs")) == run.get("macs") and _num(rec.get("metric")) is not None and \
-                run.get("metric") is not None and math.isclose(_num(rec["metric"]), run["metric"], rel_tol=1e-6):
+        if (
+            _int(rec.get("macs")) == run.get("macs")
+            and _num(rec.get("metric")) is not None
+            and run.get("metric") is not None
+            and math.isclose(_num(rec["metric"]), run["metric"], rel_tol=1e-6)
+        ):
             return j
     return None
 
@@ -307,8 +326,12 @@ def _read_nni(db_path: Path, problems: list[Problem]) -> list[dict[str, Any]]:
     try:
         return _read_nni_conn(conn, exp_dir, problems)
     except sqlite3.DatabaseError as err:
-        problems.append(Problem(src, f"the NNI database cannot be read ({err}); is it an NNI 3.0 experiment? "
-                                "Experiment left out"))
+        problems.append(
+            Problem(
+                src,
+                f"the NNI database cannot be read ({err}); is it an NNI 3.0 experiment? Experiment left out",
+            )
+        )
         return []
     finally:
         conn.close()
@@ -323,20 +346,37 @@ def _read_nni_conn(conn: sqlite3.Connection, exp_dir: Path, problems: list[Probl
     tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
     needed = {"TrialJobEvent", "MetricData", "ExperimentProfile"}
     if not needed <= tables:
-        problems.append(Problem(src, f"not an NNI 3.0 experiment database: tables {sorted(needed - tables)} are "
-                                f"missing (found {sorted(tables) or 'none'}); experiment left out"))
+        problems.append(
+            Problem(
+                src,
+                f"not an NNI 3.0 experiment database: tables {sorted(needed - tables)} are "
+                f"missing (found {sorted(tables) or 'none'}); experiment left out",
+            )
+        )
         return []
     event_cols = _columns(conn, "TrialJobEvent")
     metric_cols = _columns(conn, "MetricData")
-    if not {"trialJobId", "event", "data"} <= set(event_cols) or \
-            not {"trialJobId", "type", "data"} <= set(metric_cols):
-        problems.append(Problem(src, "the NNI database has an unknown layout (TrialJobEvent columns "
-                                f"{event_cols}, MetricData columns {metric_cols}); written by another NNI "
-                                "version? Experiment left out"))
+    if not {"trialJobId", "event", "data"} <= set(event_cols) or not {"trialJobId", "type", "data"} <= set(
+        metric_cols
+    ):
+        problems.append(
+            Problem(
+                src,
+                "the NNI database has an unknown layout (TrialJobEvent columns "
+                f"{event_cols}, MetricData columns {metric_cols}); written by another NNI "
+                "version? Experiment left out",
+            )
+        )
         return []
     if "environmentId" not in event_cols:
-        problems.append(Problem(src, "the NNI database was written by an NNI older than 3.0 (no environmentId "
-                                "column); read on a best-effort basis", "warning"))
+        problems.append(
+            Problem(
+                src,
+                "the NNI database was written by an NNI older than 3.0 (no environmentId "
+                "column); read on a best-effort basis",
+                "warning",
+            )
+        )
 
     exp_id = exp_dir.name
     config: dict[str, Any] = {}
@@ -350,10 +390,17 @@ def _read_nni_conn(conn: sqlite3.Connection, exp_dir: Path, problems: list[Probl
         try:
             config = json.loads(prof.get("params") or "{}")
         except ValueError:
-            problems.append(Problem(src, "the experiment profile is not JSON; task and strategy unknown", "warning"))
+            problems.append(
+                Problem(src, "the experiment profile is not JSON; task and strategy unknown", "warning")
+            )
         if "trainingServicePlatform" in config or "authorName" in config:
-            problems.append(Problem(src, "the experiment profile is in an old NNI (v1) format; read on a "
-                                    "best-effort basis", "warning"))
+            problems.append(
+                Problem(
+                    src,
+                    "the experiment profile is in an old NNI (v1) format; read on a best-effort basis",
+                    "warning",
+                )
+            )
     task, preset = _task_from_command(str(config.get("trialCommand") or ""))
 
     trials: dict[str, dict[str, Any]] = {}
@@ -374,7 +421,8 @@ def _read_nni_conn(conn: sqlite3.Connection, exp_dir: Path, problems: list[Probl
     order = "order by timestamp" if "timestamp" in metric_cols else ""
     seq = "sequence" if "sequence" in metric_cols else "0"
     for trial_id, mtype, sequence, data in conn.execute(
-            f"select trialJobId, type, {seq}, data from MetricData {order}"):
+        f"select trialJobId, type, {seq}, data from MetricData {order}"
+    ):
         try:
             value = json.loads(data)
             if isinstance(value, str):  # NNI stores the trial's JSON text as a JSON string
@@ -388,7 +436,9 @@ def _read_nni_conn(conn: sqlite3.Connection, exp_dir: Path, problems: list[Probl
         elif mtype == "PERIODICAL":
             t["periodical"].append((sequence, value))
     if bad_metrics:
-        problems.append(Problem(src, f"{bad_metrics} metric record(s) are not JSON and were skipped", "warning"))
+        problems.append(
+            Problem(src, f"{bad_metrics} metric record(s) are not JSON and were skipped", "warning")
+        )
 
     rows = []
     counts: dict[str, int] = {}
@@ -399,8 +449,16 @@ def _read_nni_conn(conn: sqlite3.Connection, exp_dir: Path, problems: list[Probl
             counts[key] = counts.get(key, 0) + 1
             continue
         row = _empty_row()
-        row.update(source=src, kind="nni", experiment=exp_id, trial=trial_id, strategy="hrnas", task=task,
-                   preset=preset, status=(t["status"] or "UNKNOWN").lower())
+        row.update(
+            source=src,
+            kind="nni",
+            experiment=exp_id,
+            trial=trial_id,
+            strategy="hrnas",
+            task=task,
+            preset=preset,
+            status=(t["status"] or "UNKNOWN").lower(),
+        )
         if row["status"] in ("running", "waiting", "unknown"):
             row["status"] = "finished"  # a final result arrived; the SUCCEEDED event may not (stopped runs)
         _fill_from_result(row, final if isinstance(final, dict) else {"default": final})
@@ -410,22 +468,36 @@ def _read_nni_conn(conn: sqlite3.Connection, exp_dir: Path, problems: list[Probl
         if row["trajectory"] is None:
             row["trajectory"] = _nni_trajectory(t["periodical"])
         if row["macs"] is None:
-            problems.append(Problem(f"{src} trial {trial_id}", "final result has no 'macs': listed in the table, "
-                                    "left out of the fronts", "warning"))
+            problems.append(
+                Problem(
+                    f"{src} trial {trial_id}",
+                    "final result has no 'macs': listed in the table, left out of the fronts",
+                    "warning",
+                )
+            )
         rows.append(row)
 
     status, alive = _nni_registry_status(exp_id)
     running = (status not in (None, "STOPPED", "DONE", "ERROR") and alive) or end_time is None
     if running:
         what = "is still running" if alive else "has no end time recorded (still running, or killed)"
-        problems.append(Problem(src, f"the experiment {what}: {len(rows)} trial(s) with a final result are "
-                                "included, later ones are not", "warning"))
+        problems.append(
+            Problem(
+                src,
+                f"the experiment {what}: {len(rows)} trial(s) with a final result are "
+                "included, later ones are not",
+                "warning",
+            )
+        )
     if counts:
         detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         problems.append(Problem(src, f"trials without a final result left out: {detail}", "warning"))
     if not rows:
-        problems.append(Problem(src, f"NNI experiment {exp_id} has no finished trials (no final results); "
-                                "nothing to include"))
+        problems.append(
+            Problem(
+                src, f"NNI experiment {exp_id} has no finished trials (no final results); nothing to include"
+            )
+        )
     return rows
 
 
@@ -434,9 +506,16 @@ def _nni_trajectory(periodical: list[tuple[int, Any]]) -> list[dict] | None:
     steps = []
     for seq, value in sorted(periodical, key=lambda sv: (sv[0] is None, sv[0])):
         if isinstance(value, dict) and value.get("macs") is not None:
-            steps.append({"step": value.get("step", seq), "epoch": value.get("epoch"), "macs": value.get("macs"),
-                          "params": value.get("params"), "metric": value.get("metric", value.get("default")),
-                          "units_removed": value.get("units_removed")})
+            steps.append(
+                {
+                    "step": value.get("step", seq),
+                    "epoch": value.get("epoch"),
+                    "macs": value.get("macs"),
+                    "params": value.get("params"),
+                    "metric": value.get("metric", value.get("default")),
+                    "units_removed": value.get("units_removed"),
+                }
+            )
     return steps or None
 
 
@@ -478,7 +557,7 @@ def _read_optuna(spec: str, problems: list[Problem], studies: dict[str, Any]) ->
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if spec.startswith("sqlite:///"):
-        path = Path(spec[len("sqlite:///"):])
+        path = Path(spec[len("sqlite:///") :])
         if not path.exists():  # Optuna would silently create an empty database here
             problems.append(Problem(spec, f"the SQLite file {path} does not exist"))
             return []
@@ -517,19 +596,29 @@ def _read_study(study, spec: str, problems: list[Problem], studies: dict[str, An
         named = [i for i, n in enumerate(names) if n and _MACS_NAME.search(n)]
         macs_idx = named[0] if len(named) == 1 else 1
         metric_idx = 1 - macs_idx
-        if directions[metric_idx] != StudyDirection.MAXIMIZE or directions[macs_idx] != StudyDirection.MINIMIZE:
-            problems.append(Problem(src, f"objectives are ({dirs}), not (metric maximise, MACs minimise); "
-                                    "study left out"))
+        if (
+            directions[metric_idx] != StudyDirection.MAXIMIZE
+            or directions[macs_idx] != StudyDirection.MINIMIZE
+        ):
+            problems.append(
+                Problem(src, f"objectives are ({dirs}), not (metric maximise, MACs minimise); study left out")
+            )
             return []
     elif len(directions) == 1:
         if directions[0] != StudyDirection.MAXIMIZE:
-            problems.append(Problem(src, "its single objective is minimised; expected the metric (maximised) "
-                                    "with MACs as a user attribute; study left out"))
+            problems.append(
+                Problem(
+                    src,
+                    "its single objective is minimised; expected the metric (maximised) "
+                    "with MACs as a user attribute; study left out",
+                )
+            )
             return []
         metric_idx = 0
     else:
-        problems.append(Problem(src, f"{len(directions)} objectives ({dirs}); expected (metric, MACs); "
-                                "study left out"))
+        problems.append(
+            Problem(src, f"{len(directions)} objectives ({dirs}); expected (metric, MACs); study left out")
+        )
         return []
 
     trials = study.get_trials(deepcopy=False)
@@ -542,16 +631,26 @@ def _read_study(study, spec: str, problems: list[Problem], studies: dict[str, An
         problems.append(Problem(src, f"no finished trials ({detail}); study left out"))
         return []
     if len(done) < len(trials):
-        problems.append(Problem(src, f"{len(trials) - len(done)} unfinished or failed trial(s) left out", "warning"))
+        problems.append(
+            Problem(src, f"{len(trials) - len(done)} unfinished or failed trial(s) left out", "warning")
+        )
     sattrs = study.user_attrs
     rows = []
     no_macs = 0
     for t in done:
         attrs = {k: _maybe_json(v) for k, v in t.user_attrs.items()}
         row = _empty_row()
-        row.update(source=spec, kind="optuna", experiment=study.study_name, trial=str(t.number), status="finished",
-                   strategy=str(sattrs.get("strategy", "hrnas")), task=sattrs.get("task"),
-                   preset=sattrs.get("preset"), metric_name=names[metric_idx] or sattrs.get("metric_name"))
+        row.update(
+            source=spec,
+            kind="optuna",
+            experiment=study.study_name,
+            trial=str(t.number),
+            status="finished",
+            strategy=str(sattrs.get("strategy", "hrnas")),
+            task=sattrs.get("task"),
+            preset=sattrs.get("preset"),
+            metric_name=names[metric_idx] or sattrs.get("metric_name"),
+        )
         res = dict(attrs)
         res["metric"] = t.values[metric_idx]
         if res.get("macs") is None and macs_idx is not None:
@@ -564,8 +663,14 @@ def _read_study(study, spec: str, problems: list[Problem], studies: dict[str, An
             no_macs += 1
         rows.append(row)
     if no_macs:
-        problems.append(Problem(src, f"{no_macs} trial(s) have no 'macs' user attribute: listed in the table, "
-                                "left out of the fronts", "warning"))
+        problems.append(
+            Problem(
+                src,
+                f"{no_macs} trial(s) have no 'macs' user attribute: listed in the table, "
+                "left out of the fronts",
+                "warning",
+            )
+        )
     studies[f"{study.study_name}"] = study
     return rows
 
@@ -641,12 +746,19 @@ def _read_one(spec: str, problems: list[Problem], studies: dict[str, Any]) -> li
             return [r for r in [_read_run(path.parent, problems)] if r]
         if path.name == "results.csv":
             return _read_compare(path.parent, problems)
-        problems.append(Problem(spec, "is neither an NNI database, an Optuna storage, result.json nor results.csv"))
+        problems.append(
+            Problem(spec, "is neither an NNI database, an Optuna storage, result.json nor results.csv")
+        )
         return []
     found = _discover(path)
     if not found:
-        problems.append(Problem(spec, "no results found (looked for result.json, results.csv, db/nni.sqlite, "
-                                "Optuna .db/.sqlite files and journal files)"))
+        problems.append(
+            Problem(
+                spec,
+                "no results found (looked for result.json, results.csv, db/nni.sqlite, "
+                "Optuna .db/.sqlite files and journal files)",
+            )
+        )
         return []
     rows: list[dict[str, Any]] = []
     for kind, where in found:
@@ -686,10 +798,20 @@ def trajectories(table: pd.DataFrame) -> pd.DataFrame:
     out = []
     for idx, row in table.iterrows():
         for step in row["trajectory"] or []:
-            out.append({"row": idx, "label": run_label(row), "strategy": row["strategy"], "task": row["task"],
-                        "step": _int(step.get("step")), "epoch": _num(step.get("epoch")),
-                        "macs": _num(step.get("macs")), "params": _num(step.get("params")),
-                        "metric": _num(step.get("metric")), "units_removed": _num(step.get("units_removed"))})
+            out.append(
+                {
+                    "row": idx,
+                    "label": run_label(row),
+                    "strategy": row["strategy"],
+                    "task": row["task"],
+                    "step": _int(step.get("step")),
+                    "epoch": _num(step.get("epoch")),
+                    "macs": _num(step.get("macs")),
+                    "params": _num(step.get("params")),
+                    "metric": _num(step.get("metric")),
+                    "units_removed": _num(step.get("units_removed")),
+                }
+            )
     cols = ["row", "label", "strategy", "task", "step", "epoch", "macs", "params", "metric", "units_removed"]
     return pd.DataFrame(out, columns=cols)
 

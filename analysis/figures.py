@@ -51,7 +51,11 @@ def strategy_colors(strategies) -> dict[str, str]:
 
 
 def _hover(row: pd.Series, scale: float, unit: str) -> str:
-    bits = [f"<b>{run_label(row)}</b>", f"metric {row['metric']:.4g}", f"MACs {row['macs'] / scale:.4g}{unit}"]
+    bits = [
+        f"<b>{run_label(row)}</b>",
+        f"metric {row['metric']:.4g}",
+        f"MACs {row['macs'] / scale:.4g}{unit}",
+    ]
     if not pd.isna(row.get("params")):
         bits.append(f"params {row['params'] / 1e6:.3g}M")
     if not pd.isna(row.get("eps")):
@@ -60,8 +64,14 @@ def _hover(row: pd.Series, scale: float, unit: str) -> str:
     return "<br>".join(bits)
 
 
-def pareto_figure(table: pd.DataFrame, *, title: str = "Accuracy vs MACs", ref: ReferencePoint | None = None,
-                  reference_points: pd.DataFrame | None = None, reference_note: str | None = None) -> go.Figure:
+def pareto_figure(
+    table: pd.DataFrame,
+    *,
+    title: str = "Accuracy vs MACs",
+    ref: ReferencePoint | None = None,
+    reference_points: pd.DataFrame | None = None,
+    reference_note: str | None = None,
+) -> go.Figure:
     """Metric vs MACs, bubble size = params, one series per strategy, each strategy's front as a
     highlighted staircase; optionally the hypervolume reference point and literature points."""
     data = table[table["metric"].notna() & table["macs"].notna()].copy()
@@ -74,73 +84,140 @@ def pareto_figure(table: pd.DataFrame, *, title: str = "Accuracy vs MACs", ref: 
     pmax = float(params.max()) if params.notna().any() else 1.0
     if reference_points is not None and reference_points["params"].notna().any():
         pmax = max(pmax, float(reference_points["params"].max()))
-    sizeref = 2.0 * pmax / (42.0 ** 2)
+    sizeref = 2.0 * pmax / (42.0**2)
     colors = strategy_colors(data["strategy"].fillna("?"))
     fig = go.Figure()
-    for strat, group in sorted(data.groupby(data["strategy"].fillna("?")), key=lambda kv: (kv[0] != "hrnas", kv[0])):
+    for strat, group in sorted(
+        data.groupby(data["strategy"].fillna("?")), key=lambda kv: (kv[0] != "hrnas", kv[0])
+    ):
         color = colors[str(strat)]
         sizes = group["params"].astype(float).fillna(pmax / 4).to_numpy()
         mask = pareto_mask(group["metric"], group["macs"])
-        fig.add_trace(go.Scatter(
-            x=group["macs"] / scale, y=group["metric"], mode="markers", name=f"{strat}",
-            legendgroup=str(strat), text=[_hover(r, scale, unit) for _, r in group.iterrows()],
-            hovertemplate="%{text}<extra></extra>",
-            marker=dict(size=sizes, sizemode="area", sizeref=sizeref, sizemin=4, color=color, opacity=0.45,
-                        line=dict(width=np.where(mask, 2, 0), color="black"))))
+        fig.add_trace(
+            go.Scatter(
+                x=group["macs"] / scale,
+                y=group["metric"],
+                mode="markers",
+                name=f"{strat}",
+                legendgroup=str(strat),
+                text=[_hover(r, scale, unit) for _, r in group.iterrows()],
+                hovertemplate="%{text}<extra></extra>",
+                marker=dict(
+                    size=sizes,
+                    sizemode="area",
+                    sizeref=sizeref,
+                    sizemin=4,
+                    color=color,
+                    opacity=0.45,
+                    line=dict(width=np.where(mask, 2, 0), color="black"),
+                ),
+            )
+        )
         front = group[mask].sort_values(["macs", "metric"])
-        fig.add_trace(go.Scatter(
-            x=front["macs"] / scale, y=front["metric"], mode="lines", line=dict(color=color, width=3, shape="hv"),
-            name=f"{strat} front", legendgroup=str(strat), hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=front["macs"] / scale,
+                y=front["metric"],
+                mode="lines",
+                line=dict(color=color, width=3, shape="hv"),
+                name=f"{strat} front",
+                legendgroup=str(strat),
+                hoverinfo="skip",
+            )
+        )
     if ref is not None:
-        fig.add_trace(go.Scatter(
-            x=[ref.macs / scale], y=[ref.metric], mode="markers", name="HV reference",
-            marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="black")),
-            hovertemplate=f"hypervolume reference<br>{ref.describe()}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[ref.macs / scale],
+                y=[ref.metric],
+                mode="markers",
+                name="HV reference",
+                marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="black")),
+                hovertemplate=f"hypervolume reference<br>{ref.describe()}<extra></extra>",
+            )
+        )
     if reference_points is not None and len(reference_points):
         rp = reference_points
-        fig.add_trace(go.Scatter(
-            x=rp["macs"] / scale, y=rp["metric"], mode="markers+text", name="reported (papers)",
-            text=rp["model"], textposition="top center",
-            customdata=np.stack([rp["source"].astype(str), rp["params"].fillna(0) / 1e6], axis=-1),
-            hovertemplate="%{text}<br>metric %{y:.4g}<br>MACs %{x:.4g}" + unit
-                          + "<br>params %{customdata[1]:.3g}M<br>%{customdata[0]}<extra></extra>",
-            marker=dict(symbol="star", color="rgba(0,0,0,0.75)", size=rp["params"].fillna(pmax / 4).to_numpy(),
-                        sizemode="area", sizeref=sizeref, sizemin=8)))
+        fig.add_trace(
+            go.Scatter(
+                x=rp["macs"] / scale,
+                y=rp["metric"],
+                mode="markers+text",
+                name="reported (papers)",
+                text=rp["model"],
+                textposition="top center",
+                customdata=np.stack([rp["source"].astype(str), rp["params"].fillna(0) / 1e6], axis=-1),
+                hovertemplate="%{text}<br>metric %{y:.4g}<br>MACs %{x:.4g}"
+                + unit
+                + "<br>params %{customdata[1]:.3g}M<br>%{customdata[0]}<extra></extra>",
+                marker=dict(
+                    symbol="star",
+                    color="rgba(0,0,0,0.75)",
+                    size=rp["params"].fillna(pmax / 4).to_numpy(),
+                    sizemode="area",
+                    sizeref=sizeref,
+                    sizemin=8,
+                ),
+            )
+        )
     subtitle = "bubble area = parameters; outlined bubbles and lines: each strategy's Pareto front"
     if reference_note:
         subtitle += f"<br>{reference_note}"
-    fig.update_layout(title=dict(text=f"{title}<br><sup>{subtitle}</sup>"), xaxis_title=macs_title(unit),
-                      yaxis_title=_metric_title(table), template="plotly_white", height=560,
-                      legend=dict(groupclick="togglegroup"))
+    fig.update_layout(
+        title=dict(text=f"{title}<br><sup>{subtitle}</sup>"),
+        xaxis_title=macs_title(unit),
+        yaxis_title=_metric_title(table),
+        template="plotly_white",
+        height=560,
+        legend=dict(groupclick="togglegroup"),
+    )
     return fig
 
 
-def hypervolume_figure(fronts: pd.DataFrame, ref: ReferencePoint, *, title: str = "Hypervolume",
-                       metric_name: str = "metric") -> go.Figure:
+def hypervolume_figure(
+    fronts: pd.DataFrame, ref: ReferencePoint, *, title: str = "Hypervolume", metric_name: str = "metric"
+) -> go.Figure:
     """One bar per strategy: the share of the reference box its front dominates (hover: raw area)."""
     colors = strategy_colors(fronts["strategy"])
     scale, unit = macs_scale([ref.macs])
-    fig = go.Figure(go.Bar(
-        x=fronts["strategy"].astype(str), y=fronts["hv_share"],
-        marker_color=[colors[str(s)] for s in fronts["strategy"]],
-        text=[f"{v:.3f}" for v in fronts["hv_share"]], textposition="outside",
-        customdata=np.stack([fronts["hypervolume"] / scale, fronts["points"], fronts["front"]], axis=-1),
-        hovertemplate=("%{x}<br>share of box %{y:.4f}<br>hypervolume %{customdata[0]:.4g} " + metric_name
-                       + " x " + (unit or "") + "MACs<br>%{customdata[1]} points, %{customdata[2]} on the front"
-                       "<extra></extra>")))
+    fig = go.Figure(
+        go.Bar(
+            x=fronts["strategy"].astype(str),
+            y=fronts["hv_share"],
+            marker_color=[colors[str(s)] for s in fronts["strategy"]],
+            text=[f"{v:.3f}" for v in fronts["hv_share"]],
+            textposition="outside",
+            customdata=np.stack([fronts["hypervolume"] / scale, fronts["points"], fronts["front"]], axis=-1),
+            hovertemplate=(
+                "%{x}<br>share of box %{y:.4f}<br>hypervolume %{customdata[0]:.4g} "
+                + metric_name
+                + " x "
+                + (unit or "")
+                + "MACs<br>%{customdata[1]} points, %{customdata[2]} on the front"
+                "<extra></extra>"
+            ),
+        )
+    )
     fig.update_layout(
-        title=dict(text=f"{title}<br><sup>reference point: {ref.describe(metric_name)}; bar = hypervolume / "
-                        "area between the reference and the ideal point</sup>"),
-        yaxis_title="hypervolume (share of the box)", template="plotly_white", height=420,
-        yaxis=dict(rangemode="tozero"))
+        title=dict(
+            text=f"{title}<br><sup>reference point: {ref.describe(metric_name)}; bar = hypervolume / "
+            "area between the reference and the ideal point</sup>"
+        ),
+        yaxis_title="hypervolume (share of the box)",
+        template="plotly_white",
+        height=420,
+        yaxis=dict(rangemode="tozero"),
+    )
     return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # Architectures
 
-_BLOCK = re.compile(r"^(?P<block>p(?P<ps>\d+)_b(?P<pb>\d+)_n(?P<pn>\d+)|f(?P<fs>\d+)_o(?P<fo>\d+)_i(?P<fi>\d+)"
-                    r"|head|cls_b(?P<cb>\d+)|cls_d(?P<cd>\d+))_(?P<choice>k3|k5|k7|tok)$")
+_BLOCK = re.compile(
+    r"^(?P<block>p(?P<ps>\d+)_b(?P<pb>\d+)_n(?P<pn>\d+)|f(?P<fs>\d+)_o(?P<fo>\d+)_i(?P<fi>\d+)"
+    r"|head|cls_b(?P<cb>\d+)|cls_d(?P<cd>\d+))_(?P<choice>k3|k5|k7|tok)$"
+)
 
 
 def parse_arch(arch: dict[str, Any], arch_max: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -156,20 +233,45 @@ def parse_arch(arch: dict[str, Any], arch_max: dict[str, Any] | None = None) -> 
             if m["ps"] is not None:
                 row, stage, pos, short = f"branch {m['pb']}", int(m["ps"]), (1, int(m["pn"])), f"n{m['pn']}"
             elif m["fs"] is not None:
-                row, stage, pos, short = f"branch {m['fo']}", int(m["fs"]), (0, int(m["fi"])), f"fuse←b{m['fi']}"
+                row, stage, pos, short = (
+                    f"branch {m['fo']}",
+                    int(m["fs"]),
+                    (0, int(m["fi"])),
+                    f"fuse←b{m['fi']}",
+                )
             elif m["cb"] is not None:
                 row, stage, pos, short = "head", 5, (1, int(m["cb"])), f"cls b{m['cb']}"
             elif m["cd"] is not None:
                 row, stage, pos, short = "head", 5, (2, int(m["cd"])), f"cls d{m['cd']}"
             else:
                 row, stage, pos, short = "head", 5, (0, 0), "head"
-            b = blocks[name] = {"block": name, "row": row, "stage": stage, "order": pos[0], "index": pos[1],
-                                "short": short}
+            b = blocks[name] = {
+                "block": name,
+                "row": row,
+                "stage": stage,
+                "order": pos[0],
+                "index": pos[1],
+                "short": short,
+            }
         b[m["choice"]] = value
         if arch_max is not None and label in arch_max:
             b[m["choice"] + "_max"] = arch_max[label]
-    cols = ["block", "row", "stage", "order", "index", "short", "k3", "k5", "k7", "tok", "k3_max", "k5_max", "k7_max",
-            "tok_max"]
+    cols = [
+        "block",
+        "row",
+        "stage",
+        "order",
+        "index",
+        "short",
+        "k3",
+        "k5",
+        "k7",
+        "tok",
+        "k3_max",
+        "k5_max",
+        "k7_max",
+        "tok_max",
+    ]
     df = pd.DataFrame(list(blocks.values()), columns=cols)
     df = df.sort_values(["row", "stage", "order", "index"], kind="stable").reset_index(drop=True)
     return df
@@ -183,15 +285,18 @@ def _num(v: Any) -> float:
     return 0.0 if math.isnan(out) else out
 
 
-def architecture_figure(archs: list[tuple[str, dict, dict | None]], *, title: str = "Searched architecture"
-                        ) -> go.Figure:
+def architecture_figure(
+    archs: list[tuple[str, dict, dict | None]], *, title: str = "Searched architecture"
+) -> go.Figure:
     """Channels kept per kernel size (stacked 3x3/5x5/7x7), removed units (grey, when the maxima are
     known) and tokens kept (diamonds, right axis) for every searching block, one row per branch
     (plus the head), grouped by stage. ``archs``: up to two (name, arch, arch_max) side by side."""
     archs = archs[:2]
     tags = ["A", "B"]
-    parsed = [(tags[i] if len(archs) > 1 else "", parse_arch(arch, amax), amax is not None)
-              for i, (_, arch, amax) in enumerate(archs)]
+    parsed = [
+        (tags[i] if len(archs) > 1 else "", parse_arch(arch, amax), amax is not None)
+        for i, (_, arch, amax) in enumerate(archs)
+    ]
     rows = sorted({r for _, p, _ in parsed for r in p["row"]}, key=lambda r: (r == "head", r))
     if not rows:
         fig = go.Figure()
@@ -199,8 +304,13 @@ def architecture_figure(archs: list[tuple[str, dict, dict | None]], *, title: st
         return fig
     height = 300 * len(rows) + 220
     spacing = min(120 / height, 0.9 / max(len(rows) - 1, 1))
-    fig = make_subplots(rows=len(rows), cols=1, specs=[[{"secondary_y": True}]] * len(rows),
-                        subplot_titles=[r if r != "head" else "head blocks" for r in rows], vertical_spacing=spacing)
+    fig = make_subplots(
+        rows=len(rows),
+        cols=1,
+        specs=[[{"secondary_y": True}]] * len(rows),
+        subplot_titles=[r if r != "head" else "head blocks" for r in rows],
+        vertical_spacing=spacing,
+    )
     hatch = ["", "/"]
     shown: set[str] = set()
     tok_top: dict[int, float] = {}
@@ -218,59 +328,136 @@ def architecture_figure(archs: list[tuple[str, dict, dict | None]], *, title: st
                 continue
             # plotly orders each level of a multicategory axis by first appearance: zero-width spaces keep
             # equal block labels of different stages apart (so fusion blocks stay before their stage's n0)
-            x = [[("stage " + str(s)) if s < 5 else "head" for s in sub["stage"]],
-                 [f"{short}{chr(0x200B) * int(s)}" for short, s in zip(sub["short"], sub["stage"], strict=True)]]
+            x = [
+                [("stage " + str(s)) if s < 5 else "head" for s in sub["stage"]],
+                [
+                    f"{short}{chr(0x200B) * int(s)}"
+                    for short, s in zip(sub["short"], sub["stage"], strict=True)
+                ],
+            ]
             base = np.zeros(len(sub))
             for k in ("k3", "k5", "k7"):
                 kept = np.array([_num(v) for v in sub[k]])
-                fig.add_trace(go.Bar(
-                    x=x, y=kept, base=base.copy(), offsetgroup=name, name=f"{k[1]}x{k[1]} kept" +
-                    (f" ({name})" if name else ""), legendgroup=f"{name}{k}", showlegend=once(f"{name}{k}"),
-                    marker=dict(color=KERNEL_COLORS[k], pattern_shape=hatch[a]),
-                    customdata=np.stack([sub["block"], kept, [_num(v) for v in sub[k + "_max"]]], axis=-1),
-                    hovertemplate=f"{full[name]}<br>%{{customdata[0]}} {k[1]}x{k[1]}: %{{customdata[1]:.0f}} of "
-                                  "%{customdata[2]:.0f} channels<extra></extra>"), row=r, col=1)
+                fig.add_trace(
+                    go.Bar(
+                        x=x,
+                        y=kept,
+                        base=base.copy(),
+                        offsetgroup=name,
+                        name=f"{k[1]}x{k[1]} kept" + (f" ({name})" if name else ""),
+                        legendgroup=f"{name}{k}",
+                        showlegend=once(f"{name}{k}"),
+                        marker=dict(color=KERNEL_COLORS[k], pattern_shape=hatch[a]),
+                        customdata=np.stack(
+                            [sub["block"], kept, [_num(v) for v in sub[k + "_max"]]], axis=-1
+                        ),
+                        hovertemplate=f"{full[name]}<br>%{{customdata[0]}} {k[1]}x{k[1]}: "
+                        "%{customdata[1]:.0f} of "
+                        "%{customdata[2]:.0f} channels<extra></extra>",
+                    ),
+                    row=r,
+                    col=1,
+                )
                 base = base + kept
             if has_max:
-                total_max = np.array([sum(_num(sub.iloc[i][k + "_max"]) for k in ("k3", "k5", "k7"))
-                                      for i in range(len(sub))])
+                total_max = np.array(
+                    [sum(_num(sub.iloc[i][k + "_max"]) for k in ("k3", "k5", "k7")) for i in range(len(sub))]
+                )
                 removed = np.clip(total_max - base, 0, None)
-                fig.add_trace(go.Bar(
-                    x=x, y=removed, base=base.copy(), offsetgroup=name, name="removed channels" +
-                    (f" ({name})" if name else ""), legendgroup=f"{name}removed",
-                    showlegend=once(f"{name}removed"), marker=dict(color=REMOVED_COLOR, pattern_shape=hatch[a]),
-                    customdata=np.stack([sub["block"], removed, total_max], axis=-1),
-                    hovertemplate=f"{full[name]}<br>%{{customdata[0]}}: %{{customdata[1]:.0f}} of %{{customdata[2]:.0f}} "
-                                  "depthwise channels removed<extra></extra>"), row=r, col=1)
-            tok = np.array([v if v is not None and not pd.isna(v) else np.nan for v in sub["tok"]], dtype=float)
+                fig.add_trace(
+                    go.Bar(
+                        x=x,
+                        y=removed,
+                        base=base.copy(),
+                        offsetgroup=name,
+                        name="removed channels" + (f" ({name})" if name else ""),
+                        legendgroup=f"{name}removed",
+                        showlegend=once(f"{name}removed"),
+                        marker=dict(color=REMOVED_COLOR, pattern_shape=hatch[a]),
+                        customdata=np.stack([sub["block"], removed, total_max], axis=-1),
+                        hovertemplate=f"{full[name]}<br>%{{customdata[0]}}: "
+                        "%{customdata[1]:.0f} of %{customdata[2]:.0f} "
+                        "depthwise channels removed<extra></extra>",
+                    ),
+                    row=r,
+                    col=1,
+                )
+            tok = np.array(
+                [v if v is not None and not pd.isna(v) else np.nan for v in sub["tok"]], dtype=float
+            )
             if np.isfinite(tok).any():
-                tok_max = np.array([_num(v) if v is not None and not pd.isna(v) else np.nan for v in sub["tok_max"]],
-                                   dtype=float)
+                tok_max = np.array(
+                    [_num(v) if v is not None and not pd.isna(v) else np.nan for v in sub["tok_max"]],
+                    dtype=float,
+                )
                 err = np.where(np.isfinite(tok_max), tok_max - tok, 0.0) if has_max else None
-                fig.add_trace(go.Scatter(
-                    x=x, y=tok, mode="markers", offsetgroup=name, name="tokens kept" +
-                    (f" ({name})" if name else ""), legendgroup=f"{name}tok", showlegend=once(f"{name}tok"),
-                    marker=dict(symbol="diamond" if a == 0 else "diamond-open", size=10, color=TOKEN_COLOR),
-                    error_y=dict(type="data", symmetric=False, array=err, arrayminus=np.zeros(len(sub)),
-                                 color="rgba(148,103,189,0.5)", thickness=1.5, width=4) if has_max else None,
-                    customdata=np.stack([sub["block"], tok, tok_max], axis=-1),
-                    hovertemplate=f"{full[name]}<br>%{{customdata[0]}}: %{{customdata[1]:.0f}} tokens kept"
-                                  + (" of %{customdata[2]:.0f}" if has_max else "") + "<extra></extra>"),
-                    row=r, col=1, secondary_y=True)
-                top = np.nanmax(np.concatenate([tok, tok_max])) if np.isfinite(tok_max).any() else np.nanmax(tok)
+                fig.add_trace(
+                    go.Scatter(
+                        x=x,
+                        y=tok,
+                        mode="markers",
+                        offsetgroup=name,
+                        name="tokens kept" + (f" ({name})" if name else ""),
+                        legendgroup=f"{name}tok",
+                        showlegend=once(f"{name}tok"),
+                        marker=dict(
+                            symbol="diamond" if a == 0 else "diamond-open", size=10, color=TOKEN_COLOR
+                        ),
+                        error_y=dict(
+                            type="data",
+                            symmetric=False,
+                            array=err,
+                            arrayminus=np.zeros(len(sub)),
+                            color="rgba(148,103,189,0.5)",
+                            thickness=1.5,
+                            width=4,
+                        )
+                        if has_max
+                        else None,
+                        customdata=np.stack([sub["block"], tok, tok_max], axis=-1),
+                        hovertemplate=f"{full[name]}<br>%{{customdata[0]}}: "
+                        "%{customdata[1]:.0f} tokens kept"
+                        + (" of %{customdata[2]:.0f}" if has_max else "")
+                        + "<extra></extra>",
+                    ),
+                    row=r,
+                    col=1,
+                    secondary_y=True,
+                )
+                top = (
+                    np.nanmax(np.concatenate([tok, tok_max]))
+                    if np.isfinite(tok_max).any()
+                    else np.nanmax(tok)
+                )
                 tok_top[r] = max(tok_top.get(r, 0.0), float(top))
     for r in range(1, len(rows) + 1):
         fig.update_yaxes(title_text="depthwise channels", row=r, col=1, secondary_y=False, rangemode="tozero")
-        fig.update_yaxes(title_text="tokens", row=r, col=1, secondary_y=True, rangemode="tozero",
-                         showgrid=False, tickformat="d",
-                         range=[0, tok_top[r] * 1.08] if tok_top.get(r) else None)
-    names = "<br>".join((f"{tags[i]} (right, hatched): " if i else (f"{tags[0]} (left): " if len(parsed) > 1 else ""))
-                        + name for i, (name, _, _) in enumerate(archs))
+        fig.update_yaxes(
+            title_text="tokens",
+            row=r,
+            col=1,
+            secondary_y=True,
+            rangemode="tozero",
+            showgrid=False,
+            tickformat="d",
+            range=[0, tok_top[r] * 1.08] if tok_top.get(r) else None,
+        )
+    names = "<br>".join(
+        (f"{tags[i]} (right, hatched): " if i else (f"{tags[0]} (left): " if len(parsed) > 1 else "")) + name
+        for i, (name, _, _) in enumerate(archs)
+    )
     fig.update_layout(
-        title=dict(text=f"{title}<br><sup>{names}<br>stacked bars: depthwise channels kept per kernel size, grey: "
-                        "removed units; diamonds: transformer tokens kept (whisker up to the maximum)</sup>"),
-        margin=dict(t=150), barmode="group", scattermode="group", template="plotly_white", height=height,
-        legend=dict(orientation="h", y=-60 / height))
+        title=dict(
+            text=f"{title}<br><sup>{names}<br>stacked bars: depthwise channels kept per kernel size, grey: "
+            "removed units; diamonds: transformer tokens kept (whisker up to the maximum)</sup>"
+        ),
+        margin=dict(t=150),
+        barmode="group",
+        scattermode="group",
+        template="plotly_white",
+        height=height,
+        legend=dict(orientation="h", y=-60 / height),
+    )
     return fig
 
 
@@ -285,20 +472,47 @@ def trajectory_figure(table: pd.DataFrame, *, title: str = "Search trajectory") 
         return None
     scale, unit = macs_scale(traj["macs"])
     colors = strategy_colors(traj["strategy"].fillna("?"))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("MACs after each prune step",
-                                                        "metric after each prune step"))
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("MACs after each prune step", "metric after each prune step")
+    )
     for label, run in traj.groupby("label", sort=True):
         run = run.sort_values("step")
         color = colors[str(run["strategy"].iloc[0] if run["strategy"].notna().any() else "?")]
         extra = np.stack([run["epoch"].fillna(-1), run["units_removed"].fillna(-1)], axis=-1)
-        hover = (f"{label}<br>step %{{x}} (epoch %{{customdata[0]}})<br>%{{y:.4g}}"
-                 "<br>units removed %{customdata[1]}<extra></extra>")
-        fig.add_trace(go.Scatter(x=run["step"], y=run["macs"] / scale, mode="lines+markers", name=label,
-                                 legendgroup=label, line=dict(color=color), customdata=extra,
-                                 hovertemplate=hover), row=1, col=1)
-        fig.add_trace(go.Scatter(x=run["step"], y=run["metric"], mode="lines+markers", name=label,
-                                 legendgroup=label, showlegend=False, line=dict(color=color), customdata=extra,
-                                 connectgaps=True, hovertemplate=hover), row=1, col=2)
+        hover = (
+            f"{label}<br>step %{{x}} (epoch %{{customdata[0]}})<br>%{{y:.4g}}"
+            "<br>units removed %{customdata[1]}<extra></extra>"
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=run["step"],
+                y=run["macs"] / scale,
+                mode="lines+markers",
+                name=label,
+                legendgroup=label,
+                line=dict(color=color),
+                customdata=extra,
+                hovertemplate=hover,
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=run["step"],
+                y=run["metric"],
+                mode="lines+markers",
+                name=label,
+                legendgroup=label,
+                showlegend=False,
+                line=dict(color=color),
+                customdata=extra,
+                connectgaps=True,
+                hovertemplate=hover,
+            ),
+            row=1,
+            col=2,
+        )
     fig.update_xaxes(title_text="prune step", dtick=1)
     fig.update_yaxes(title_text=macs_title(unit), row=1, col=1)
     fig.update_yaxes(title_text=_metric_title(table), row=1, col=2)
@@ -315,13 +529,40 @@ def lambda_eps_figure(table: pd.DataFrame, *, title: str = "lambda / eps study")
     eps = np.log10(data["eps"].where(data["eps"] > 0))
     fig = make_subplots(rows=1, cols=2, subplot_titles=("metric vs lambda", "MACs vs lambda"))
     hover = [_hover(r, scale, unit) for _, r in data.iterrows()]
-    marker = dict(size=10, color=eps, colorscale="Viridis", showscale=bool(eps.notna().any()),
-                  colorbar=dict(title="log10 eps"), line=dict(width=0.5, color="black"))
-    fig.add_trace(go.Scatter(x=data["lambda"], y=data["metric"], mode="markers", marker=marker, text=hover,
-                             hovertemplate="%{text}<extra></extra>", name="metric"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=data["lambda"], y=data["macs"].astype(float) / scale, mode="markers",
-                             marker={**marker, "showscale": False}, text=hover, name="MACs",
-                             hovertemplate="%{text}<extra></extra>"), row=1, col=2)
+    marker = dict(
+        size=10,
+        color=eps,
+        colorscale="Viridis",
+        showscale=bool(eps.notna().any()),
+        colorbar=dict(title="log10 eps"),
+        line=dict(width=0.5, color="black"),
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=data["lambda"],
+            y=data["metric"],
+            mode="markers",
+            marker=marker,
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+            name="metric",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=data["lambda"],
+            y=data["macs"].astype(float) / scale,
+            mode="markers",
+            marker={**marker, "showscale": False},
+            text=hover,
+            name="MACs",
+            hovertemplate="%{text}<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_xaxes(title_text="lambda")
     fig.update_yaxes(title_text=_metric_title(table), row=1, col=1)
     fig.update_yaxes(title_text=macs_title(unit), row=1, col=2)
@@ -367,11 +608,14 @@ def optuna_figures(study, *, metric_name: str = "metric") -> tuple[list[tuple[st
         attempt("Optuna Pareto front", lambda: vis.plot_pareto_front(study, target_names=target_names))
     varying = {k for t in complete for k in t.params}
     if len(complete) >= 2 and varying:
-        attempt("Optuna parameter importances (metric)",
-                lambda: vis.plot_param_importances(study, target=target, target_name=metric_name))
+        attempt(
+            "Optuna parameter importances (metric)",
+            lambda: vis.plot_param_importances(study, target=target, target_name=metric_name),
+        )
     else:
         skipped.append("parameter importances: needs at least two finished trials with parameters")
-    attempt("Optuna optimisation history (metric)",
-            lambda: vis.plot_optimization_history(study, target=target if two else None, target_name=metric_name))
+    attempt(
+        "Optuna optimisation history (metric)",
+        lambda: vis.plot_optimization_history(study, target=target if two else None, target_name=metric_name),
+    )
     return figs, skipped
-

@@ -26,8 +26,10 @@ PAPER_POINTS = pd.DataFrame(
     ],
     columns=["dataset", "model", "metric", "macs", "params", "source"],
 )
-PAPER_NOTE = ("Reference points transcribed from the papers' tables (not re-checked here; verify before citing); "
-              "their 'FLOPs' are MACs.")
+PAPER_NOTE = (
+    "Reference points transcribed from the papers' tables (not re-checked here; verify before citing); "
+    "their 'FLOPs' are MACs."
+)
 
 
 def load_points(spec: str | Path | None) -> pd.DataFrame:

@@ -34,7 +34,7 @@ def pareto_mask(metric, macs) -> np.ndarray:
         j = i
         while j + 1 < order.size and macs[order[j + 1]] == macs[order[i]]:
             j += 1
-        group = order[i:j + 1]
+        group = order[i : j + 1]
         top = metric[group[0]]
         if top > best_before:
             mask[group[metric[group] == top]] = True
@@ -76,16 +76,26 @@ class ReferencePoint:
         return f"{metric_name} = {self.metric:.4g}, MACs = {self.macs:.4g} ({self.how})"
 
 
-def default_reference(table: pd.DataFrame) -> ReferencePoint | None:
-    """The nadir of all points in ``table``: the worst metric and the most MACs seen.
+def default_reference(table: pd.DataFrame, margin: float = 0.05) -> ReferencePoint | None:
+    """The nadir of all points in ``table`` (the worst metric and the most MACs seen), pushed out
+    by ``margin`` of each objective's range so that the extreme points still count.
 
     Using one reference for every strategy of a task keeps their hypervolumes comparable.
     """
     ok = table["metric"].notna() & table["macs"].notna()
     if not ok.any():
         return None
-    return ReferencePoint(float(table.loc[ok, "metric"].min()), float(table.loc[ok, "macs"].astype(float).max()),
-                          "worst metric and most MACs among all points of this task")
+    metric = table.loc[ok, "metric"].astype(float)
+    macs = table.loc[ok, "macs"].astype(float)
+
+    def pad(values: pd.Series) -> float:
+        spread = float(values.max() - values.min())
+        return margin * (spread if spread > 0 else max(abs(float(values.max())), 1e-12))
+
+    how = (
+        f"worst metric and most MACs among all points of this task, pushed out by {margin:.0%} of their range"
+    )
+    return ReferencePoint(float(metric.min()) - pad(metric), float(macs.max()) + pad(macs), how)
 
 
 def front_table(table: pd.DataFrame, ref: ReferencePoint | None = None, by: str = "strategy") -> pd.DataFrame:
@@ -98,8 +108,17 @@ def front_table(table: pd.DataFrame, ref: ReferencePoint | None = None, by: str 
     ok = table["metric"].notna() & table["macs"].notna()
     data = table[ok]
     ref = ref or default_reference(table)
-    cols = [by, "points", "front", "hypervolume", "hv_share", "best_metric", "fewest_macs", "ref_metric",
-            "ref_macs"]
+    cols = [
+        by,
+        "points",
+        "front",
+        "hypervolume",
+        "hv_share",
+        "best_metric",
+        "fewest_macs",
+        "ref_metric",
+        "ref_macs",
+    ]
     if ref is None or data.empty:
         return pd.DataFrame(columns=cols)
     ideal_metric = float(data["metric"].max())
@@ -110,7 +129,17 @@ def front_table(table: pd.DataFrame, ref: ReferencePoint | None = None, by: str 
         m = group["metric"].to_numpy(float)
         c = group["macs"].to_numpy(float)
         hv = hypervolume_2d(m, c, ref.metric, ref.macs)
-        rows.append({by: key, "points": len(group), "front": int(pareto_mask(m, c).sum()), "hypervolume": hv,
-                     "hv_share": hv / box if box > 0 else float("nan"), "best_metric": float(m.max()),
-                     "fewest_macs": float(c.min()), "ref_metric": ref.metric, "ref_macs": ref.macs})
+        rows.append(
+            {
+                by: key,
+                "points": len(group),
+                "front": int(pareto_mask(m, c).sum()),
+                "hypervolume": hv,
+                "hv_share": hv / box if box > 0 else float("nan"),
+                "best_metric": float(m.max()),
+                "fewest_macs": float(c.min()),
+                "ref_metric": ref.metric,
+                "ref_macs": ref.macs,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)

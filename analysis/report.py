@@ -45,8 +45,10 @@ def export_table(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for col in ("arch", "arch_max", "trajectory"):
         if col in out.columns:
-            out[col] = [None if v is None or (isinstance(v, float) and pd.isna(v)) else json.dumps(v)
-                        for v in out[col]]
+            out[col] = [
+                None if v is None or (isinstance(v, float) and pd.isna(v)) else json.dumps(v)
+                for v in out[col]
+            ]
     for col in out.columns:
         if out[col].dtype == object:
             out[col] = out[col].astype("string")
@@ -58,7 +60,9 @@ def add_front_column(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     table["on_front"] = False
     ok = table["metric"].notna() & table["macs"].notna()
-    for _, idx in table[ok].groupby([table["task"].fillna("?"), table["strategy"].fillna("?")]).groups.items():
+    for _, idx in (
+        table[ok].groupby([table["task"].fillna("?"), table["strategy"].fillna("?")]).groups.items()
+    ):
         sub = table.loc[idx]
         table.loc[idx, "on_front"] = pareto_mask(sub["metric"], sub["macs"].astype(float))
     return table
@@ -67,7 +71,11 @@ def add_front_column(table: pd.DataFrame) -> pd.DataFrame:
 def _task_groups(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if table.empty:
         return []
-    key = table["task"].fillna("unknown task").astype(str) + " · " + table["metric_name"].fillna("metric").astype(str)
+    key = (
+        table["task"].fillna("unknown task").astype(str)
+        + " · "
+        + table["metric_name"].fillna("metric").astype(str)
+    )
     if table["metric_name"].isna().all():
         key = table["task"].fillna("unknown task").astype(str)
     return [(str(k), g) for k, g in table.groupby(key, sort=True)]
@@ -102,9 +110,13 @@ def _pick_archs(group: pd.DataFrame, rows: list[int] | None) -> list[tuple[str, 
     return out
 
 
-def build_figures(coll: Collection, *, ref: ReferencePoint | None = None, reference_points: Any = None,
-                  arch_rows: list[int] | None = None) -> tuple[list[tuple[str, str, go.Figure]], list[Problem],
-                                                               pd.DataFrame]:
+def build_figures(
+    coll: Collection,
+    *,
+    ref: ReferencePoint | None = None,
+    reference_points: Any = None,
+    arch_rows: list[int] | None = None,
+) -> tuple[list[tuple[str, str, go.Figure]], list[Problem], pd.DataFrame]:
     """(section, title, figure) for everything that can be drawn, problems, and the per-strategy
     hypervolume table of every task."""
     table = coll.table
@@ -126,29 +138,61 @@ def build_figures(coll: Collection, *, ref: ReferencePoint | None = None, refere
             rp = points_for(task, points, float(ok["metric"].max())) if points is not None else None
             note = PAPER_NOTE if rp is not None and len(rp) else None
             if points is not None and (rp is None or not len(rp)):
-                problems.append(Problem(task, "no reference points for this task (they are matched by the "
-                                        "dataset name in the task)", "warning"))
-            figs.append(("Pareto fronts", f"{task}: metric vs MACs",
-                         F.pareto_figure(ok, title=f"{task}: metric vs MACs", ref=tref, reference_points=rp,
-                                         reference_note=note)))
+                problems.append(
+                    Problem(
+                        task,
+                        "no reference points for this task (they are matched by the "
+                        "dataset name in the task)",
+                        "warning",
+                    )
+                )
+            figs.append(
+                (
+                    "Pareto fronts",
+                    f"{task}: metric vs MACs",
+                    F.pareto_figure(
+                        ok,
+                        title=f"{task}: metric vs MACs",
+                        ref=tref,
+                        reference_points=rp,
+                        reference_note=note,
+                    ),
+                )
+            )
             fronts = front_table(ok, tref)
             mname = str(ok["metric_name"].dropna().iloc[0]) if ok["metric_name"].notna().any() else "metric"
-            figs.append(("Hypervolume", f"{task}: hypervolume",
-                         F.hypervolume_figure(fronts, tref, title=f"{task}: hypervolume per strategy",
-                                              metric_name=mname)))
+            figs.append(
+                (
+                    "Hypervolume",
+                    f"{task}: hypervolume",
+                    F.hypervolume_figure(
+                        fronts, tref, title=f"{task}: hypervolume per strategy", metric_name=mname
+                    ),
+                )
+            )
             fronts.insert(0, "task", task)
             fronts["reference"] = tref.describe(mname)
             hv_tables.append(fronts)
         archs = _pick_archs(group, arch_rows)
         if archs:
             try:
-                figs.append(("Architectures", f"{task}: architecture",
-                             F.architecture_figure(archs, title=f"{task}: searched architecture per block")))
+                figs.append(
+                    (
+                        "Architectures",
+                        f"{task}: architecture",
+                        F.architecture_figure(archs, title=f"{task}: searched architecture per block"),
+                    )
+                )
             except Exception as err:  # noqa: BLE001
                 problems.append(Problem(task, f"architecture figure not drawn ({type(err).__name__}: {err})"))
             if all(a[2] is None for a in archs):
-                problems.append(Problem(task, "the supernet's maxima (arch_max) are unknown: removed units are "
-                                        "not drawn", "warning"))
+                problems.append(
+                    Problem(
+                        task,
+                        "the supernet's maxima (arch_max) are unknown: removed units are not drawn",
+                        "warning",
+                    )
+                )
         traj = F.trajectory_figure(group, title=f"{task}: search trajectory")
         if traj is not None:
             figs.append(("Search trajectories", f"{task}: trajectory", traj))
@@ -156,8 +200,14 @@ def build_figures(coll: Collection, *, ref: ReferencePoint | None = None, refere
         if study is not None:
             figs.append(("lambda / eps studies", f"{task}: lambda / eps", study))
     for name, st in coll.studies.items():
-        mname = (table.loc[(table["kind"] == "optuna") & (table["experiment"] == name), "metric_name"]
-                 .dropna().astype(str).head(1).tolist() or ["metric"])[0]
+        mname = (
+            table.loc[(table["kind"] == "optuna") & (table["experiment"] == name), "metric_name"]
+            .dropna()
+            .astype(str)
+            .head(1)
+            .tolist()
+            or ["metric"]
+        )[0]
         sfigs, skipped = F.optuna_figures(st, metric_name=mname)
         for title, fig in sfigs:
             figs.append(("lambda / eps studies", f"study {name}: {title}", fig))
@@ -168,7 +218,8 @@ def build_figures(coll: Collection, *, ref: ReferencePoint | None = None, refere
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1280px;
+color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:2em}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
@@ -177,8 +228,25 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 .hrnas-figure{margin:12px 0 28px 0}
 """
 
-_TABLE_COLUMNS = ["kind", "strategy", "task", "experiment", "trial", "status", "lambda", "eps", "metric_name",
-                  "metric", "macs", "params", "search_seconds", "cost_epochs", "budget_used", "on_front", "source"]
+_TABLE_COLUMNS = [
+    "kind",
+    "strategy",
+    "task",
+    "experiment",
+    "trial",
+    "status",
+    "lambda",
+    "eps",
+    "metric_name",
+    "metric",
+    "macs",
+    "params",
+    "search_seconds",
+    "cost_epochs",
+    "budget_used",
+    "on_front",
+    "source",
+]
 
 
 def _table_html(table: pd.DataFrame) -> str:
@@ -189,50 +257,82 @@ def _table_html(table: pd.DataFrame) -> str:
     view["macs"] = view["macs"].astype(float) / scale
     view["params"] = view["params"].astype(float) / 1e6
     view = view.rename(columns={"macs": f"MACs ({unit})", "params": "params (M)"})
+    for col in view.columns:
+        if view[col].dtype == object:
+            view[col] = view[col].map(lambda v: "" if v is None else v)
     return view.to_html(index=True, escape=True, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
 
 
-def render_html(coll: Collection, figs: list[tuple[str, str, go.Figure]], problems: list[Problem],
-                hv: pd.DataFrame, table: pd.DataFrame, *, title: str, sources: list[str],
-                files: list[str]) -> str:
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_CSS}</style>",
-             f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             f"<p class='note'>Made {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC from "
-             f"{len(sources)} source(s): " + ", ".join(f"<code>{html.escape(s)}</code>" for s in sources)
-             + f". {len(table)} result row(s). MACs are multiply-accumulates, which the HR-NAS paper calls "
-             "FLOPs.</p>"]
+def render_html(
+    coll: Collection,
+    figs: list[tuple[str, str, go.Figure]],
+    problems: list[Problem],
+    hv: pd.DataFrame,
+    table: pd.DataFrame,
+    *,
+    title: str,
+    sources: list[str],
+    files: list[str],
+) -> str:
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style>",
+        f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='note'>Made {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC from "
+        f"{len(sources)} source(s): "
+        + ", ".join(f"<code>{html.escape(s)}</code>" for s in sources)
+        + f". {len(table)} result row(s). MACs are multiply-accumulates, which the HR-NAS paper calls "
+        "FLOPs.</p>",
+    ]
     if files:
-        parts.append("<p class='note'>Table files: " + ", ".join(f"<code>{html.escape(f)}</code>" for f in files)
-                     + "</p>")
+        parts.append(
+            "<p class='note'>Table files: "
+            + ", ".join(f"<code>{html.escape(f)}</code>" for f in files)
+            + "</p>"
+        )
     if problems:
         parts.append("<h2 id='problems'>Could not include</h2><ul class='problems'>")
         for p in problems:
-            parts.append(f"<li class='{html.escape(p.level)}'><b>{html.escape(p.level)}</b> "
-                         f"<code>{html.escape(p.source)}</code>: {html.escape(p.message)}</li>")
+            parts.append(
+                f"<li class='{html.escape(p.level)}'><b>{html.escape(p.level)}</b> "
+                f"<code>{html.escape(p.source)}</code>: {html.escape(p.message)}</li>"
+            )
         parts.append("</ul>")
     section = None
     for i, (sec, name, fig) in enumerate(figs):
         if sec != section:
             parts.append(f"<h2>{html.escape(sec)}</h2>")
             section = sec
-        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}",
-                          config={"displaylogo": False, "responsive": True})
+        div = fig.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"fig{i}",
+            config={"displaylogo": False, "responsive": True},
+        )
         parts.append(f"<div class='{FIGURE_CLASS}' data-title='{html.escape(name, quote=True)}'>{div}</div>")
     if not hv.empty:
         parts.append("<h2>Hypervolume per strategy</h2><div class='tablewrap'>")
-        parts.append(hv.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:.4g}", border=0))
+        parts.append(
+            hv.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
+        )
         parts.append("</div>")
     parts.append("<h2>Results</h2><div class='tablewrap'>" + _table_html(table) + "</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(sources: Iterable[str | os.PathLike] | Collection, out_html: str | os.PathLike, *,
-                 csv: str | os.PathLike | None | bool = True, parquet: str | os.PathLike | None | bool = True,
-                 ref: ReferencePoint | None = None, reference_points: Any = None,
-                 arch_rows: list[int] | None = None, title: str = "HR-NAS results") -> Report:
+def write_report(
+    sources: Iterable[str | os.PathLike] | Collection,
+    out_html: str | os.PathLike,
+    *,
+    csv: str | os.PathLike | None | bool = True,
+    parquet: str | os.PathLike | None | bool = True,
+    ref: ReferencePoint | None = None,
+    reference_points: Any = None,
+    arch_rows: list[int] | None = None,
+    title: str = "HR-NAS results",
+) -> Report:
     """Collect ``sources`` (or use a :class:`Collection`), draw every figure and write the report.
 
     ``csv``/``parquet``: True for ``<report stem>.csv`` / ``.parquet`` next to the HTML, a path, or
@@ -248,12 +348,16 @@ def write_report(sources: Iterable[str | os.PathLike] | Collection, out_html: st
     out_html.parent.mkdir(parents=True, exist_ok=True)
     problems = list(coll.problems)
     table = add_front_column(coll.table)
-    figs, fig_problems, hv = build_figures(coll, ref=ref, reference_points=reference_points, arch_rows=arch_rows)
+    figs, fig_problems, hv = build_figures(
+        coll, ref=ref, reference_points=reference_points, arch_rows=arch_rows
+    )
     problems += fig_problems
 
     files: list[str] = []
     csv_path = out_html.with_suffix(".csv") if csv is True else (Path(csv) if csv else None)
-    parquet_path = out_html.with_suffix(".parquet") if parquet is True else (Path(parquet) if parquet else None)
+    parquet_path = (
+        out_html.with_suffix(".parquet") if parquet is True else (Path(parquet) if parquet else None)
+    )
     exported = export_table(table)
     if csv_path is not None:
         exported.to_csv(csv_path, index=False)
@@ -263,10 +367,14 @@ def write_report(sources: Iterable[str | os.PathLike] | Collection, out_html: st
             exported.to_parquet(parquet_path, index=False)
             files.append(str(parquet_path))
         except ImportError as err:
-            problems.append(Problem(str(parquet_path), f"Parquet not written: {err} (install pyarrow)", "warning"))
+            problems.append(
+                Problem(str(parquet_path), f"Parquet not written: {err} (install pyarrow)", "warning")
+            )
             parquet_path = None
     if table.empty:
         problems.insert(0, Problem("report", "no results could be included: see the problems below"))
-    out_html.write_text(render_html(coll, figs, problems, hv, table, title=title, sources=names, files=files),
-                        encoding="utf-8")
+    out_html.write_text(
+        render_html(coll, figs, problems, hv, table, title=title, sources=names, files=files),
+        encoding="utf-8",
+    )
     return Report(out_html, csv_path, parquet_path, [name for _, name, _ in figs], problems, len(table))

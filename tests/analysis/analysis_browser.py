@@ -19,9 +19,20 @@ import urllib.request
 from pathlib import Path
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--remote-allow-origins=*", "--hide-scrollbars", "--mute-audio"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--remote-allow-origins=*",
+    "--hide-scrollbars",
+    "--mute-audio",
+]
 
 
 def find_chromium() -> str | None:
@@ -46,8 +57,11 @@ def ensure_chromium() -> tuple[str | None, str]:
         return None, "Chromium is not installed and installing it with apt-get needs root"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     log = []
-    for cmd in (["apt-get", "install", "-y", "--no-install-recommends", "chromium"], ["apt-get", "update"],
-                ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+    for cmd in (
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+    ):
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         except (OSError, subprocess.TimeoutExpired) as err:
@@ -95,8 +109,11 @@ class DevTools:
         raise TimeoutError(method)
 
     def evaluate(self, expression: str, timeout: float = 60.0):
-        res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                             "awaitPromise": True}, timeout)
+        res = self.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+            timeout,
+        )
         if "exceptionDetails" in res:
             raise RuntimeError(f"evaluate failed: {res['exceptionDetails']}")
         return res["result"].get("value")
@@ -129,13 +146,23 @@ _READY = r"""
 """
 
 
-def inspect_page(chromium: str, html_path: Path, screenshot: Path | None = None, width: int = 1400,
-                 timeout: float = 60.0) -> dict:
+def inspect_page(
+    chromium: str, html_path: Path, screenshot: Path | None = None, width: int = 1400, timeout: float = 60.0
+) -> dict:
     """Load ``html_path`` and report {figures, errors, requests, screenshot}."""
     profile = tempfile.mkdtemp(prefix="hrnas-chromium-")
-    proc = subprocess.Popen([chromium, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                             f"--window-size={width},900", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            f"--window-size={width},900",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         port_file = Path(profile) / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
@@ -155,8 +182,10 @@ def inspect_page(chromium: str, html_path: Path, screenshot: Path | None = None,
         try:
             for domain in ("Page", "Runtime", "Log", "Network"):
                 dt.send(f"{domain}.enable")
-            dt.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": 900, "deviceScaleFactor": 1,
-                                                           "mobile": False})
+            dt.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+            )
             dt.events.clear()
             dt.send("Page.navigate", {"url": html_path.resolve().as_uri()})
             dt.wait_event("Page.loadEventFired", timeout)
@@ -172,20 +201,33 @@ def inspect_page(chromium: str, html_path: Path, screenshot: Path | None = None,
             if screenshot is not None:
                 height = int(dt.evaluate("document.documentElement.scrollHeight"))
                 height = min(height, 16000)
-                dt.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
-                                                               "deviceScaleFactor": 1, "mobile": False})
+                dt.send(
+                    "Emulation.setDeviceMetricsOverride",
+                    {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                )
                 time.sleep(0.5)
-                data = dt.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
-                                                          "clip": {"x": 0, "y": 0, "width": width, "height": height,
-                                                                   "scale": 1}}, timeout)["data"]
+                data = dt.send(
+                    "Page.captureScreenshot",
+                    {
+                        "format": "png",
+                        "captureBeyondViewport": True,
+                        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+                    },
+                    timeout,
+                )["data"]
                 screenshot.write_bytes(base64.b64decode(data))
                 shot = screenshot
                 more_errors, _ = _errors_and_requests(dt.events)
                 errors = more_errors
         finally:
             dt.close()
-        return {"figures": figures, "plotly_divs": n_divs, "errors": errors, "requests": requests,
-                "screenshot": shot}
+        return {
+            "figures": figures,
+            "plotly_divs": n_divs,
+            "errors": errors,
+            "requests": requests,
+            "screenshot": shot,
+        }
     finally:
         proc.terminate()
         try:
@@ -204,10 +246,14 @@ def _errors_and_requests(events: list[dict]) -> tuple[list[str], list[str]]:
             det = params.get("exceptionDetails", {})
             errors.append("exception: " + str(det.get("exception", {}).get("description") or det.get("text")))
         elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in
-                                                 params.get("args", [])))
+            errors.append(
+                "console: "
+                + " ".join(str(a.get("value", a.get("description"))) for a in params.get("args", []))
+            )
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-            errors.append("log: " + str(params["entry"].get("text")) + " " + str(params["entry"].get("url", "")))
+            errors.append(
+                "log: " + str(params["entry"].get("text")) + " " + str(params["entry"].get("url", ""))
+            )
         elif method == "Network.requestWillBeSent":
             requests.append(params.get("request", {}).get("url", ""))
     return errors, requests

@@ -19,8 +19,13 @@ DATA = Path(__file__).parent / "data"
 NNI_DATA = DATA / "nni"
 
 # The HR-NAS supernet: branches per parallel stage, blocks per branch, channels per branch.
-STAGES = [(1, [1], [24]), (2, [2, 2], [18, 36]), (3, [2, 2, 3], [18, 36, 72]),
-          (4, [2, 2, 3, 4], [18, 36, 72, 144]), (4, [2, 2, 3, 4], [18, 36, 72, 144])]
+STAGES = [
+    (1, [1], [24]),
+    (2, [2, 2], [18, 36]),
+    (3, [2, 2, 3], [18, 36, 72]),
+    (4, [2, 2, 3, 4], [18, 36, 72, 144]),
+    (4, [2, 2, 3, 4], [18, 36, 72, 144]),
+]
 
 
 def space_max(transformer: bool = True, head_in: int = 270) -> dict[str, int]:
@@ -48,7 +53,9 @@ def space_max(transformer: bool = True, head_in: int = 270) -> dict[str, int]:
     return out
 
 
-def sample_arch(rng: np.random.Generator, keep: float, maxima: dict[str, int] | None = None) -> dict[str, int]:
+def sample_arch(
+    rng: np.random.Generator, keep: float, maxima: dict[str, int] | None = None
+) -> dict[str, int]:
     maxima = maxima or space_max()
     return {k: int(rng.binomial(v, keep)) for k, v in maxima.items()}
 
@@ -57,15 +64,34 @@ def trajectory(rng: np.random.Generator, macs_end: int, metric_end: float, steps
     macs = np.linspace(2.0 * macs_end, macs_end, steps + 1).astype(int)
     out = []
     for s in range(steps + 1):
-        out.append({"step": s, "epoch": 5 * s, "macs": int(macs[s]), "params": int(macs[s] // 700),
-                    "metric": None if s == 0 else round(metric_end - 0.02 * (steps - s) + rng.normal(0, 0.003), 4),
-                    "units_removed": int((2.0 * macs_end - macs[s]) // 2e5)})
+        out.append(
+            {
+                "step": s,
+                "epoch": 5 * s,
+                "macs": int(macs[s]),
+                "params": int(macs[s] // 700),
+                "metric": None
+                if s == 0
+                else round(metric_end - 0.02 * (steps - s) + rng.normal(0, 0.003), 4),
+                "units_removed": int((2.0 * macs_end - macs[s]) // 2e5),
+            }
+        )
     return out
 
 
-def write_run(folder: Path, *, strategy: str = "hrnas", lam: float = 0.5, eps: float = 1e-3, seed: int = 0,
-              task: str = "digits_seg", macs: int | None = None, metric: float | None = None,
-              with_max: bool = True, drop: tuple[str, ...] = ()) -> dict:
+def write_run(
+    folder: Path,
+    *,
+    strategy: str = "hrnas",
+    lam: float = 0.5,
+    eps: float = 1e-3,
+    seed: int = 0,
+    task: str = "digits_seg",
+    macs: int | None = None,
+    metric: float | None = None,
+    with_max: bool = True,
+    drop: tuple[str, ...] = (),
+) -> dict:
     """A run folder as ``hrnas search --out DIR`` writes it; returns result.json's content."""
     rng = np.random.default_rng(seed * 1000 + int(lam * 100))
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,11 +101,24 @@ def write_run(folder: Path, *, strategy: str = "hrnas", lam: float = 0.5, eps: f
     macs = macs if macs is not None else int(1.2e9 * keep + rng.normal(0, 3e7))
     metric = metric if metric is not None else round(0.55 + 0.25 * keep + rng.normal(0, 0.01), 4)
     result = {
-        "macs": macs, "params": macs // 600, "metric": metric, "metric_name": "mIoU", "arch": arch,
-        "search_seconds": 60.0 + 100 * keep, "lambda": lam, "eps": eps, "seed": seed, "task": task,
-        "preset": "digits_seg", "strategy": strategy,
-        "search_cost": {"wall_seconds": 61.0 + 100 * keep, "epochs": 30, "images_seen": 30 * 1797,
-                        "mac_epochs": 30 * macs},
+        "macs": macs,
+        "params": macs // 600,
+        "metric": metric,
+        "metric_name": "mIoU",
+        "arch": arch,
+        "search_seconds": 60.0 + 100 * keep,
+        "lambda": lam,
+        "eps": eps,
+        "seed": seed,
+        "task": task,
+        "preset": "digits_seg",
+        "strategy": strategy,
+        "search_cost": {
+            "wall_seconds": 61.0 + 100 * keep,
+            "epochs": 30,
+            "images_seen": 30 * 1797,
+            "mac_epochs": 30 * macs,
+        },
         "trajectory": trajectory(rng, macs, metric) if strategy == "hrnas" else [],
     }
     if with_max:
@@ -99,8 +138,16 @@ def write_compare(folder: Path, strategies=("hrnas", "random", "darts"), seed: i
     rows = []
     for j, strat in enumerate(strategies):
         res = write_run(folder / strat, strategy=strat, lam=0.2 + 0.3 * j, seed=seed)
-        rows.append({"strategy": strat, "metric": res["metric"], "macs": res["macs"], "params": res["params"],
-                     "budget_used": 0.9 + 0.05 * j, "arch": json.dumps(res["arch"])})
+        rows.append(
+            {
+                "strategy": strat,
+                "metric": res["metric"],
+                "macs": res["macs"],
+                "params": res["params"],
+                "budget_used": 0.9 + 0.05 * j,
+                "arch": json.dumps(res["arch"]),
+            }
+        )
     with open(folder / "results.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -111,19 +158,25 @@ def write_compare(folder: Path, strategies=("hrnas", "random", "darts"), seed: i
 def write_sweep(folder: Path, n: int = 6, strategy: str = "hrnas", seed: int = 0) -> None:
     """Several run folders (a lambda sweep)."""
     for i in range(n):
-        write_run(folder / f"lam{i}", strategy=strategy, lam=(i + 0.5) / n, eps=10 ** (-4 + 2 * i / n),
-                  seed=seed)
+        write_run(
+            folder / f"lam{i}", strategy=strategy, lam=(i + 0.5) / n, eps=10 ** (-4 + 2 * i / n), seed=seed
+        )
 
 
-def make_optuna(url: str, *, name: str = "hrnas-study", n: int = 12, mode: str = "two", seed: int = 0,
-                fail: int = 1):
+def make_optuna(
+    url: str, *, name: str = "hrnas-study", n: int = 12, mode: str = "two", seed: int = 0, fail: int = 1
+):
     """An Optuna study as ``hrnas study`` makes it. mode: 'two' (metric max, MACs min), 'single'
     (metric max, MACs in user attrs), 'wrong' (two minimised objectives), 'empty' (no finished trial)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directions = {"two": ["maximize", "minimize"], "single": ["maximize"], "wrong": ["minimize", "minimize"],
-                  "empty": ["maximize", "minimize"]}[mode]
+    directions = {
+        "two": ["maximize", "minimize"],
+        "single": ["maximize"],
+        "wrong": ["minimize", "minimize"],
+        "empty": ["maximize", "minimize"],
+    }[mode]
     sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(storage=url, study_name=name, directions=directions, sampler=sampler)
     study.set_user_attr("task", "digits_seg")
@@ -179,20 +232,37 @@ def write_old_nni(dest: Path) -> Path:
         "create table MetricData (timestamp integer, trialJobId text, parameterId text, type text,"
         " sequence integer, data text);"
         "create table ExperimentProfile (params text, id text, execDuration integer, startTime integer,"
-        " endTime integer, logDir text, nextSequenceId integer, revision integer);")
-    params = {"authorName": "x", "trainingServicePlatform": "local", "trialConcurrency": 1,
-              "trial": {"command": "hrnas search --task digits_seg --json"}}
-    conn.execute("insert into ExperimentProfile values (?,?,?,?,?,?,?,?)",
-                 (json.dumps(params), "oldexp", 10, 1, 2, str(dest), 1, 3))
+        " endTime integer, logDir text, nextSequenceId integer, revision integer);"
+    )
+    params = {
+        "authorName": "x",
+        "trainingServicePlatform": "local",
+        "trialConcurrency": 1,
+        "trial": {"command": "hrnas search --task digits_seg --json"},
+    }
+    conn.execute(
+        "insert into ExperimentProfile values (?,?,?,?,?,?,?,?)",
+        (json.dumps(params), "oldexp", 10, 1, 2, str(dest), 1, 3),
+    )
     hp = {"parameter_id": 0, "parameter_source": "algorithm", "parameters": {"lambda": 0.3, "eps": 0.001}}
-    conn.execute("insert into TrialJobEvent values (?,?,?,?,?,?,?)", (1, "AbCdE", "WAITING", json.dumps(hp),
-                                                                      None, 0, None))
-    conn.execute("insert into TrialJobEvent values (?,?,?,?,?,?,?)", (2, "AbCdE", "SUCCEEDED", None, None, 0,
-                                                                      None))
-    final = {"default": 0.71, "macs": 456_000_000, "params": 700_000, "arch": {"head_k3": 10},
-             "search_seconds": 3.0}
-    conn.execute("insert into MetricData values (?,?,?,?,?,?)",
-                 (2, "AbCdE", "0", "FINAL", 0, json.dumps(json.dumps(final))))
+    conn.execute(
+        "insert into TrialJobEvent values (?,?,?,?,?,?,?)",
+        (1, "AbCdE", "WAITING", json.dumps(hp), None, 0, None),
+    )
+    conn.execute(
+        "insert into TrialJobEvent values (?,?,?,?,?,?,?)", (2, "AbCdE", "SUCCEEDED", None, None, 0, None)
+    )
+    final = {
+        "default": 0.71,
+        "macs": 456_000_000,
+        "params": 700_000,
+        "arch": {"head_k3": 10},
+        "search_seconds": 3.0,
+    }
+    conn.execute(
+        "insert into MetricData values (?,?,?,?,?,?)",
+        (2, "AbCdE", "0", "FINAL", 0, json.dumps(json.dumps(final))),
+    )
     conn.commit()
     conn.close()
     return exp

@@ -37,8 +37,21 @@ def test_run_folder(tmp_path):
 
 
 def test_run_folder_missing_optional_keys(tmp_path):
-    write_run(tmp_path / "r", drop=("search_cost", "trajectory", "arch_max", "lambda", "eps", "seed", "arch",
-                                    "strategy", "metric_name", "preset"))
+    write_run(
+        tmp_path / "r",
+        drop=(
+            "search_cost",
+            "trajectory",
+            "arch_max",
+            "lambda",
+            "eps",
+            "seed",
+            "arch",
+            "strategy",
+            "metric_name",
+            "preset",
+        ),
+    )
     coll = collect([tmp_path])
     assert not coll.errors
     row = coll.table.iloc[0]
@@ -71,6 +84,7 @@ def test_compare_csv_without_run_folders(tmp_path):
     rows = write_compare(tmp_path / "cmp")
     for r in rows:
         import shutil
+
         shutil.rmtree(tmp_path / "cmp" / r["strategy"])
     coll = collect([tmp_path / "cmp" / "results.csv"])
     df = coll.table

@@ -48,7 +48,8 @@ def test_architecture_figure_one_and_two():
     assert kept + removed == pytest.approx(total_max)
     toks = [t for t in fig.data if t.type == "scatter"]
     assert np.nansum([np.nansum(np.asarray(t.y, dtype=float)) for t in toks]) == sum(
-        v for k, v in a.items() if k.endswith("_tok"))
+        v for k, v in a.items() if k.endswith("_tok")
+    )
     # two side by side: offset groups A and B, each with its own legend entries once
     fig2 = architecture_figure([("big", a, maxima), ("small", b, None)])
     assert {t.offsetgroup for t in fig2.data} == {"A", "B"}
@@ -84,8 +85,15 @@ def test_reference_points_layer():
     assert len(cs) >= 2 and (cs["metric"] < 1).all()  # percentages scaled to our fractions
     assert points_for("imagenet", PAPER_POINTS, 80.0)["metric"].gt(50).all()
     assert points_for(None, PAPER_POINTS).empty
-    table = pd.DataFrame({"strategy": ["hrnas"], "metric": [0.7], "macs": pd.array([2_000_000_000], dtype="Int64"),
-                          "params": pd.array([3_000_000], dtype="Int64"), "metric_name": ["mIoU"]})
+    table = pd.DataFrame(
+        {
+            "strategy": ["hrnas"],
+            "metric": [0.7],
+            "macs": pd.array([2_000_000_000], dtype="Int64"),
+            "params": pd.array([3_000_000], dtype="Int64"),
+            "metric_name": ["mIoU"],
+        }
+    )
     fig = pareto_figure(table, reference_points=cs, reference_note="note")
     layer = [t for t in fig.data if t.name == "reported (papers)"][0]
     assert list(layer.text) == list(cs["model"])

@@ -32,7 +32,9 @@ def test_pareto_mask_ignores_nan():
 
 @pytest.mark.parametrize("seed", range(200))
 def test_hypervolume_matches_moocore(seed):
-    moocore = pytest.importorskip("moocore", reason="moocore is the independent hypervolume reference ([dev])")
+    moocore = pytest.importorskip(
+        "moocore", reason="moocore is the independent hypervolume reference ([dev])"
+    )
     rng = np.random.default_rng(1000 + seed)
     n = int(rng.integers(1, 80))
     kind = seed % 4
@@ -66,13 +68,24 @@ def test_hypervolume_by_hand():
 
 
 def test_front_table_per_strategy():
-    df = pd.DataFrame({"strategy": ["a", "a", "b", "b"], "metric": [0.8, 0.9, 0.7, 0.85],
-                       "macs": pd.array([100, 200, 50, 300], dtype="Int64")})
-    ref = default_reference(df)
+    df = pd.DataFrame(
+        {
+            "strategy": ["a", "a", "b", "b"],
+            "metric": [0.8, 0.9, 0.7, 0.85],
+            "macs": pd.array([100, 200, 50, 300], dtype="Int64"),
+        }
+    )
+    ref = default_reference(df, margin=0.0)
     assert ref == ReferencePoint(0.7, 300.0, ref.how)
-    ft = front_table(df).set_index("strategy")
+    ft = front_table(df, ref).set_index("strategy")
     assert ft.loc["a", "front"] == 2
     assert ft.loc["a", "hypervolume"] == pytest.approx((300 - 100) * 0.1 + (300 - 200) * 0.1)
     assert ft.loc["b", "hypervolume"] == pytest.approx(0.0)
     box = (0.9 - 0.7) * (300 - 50)
     assert ft.loc["a", "hv_share"] == pytest.approx(ft.loc["a", "hypervolume"] / box)
+    # the default pushes the nadir out by 5% of the range: every strategy's extremes count
+    ref = default_reference(df)
+    assert ref.metric == pytest.approx(0.7 - 0.05 * 0.2) and ref.macs == pytest.approx(300 + 0.05 * 250)
+    assert (front_table(df)["hypervolume"] > 0).all()
+    single = default_reference(df.iloc[:1])
+    assert single.metric < 0.8 and single.macs > 100 and front_table(df.iloc[:1])["hv_share"].iloc[0] == 1.0

@@ -38,8 +38,13 @@ def bad_results(tmp_path_factory):
 
 
 def _sources(root):
-    return [str(root / "sweep"), str(root / "sweep_random"), str(root / "cmp"), str(root / "nni"),
-            f"sqlite:///{root / 'study.sqlite3'}"]
+    return [
+        str(root / "sweep"),
+        str(root / "sweep_random"),
+        str(root / "cmp"),
+        str(root / "nni"),
+        f"sqlite:///{root / 'study.sqlite3'}",
+    ]
 
 
 def test_report_files(results, tmp_path):
@@ -54,7 +59,9 @@ def test_report_files(results, tmp_path):
     assert "1 failed" in text  # the stopped NNI experiment's failed trial is reported, not hidden
     # the tables: CSV and Parquet round-trip with the architecture as JSON
     csv = pd.read_csv(rep.csv)
-    assert len(csv) == rep.rows and {"metric", "macs", "params", "arch", "on_front", "lambda"} <= set(csv.columns)
+    assert len(csv) == rep.rows and {"metric", "macs", "params", "arch", "on_front", "lambda"} <= set(
+        csv.columns
+    )
     arch = json.loads(csv.loc[csv["kind"] == "run", "arch"].iloc[0])
     assert isinstance(arch, dict) and "p0_b0_n0_k3" in arch
     pq = pd.read_parquet(rep.parquet)
@@ -63,20 +70,45 @@ def test_report_files(results, tmp_path):
 
 def test_report_bad_inputs_never_fail_whole(bad_results, tmp_path):
     sources = [str(bad_results / n) for n in ("empty", "nni", "other", "missing")] + [
-        f"sqlite:///{bad_results / 'wrong.sqlite3'}", str(bad_results / "unfinished.sqlite3")]
+        f"sqlite:///{bad_results / 'wrong.sqlite3'}",
+        str(bad_results / "unfinished.sqlite3"),
+    ]
     rep = write_report(sources, tmp_path / "bad.html")
     text = rep.html.read_text()
     assert rep.rows == 1  # the running experiment's one finished trial
     assert "Could not include" in text
-    for expected in ("no results found", "does not exist", "not an NNI 3.0 experiment database",
-                     "no end time recorded", "not (metric maximise, MACs minimise)", "no finished trials"):
+    for expected in (
+        "no results found",
+        "does not exist",
+        "not an NNI 3.0 experiment database",
+        "no end time recorded",
+        "not (metric maximise, MACs minimise)",
+        "no finished trials",
+    ):
         assert expected in text, expected
 
 
 def test_report_cli(results, tmp_path, capsys):
     out = tmp_path / "cli.html"
-    assert report_main([str(results / "sweep"), "-o", str(out), "--no-table-files", "--ref-metric", "0.5",
-                        "--ref-macs", "2e9", "--arch", "0,5", "--title", "My sweep"]) == 0
+    assert (
+        report_main(
+            [
+                str(results / "sweep"),
+                "-o",
+                str(out),
+                "--no-table-files",
+                "--ref-metric",
+                "0.5",
+                "--ref-macs",
+                "2e9",
+                "--arch",
+                "0,5",
+                "--title",
+                "My sweep",
+            ]
+        )
+        == 0
+    )
     text = out.read_text()
     assert "My sweep" in text and "given on the command line" in text
     assert not out.with_suffix(".csv").exists()
@@ -115,11 +147,14 @@ def _keep_screenshot(shot: Path) -> Path:
 
 def test_report_renders_in_chromium(results, bad_results, tmp_path, chromium):
     t0 = time.monotonic()
-    rep = write_report(_sources(results) + [str(bad_results / "other")], tmp_path / "report.html",
-                       reference_points=True)
+    rep = write_report(
+        _sources(results) + [str(bad_results / "other")], tmp_path / "report.html", reference_points=True
+    )
     page = inspect_page(chromium, rep.html, tmp_path / "hrnas-report.png")
     assert page["errors"] == [], page["errors"]
-    assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in page["requests"]), page["requests"]
+    assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in page["requests"]), page[
+        "requests"
+    ]
     figs = page["figures"]
     assert [f["title"] for f in figs] == rep.figures and page["plotly_divs"] == len(rep.figures)
     for f in figs:
@@ -132,7 +167,9 @@ def test_report_renders_in_chromium(results, bad_results, tmp_path, chromium):
 
 
 def test_bad_input_report_renders_in_chromium(bad_results, tmp_path, chromium):
-    rep = write_report([str(bad_results / n) for n in ("empty", "nni", "other")], tmp_path / "bad-report.html")
+    rep = write_report(
+        [str(bad_results / n) for n in ("empty", "nni", "other")], tmp_path / "bad-report.html"
+    )
     page = inspect_page(chromium, rep.html, tmp_path / "hrnas-bad-report.png")
     assert page["errors"] == []
     assert all(f["rendered"] for f in page["figures"]) and len(page["figures"]) == len(rep.figures) >= 1
