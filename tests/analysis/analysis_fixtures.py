@@ -155,11 +155,16 @@ def write_compare(folder: Path, strategies=("hrnas", "random", "darts"), seed: i
     return rows
 
 
-def write_sweep(folder: Path, n: int = 6, strategy: str = "hrnas", seed: int = 0) -> None:
+def write_sweep(folder: Path, n: int = 6, strategy: str = "hrnas", seed: int = 0, **kw) -> None:
     """Several run folders (a lambda sweep)."""
     for i in range(n):
         write_run(
-            folder / f"lam{i}", strategy=strategy, lam=(i + 0.5) / n, eps=10 ** (-4 + 2 * i / n), seed=seed
+            folder / f"lam{i}",
+            strategy=strategy,
+            lam=(i + 0.5) / n,
+            eps=10 ** (-4 + 2 * i / n),
+            seed=seed,
+            **kw,
         )
 
 

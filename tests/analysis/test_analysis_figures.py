@@ -13,7 +13,7 @@ from analysis.figures import (
     parse_arch,
     trajectory_figure,
 )
-from analysis.paper import PAPER_POINTS, points_for
+from analysis.paper import PAPER_POINTS, load_points, points_for
 from analysis.pareto import default_reference, front_table, pareto_mask
 
 
@@ -80,23 +80,29 @@ def test_pareto_and_hypervolume_figures(tmp_path):
     assert "reference point" in hv.layout.title.text
 
 
-def test_reference_points_layer():
-    cs = points_for("seg_cityscapes", PAPER_POINTS, ours_max_metric=0.8)
-    assert len(cs) >= 2 and (cs["metric"] < 1).all()  # percentages scaled to our fractions
-    assert points_for("imagenet", PAPER_POINTS, 80.0)["metric"].gt(50).all()
-    assert points_for(None, PAPER_POINTS).empty
+def test_reference_points_layer(tmp_path):
+    ade = points_for("seg_ade20k", PAPER_POINTS, ours_max_metric=0.4)
+    assert len(ade) == 4 and (ade["metric"] < 1).all()  # percentages scaled to our fractions
+    assert points_for("ade20k", PAPER_POINTS, 40.0)["metric"].gt(30).all()
+    assert points_for(None, PAPER_POINTS).empty and points_for("digits_seg", PAPER_POINTS).empty
+    own = tmp_path / "points.csv"
+    own.write_text("dataset,model,metric,macs\ncityscapes,Mine,74.0,2e9\n")
+    mine = points_for("cityscapes", load_points(own))
+    assert list(mine["model"]) == ["Mine"] and mine["params"].isna().all()
+    with pytest.raises(ValueError, match="lacks columns"):
+        load_points(own.with_name("bad.csv")) if own.with_name("bad.csv").write_text("a,b\n1,2\n") else None
     table = pd.DataFrame(
         {
             "strategy": ["hrnas"],
-            "metric": [0.7],
+            "metric": [0.33],
             "macs": pd.array([2_000_000_000], dtype="Int64"),
             "params": pd.array([3_000_000], dtype="Int64"),
             "metric_name": ["mIoU"],
         }
     )
-    fig = pareto_figure(table, reference_points=cs, reference_note="note")
+    fig = pareto_figure(table, reference_points=ade, reference_note="note")
     layer = [t for t in fig.data if t.name == "reported (papers)"][0]
-    assert list(layer.text) == list(cs["model"])
+    assert list(layer.text) == list(ade["model"])
 
 
 def test_trajectory_and_lambda_eps(tmp_path):

@@ -19,6 +19,7 @@ def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     write_sweep(root / "sweep", n=6)
     write_sweep(root / "sweep_random", n=4, strategy="random", seed=1)
+    write_sweep(root / "ade", n=3, task="seg_ade20k", seed=2)
     write_compare(root / "cmp")
     copy_nni(root / "nni")
     copy_nni(root / "nni", "fixstop02")
@@ -42,6 +43,7 @@ def _sources(root):
         str(root / "sweep"),
         str(root / "sweep_random"),
         str(root / "cmp"),
+        str(root / "ade"),
         str(root / "nni"),
         f"sqlite:///{root / 'study.sqlite3'}",
     ]
@@ -50,13 +52,14 @@ def _sources(root):
 def test_report_files(results, tmp_path):
     rep = write_report(_sources(results), tmp_path / "r" / "report.html", reference_points=True)
     text = rep.html.read_text()
-    assert rep.rows == 6 + 4 + 3 + 9 + 10
+    assert rep.rows == 6 + 4 + 3 + 3 + 9 + 10
     # self-contained: plotly.js inline, no external scripts or stylesheets
     assert "plotly.js v" in text[:20000] or "plotly.js" in text
     assert not re.search(r"<script[^>]+src=", text) and not re.search(r"<link[^>]+href=['\"]?http", text)
     assert text.count("class='hrnas-figure'") == len(rep.figures) >= 10
     assert "Pareto fronts" in text and "Hypervolume per strategy" in text and "Results" in text
     assert "1 failed" in text  # the stopped NNI experiment's failed trial is reported, not hidden
+    assert "reported (papers)" in text and "HR-NAS-B (paper)" in text  # the literature layer on ADE20K
     # the tables: CSV and Parquet round-trip with the architecture as JSON
     csv = pd.read_csv(rep.csv)
     assert len(csv) == rep.rows and {"metric", "macs", "params", "arch", "on_front", "lambda"} <= set(
