@@ -451,7 +451,7 @@ def architecture_figure(
             text=f"{title}<br><sup>{names}<br>stacked bars: depthwise channels kept per kernel size, grey: "
             "removed units; diamonds: transformer tokens kept (whisker up to the maximum)</sup>"
         ),
-        margin=dict(t=150),
+        margin=dict(t=175),
         barmode="group",
         scattermode="group",
         template="plotly_white",

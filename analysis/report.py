@@ -26,6 +26,7 @@ from analysis.paper import PAPER_NOTE, load_points, points_for
 from analysis.pareto import ReferencePoint, default_reference, front_table, pareto_mask
 
 FIGURE_CLASS = "hrnas-figure"
+SECTIONS = ["Pareto fronts", "Hypervolume", "Architectures", "Search trajectories", "lambda / eps studies"]
 
 
 @dataclass
@@ -214,6 +215,7 @@ def build_figures(
         for reason in skipped:
             problems.append(Problem(f"study {name}", f"figure not drawn: {reason}", "warning"))
     hv = pd.concat(hv_tables, ignore_index=True) if hv_tables else pd.DataFrame()
+    figs.sort(key=lambda f: SECTIONS.index(f[0]))  # stable: tasks keep their order inside a section
     return figs, problems, hv
 
 

@@ -58,6 +58,8 @@ def test_report_files(results, tmp_path):
     assert not re.search(r"<script[^>]+src=", text) and not re.search(r"<link[^>]+href=['\"]?http", text)
     assert text.count("class='hrnas-figure'") == len(rep.figures) >= 10
     assert "Pareto fronts" in text and "Hypervolume per strategy" in text and "Results" in text
+    for section in ("Pareto fronts", "Hypervolume", "Architectures", "Search trajectories"):
+        assert text.count(f"<h2>{section}</h2>") == 1, section  # tasks grouped inside one section
     assert "1 failed" in text  # the stopped NNI experiment's failed trial is reported, not hidden
     assert "reported (papers)" in text and "HR-NAS-B (paper)" in text  # the literature layer on ADE20K
     # the tables: CSV and Parquet round-trip with the architecture as JSON
