@@ -265,6 +265,10 @@ def _read_compare(folder: Path, problems: list[Problem]) -> list[dict[str, Any]]
         row = _empty_row()
         row.update(source=str(csv), kind="compare", experiment=folder.name, trial=str(i), status="finished")
         _fill_from_result(row, rec)
+        for key in ("task", "metric_name", "preset"):  # a compare runs one task: take it from its runs
+            known = {r[key] for r in runs if r.get(key)}
+            if row[key] is None and len(known) == 1:
+                row[key] = known.pop()
         rows.append(row)
     rows.extend(r for j, r in enumerate(runs) if j not in used)
     return rows
@@ -441,6 +445,7 @@ def _read_nni_conn(conn: sqlite3.Connection, exp_dir: Path, problems: list[Probl
         )
 
     rows = []
+    no_macs: list[str] = []
     counts: dict[str, int] = {}
     for trial_id, t in trials.items():
         final = t["final"]
@@ -468,14 +473,18 @@ def _read_nni_conn(conn: sqlite3.Connection, exp_dir: Path, problems: list[Probl
         if row["trajectory"] is None:
             row["trajectory"] = _nni_trajectory(t["periodical"])
         if row["macs"] is None:
-            problems.append(
-                Problem(
-                    f"{src} trial {trial_id}",
-                    "final result has no 'macs': listed in the table, left out of the fronts",
-                    "warning",
-                )
-            )
+            no_macs.append(trial_id)
         rows.append(row)
+    if no_macs:
+        problems.append(
+            Problem(
+                src,
+                f"{len(no_macs)} trial(s) ({', '.join(no_macs[:5])}{', ...' if len(no_macs) > 5 else ''}) "
+                "reported no 'macs' in the final result (a NAS experiment keeps only 'default'?): listed in "
+                "the table, left out of the fronts",
+                "warning",
+            )
+        )
 
     status, alive = _nni_registry_status(exp_id)
     running = (status not in (None, "STOPPED", "DONE", "ERROR") and alive) or end_time is None

@@ -213,6 +213,30 @@ def test_mixed_sources_and_trajectories(tmp_path):
     assert traj["macs"].notna().all() and len(traj) == 3 * 5 + 5 + 6 * 2
 
 
+def test_compare_rows_take_the_task_of_their_runs(tmp_path):
+    import csv
+
+    write_compare(tmp_path / "cmp", strategies=("hrnas",))
+    with open(tmp_path / "cmp" / "results.csv", "a", newline="") as fh:
+        csv.writer(fh).writerow(["ofa", 0.5, 123456789, 1000, 1.0, "{}"])
+    coll = collect([tmp_path / "cmp"])
+    df = coll.table.set_index("strategy")
+    assert df.loc["ofa", "task"] == "digits_seg" and df.loc["ofa", "metric_name"] == "mIoU"
+    assert df.loc["ofa", "arch"] is None and df.loc["ofa", "macs"] == 123456789
+
+
+def test_nni_nas_style_results_without_macs(tmp_path):
+    exp = copy_nni(tmp_path)
+    conn = sqlite3.connect(exp / "db" / "nni.sqlite")
+    conn.execute("update MetricData set data = ? where type = 'FINAL'", (json.dumps(json.dumps(0.7)),))
+    conn.commit()
+    conn.close()
+    coll = collect([exp])
+    assert len(coll.table) == 6 and coll.table["macs"].isna().all() and (coll.table["metric"] == 0.7).all()
+    warn = [p for p in coll.problems if "no 'macs'" in p.message]
+    assert len(warn) == 1 and "6 trial(s)" in warn[0].message
+
+
 def test_nni_bad_metric_json(tmp_path):
     exp = copy_nni(tmp_path)
     conn = sqlite3.connect(exp / "db" / "nni.sqlite")
