@@ -16,7 +16,7 @@ handwriting. Images are single-channel; a sample is normalised as ``(x / 255 - 0
 ``digits_kp``
     1x64x64, one digit (20-44 px, rotated up to +-25 deg) among clutter; **5 keypoints**:
     0 = ink centroid, 1 = top-most, 2 = bottom-most, 3 = left-most, 4 = right-most ink point
-    (flip pairs (3, 4)). Heatmaps at 1/4 (16x16), sigma 1; OKS sigmas 0.07 for every keypoint;
+    (flip pairs (3, 4)). Heatmaps at 1/4 (16x16), sigma 1; OKS sigmas 0.1 for every keypoint;
     the OKS area is the ink box area.
 """
 
@@ -46,7 +46,7 @@ KP_CANVAS = 64
 KP_NUM_JOINTS = 5
 KP_NAMES = ('centroid', 'top', 'bottom', 'left', 'right')
 KP_FLIP_PAIRS = ((3, 4),)
-KP_SIGMAS = np.full(KP_NUM_JOINTS, 0.07)
+KP_SIGMAS = np.full(KP_NUM_JOINTS, 0.1)
 KP_HEATMAP_SIGMA = 1.0
 INK = 0.35  # share of a digit's peak intensity that counts as ink (label)
 RIM = 0.10  # below INK, above RIM: ignore

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import COCO_KP_NAMES, IMAGENET_CLASSES, IMAGENET_COLORS, joint_code
+from data_layouts import COCO_KP_NAMES, IMAGENET_CLASSES, IMAGENET_COLORS, joint_code
 
 from nni_hrnas.data import DataFormatError, DataRootError
 from nni_hrnas.data.coco_keypoints import COCOKeypoints

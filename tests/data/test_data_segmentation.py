@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import ADE_CODE, CS_CODE, CS_IDS
+from data_layouts import ADE_CODE, CS_CODE, CS_IDS
 from PIL import Image
 
 from nni_hrnas.data import DataFormatError, DataRootError
