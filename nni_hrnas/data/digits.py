@@ -14,9 +14,10 @@ handwriting. Images are single-channel; a sample is normalised as ``(x / 255 - 0
 ``digits_cls``
     1x32x32, one digit (18-30 px, jittered placement, 0-2 clutter fragments); 10 classes (d).
 ``digits_kp``
-    1x64x64, one digit (20-44 px, rotated up to +-25 deg) among clutter; **5 keypoints**:
-    0 = ink centroid, 1 = top-most, 2 = bottom-most, 3 = left-most, 4 = right-most ink point
-    (flip pairs (3, 4)). Heatmaps at 1/4 (16x16), sigma 1; OKS sigmas 0.1 for every keypoint;
+    1x64x64, one digit (20-44 px, rotated up to +-25 deg) among clutter; **4 keypoints**, the
+    extreme ink points: 0 = top-most, 1 = bottom-most, 2 = left-most, 3 = right-most (a point on the
+    extreme row/column, at the mean position of its ink pixels; flip pairs (2, 3)). Matches the
+    ``digits_kp`` preset (``num_outputs=4``). Heatmaps at 1/4 (16x16), sigma 1; OKS sigmas 0.1 for every keypoint;
     the OKS area is the ink box area.
 """
 
@@ -36,16 +37,16 @@ from torch.utils.data import Dataset
 
 from .keypoint_utils import gaussian_heatmaps
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DIGITS_MEAN = 0.1
 DIGITS_STD = 0.25
 SEG_CANVAS = 64
 SEG_NUM_CLASSES = 11
 CLS_SIZE = 32
 KP_CANVAS = 64
-KP_NUM_JOINTS = 5
-KP_NAMES = ('centroid', 'top', 'bottom', 'left', 'right')
-KP_FLIP_PAIRS = ((3, 4),)
+KP_NUM_JOINTS = 4
+KP_NAMES = ('top', 'bottom', 'left', 'right')
+KP_FLIP_PAIRS = ((2, 3),)
 KP_SIGMAS = np.full(KP_NUM_JOINTS, 0.1)
 KP_HEATMAP_SIGMA = 1.0
 INK = 0.35  # share of a digit's peak intensity that counts as ink (label)
@@ -157,7 +158,7 @@ def make_cls_image(digit, rng: np.random.Generator, size: int = CLS_SIZE, pool=N
 
 
 def make_kp_image(digit, rng: np.random.Generator, pool, size: int = KP_CANVAS):
-    """One digit among clutter; keypoints (5, 2) in canvas pixels (x, y) and the ink box (x, y, w, h)."""
+    """One digit among clutter; keypoints (4, 2) in canvas pixels (x, y) and the ink box (x, y, w, h)."""
     s = rng.uniform(20, 44)
     dh, dw = int(round(s)), int(round(s * rng.uniform(0.75, 1.05)))
     patch = _resize(digit, dw, dh, angle=float(rng.uniform(-25, 25))) * rng.uniform(0.6, 1.0)
@@ -173,13 +174,11 @@ def make_kp_image(digit, rng: np.random.Generator, pool, size: int = KP_CANVAS):
     ys, xs = np.nonzero(ink)
     if len(ys) == 0:
         return None
-    wts = digit_layer[ys, xs]
-    centroid = [float((xs * wts).sum() / wts.sum()), float((ys * wts).sum() / wts.sum())]
     top = [float(xs[ys == ys.min()].mean()), float(ys.min())]
     bottom = [float(xs[ys == ys.max()].mean()), float(ys.max())]
     left = [float(xs.min()), float(ys[xs == xs.min()].mean())]
     right = [float(xs.max()), float(ys[xs == xs.max()].mean())]
-    kps = np.array([centroid, top, bottom, left, right], np.float32)
+    kps = np.array([top, bottom, left, right], np.float32)
     box = np.array([xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1], np.float32)
     return _finish(canvas, rng), kps, box
 
@@ -282,7 +281,7 @@ class DigitsClassification(Dataset):
 
 class DigitsKeypoints(Dataset):
     """Items as :class:`~nni_hrnas.data.coco_keypoints.COCOKeypoints`: ``(image (1, 64, 64),
-    heatmaps (5, 16, 16), weights (5, 1), meta)``; the crop is the whole canvas."""
+    heatmaps (4, 16, 16), weights (4, 1), meta)``; the crop is the whole canvas."""
 
     flip_pairs = KP_FLIP_PAIRS
     sigmas = KP_SIGMAS

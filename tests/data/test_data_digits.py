@@ -39,16 +39,16 @@ def test_digits_datasets_shapes(tmp_path, monkeypatch):
     assert image.shape == (1, 32, 32) and 0 <= int(target) < 10 and len(val) == 8
     train, val = digits.digits_kp(seed=0, sizes=(16, 8))
     image, heat, weight, meta = val[0]
-    assert image.shape == (1, 64, 64) and heat.shape == (5, 16, 16) and weight.shape == (5, 1)
+    assert image.shape == (1, 64, 64) and heat.shape == (4, 16, 16) and weight.shape == (4, 1)
     # the heatmap peaks sit on the keypoints, which sit on ink
-    peaks = heat.reshape(5, -1).argmax(1)
+    peaks = heat.reshape(4, -1).argmax(1)
     py, px = peaks // 16, peaks % 16
     kp = meta['joints'].numpy()
     assert np.abs(px.numpy() * 4 - kp[:, 0]).max() <= 2.5 and np.abs(py.numpy() * 4 - kp[:, 1]).max() <= 2.5
     raw = image[0].numpy() * digits.DIGITS_STD + digits.DIGITS_MEAN
-    assert all(raw[int(round(y)), int(round(x))] > 0.2 for x, y in kp[1:])
+    assert all(raw[int(round(y)), int(round(x))] > 0.2 for x, y in kp)
     gt = val.coco_gt()
-    assert len(gt.getAnnIds()) == 8 and gt.loadCats(1)[0]['keypoints'][0] == 'centroid'
+    assert len(gt.getAnnIds()) == 8 and gt.loadCats(1)[0]['keypoints'] == ['top', 'bottom', 'left', 'right']
 
 
 def test_validation_uses_unseen_digit_instances():
