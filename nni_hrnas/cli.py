@@ -1,0 +1,120 @@
+"""The ``hrnas`` command line: ``hrnas flops | search | export | study | compare | report``.
+
+Each subcommand prints a human summary, or with ``--json`` exactly one JSON object on stdout;
+logs go to stderr. The CLI is the composition root: it imports the spaces, tasks and analysis
+lazily, so ``nni_hrnas`` itself depends on none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+_log = logging.getLogger("nni_hrnas")
+
+
+def parse_input_size(text: str) -> tuple[int, int, int]:
+    """Parse ``CxHxW`` (e.g. ``3x512x1024``)."""
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 3:
+        raise argparse.ArgumentTypeError(f"expected CxHxW such as 3x512x1024, got {text!r}")
+    return size  # type: ignore[return-value]
+
+
+def _format_count(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3f}{unit}"
+    return f"{value:.0f}"
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    """MACs and params of a preset's supernet (or of an architecture file) at an input size."""
+    import torch
+
+    from search_spaces import HRNASNetwork, check_input_size, choice_maxima, get_preset, validate_sample
+
+    config = get_preset(args.preset, **({"transformer": False} if args.no_transformer else {}))
+    input_size = check_input_size(config, args.input or config.input_size)
+    sample = choice_maxima(config)
+    if args.arch:
+        with open(args.arch) as f:
+            sample = validate_sample(config, json.load(f))
+    with torch.device("meta"):  # shapes only: nothing is allocated or run
+        network = HRNASNetwork(config, sample)
+    groups = network.cost_breakdown(input_size)
+    total = network.cost(input_size)
+    stages: dict[str, dict[str, int]] = {}
+    branches: dict[str, dict[str, int]] = {}
+    for name, cost in groups.items():
+        stage, _, branch = name.partition(".")
+        for table, key in ((stages, stage), (branches, branch or stage)):
+            entry = table.setdefault(key, {"macs": 0, "params": 0})
+            entry["macs"] += cost.macs
+            entry["params"] += cost.params
+    result = {
+        "preset": args.preset, "input": list(input_size), "transformer": not args.no_transformer,
+        "macs": total.macs, "params": total.params, "interp_elements": total.interp,
+        "norm_act_elements": total.norm_act,
+        "stages": stages, "branches": branches,
+        "groups": {name: {"macs": c.macs, "params": c.params} for name, c in groups.items()},
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    size = "x".join(map(str, input_size))
+    print(f"{args.preset} at {size}{'' if not args.no_transformer else ' (no transformers)'}: "
+          f"{_format_count(total.macs)} MACs, {_format_count(total.params)} params")
+    print("MACs are multiply-accumulates of conv, linear, matmul and attention (what the paper calls FLOPs);")
+    print(f"bilinear resizes ({_format_count(total.interp)} output elements) and BN/LN/activations "
+          f"({_format_count(total.norm_act)} elements) are counted apart.")
+    for title, table in (("stage", stages), ("branch", branches)):
+        print(f"\n{'per ' + title:<12}{'MACs':>12}{'params':>12}")
+        for key, entry in table.items():
+            print(f"{key:<12}{_format_count(entry['macs']):>12}{_format_count(entry['params']):>12}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hrnas", description="HR-NAS for NNI: search spaces, search, analysis.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from search_spaces import PRESETS
+
+    flops = sub.add_parser("flops", help="MACs and params of a preset (per stage and branch)",
+                           description="Exact MACs (the paper's 'FLOPs') and params, computed analytically.")
+    flops.add_argument("--preset", required=True, choices=sorted(PRESETS), help="space preset")
+    flops.add_argument("--input", type=parse_input_size, default=None,
+                       help="input size CxHxW (default: the preset's paper input size)")
+    flops.add_argument("--no-transformer", action="store_true", help="the space without transformers")
+    flops.add_argument("--arch", default=None, help="arch.json of a searched network (default: the supernet)")
+    flops.add_argument("--json", action="store_true", help="print one JSON object")
+    flops.set_defaults(func=cmd_flops)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hrnas`` console command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from search_spaces import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"hrnas {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
