@@ -44,7 +44,7 @@ def resolve_root(root: str | os.PathLike | None, env_var: str, name: str, expect
 
     ``expected`` names the sub-folder that must exist under the root (e.g. ``leftImg8bit``).
     """
-    how = (f"Pass it as `{config_key}=` (the `--data-root` option / `data_root` config key) or set "
+    how = (f"Pass it as the `{config_key}` argument (e.g. get_task(...).make_evaluator(root=...)) or set "
            f"the environment variable {env_var}.")
     if root is None or str(root) == '':
         root = os.environ.get(env_var) or None

@@ -1,5 +1,15 @@
-"""Tasks: Lightning modules usable as NNI evaluators, their metrics, and the task registry."""
+"""Tasks: Lightning modules usable as NNI evaluators, their metrics, and the task registry.
 
+``get_task(name)`` gives a :class:`TaskSpec` for ``cityscapes, ade20k, coco_keypoints, imagenet,
+digits_seg, digits_cls, digits_kp``; its ``make_evaluator(...)`` builds the NNI ``Lightning``
+evaluator around :class:`SegmentationModule`, :class:`KeypointsModule` or
+:class:`ClassificationModule`.
+"""
+
+from .classification import ClassificationModule
+from .keypoints import KeypointsModule
 from .registry import TASKS, TaskSpec, get_task, task_names
+from .segmentation import SegmentationModule
 
-__all__ = ['TASKS', 'TaskSpec', 'get_task', 'task_names']
+__all__ = ['TASKS', 'ClassificationModule', 'KeypointsModule', 'SegmentationModule', 'TaskSpec', 'get_task',
+           'task_names']
