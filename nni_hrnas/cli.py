@@ -70,6 +70,13 @@ def cmd_flops(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     size = "x".join(map(str, input_size))
+    blocks = list(network.searching_blocks())
+    with_tokens = sum(block.transformer is not None for _, block in blocks)
+    print(f"{args.preset}: {config.task} head with {config.num_outputs} outputs; stem {config.stem_channels} ch, "
+          f"parallel modules with branches {[s.branches for s in config.stages]}, "
+          f"channels {[list(s.channels) for s in config.stages]}")
+    print(f"{len(blocks)} searching blocks ({with_tokens} with transformers), {len(sample)} width choices; "
+          f"kernels {list(config.kernels)}, expansion {config.expansion}")
     print(f"{args.preset} at {size}{'' if not args.no_transformer else ' (no transformers)'}: "
           f"{_format_count(total.macs)} MACs, {_format_count(total.params)} params")
     print("MACs are multiply-accumulates of conv, linear, matmul and attention (what the paper calls FLOPs);")
@@ -98,11 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--arch", default=None, help="arch.json of a searched network (default: the supernet)")
     flops.add_argument("--json", action="store_true", help="print one JSON object")
     flops.set_defaults(func=cmd_flops)
+
+    # parsed by analysis.cli.report_main (see main); listed here for `hrnas --help`
+    sub.add_parser("report", add_help=False, help="HTML report of results (see hrnas report --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hrnas`` console command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:  # the analysis package parses its own arguments, --help included
+        from analysis.cli import report_main
+
+        return report_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
