@@ -35,25 +35,18 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
-    """Where transformers go and their shape. ``placement``: ``identity`` (blocks that keep shape),
-    ``all`` (every searching block) or ``none``."""
+class TransformerConfig(TransformerSettings):
+    """Transformer settings plus how many tokens the supernet starts with and where transformers go.
+
+    ``placement``: ``identity`` (blocks that keep their shape), ``all`` (every searching block) or ``none``.
+    """
 
     tokens: int = 64
     placement: str = "identity"
-    size: int = 8
-    dim: int | None = None
-    heads: int = 1
-    ffn_ratio: int = 4
-    pos_encoding: str = "map"
-    pos_in_decoder: bool = False
-    pos_dim: int = 64
 
     def settings(self) -> TransformerSettings:
         """The per-module settings handed to :class:`~nni_hrnas.ops.LightweightTransformer`."""
-        return TransformerSettings(size=self.size, dim=self.dim, heads=self.heads, ffn_ratio=self.ffn_ratio,
-                                   pos_encoding=self.pos_encoding, pos_in_decoder=self.pos_in_decoder,
-                                   pos_dim=self.pos_dim)
+        return TransformerSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TransformerSettings)})
 
 
 def _stage(spec: Any) -> StageConfig:
