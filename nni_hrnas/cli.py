@@ -106,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--json", action="store_true", help="print one JSON object")
     flops.set_defaults(func=cmd_flops)
 
+    from nni_hrnas.search import add_export_arguments, add_search_arguments, cmd_export, cmd_search
+
+    search = sub.add_parser("search", help="run one HR-NAS search and write a run folder",
+                            description="Resource-aware progressive shrinking on a task's space.")
+    add_search_arguments(search).set_defaults(func=cmd_search)
+    export = sub.add_parser("export", help="check a run folder reloads and export it")
+    add_export_arguments(export).set_defaults(func=cmd_export)
+
+    from nni_hrnas.tuning.study import add_study_arguments, cmd_study
+
+    study = sub.add_parser("study", help="an Optuna study of lambda and eps (each trial: one search)")
+    add_study_arguments(study).set_defaults(func=cmd_study)
+
     # parsed by analysis.cli.report_main (see main); listed here for `hrnas --help`
     sub.add_parser("report", add_help=False, help="HTML report of results (see hrnas report --help)")
     return parser

@@ -1,0 +1,72 @@
+"""What an nnictl trial runs: one whole HR-NAS search with the lambda and eps the tuner picked.
+
+``trialCommand: python -m nni_hrnas.trial --task cityscapes`` (see experiments/*.yml). The search
+reports per-epoch intermediate results to the outer experiment and ends with the final dict
+``{'default': metric, 'macs', 'params', 'arch', 'search_seconds'}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nni
+
+
+@contextlib.contextmanager
+def outer_trial_state() -> Iterator[None]:
+    """Keep the outer HPO trial's parameters across the inner NAS run.
+
+    NNI's NAS experiment, run inside a trial, overwrites ``nni.trial._params`` (the parameter id
+    the outer tuner is waiting for) and the intermediate-result sequence: the outer experiment
+    then receives results under the wrong id and its tuner fails (KeyError: 0). NNI 3.0 has no
+    public API for this.
+    """
+    import nni.trial as trial_module
+
+    saved = {name: getattr(trial_module, name) for name in ("_params", "_intermediate_seq")
+             if hasattr(trial_module, name)}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(trial_module, name, value)
+
+
+def final_result(result: dict[str, Any]) -> dict[str, Any]:
+    """The dict a trial reports: NNI keeps all of it for HPO experiments and hands it to the tuner."""
+    return {"default": float(result["metric"]), "macs": int(result["macs"]), "params": int(result["params"]),
+            "arch": result["arch"], "search_seconds": float(result["search_seconds"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nni_hrnas.search import SearchSettings, run_search
+
+    parser = argparse.ArgumentParser(prog="python -m nni_hrnas.trial", description=__doc__)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--preset")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root")
+    args = parser.parse_args(argv)
+    params = nni.get_next_parameter() or {}
+    missing = {"lambda", "eps"} - set(params)
+    if missing:
+        raise SystemExit(f"the tuner gave no {sorted(missing)}: the config's searchSpace must define lambda and eps")
+    out = Path(os.environ.get("NNI_OUTPUT_DIR", ".")) / "search"
+    settings = SearchSettings(task=args.task, preset=args.preset, lambda_=float(params["lambda"]),
+                              eps=float(params["eps"]), epochs=args.epochs, seed=args.seed,
+                              data_root=args.data_root, out=str(out), resume=(out / "search_checkpoint.pt").exists())
+    with outer_trial_state():
+        result = run_search(settings)
+    nni.report_final_result(final_result(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Optuna outside NNI: a study of the penalty strength (lambda) and threshold (eps).
+
+Each trial runs one whole HR-NAS search (:func:`nni_hrnas.search.run_search`) and is told its
+metric and MACs. ``hrnas study --task digits_seg --storage sqlite:///study.db --n-trials 20
+--workers 2`` runs it; running the same command again adds trials to the same study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .storage import open_storage
+
+MODES = ("multi", "single")
+
+
+class StudyError(ValueError):
+    """A study setting is invalid; the message names it and the fix."""
+
+
+@dataclass
+class StudySettings:
+    """A study of lambda and eps for one task.
+
+    ``mode='multi'`` optimises (metric up, MACs down); ``'single'`` the metric alone, with
+    ``macs_limit`` as a constraint. ``lambda_range`` defaults to a decade either side of the
+    task's default lambda.
+    """
+
+    task: str
+    storage: str = "sqlite:///study.db"
+    n_trials: int = 20
+    workers: int = 1
+    study_name: str | None = None
+    mode: str = "multi"
+    macs_limit: float | None = None
+    lambda_range: tuple[float, float] | None = None
+    eps_range: tuple[float, float] = (1e-4, 1e-2)
+    epochs: int | None = None
+    seed: int = 0
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.study_name is None:
+            self.study_name = f"hrnas-{self.task}"
+        if self.out is None:
+            self.out = str(Path("runs") / self.study_name)
+        if self.lambda_range is None:
+            from nni_hrnas.search import TASK_DEFAULTS
+
+            center = TASK_DEFAULTS.get(self.task, {}).get("lambda_", 1.4e-4)
+            self.lambda_range = (center / 10, center * 10)
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise StudyError(f"invalid n_trials={self.n_trials!r}: expected an integer >= 1")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise StudyError(f"invalid workers={self.workers!r}: expected an integer >= 1")
+        if self.mode not in MODES:
+            raise StudyError(f"invalid mode={self.mode!r}: allowed: {', '.join(MODES)}")
+        for name, (low, high) in (("lambda_range", self.lambda_range), ("eps_range", self.eps_range)):
+            if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
+                raise StudyError(f"invalid {name}=({low}, {high}): expected 0 < low < high (log-uniform)")
+        if self.eps_range[1] >= 1:
+            raise StudyError(f"invalid eps_range={self.eps_range}: eps must stay below 1")
+        if self.macs_limit is not None and self.mode != "single":
+            raise StudyError("macs_limit is a constraint of the single-objective mode; pass --mode single")
+
+
+def create_study(settings: StudySettings) -> optuna.Study:
+    """Create the study (or load it to add trials), before any worker starts: several workers on a
+    fresh SQLite file would race to create its schema."""
+    directions = ["maximize", "minimize"] if settings.mode == "multi" else ["maximize"]
+    study = optuna.create_study(storage=open_storage(settings.storage), study_name=settings.study_name,
+                                directions=directions, load_if_exists=True)
+    if len(study.directions) != len(directions):
+        raise StudyError(f"study {settings.study_name!r} in {settings.storage} has {len(study.directions)} "
+                         f"objective(s), but mode={settings.mode!r} needs {len(directions)}: choose another "
+                         "--study-name")
+    study.set_user_attr("settings", json.loads(json.dumps(asdict(settings))))
+    return study
+
+
+def make_objective(settings: StudySettings):
+    """The trial function: one HR-NAS search with the sampled lambda and eps."""
+    from nni_hrnas.search import SearchSettings, run_search
+
+    def objective(trial: optuna.Trial) -> Any:
+        lam = trial.suggest_float("lambda", *settings.lambda_range, log=True)
+        eps = trial.suggest_float("eps", *settings.eps_range, log=True)
+        run_dir = Path(settings.out) / f"trial-{trial.number:04d}"
+        result = run_search(SearchSettings(task=settings.task, lambda_=lam, eps=eps, epochs=settings.epochs,
+                                           seed=settings.seed, out=str(run_dir)))
+        for key in ("macs", "params", "arch", "search_seconds", "metric_name"):
+            trial.set_user_attr(key, result[key])
+        trial.set_user_attr("run_dir", str(run_dir))
+        if settings.mode == "multi":
+            return float(result["metric"]), float(result["macs"])
+        if settings.macs_limit is not None:
+            trial.set_constraint("macs_over_limit", float(result["macs"]) - settings.macs_limit)
+        return float(result["metric"])
+
+    return objective
+
+
+def _worker(settings: StudySettings, n_trials: int) -> None:
+    study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
+    study.optimize(make_objective(settings), n_trials=n_trials, catch=(RuntimeError, ValueError))
+
+
+def run_study(settings: StudySettings) -> optuna.Study:
+    """Run ``n_trials`` new trials split over ``workers`` processes; returns the study."""
+    create_study(settings)
+    shares = [settings.n_trials // settings.workers + (i < settings.n_trials % settings.workers)
+              for i in range(settings.workers)]
+    if settings.workers == 1:
+        _worker(settings, shares[0])
+    else:
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=_worker, args=(settings, n)) for n in shares if n]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join()
+        failed = [p.exitcode for p in processes if p.exitcode]
+        if failed:
+            raise RuntimeError(f"{len(failed)} study worker(s) failed (exit codes {failed}); finished trials "
+                               f"are kept in {settings.storage}")
+    return optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
+
+
+def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``hrnas study``."""
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--storage", default="sqlite:///study.db",
+                        help="Optuna storage: sqlite:///study.db, postgresql://user:pw@host/db or journal:PATH")
+    parser.add_argument("--n-trials", type=int, default=20, help="new trials to add")
+    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    parser.add_argument("--study-name", help="default: hrnas-TASK")
+    parser.add_argument("--mode", choices=MODES, default="multi")
+    parser.add_argument("--macs-limit", type=float, help="single mode: MACs above this are infeasible")
+    parser.add_argument("--epochs", type=int, help="epochs of each search (default: the task's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="folder of the trials' run folders (default: runs/STUDY_NAME)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """``hrnas study``."""
+    try:
+        settings = StudySettings(task=args.task, storage=args.storage, n_trials=args.n_trials, workers=args.workers,
+                                 study_name=args.study_name, mode=args.mode, macs_limit=args.macs_limit,
+                                 epochs=args.epochs, seed=args.seed, out=args.out)
+        study = run_study(settings)
+    except (StudyError, ValueError) as error:
+        print(f"hrnas study: error: {error}", file=sys.stderr)
+        return 2
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    front = study.best_trials if complete else []
+    summary = {"study": settings.study_name, "storage": settings.storage, "trials": len(study.trials),
+               "complete": len(complete),
+               "front": [{"number": t.number, "params": t.params, "values": t.values} for t in front]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"study {settings.study_name} in {settings.storage}: {len(complete)}/{len(study.trials)} trials "
+              f"complete; best: " + "; ".join(f"#{t.number} {t.params} -> {t.values}" for t in front))
+    return 0
