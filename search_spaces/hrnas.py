@@ -168,7 +168,8 @@ class HRNASNetwork(nn.Module):
             if i == out_branch + 1:
                 y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
             total = y if total is None else total + y
-        return self.act(total)
+        # not in place: with one input whose block is empty (identity), total is that block's input
+        return F.relu(total)
 
     def searching_blocks(self) -> Iterator[tuple[BlockSlot, SearchingBlock]]:
         """Every searching block with its slot (label, shapes, input stride, group)."""
