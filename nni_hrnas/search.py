@@ -1,0 +1,372 @@
+"""One whole HR-NAS search from a task name: ``hrnas search`` and ``hrnas export``.
+
+Composes the task (``nni_hrnas.tasks.get_task``), the space (``HRNASSpace.from_preset``) and the
+strategy (:class:`~nni_hrnas.strategy.ProgressiveShrinking`) through NNI's ``NasExperiment``, and
+writes a run folder::
+
+    RUN_DIR/arch.json               the NNI architecture dict (space.freeze(arch) rebuilds it)
+    RUN_DIR/model.safetensors       the searched network's trained (EMA) weights
+    RUN_DIR/result.json             macs, params, metric, arch, search cost, trajectory, ...
+    RUN_DIR/search_checkpoint.pt    the checkpoint --resume continues from (written every epoch)
+    RUN_DIR/nni/                    NNI's experiment folder
+
+NNI runs the one-shot strategy in-process with its sequential engine: no web server is started.
+(If one were, NNI binds it on all interfaces; we pass a free loopback-chosen port all the same.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nni_hrnas.strategy.checkpoint import (
+    ARCH_NAME,
+    CHECKPOINT_NAME,
+    RESULT_NAME,
+    WEIGHTS_NAME,
+    atomic_write_json,
+    load_weights,
+    save_searched,
+)
+
+_logger = logging.getLogger("nni_hrnas.search")
+
+#: Per-task search defaults. Real tasks follow DESIGN.md section 2 (the official settings);
+#: the digits tasks are set so that a default search takes a few minutes on 2 CPU cores and
+#: visibly prunes (more penalty, and a learning rate that moves BN gammas far enough in ~100 steps).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cityscapes": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
+    "ade20k": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
+    "coco_keypoints": dict(lambda_=1e-6, prune_every=5, warmup_epochs=5.0),
+    "imagenet": dict(lambda_=1.8e-4, prune_every=5, warmup_epochs=5.0),
+    "digits_seg": dict(lambda_=0.03, prune_every=1, warmup_epochs=1.0, epochs=4, data_sizes=(640, 192),
+                       module_kwargs=dict(optimizer="sgd", learning_rate=0.1, schedule="cosine", momentum=0.9),
+                       recalibration_batches=4),
+    "digits_cls": dict(lambda_=0.03, prune_every=1, warmup_epochs=1.0, epochs=4, data_sizes=(1280, 360),
+                       module_kwargs=dict(optimizer="sgd", learning_rate=0.1, schedule="cosine", momentum=0.9),
+                       recalibration_batches=4),
+    "digits_kp": dict(lambda_=0.03, prune_every=1, warmup_epochs=1.0, epochs=4, data_sizes=(640, 192),
+                      module_kwargs=dict(optimizer="sgd", learning_rate=0.1, schedule="cosine", momentum=0.9),
+                      recalibration_batches=4),
+}
+SMOKE_EPOCHS = 2
+
+
+class SearchError(ValueError):
+    """A search setting is invalid; the message names it."""
+
+
+def _smoke_default() -> bool:
+    return os.environ.get("HRNAS_SMOKE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@dataclass
+class SearchSettings:
+    """Everything one search needs. ``None`` means: the task's default (see :data:`TASK_DEFAULTS`)."""
+
+    task: str
+    preset: str | None = None
+    lambda_: float | None = None
+    eps: float = 1e-3
+    epochs: int | None = None
+    prune_every: int | None = None
+    warmup_epochs: float | None = None
+    target_macs: float | None = None
+    seed: int = 0
+    batch_size: int | None = None
+    out: str | None = None
+    resume: bool = False
+    smoke: bool = field(default_factory=_smoke_default)
+    data_root: str | None = None
+    data_sizes: tuple[int, int] | None = None
+    module_kwargs: dict[str, Any] | None = None
+    recalibration_batches: int | None = None
+    ema_decay: float = 0.999
+
+    def __post_init__(self) -> None:
+        from nni_hrnas.tasks.registry import get_task
+
+        try:
+            spec = get_task(self.task)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
+        defaults = TASK_DEFAULTS.get(self.task, {})
+        for name in ("lambda_", "prune_every", "warmup_epochs", "epochs", "data_sizes", "module_kwargs",
+                     "recalibration_batches"):
+            if getattr(self, name) is None and name in defaults:
+                setattr(self, name, defaults[name])
+        if self.preset is None:
+            self.preset = spec.default_preset
+        if self.lambda_ is None:
+            self.lambda_ = 1.4e-4
+        if self.prune_every is None:
+            self.prune_every = 5
+        if self.warmup_epochs is None:
+            self.warmup_epochs = 0.0
+        if self.recalibration_batches is None:
+            self.recalibration_batches = 10
+        if self.epochs is None:
+            self.epochs = spec.default_epochs
+        if self.smoke:
+            self.epochs = min(self.epochs, SMOKE_EPOCHS)
+            self.data_sizes = None
+        self.validate()
+
+    def validate(self) -> None:
+        from search_spaces.presets import PRESETS
+
+        def bad(name: str, value: Any, allowed: str) -> SearchError:
+            return SearchError(f"invalid {name}={value!r}: {allowed}")
+
+        if self.preset not in PRESETS:
+            raise bad("preset", self.preset, f"known presets: {', '.join(PRESETS)}")
+        if not _finite(self.lambda_) or self.lambda_ < 0:
+            raise bad("lambda", self.lambda_, "expected a number >= 0")
+        if not _finite(self.eps) or not 0 < self.eps < 1:
+            raise bad("eps", self.eps, "expected 0 < eps < 1")
+        if not _int(self.epochs) or self.epochs < 1:
+            raise bad("epochs", self.epochs, "expected an integer >= 1")
+        if not _int(self.prune_every) or self.prune_every < 1:
+            raise bad("prune_every", self.prune_every, "expected an integer >= 1")
+        if not _finite(self.warmup_epochs) or self.warmup_epochs < 0:
+            raise bad("warmup_epochs", self.warmup_epochs, "expected a number >= 0")
+        if self.target_macs is not None and (not _finite(self.target_macs) or self.target_macs <= 0):
+            raise bad("target_macs", self.target_macs, "expected a positive number of MACs")
+        if not _int(self.seed) or self.seed < 0:
+            raise bad("seed", self.seed, "expected an integer >= 0")
+        if self.batch_size is not None and (not _int(self.batch_size) or self.batch_size < 1):
+            raise bad("batch_size", self.batch_size, "expected an integer >= 1")
+        if self.resume and not self.out:
+            raise bad("resume", True, "--resume needs --out RUN_DIR (the folder of the search to continue)")
+
+    def run_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        return Path("runs") / f"hrnas-{self.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_search(settings: SearchSettings, run_dir: Path | None = None):
+    """The (space, evaluator, strategy) triple of a search, without running it."""
+    from nni_hrnas.strategy import ProgressiveShrinking
+    from nni_hrnas.tasks.registry import get_task
+    from search_spaces import HRNASSpace
+
+    spec = get_task(settings.task)
+    input_size = spec.input_size(settings.smoke)
+    space = HRNASSpace.from_preset(settings.preset, input_size=input_size)
+    if space.config.task != spec.kind:
+        raise SearchError(f"invalid preset={settings.preset!r}: a {space.config.task} space, "
+                          f"but task {settings.task!r} is {spec.kind}")
+    if space.config.num_outputs != spec.num_outputs:
+        space = HRNASSpace.from_preset(settings.preset, input_size=input_size, num_outputs=spec.num_outputs)
+    dataset_kwargs = {"sizes": tuple(settings.data_sizes)} if settings.data_sizes else None
+    torch.manual_seed(settings.seed)
+    evaluator = spec.make_evaluator(None, epochs=settings.epochs, batch_size=settings.batch_size,
+                                    root=settings.data_root, smoke=settings.smoke, seed=settings.seed,
+                                    module_kwargs=settings.module_kwargs, dataset_kwargs=dataset_kwargs,
+                                    enable_progress_bar=False, logger=False)
+    strategy = ProgressiveShrinking(
+        lambda_=settings.lambda_, eps=settings.eps, prune_every=settings.prune_every,
+        warmup_epochs=settings.warmup_epochs, epochs=settings.epochs, target_macs=settings.target_macs,
+        input_size=input_size, ema_decay=settings.ema_decay, recalibration_batches=settings.recalibration_batches,
+        seed=settings.seed, checkpoint_dir=run_dir, resume=settings.resume)
+    return space, evaluator, strategy
+
+
+def run_search(settings: SearchSettings) -> dict[str, Any]:
+    """Run one search and write its run folder; returns the ``result.json`` dict."""
+    from nni.nas.experiment import NasExperiment
+
+    run_dir = settings.run_dir()
+    if (run_dir / CHECKPOINT_NAME).exists() and not settings.resume:
+        raise SearchError(f"invalid out={str(run_dir)!r}: it holds a search checkpoint; pass --resume to continue "
+                          "it, or choose another --out (nothing was overwritten)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    space, evaluator, strategy = build_search(settings, run_dir)
+    experiment = NasExperiment(space, evaluator, strategy)
+    experiment.config.experiment_working_directory = str((run_dir / "nni").resolve())
+    started = time.perf_counter()
+    try:
+        experiment.run(port=free_port())
+        arch = experiment.export_top_models(formatter="dict")[0]
+        model = experiment.export_top_models(formatter="instance")[0]
+    finally:
+        experiment.stop()
+    result = dict(strategy.result)
+    result.update(task=settings.task, preset=settings.preset, arch=dict(arch),
+                  config=dataclasses.asdict(space.config), run_seconds=time.perf_counter() - started,
+                  smoke=settings.smoke, run_dir=str(run_dir))
+    save_searched(run_dir, arch, model, result)
+    return result
+
+
+def load_searched_model(run_dir: str | Path) -> nn.Module:
+    """The searched network of a run folder with its trained weights, in eval mode."""
+    from search_spaces import HRNASNetwork
+    from search_spaces.config import HRNASConfig
+
+    run_dir = Path(run_dir)
+    for name in (ARCH_NAME, WEIGHTS_NAME, RESULT_NAME):
+        if not (run_dir / name).exists():
+            hint = (" (the search did not finish: continue it with hrnas search --resume --out "
+                    f"{run_dir})") if (run_dir / CHECKPOINT_NAME).exists() else ""
+            raise FileNotFoundError(f"{run_dir / name} is missing{hint}")
+    arch = json.loads((run_dir / ARCH_NAME).read_text())
+    result = json.loads((run_dir / RESULT_NAME).read_text())
+    config = HRNASConfig(**result["config"])
+    model = HRNASNetwork(config, {k: int(v) for k, v in arch.items()})
+    model.load_state_dict(load_weights(run_dir / WEIGHTS_NAME), strict=True)
+    return model.eval()
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Check a run folder reloads, and copy its arch, weights and result to ``out_dir``."""
+    run_dir = Path(run_dir)
+    model = load_searched_model(run_dir)
+    result = json.loads((run_dir / RESULT_NAME).read_text())
+    out = Path(out_dir) if out_dir is not None else run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != run_dir.resolve():
+        for name in (ARCH_NAME, WEIGHTS_NAME):
+            shutil.copyfile(run_dir / name, out / name)
+        atomic_write_json(out / RESULT_NAME, result)
+    params = sum(p.numel() for p in model.parameters())
+    return {"out": str(out), "macs": result["macs"], "params": params, "metric": result.get("metric"),
+            "arch": result["arch"], "files": [ARCH_NAME, WEIGHTS_NAME, RESULT_NAME]}
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``hrnas search`` (DESIGN.md section 5)."""
+    parser.add_argument("--task", required=True, help="task name (e.g. digits_seg, cityscapes)")
+    parser.add_argument("--preset", help="space preset (default: the task's)")
+    parser.add_argument("--lambda", dest="lambda_", type=float, help="penalty weight (default: per task)")
+    parser.add_argument("--eps", type=float, default=1e-3, help="remove units with |gamma| < eps (default 1e-3)")
+    parser.add_argument("--target-macs", type=float, help="MACs budget; the result lands at or just below it")
+    parser.add_argument("--epochs", type=int, help="search epochs (default: per task)")
+    parser.add_argument("--prune-every", type=int, help="epochs between prune steps (default: per task)")
+    parser.add_argument("--warmup-epochs", type=float, help="epochs over which lambda ramps up from 0")
+    parser.add_argument("--batch-size", type=int, help="training batch size (default: the task's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", help="data folder (default: the task's environment variable)")
+    parser.add_argument("--out", help="run folder (default: runs/hrnas-TASK-TIME)")
+    parser.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
+    return parser
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``hrnas export``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by hrnas search")
+    parser.add_argument("--out", help="where to write arch.json, model.safetensors, result.json "
+                                      "(default: RUN_DIR/export)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Route everything written to stdout (file descriptor 1 included) to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("nni_hrnas").setLevel(logging.INFO)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``hrnas search``: returns the exit status (0 done, 1 failed, 2 bad input)."""
+    from nni_hrnas.strategy import CheckpointError, SearchDiverged
+
+    _setup_logging()
+    try:
+        settings = SearchSettings(
+            task=args.task, preset=args.preset, lambda_=args.lambda_, eps=args.eps, epochs=args.epochs,
+            prune_every=getattr(args, "prune_every", None), warmup_epochs=getattr(args, "warmup_epochs", None),
+            target_macs=args.target_macs, seed=args.seed, batch_size=getattr(args, "batch_size", None),
+            out=args.out, resume=args.resume, data_root=getattr(args, "data_root", None))
+        with _stdout_to_stderr():
+            result = run_search(settings)
+    except (SearchError, CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"hrnas search: error: {exc}", file=sys.stderr)
+        return 2
+    except SearchDiverged as exc:
+        print(f"hrnas search: the search diverged: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"searched {settings.task}: {result['macs']:,} MACs ({result['macs_max']:,} before), "
+              f"{result['params']:,} params, {result['metric_name']} {result['metric']:.4f}, "
+              f"{result['search_seconds']:.0f} s; run folder {result['run_dir']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``hrnas export``: returns the exit status."""
+    try:
+        info = export_run(args.run_dir, args.out)
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
+        print(f"hrnas export: error: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(info))
+    else:
+        print(f"exported {args.run_dir} to {info['out']}: {info['macs']:,} MACs, {info['params']:,} params")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nni_hrnas.search {search,export} ...`` until the ``hrnas`` command wires these."""
+    parser = argparse.ArgumentParser(prog="python -m nni_hrnas.search")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_search_arguments(sub.add_parser("search", help="run one HR-NAS search"))
+    add_export_arguments(sub.add_parser("export", help="export a searched run folder"))
+    args = parser.parse_args(argv)
+    return cmd_search(args) if args.command == "search" else cmd_export(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""The pure pieces of the strategy: units, penalty, eps semantics, rebuild by index, optimizer slicing."""
+
+from __future__ import annotations
+
+import copy
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from reference import torch_counted_macs
+
+from nni_hrnas.strategy import (
+    EMA,
+    WidthCost,
+    mean_unit_macs,
+    penalty,
+    rebuild,
+    recalibrate_bn,
+    slice_optimizer_,
+    slice_spec,
+    threshold_keep,
+    unit_groups,
+)
+from nni_hrnas.strategy.units import clip_zero_crossings_
+from search_spaces import HRNASNetwork, HRNASSpace
+
+EPS = 1e-3
+SIZE = (3, 32, 32)
+
+
+def tiny_net(seed: int = 0) -> HRNASNetwork:
+    torch.manual_seed(seed)
+    space = HRNASSpace.from_preset("tiny")
+    net = space.freeze(space.max_sample())
+    with torch.no_grad():  # non-trivial BN statistics and affine parameters everywhere
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def masked_transformer_forward(t, x, kept: torch.Tensor):
+    """Reference: the transformer with the tokens outside ``kept`` masked out of attention and output."""
+    n = t.num_tokens
+    alive = torch.zeros(n, dtype=torch.bool)
+    alive[kept] = True
+    batch, _, height, width = x.shape
+    s = t.size
+    small = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+    pos = t._positional(height, width, x)
+    small = torch.cat([small, pos.expand(batch, -1, -1, -1)], dim=1)
+    tokens = t.proj_bn(t.proj(small)).flatten(2)
+
+    def attend(a, query, key, value):
+        q, k, v = a._split(a.q(query)), a._split(a.k(key)), a._split(a.v(value))
+        if q.shape[0] != k.shape[0]:
+            q = q.expand(k.shape[0], *q.shape[1:])
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=alive[None, None, None, :])
+        return a.out(out.transpose(-3, -2).flatten(-2))
+
+    h = t.encoder_norm1(tokens + attend(t.encoder_attn, tokens, tokens, tokens))
+    memory = t.encoder_norm2(h + t.encoder_ffn(h))
+    queries = t.queries.weight[None]
+    d = t.decoder_norm1(queries + attend(t.decoder_attn, queries, memory, memory))
+    d = t.decoder_norm2(d + t.decoder_ffn(d)) * alive[None, :, None]
+    out = t.inverse_bn(t.inverse(d.unflatten(-1, (s, s))))
+    return F.interpolate(out, size=t.output_size(height, width), mode="bilinear", align_corners=False)
+
+
+def masked_copy(net, keep):
+    """Reference masked network: removed channels' gamma 0, emptied MixConvs/transformers dropped,
+    removed tokens masked out of attention. Built independently of ``rebuild``."""
+    masked = copy.deepcopy(net)
+    for label, block in masked.blocks.items():
+        alive_paths = 0
+        for name, path in block.paths.items():
+            idx = keep[f"{label}_{name}"]
+            gone = torch.ones(path.dw_bn.weight.shape[0], dtype=torch.bool)
+            gone[idx] = False
+            with torch.no_grad():
+                path.dw_bn.weight[gone] = 0.0
+            alive_paths += int(idx.numel() > 0)
+        if block.paths and not alive_paths:
+            block.mix_bn = None
+        if block.transformer is not None:
+            kept = keep[f"{label}_tok"]
+            if kept.numel() == 0:
+                block.transformer = None
+            else:
+                t = block.transformer
+                t.forward = types.MethodType(lambda self, x, kept=kept: masked_transformer_forward(self, x, kept), t)
+    return masked
+
+
+def make_prunable(net, seed: int = 1):
+    """Push a varied set of importance factors below eps: some channels, whole paths, whole MixConvs,
+    some tokens, whole transformers and one whole block."""
+    g = torch.Generator().manual_seed(seed)
+    groups = unit_groups(net, SIZE)
+    with torch.no_grad():
+        for i, grp in enumerate(groups):
+            w = grp.bn.weight
+            if grp.block == "p2_b1_n0" or i % 7 == 3:  # a whole block / whole paths or transformers
+                drop = torch.ones_like(w, dtype=torch.bool)
+            else:
+                drop = torch.rand(w.shape, generator=g) < 0.4
+            tiny = (torch.rand(w.shape, generator=g) - 0.5) * EPS  # |gamma| < eps, either sign
+            w[drop] = tiny[drop]
+    return groups
+
+
+def test_slice_spec_names_the_unit_axis():
+    assert slice_spec("blocks.p1_b0_n0.paths.k5.dw.weight") == ("p1_b0_n0_k5", 0)
+    assert slice_spec("blocks.p1_b0_n0.paths.k5.expand_bn.running_var") == ("p1_b0_n0_k5", 0)
+    assert slice_spec("blocks.p1_b0_n0.paths.k3.project.weight") == ("p1_b0_n0_k3", 1)
+    assert slice_spec("blocks.p1_b0_n0.transformer.queries.weight") == ("p1_b0_n0_tok", 0)
+    assert slice_spec("blocks.p1_b0_n0.transformer.inverse.weight") == ("p1_b0_n0_tok", 1)
+    assert slice_spec("blocks.p1_b0_n0.transformer.encoder_attn.q.weight") is None
+    assert slice_spec("blocks.p1_b0_n0.mix_bn.weight") is None
+    assert slice_spec("stem.0.weight") is None
+
+
+def test_units_costs_and_penalty():
+    net = tiny_net()
+    groups = unit_groups(net, SIZE)
+    labels = {g.label for g in groups}
+    assert labels == set(net.arch)  # every choice label is a unit group
+    tok = [g for g in groups if g.kind == "tok"]
+    assert tok and all(g.count == 4 for g in tok)
+    norm = mean_unit_macs(groups)
+    with torch.no_grad():
+        for g in groups:
+            g.bn.weight.fill_(1.0)
+    total_units = sum(g.count for g in groups)
+    assert penalty(groups, norm).item() == pytest.approx(total_units, rel=1e-5)  # mean unit cost is 1
+    # the same net costed at a larger input weighs units differently (costs at the training size)
+    big = unit_groups(net, (3, 64, 64))
+    assert big[0].unit_macs == 4 * groups[0].unit_macs
+    # token costs follow the tokens still alive: O_T(n') - O_T(n'-1) grows with n'
+    keep = {g.label: torch.arange(g.count if g.kind != "tok" else 2) for g in groups}
+    small = rebuild(net, keep)
+    small_tok = {g.label: g.unit_macs for g in unit_groups(small, SIZE) if g.kind == "tok"}
+    assert all(small_tok[g.label] < g.unit_macs for g in tok)
+
+
+def test_eps_semantics_below_removed_above_kept():
+    net = tiny_net()
+    groups = unit_groups(net, SIZE)
+    below = torch.tensor([0.5 * EPS, -0.99 * EPS, 0.0, 1e-6])
+    above = torch.tensor([EPS, -1.01 * EPS, 2.0, -0.3])
+    expected = {}
+    with torch.no_grad():
+        for i, g in enumerate(groups):
+            values = torch.where(torch.arange(g.count) % 3 == i % 3, below[torch.arange(g.count) % 4],
+                                 above[torch.arange(g.count) % 4])
+            g.bn.weight.copy_(values)
+            expected[g.label] = values[values.abs() >= EPS]
+    keep = threshold_keep(groups, EPS)
+    new = rebuild(net, keep)
+    for g in unit_groups(new, SIZE):
+        assert torch.equal(g.bn.weight.detach(), expected[g.label])
+    for label, values in expected.items():
+        assert new.arch[label] == values.numel()
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_rebuilt_outputs_equal_masked_outputs(mode):
+    net = tiny_net()
+    groups = make_prunable(net)
+    keep = threshold_keep(groups, EPS)
+    new = rebuild(net, keep)
+    assert any(new.arch[k] == 0 for k in new.arch) and any(new.arch[k] > 0 for k in new.arch)
+    assert all(new.arch[f"p2_b1_n0_{k}"] == 0 for k in ("k3", "k5", "k7", "tok"))  # a whole block vanished
+    masked = masked_copy(net, keep)
+    x = torch.randn(4, *SIZE, generator=torch.Generator().manual_seed(3))
+    for m in (masked, new):
+        m.train(mode == "train")
+    with torch.no_grad():
+        ref, out = masked(x), new(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    assert new.cost(SIZE).macs < net.cost(SIZE).macs
+
+
+def test_optimizer_state_and_ema_are_sliced():
+    net = tiny_net()
+    opt = torch.optim.AdamW([{"params": [p for p in net.parameters() if p.ndim > 1]},
+                             {"params": [p for p in net.parameters() if p.ndim <= 1], "weight_decay": 0.0}],
+                            lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
+    ema = EMA(net, 0.9)
+    net(torch.randn(2, *SIZE)).square().mean().backward()
+    opt.step()
+    sched.step()
+    ema.update(net)
+    groups = make_prunable(net)
+    keep = threshold_keep(groups, EPS)
+    name = "blocks.p1_b0_n0.paths.k3.dw.weight"
+    old_state = opt.state[dict(net.named_parameters())[name]]["exp_avg"].clone()
+    new = rebuild(net, keep)
+    slice_optimizer_(opt, net, new, keep)
+    ema.replace(rebuild(ema.model, keep))
+    new_params = dict(new.named_parameters())
+    held = [p for g in opt.param_groups for p in g["params"]]
+    assert {id(p) for p in held} == {id(p) for p in new.parameters()}
+    torch.testing.assert_close(opt.state[new_params[name]]["exp_avg"], old_state[keep["p1_b0_n0_k3"]])
+    # training goes on: the sliced state fits, the scheduler still drives the same optimizer
+    new(torch.randn(2, *SIZE)).square().mean().backward()
+    opt.step()
+    sched.step()
+    ema.update(new)
+    assert ema.model.arch == new.arch
+
+
+def test_width_cost_matches_the_cost_model():
+    net = tiny_net()
+    wc = WidthCost(net, SIZE)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        widths = {k: int(torch.randint(0, v + 1, (1,), generator=g)) for k, v in net.arch.items()}
+        assert wc.macs(widths) == HRNASNetwork(net.config, widths).cost(SIZE).macs
+    assert wc.macs({k: 0 for k in net.arch}) == wc.fixed
+
+
+def test_degenerate_network_is_valid_and_costed_exactly():
+    net = tiny_net()
+    groups = unit_groups(net, SIZE)
+    keep = {g.label: torch.zeros(0, dtype=torch.long) for g in groups}
+    keep["head_k3"] = torch.tensor([0, 5])  # the head keeps two channels, every other block is its shortcut
+    new = rebuild(net, keep)
+    assert all(not b.paths and b.transformer is None for label, b in new.blocks.items() if label != "head")
+    x = torch.randn(1, *SIZE)
+    assert new.cost(SIZE).macs == torch_counted_macs(new.eval(), x)
+    assert new(x).shape == net.eval()(x).shape
+
+
+def test_zero_crossings_give_exact_zeros():
+    net = tiny_net()
+    groups = unit_groups(net, SIZE)[:2]
+    w = groups[0].bn.weight
+    with torch.no_grad():
+        w.fill_(0.01)
+        w[0] = 0.0
+    before = [g.bn.weight.detach().clone() for g in groups]
+    with torch.no_grad():
+        w[1:3] = -0.002  # the step overshot zero
+        w[0] = 1e-5  # a zero nudged by a gradient smaller than the penalty
+    w.grad = torch.zeros_like(w)
+    clip_zero_crossings_(groups, before, lam=1.0, normaliser=1.0)
+    assert w[0] == 0 and (w[1:3] == 0).all() and (w[3:] == 0.01).all()
+
+
+def test_recalibrate_bn_recomputes_statistics():
+    net = tiny_net()
+    x = torch.randn(8, *SIZE)
+    bn = net.stem[1]
+    with torch.no_grad():
+        expected_mean = net.stem[0](x).mean((0, 2, 3))
+    recalibrate_bn(net, [x])
+    torch.testing.assert_close(bn.running_mean, expected_mean, rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.1  # restored after the cumulative average

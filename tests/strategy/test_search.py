@@ -1,0 +1,155 @@
+"""Whole searches on `tiny`: lambda, budget, degeneration, export and reload, kill and resume, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from nni.nas.experiment import NasExperiment
+from reference import torch_counted_macs
+from search_helpers import EVALUATOR, STRATEGY, tiny_search
+from tiny_data import tiny_evaluator
+
+from nni_hrnas.search import load_searched_model
+from nni_hrnas.strategy import CheckpointError, ProgressiveShrinking, SearchDiverged, save_searched
+from nni_hrnas.strategy.checkpoint import CHECKPOINT_NAME
+from search_spaces import HRNASSpace
+
+SIZE = (3, 32, 32)
+
+
+def test_raising_lambda_gives_fewer_macs():
+    macs = []
+    for lam in (0.01, 0.05, 0.2):
+        result = tiny_search(lambda_=lam).result
+        macs.append(result["macs"])
+        assert result["trajectory"][0]["macs"] == result["macs_max"]
+        assert [t["step"] for t in result["trajectory"]] == [0, 1, 2, 3]
+        cost = result["search_cost"]
+        assert cost["epochs"] == 3 and cost["images_seen"] == 3 * 96 and cost["mac_epochs"] > 0
+    assert macs[0] > macs[1] > macs[2], macs
+
+
+def test_budget_mode_lands_within_five_percent():
+    space = HRNASSpace.from_preset("tiny")
+    full = space.freeze(space.max_sample()).cost(SIZE).macs
+    target = int(0.45 * full)
+    result = tiny_search(lambda_=0.02, target_macs=target).result
+    error = (result["macs"] - target) / target
+    assert abs(error) <= 0.05, (result["macs"], target)
+    assert result["target"]["side"] == ("below" if error < 0 else "above" if error > 0 else "exact")
+    assert result["target"]["within_tolerance"]
+
+
+def test_degeneration_exports_and_reloads_through_nni(tmp_path, free_port):
+    """Lambda so large that whole blocks vanish: still a valid network, exported and reloaded exactly."""
+    space = HRNASSpace.from_preset("tiny")
+    strategy = ProgressiveShrinking(**{**STRATEGY, "lambda_": 50.0})
+    experiment = NasExperiment(space, tiny_evaluator(**EVALUATOR), strategy)
+    experiment.config.experiment_working_directory = str(tmp_path / "nni")
+    try:
+        experiment.run(port=free_port)
+        arch = experiment.export_top_models(formatter="dict")[0]
+        model = experiment.export_top_models(formatter="instance")[0]
+    finally:
+        experiment.stop()
+    empty = [b for b, blk in model.blocks.items() if not blk.paths and blk.transformer is None]
+    assert len(empty) >= 5, arch  # whole blocks are their shortcut
+    assert sum(arch.values()) < 0.2 * sum(space.max_sample().values())
+    rebuilt = space.freeze(arch)  # the arch dict is a sample of the space
+    assert rebuilt.arch == model.arch
+    result = dict(strategy.result, config=dataclasses.asdict(space.config))
+    save_searched(tmp_path / "run", arch, model, result)
+    reloaded = load_searched_model(tmp_path / "run")
+    x = torch.randn(2, *SIZE)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x), rtol=0, atol=0)
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["macs"] == model.cost(SIZE).macs
+    assert model.cost(SIZE).macs == torch_counted_macs(model, x[:1])
+
+
+def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path):
+    evaluator = tiny_evaluator(**EVALUATOR)
+    module = evaluator.module
+    original = type(module).training_step
+    calls = {"n": 0}
+
+    def training_step(self, batch, batch_idx):
+        calls["n"] += 1
+        loss = original(self, batch, batch_idx)
+        return loss * float("nan") if calls["n"] == 6 + 3 else loss  # 9th call: epoch 1, batch 2
+
+    module.training_step = types.MethodType(training_step, module)
+    with pytest.raises(SearchDiverged, match=r"epoch 1, batch 2 .*" + CHECKPOINT_NAME + r" \(end of epoch 1\)"):
+        tiny_search(evaluator, lambda_=0.05, checkpoint_dir=tmp_path)
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert saved["state"]["epoch"] == 1  # the last good checkpoint is kept as it was
+
+
+def test_bad_settings_are_clear_errors():
+    for kwargs, match in [({"lambda_": -1e-4}, "lambda_"), ({"eps": 0.0}, "eps"), ({"eps": 1.0}, "eps"),
+                          ({"prune_every": 0}, "prune_every"), ({"prune_every": 1.5}, "prune_every"),
+                          ({"target_macs": -5}, "target_macs"), ({"lambda_": float("nan")}, "lambda_")]:
+        with pytest.raises(ValueError, match=match):
+            ProgressiveShrinking(**kwargs)
+
+
+def test_target_below_the_reachable_minimum_is_refused():
+    with pytest.raises(ValueError, match=r"below what this network can reach.*stem, shortcuts and head"):
+        tiny_search(lambda_=0.05, target_macs=1000)
+
+
+def test_corrupt_and_mismatched_checkpoints_are_refused_and_kept(tmp_path):
+    tiny_search(lambda_=0.05, epochs=1, checkpoint_dir=tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    good = path.read_bytes()
+    with pytest.raises(CheckpointError, match="already exists"):  # no silent overwrite
+        tiny_search(lambda_=0.05, epochs=1, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match=r"another search; differs in lambda"):
+        tiny_search(lambda_=0.1, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    assert path.read_bytes() == good
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        tiny_search(lambda_=0.05, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    assert path.stat().st_size == len(good) // 2  # left in place for the user
+
+
+def test_kill_and_resume_reaches_the_same_architecture(tmp_path):
+    epochs = 4
+    torch.set_num_threads(1)
+    reference = tiny_search(lambda_=0.05, epochs=epochs).result
+    worker = [sys.executable, str(Path(__file__).with_name("resume_worker.py")), str(tmp_path),
+              str(tmp_path / "out.json"), str(epochs)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / CHECKPOINT_NAME
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["state"]["epoch"] >= 1:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.5)  # well inside epoch 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    epoch_at_kill = torch.load(checkpoint, weights_only=True)["state"]["epoch"]
+    assert 1 <= epoch_at_kill < epochs and not (tmp_path / "out.json").exists()
+    done = subprocess.run(worker, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    resumed = json.loads((tmp_path / "out.json").read_text())
+    assert resumed["arch"] == reference["arch"]
+    assert resumed["metric"] == pytest.approx(reference["metric"], abs=1e-6)
