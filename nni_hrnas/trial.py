@@ -22,10 +22,11 @@ import nni
 def outer_trial_state() -> Iterator[None]:
     """Keep the outer HPO trial's parameters across the inner NAS run.
 
-    NNI's NAS experiment, run inside a trial, overwrites ``nni.trial._params`` (the parameter id
-    the outer tuner is waiting for) and the intermediate-result sequence: the outer experiment
-    then receives results under the wrong id and its tuner fails (KeyError: 0). NNI 3.0 has no
-    public API for this.
+    A NAS experiment run inside a trial can overwrite ``nni.trial._params`` (the parameter id the
+    outer tuner waits for) and the intermediate-result sequence; the outer experiment then gets
+    results under the wrong id and its tuner fails (KeyError: 0). With the one-shot HR-NAS
+    strategy NNI 3.0 leaves them alone (tests/experiments checks the ids end to end); the guard
+    keeps an inner multi-trial strategy from corrupting them. NNI 3.0 has no public API for this.
     """
     import nni.trial as trial_module
 
