@@ -19,7 +19,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/hrnas flops --preset digits_seg
-	$(VENV)/bin/hrnas flops --preset cityscapes --input 3x512x1024
+	$(VENV)/bin/hrnas demo --out runs/demo
 
 test: setup
 	$(VENV)/bin/ruff check .

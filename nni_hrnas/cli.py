@@ -35,6 +35,19 @@ def _format_count(value: float) -> str:
     return f"{value:.0f}"
 
 
+def aggregate(groups: dict) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Sum a network's cost groups (``stage3.b1``, ``fusion2.b0``, ``stem``, ``head``) per stage and per branch."""
+    stages: dict[str, dict[str, int]] = {}
+    branches: dict[str, dict[str, int]] = {}
+    for name, cost in groups.items():
+        stage, _, branch = name.partition(".")
+        for table, key in ((stages, stage), (branches, branch or stage)):
+            entry = table.setdefault(key, {"macs": 0, "params": 0})
+            entry["macs"] += cost.macs
+            entry["params"] += cost.params
+    return stages, branches
+
+
 def cmd_flops(args: argparse.Namespace) -> int:
     """MACs and params of a preset's supernet (or of an architecture file) at an input size."""
     import torch
@@ -51,14 +64,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
         network = HRNASNetwork(config, sample)
     groups = network.cost_breakdown(input_size)
     total = network.cost(input_size)
-    stages: dict[str, dict[str, int]] = {}
-    branches: dict[str, dict[str, int]] = {}
-    for name, cost in groups.items():
-        stage, _, branch = name.partition(".")
-        for table, key in ((stages, stage), (branches, branch or stage)):
-            entry = table.setdefault(key, {"macs": 0, "params": 0})
-            entry["macs"] += cost.macs
-            entry["params"] += cost.params
+    stages, branches = aggregate(groups)
     result = {
         "preset": args.preset, "input": list(input_size), "transformer": not args.no_transformer,
         "macs": total.macs, "params": total.params, "interp_elements": total.interp,
@@ -86,6 +92,59 @@ def cmd_flops(args: argparse.Namespace) -> int:
         print(f"\n{'per ' + title:<12}{'MACs':>12}{'params':>12}")
         for key, entry in table.items():
             print(f"{key:<12}{_format_count(entry['macs']):>12}{_format_count(entry['params']):>12}")
+    return 0
+
+
+def architecture_summary(result: dict) -> list[str]:
+    """Lines describing a searched architecture per branch: kept / supernet units and MACs."""
+    from search_spaces import HRNASConfig, HRNASNetwork
+
+    config = HRNASConfig(**result["config"])
+    with __import__("torch").device("meta"):
+        network = HRNASNetwork(config, {k: int(v) for k, v in result["arch"].items()})
+    _, branches = aggregate(network.cost_breakdown())
+    kept: dict[str, list[int]] = {}
+    for slot, _ in network.searching_blocks():
+        key = slot.group.partition(".")[2] or slot.group
+        totals = kept.setdefault(key, [0, 0, 0, 0])  # channels kept, channels max, tokens kept, tokens max
+        for label, value in result["arch"].items():
+            if label.rsplit("_", 1)[0] == slot.label:
+                maximum = result.get("arch_max", {}).get(label, value)
+                index = 2 if label.endswith("_tok") else 0
+                totals[index] += value
+                totals[index + 1] += maximum
+    lines = [f"{'branch':<8}{'MACs':>12}{'params':>12}   depthwise channels kept   tokens kept"]
+    for key, entry in branches.items():
+        c, cm, t, tm = kept.get(key, [0, 0, 0, 0])
+        units = f"{c:>6} / {cm:<6}" if cm else f"{'-':>15}"
+        tokens = f"{t:>4} / {tm:<4}" if tm else "-"
+        lines.append(f"{key:<8}{_format_count(entry['macs']):>12}{_format_count(entry['params']):>12}"
+                     f"   {units:<24}{tokens}")
+    return lines
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Search the embedded digits_seg task, print a summary and write an HTML report."""
+    from pathlib import Path
+
+    from nni_hrnas.search import SearchSettings, run_search
+
+    out = Path(args.out)
+    settings = SearchSettings(task="digits_seg", out=str(out), resume=(out / "search_checkpoint.pt").exists(),
+                              seed=args.seed)
+    result = run_search(settings)
+    from analysis.report import write_report
+
+    report = out / "report.html"
+    write_report([str(out)], report, title="HR-NAS on digits_seg (embedded demo)")
+    cost = result["search_cost"]
+    print(f"HR-NAS search of digits_seg ({settings.epochs} epochs, lambda {result['lambda']}, eps {result['eps']}):")
+    print(f"  {result['metric_name']} {result['metric']:.4f}; {_format_count(result['macs'])} MACs "
+          f"(supernet {_format_count(result['macs_max'])}), {_format_count(result['params'])} params")
+    print(f"  search cost: {cost['wall_seconds']:.0f} s wall, {cost['epochs']} epochs, "
+          f"{cost['images_seen']} images, {cost['mac_epochs'] / 1e6:.1f} M MAC-epochs")
+    print("\n".join("  " + line for line in architecture_summary(result)))
+    print(f"run folder: {out}\nreport: {report.resolve()}")
     return 0
 
 
@@ -118,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = sub.add_parser("study", help="an Optuna study of lambda and eps (each trial: one search)")
     add_study_arguments(study).set_defaults(func=cmd_study)
+
+    demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
+    demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
 
     # parsed by analysis.cli.report_main (see main); listed here for `hrnas --help`
     sub.add_parser("report", add_help=False, help="HTML report of results (see hrnas report --help)")
