@@ -129,6 +129,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from nni_hrnas.search import SearchSettings, run_search
 
+    logging.getLogger("nni").setLevel(logging.ERROR)  # NNI's engine chatter; our progress stays on stderr
     out = Path(args.out)
     settings = SearchSettings(task="digits_seg", out=str(out), resume=(out / "search_checkpoint.pt").exists(),
                               seed=args.seed)
