@@ -48,21 +48,19 @@ _logger = logging.getLogger("nni_hrnas.search")
 
 #: Per-task search defaults. Real tasks follow DESIGN.md section 2 (the official settings);
 #: the digits tasks are set so that a default search takes a few minutes on 2 CPU cores and
-#: visibly prunes (more penalty, and a learning rate that moves BN gammas far enough in ~100 steps).
+#: visibly prunes (a stronger penalty, small batches and a learning rate that moves BN gammas far
+#: enough in a few hundred steps).
+_DIGITS_SEARCH = dict(lambda_=5e-3, prune_every=1, warmup_epochs=1.0, epochs=6, batch_size=8,
+                      module_kwargs=dict(optimizer="adamw", learning_rate=1e-2, schedule="cosine"),
+                      recalibration_batches=4)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "cityscapes": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
     "ade20k": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
     "coco_keypoints": dict(lambda_=1e-6, prune_every=5, warmup_epochs=5.0),
     "imagenet": dict(lambda_=1.8e-4, prune_every=5, warmup_epochs=5.0),
-    "digits_seg": dict(lambda_=0.03, prune_every=1, warmup_epochs=1.0, epochs=4, data_sizes=(640, 192),
-                       module_kwargs=dict(optimizer="sgd", learning_rate=0.1, schedule="cosine", momentum=0.9),
-                       recalibration_batches=4),
-    "digits_cls": dict(lambda_=0.03, prune_every=1, warmup_epochs=1.0, epochs=4, data_sizes=(1280, 360),
-                       module_kwargs=dict(optimizer="sgd", learning_rate=0.1, schedule="cosine", momentum=0.9),
-                       recalibration_batches=4),
-    "digits_kp": dict(lambda_=0.03, prune_every=1, warmup_epochs=1.0, epochs=4, data_sizes=(640, 192),
-                      module_kwargs=dict(optimizer="sgd", learning_rate=0.1, schedule="cosine", momentum=0.9),
-                      recalibration_batches=4),
+    "digits_seg": dict(_DIGITS_SEARCH, data_sizes=(640, 192)),
+    "digits_cls": dict(_DIGITS_SEARCH, data_sizes=(1280, 360)),
+    "digits_kp": dict(_DIGITS_SEARCH, data_sizes=(640, 192)),
 }
 SMOKE_EPOCHS = 2
 
@@ -106,8 +104,8 @@ class SearchSettings:
         except ValueError as exc:
             raise SearchError(str(exc)) from None
         defaults = TASK_DEFAULTS.get(self.task, {})
-        for name in ("lambda_", "prune_every", "warmup_epochs", "epochs", "data_sizes", "module_kwargs",
-                     "recalibration_batches"):
+        for name in ("lambda_", "prune_every", "warmup_epochs", "epochs", "batch_size", "data_sizes",
+                     "module_kwargs", "recalibration_batches"):
             if getattr(self, name) is None and name in defaults:
                 setattr(self, name, defaults[name])
         if self.preset is None:
@@ -210,8 +208,16 @@ def run_search(settings: SearchSettings) -> dict[str, Any]:
     if (run_dir / CHECKPOINT_NAME).exists() and not settings.resume:
         raise SearchError(f"invalid out={str(run_dir)!r}: it holds a search checkpoint; pass --resume to continue "
                           "it, or choose another --out (nothing was overwritten)")
-    run_dir.mkdir(parents=True, exist_ok=True)
     space, evaluator, strategy = build_search(settings, run_dir)
+    if settings.target_macs is not None:  # refuse an unreachable budget before anything starts
+        from nni_hrnas.strategy import minimum_macs
+
+        floor = minimum_macs(space, strategy.input_size)
+        if settings.target_macs < floor:
+            raise SearchError(f"invalid target_macs={settings.target_macs:,.0f}: below what this network can reach; "
+                              f"the stem, shortcuts and head alone cost {floor:,} MACs at input size "
+                              f"{strategy.input_size} (every searched unit removed)")
+    run_dir.mkdir(parents=True, exist_ok=True)
     experiment = NasExperiment(space, evaluator, strategy)
     experiment.config.experiment_working_directory = str((run_dir / "nni").resolve())
     started = time.perf_counter()

@@ -2,12 +2,12 @@
 
 from .checkpoint import CheckpointError, load_weights, save_searched
 from .ema import EMA
-from .progressive import ProgressiveShrinking, SearchDiverged
+from .progressive import ProgressiveShrinking, SearchDiverged, minimum_macs
 from .prune import rebuild, recalibrate_bn, slice_optimizer_, slice_spec, slice_tensor, threshold_keep
 from .units import UnitGroup, WidthCost, mean_unit_macs, penalty, unit_groups
 
 __all__ = [
     "EMA", "CheckpointError", "ProgressiveShrinking", "SearchDiverged", "UnitGroup", "WidthCost",
-    "load_weights", "mean_unit_macs", "penalty", "rebuild", "recalibrate_bn", "save_searched",
+    "load_weights", "mean_unit_macs", "minimum_macs", "penalty", "rebuild", "recalibrate_bn", "save_searched",
     "slice_optimizer_", "slice_spec", "slice_tensor", "threshold_keep", "unit_groups",
 ]

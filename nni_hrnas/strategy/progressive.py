@@ -94,6 +94,15 @@ class _State:
         return dict(self.__dict__)
 
 
+def minimum_macs(space, input_size: tuple[int, int, int]) -> int:
+    """The fewest MACs a search of ``space`` can reach: every unit removed (stem, shortcuts and head)."""
+    from search_spaces import HRNASNetwork
+
+    with torch.device("meta"):
+        empty = HRNASNetwork(space.config, {k: 0 for k in space.max_sample()})
+    return int(empty.cost(tuple(input_size)).macs)
+
+
 def _check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
                   low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -231,11 +240,7 @@ class ProgressiveShrinking(OneShotStrategy):
         return HRNASNetwork(self._space.config, arch)
 
     def _minimum_macs(self) -> int:
-        from search_spaces import HRNASNetwork
-
-        with torch.device("meta"):
-            empty = HRNASNetwork(self._space.config, {k: 0 for k in self._supernet_arch})
-        return int(empty.cost(self.input_size).macs)
+        return minimum_macs(self._space, self.input_size)
 
     def _round_up(self, label: str, count: int) -> int:
         return self._space.round_up({label: count})[label]

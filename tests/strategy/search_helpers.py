@@ -14,10 +14,10 @@ EVALUATOR = dict(n_train=96, n_val=32, batch_size=16, optimizer="sgd", learning_
 STRATEGY = dict(eps=1e-3, prune_every=1, epochs=3, recalibration_batches=2, ema_decay=0.9)
 
 
-def tiny_search(evaluator=None, **kwargs) -> ProgressiveShrinking:
+def tiny_search(evaluator=None, evaluator_kwargs=None, **kwargs) -> ProgressiveShrinking:
     """Run a search on `tiny` with the strategy alone (NNI's sequential engine, no experiment)."""
     space = HRNASSpace.from_preset("tiny")
-    evaluator = evaluator or tiny_evaluator(**EVALUATOR)
+    evaluator = evaluator or tiny_evaluator(**{**EVALUATOR, **(evaluator_kwargs or {})})
     strategy = ProgressiveShrinking(**{**STRATEGY, **kwargs})
     strategy.initialize(RawFormatModelSpace(space, evaluator), SequentialExecutionEngine())
     strategy.run()

@@ -262,3 +262,41 @@ def test_recalibrate_bn_recomputes_statistics():
     recalibrate_bn(net, [x])
     torch.testing.assert_close(bn.running_mean, expected_mean, rtol=1e-4, atol=1e-5)
     assert bn.momentum == 0.1  # restored after the cumulative average
+
+
+def test_ema_follows_the_weights():
+    net = tiny_net()
+    ema = EMA(net, decay=0.5)
+    p = net.stem[0].weight
+    start = p.detach().clone()
+    with torch.no_grad():
+        p.add_(1.0)
+    ema.update(net)  # effective decay min(0.5, 2 / 11)
+    d = 2 / 11
+    torch.testing.assert_close(ema.model.stem[0].weight, d * start + (1 - d) * p.detach())
+    assert ema.model.stem[1].num_batches_tracked == net.stem[1].num_batches_tracked
+
+
+def test_granularity_rounds_widths_up_keeping_the_next_most_important():
+    space = HRNASSpace.from_preset("tiny", granularity=4)
+    net = space.freeze(space.max_sample())
+    groups = unit_groups(net, SIZE)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for grp in groups:
+            w = torch.rand(grp.count, generator=g)
+            w[torch.rand(grp.count, generator=g) < 0.5] *= EPS  # about half below eps
+            grp.bn.weight.copy_(w)
+    keep = threshold_keep(groups, EPS, round_up=lambda label, n: space.round_up({label: n})[label])
+    new = rebuild(net, keep)
+    space.validate_sample(new.arch)  # every width is an allowed value of the space
+    for grp in groups:
+        importance = grp.importance()
+        above = int((importance >= EPS).sum())
+        kept = keep[grp.label]
+        assert kept.numel() >= above and kept.numel() == space.round_up({grp.label: above})[grp.label]
+        if kept.numel():  # the kept units are the most important ones
+            dropped = torch.ones(grp.count, dtype=torch.bool)
+            dropped[kept] = False
+            if dropped.any():
+                assert importance[kept].min() >= importance[dropped].max()

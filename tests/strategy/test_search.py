@@ -127,7 +127,7 @@ def test_corrupt_and_mismatched_checkpoints_are_refused_and_kept(tmp_path):
 def test_kill_and_resume_reaches_the_same_architecture(tmp_path):
     epochs = 4
     torch.set_num_threads(1)
-    reference = tiny_search(lambda_=0.05, epochs=epochs).result
+    reference = tiny_search(evaluator_kwargs=dict(n_train=48, n_val=16), lambda_=0.05, epochs=epochs).result
     worker = [sys.executable, str(Path(__file__).with_name("resume_worker.py")), str(tmp_path),
               str(tmp_path / "out.json"), str(epochs)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -140,7 +140,7 @@ def test_kill_and_resume_reaches_the_same_architecture(tmp_path):
                 break
             time.sleep(0.05)
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.5)  # well inside epoch 2
+        time.sleep(0.3)  # inside epoch 2 (an epoch takes about a second)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
