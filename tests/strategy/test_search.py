@@ -27,7 +27,7 @@ from search_spaces import HRNASSpace
 SIZE = (3, 32, 32)
 
 
-def test_raising_lambda_gives_fewer_macs():
+def test_raising_lambda_gives_fewer_macs(checked_rebuilds):
     macs = []
     for lam in (0.01, 0.05, 0.2):
         result = tiny_search(lambda_=lam).result
@@ -37,13 +37,39 @@ def test_raising_lambda_gives_fewer_macs():
         cost = result["search_cost"]
         assert cost["epochs"] == 3 and cost["images_seen"] == 3 * 96 and cost["mac_epochs"] > 0
     assert macs[0] > macs[1] > macs[2], macs
+    assert len(checked_rebuilds) >= 10  # every prune step that removed units was checked against the mask
 
 
-def test_budget_mode_lands_within_five_percent():
+@pytest.fixture
+def checked_rebuilds(monkeypatch):
+    """Check, at every prune step of a search, that the rebuilt network equals the masked one."""
+    from test_prune import masked_copy
+
+    import nni_hrnas.strategy.progressive as progressive
+
+    original = progressive.rebuild
+    checked = []
+    x = torch.randn(2, *SIZE, generator=torch.Generator().manual_seed(0))
+
+    def checked_rebuild(net, keep):
+        new = original(net, keep)
+        masked = masked_copy(net, keep)
+        with torch.no_grad():
+            torch.testing.assert_close(new.eval()(x), masked.eval()(x), rtol=1e-4, atol=1e-5)
+        new.train(net.training)
+        checked.append(sum(new.arch.values()))
+        return new
+
+    monkeypatch.setattr(progressive, "rebuild", checked_rebuild)
+    return checked
+
+
+def test_budget_mode_lands_within_five_percent(checked_rebuilds):
     space = HRNASSpace.from_preset("tiny")
     full = space.freeze(space.max_sample()).cost(SIZE).macs
     target = int(0.45 * full)
     result = tiny_search(lambda_=0.02, target_macs=target).result
+    assert len(checked_rebuilds) >= 2  # the live and the EMA network at each prune step that removed units
     error = (result["macs"] - target) / target
     assert abs(error) <= 0.05, (result["macs"], target)
     assert result["target"]["side"] == ("below" if error < 0 else "above" if error > 0 else "exact")
