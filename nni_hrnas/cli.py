@@ -179,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     study = sub.add_parser("study", help="an Optuna study of lambda and eps (each trial: one search)")
     add_study_arguments(study).set_defaults(func=cmd_study)
 
+    from nni_hrnas.compare import add_compare_arguments, cmd_compare
+
+    compare = sub.add_parser("compare", help="HR-NAS against NNI's strategies under one budget")
+    add_compare_arguments(compare).set_defaults(func=cmd_compare)
+
     demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")
     demo.add_argument("--seed", type=int, default=0)

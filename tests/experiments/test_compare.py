@@ -1,0 +1,45 @@
+"""`hrnas compare`: budgets, bad input, and a smoke-scale run of HR-NAS against two NNI strategies."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from nni_hrnas.cli import main
+from nni_hrnas.compare import Budget, CompareError, CompareSettings, parse_budget
+from search_spaces import HRNASSpace
+
+
+@pytest.mark.parametrize("text, budget", [
+    ("20m", Budget(seconds=1200)), ("90s", Budget(seconds=90)), ("1.5h", Budget(seconds=5400)),
+    ("50000img", Budget(images=50000)),
+])
+def test_parse_budget(text, budget):
+    assert parse_budget(text) == budget
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"budget": "0m"}, "positive"), ({"budget": "soon"}, "expected e.g. 20m"),
+    ({"budget": "1m", "strategies": ["hrnas", "enas"]}, "choose from"),
+    ({"budget": "1m", "strategies": []}, "choose from"),
+])
+def test_bad_settings(kwargs, message):
+    with pytest.raises(CompareError, match=message):
+        CompareSettings(task="digits_seg", **kwargs)
+
+
+@pytest.mark.slow
+def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HRNAS_SMOKE", "1")
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    out = tmp_path / "cmp"
+    assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas,random,darts",
+                 "--eval-epochs", "1", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    table = pd.read_csv(out / "results.csv")
+    assert set(table["strategy"]) == {"hrnas", "random", "darts"} == set(summary["strategies"])
+    space = HRNASSpace.from_preset("digits_seg")
+    for _, row in table.iterrows():
+        net = space.freeze(json.loads(row["arch"]))  # every architecture is a valid sample of the space
+        assert net.cost().macs == row["macs"] and 0 <= row["metric"] <= 1
+    assert (out / "report.html").stat().st_size > 100_000  # plotly.js embedded
