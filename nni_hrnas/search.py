@@ -50,7 +50,7 @@ _logger = logging.getLogger("nni_hrnas.search")
 #: the digits tasks are set so that a default search takes a few minutes on 2 CPU cores and
 #: visibly prunes (a stronger penalty, small batches and a learning rate that moves BN gammas far
 #: enough in a few hundred steps).
-_DIGITS_SEARCH = dict(lambda_=5e-3, prune_every=1, warmup_epochs=1.0, epochs=6, batch_size=8,
+_DIGITS_SEARCH = dict(lambda_=1e-3, prune_every=1, warmup_epochs=1.0, epochs=6, batch_size=8,
                       module_kwargs=dict(optimizer="adamw", learning_rate=1e-2, schedule="cosine"),
                       recalibration_batches=4)
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -199,6 +199,13 @@ class ProgressiveShrinking(OneShotStrategy):
                 f"target_macs={self.target_macs:,} is below what this network can reach: the stem, shortcuts and "
                 f"head alone cost {self.minimum_macs:,} MACs at input size {self.input_size} (every searched "
                 f"unit removed); ask for at least {self.minimum_macs:,}")
+        if self.target_macs is not None:
+            with torch.device("meta"):
+                supernet_macs = self._build(dict(self._supernet_arch)).cost(self.input_size).macs
+            if self.target_macs > supernet_macs:
+                _logger.warning("target_macs=%s is above the supernet's %s MACs: nothing will be pruned below the "
+                                "supernet, and the result stays under the target", f"{self.target_macs:,}",
+                                f"{supernet_macs:,}")
         return model_space
 
     def _run(self) -> None:

@@ -122,6 +122,30 @@ def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path):
     assert saved["state"]["epoch"] == 1  # the last good checkpoint is kept as it was
 
 
+def test_resume_after_a_nan_stop_matches_an_uninterrupted_run(tmp_path):
+    """In-process resume with an LR schedule: optimizer, scheduler, EMA and lambda state all restored."""
+    cosine = dict(schedule="cosine", n_train=48, n_val=16)
+    reference = tiny_search(evaluator_kwargs=cosine, lambda_=0.05).result
+    evaluator = tiny_evaluator(**{**EVALUATOR, **cosine})
+    module = evaluator.module
+    original = type(module).training_step
+    calls = {"n": 0}
+
+    def training_step(self, batch, batch_idx):
+        calls["n"] += 1
+        loss = original(self, batch, batch_idx)
+        return loss * float("nan") if calls["n"] == 8 else loss  # inside epoch 2 (3 batches an epoch)
+
+    module.training_step = types.MethodType(training_step, module)
+    with pytest.raises(SearchDiverged):
+        tiny_search(evaluator, lambda_=0.05, checkpoint_dir=tmp_path)
+    resumed = tiny_search(evaluator_kwargs=cosine, lambda_=0.05, checkpoint_dir=tmp_path, resume=True).result
+    assert resumed["arch"] == reference["arch"]
+    assert resumed["metric"] == pytest.approx(reference["metric"], abs=1e-6)
+    assert [t["macs"] for t in resumed["trajectory"]] == [t["macs"] for t in reference["trajectory"]]
+    assert resumed["search_cost"]["images_seen"] == reference["search_cost"]["images_seen"]
+
+
 def test_bad_settings_are_clear_errors():
     for kwargs, match in [({"lambda_": -1e-4}, "lambda_"), ({"eps": 0.0}, "eps"), ({"eps": 1.0}, "eps"),
                           ({"prune_every": 0}, "prune_every"), ({"prune_every": 1.5}, "prune_every"),
