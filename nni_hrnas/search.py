@@ -277,9 +277,9 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     """The flags of ``hrnas search`` (DESIGN.md section 5)."""
     parser.add_argument("--task", required=True, help="task name (e.g. digits_seg, cityscapes)")
     parser.add_argument("--preset", help="space preset (default: the task's)")
-    parser.add_argument("--lambda", dest="lambda_", type=float, help="penalty weight (default: per task)")
+    parser.add_argument("--lambda", dest="lambda_", type=float, metavar="L", help="penalty weight (default: per task)")
     parser.add_argument("--eps", type=float, default=1e-3, help="remove units with |gamma| < eps (default 1e-3)")
-    parser.add_argument("--target-macs", type=float, help="MACs budget; the result lands at or just below it")
+    parser.add_argument("--target-macs", type=float, metavar="M", help="MACs budget; the result lands within 5%% of it (result.json says above or below)")
     parser.add_argument("--epochs", type=int, help="search epochs (default: per task)")
     parser.add_argument("--prune-every", type=int, help="epochs between prune steps (default: per task)")
     parser.add_argument("--warmup-epochs", type=float, help="epochs over which lambda ramps up from 0")

@@ -21,8 +21,10 @@ alive), lambda ramping linearly from 0 over ``warmup_epochs``. Every ``prune_eve
 after the last: BN statistics recalibrated on a few training batches, units with |gamma| < eps
 removed, smaller network rebuilt (weights, optimizer state and EMA sliced by index), the EMA
 network evaluated. With ``target_macs`` the penalty is scaled up or down to follow a path to the
-target, no prune step goes below it, and the final step removes the least important units
-until the MACs are at or just under the target.
+target, no prune step goes below it (it removes fewer of the units under eps instead), and if
+the MACs are still above the target after the last epoch, the final step removes the least
+important units until they are at or just under it. Either way the result lands within one unit's
+cost of the target; ``result['target']`` says on which side and how far.
 """
 
 from __future__ import annotations
@@ -128,14 +130,16 @@ class ProgressiveShrinking(OneShotStrategy):
         prune_every: epochs between prune steps (>= 1); the last epoch always ends with one.
         warmup_epochs: lambda ramps linearly from 0 to ``lambda_`` over these (fractional) epochs.
         epochs: search epochs (default: the evaluator trainer's ``max_epochs``).
-        target_macs: optional MACs budget: the result lands at or just below it (within
-            ``target_tolerance``); a budget below the network's minimum (stem, shortcuts and
-            head alone) is an error.
+        target_macs: optional MACs budget: the result lands next to it (just above when the
+            search reached it early, at or just below when the final step had to prune to it;
+            ``result['target']`` says which), within ``target_tolerance``; a budget below the
+            network's minimum (stem, shortcuts and head alone) is an error.
         input_size: (C, H, W) the unit costs are computed at (default: the training samples' size).
         ema_decay: decay of the weight EMA used for evaluation and export.
         recalibration_batches: training batches used to recalibrate BN statistics.
         seed: seeds the weights, the data order and every random draw, per epoch.
-        checkpoint_dir: where ``search_checkpoint.pt`` is written after every epoch.
+        checkpoint_dir: where ``search_checkpoint.pt`` is written after every epoch (an existing
+            one is never overwritten unless ``resume``).
         resume: continue from the checkpoint in ``checkpoint_dir`` (start fresh if there is none).
         target_tolerance: allowed relative distance to ``target_macs``.
     """
