@@ -176,8 +176,12 @@ def test_corrupt_and_mismatched_checkpoints_are_refused_and_kept(tmp_path):
 
 def test_kill_and_resume_reaches_the_same_architecture(tmp_path):
     epochs = 4
-    torch.set_num_threads(1)
-    reference = tiny_search(evaluator_kwargs=dict(n_train=48, n_val=16), lambda_=0.05, epochs=epochs).result
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the worker (OMP_NUM_THREADS=1): the same float reductions
+    try:
+        reference = tiny_search(evaluator_kwargs=dict(n_train=48, n_val=16), lambda_=0.05, epochs=epochs).result
+    finally:
+        torch.set_num_threads(threads)
     worker = [sys.executable, str(Path(__file__).with_name("resume_worker.py")), str(tmp_path),
               str(tmp_path / "out.json"), str(epochs)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
