@@ -8,3 +8,14 @@ package :mod:`search_spaces`.
 from . import compat  # noqa: F401  (silences NNI's import-time warnings about newer torch modules)
 
 __version__ = "0.1.0"
+
+__all__ = ["ProgressiveShrinking"]
+
+
+def __getattr__(name: str):
+    # Lazy: importing nni_hrnas (e.g. for nni_hrnas.ops or costs) does not import NNI's strategies.
+    if name == "ProgressiveShrinking":
+        from .strategy import ProgressiveShrinking
+
+        return ProgressiveShrinking
+    raise AttributeError(f"module 'nni_hrnas' has no attribute {name!r}")

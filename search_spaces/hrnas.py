@@ -165,8 +165,8 @@ class HRNASNetwork(nn.Module):
         total = None
         for i in _fusion_inputs(out_branch, len(feats)):
             y = self.blocks[f"f{stage}_o{out_branch}_i{i}"](feats[i])
-            if i == out_branch + 1:
-                y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+            if i == out_branch + 1:  # to the exact size of branch out_branch: odd sizes round up
+                y = F.interpolate(y, size=feats[out_branch].shape[-2:], mode="bilinear", align_corners=False)
             total = y if total is None else total + y
         # not in place: with one input whose block is empty (identity), total is that block's input
         return F.relu(total)

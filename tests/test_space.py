@@ -123,3 +123,9 @@ def test_freeze_rejects_incomplete_or_out_of_range_samples(tiny):
         tiny.freeze({"p0_b0_n0_k3": 1})
     with pytest.raises(ConfigError, match=r"allowed: 0..8"):
         tiny.freeze({**tiny.max_sample(), "p0_b0_n0_k3": 9})
+
+
+def test_network_takes_sizes_that_are_not_multiples_of_32(tiny):
+    # whole-image evaluation (ADE20K) feeds arbitrary sizes; fusion upsamples to each branch's size
+    net = tiny.freeze(tiny.max_sample()).eval()
+    assert net(torch.randn(1, 3, 44, 60)).shape == (1, 3, 11, 15)

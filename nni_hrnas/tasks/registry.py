@@ -102,6 +102,9 @@ class TaskSpec:
         module = self.make_lightning_module(cost_fn=cost_fn, **mkw)
         if model is not None:
             module.set_model(model)
+        if getattr(module, 'coco_gt', False) is None and hasattr(val_ds, 'coco_gt'):
+            # the OKS evaluation's ground truth, also for loops that run the module without a Trainer
+            module.coco_gt = val_ds.coco_gt()
         quiet = quiet_mode()
         steps = max(len(train_ds) // batch_size, 1)
         tkw: dict[str, Any] = dict(max_epochs=epochs, accelerator='auto', devices=1, enable_progress_bar=not quiet,
