@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from nni_hrnas.logs import setup_cli_logging
+
 _log = logging.getLogger("nni_hrnas")
 
 
@@ -203,8 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_cli_logging(args.verbose)
     from search_spaces import ConfigError
 
     try:

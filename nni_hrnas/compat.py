@@ -14,6 +14,10 @@ below names the NNI code it corrects and why. :func:`apply` is idempotent and is
 3. Torch rejects a conv with 0 output channels, which path sampling (RandomOneShot) produces when
    it draws width 0. ``MixedConv2d`` then returns an empty (B, 0, H', W') map instead; the HR-NAS
    ops treat an empty intermediate as a removed path.
+4. ``nni.nas.strategy`` binds NNI's one-shot strategies (DARTS, RandomOneShot, ...) with a
+   try/except import; when ``nni.nas.oneshot.pytorch.strategy`` is the first of them imported,
+   that import is circular, fails, and leaves placeholders ("ImportFailedStrategy") in
+   ``nni.nas.strategy`` for the rest of the process. We bind the real classes again.
 """
 
 from __future__ import annotations
@@ -47,11 +51,24 @@ def _constant_ignoring_empty(expr: Any) -> Any:
     return values.pop()
 
 
+def _rebind_one_shot_strategies() -> None:
+    """Patch 4: put the real one-shot strategy classes back into ``nni.nas.strategy``."""
+    import nni.nas.strategy as strategies
+    import nni.nas.strategy.oneshot as oneshot
+    from nni.nas.oneshot.pytorch import strategy as real
+
+    for name in ("DARTS", "GumbelDARTS", "Proxyless", "ENAS", "RandomOneShot"):
+        for module in (strategies, oneshot):
+            if getattr(module, name, None) is not getattr(real, name):
+                setattr(module, name, getattr(real, name))
+
+
 def apply() -> None:
     """Install the patches (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
+    _rebind_one_shot_strategies()
     from nni.nas.oneshot.pytorch.supermodule import operation
 
     # Patch 1: bias=False freeze.

@@ -317,9 +317,9 @@ def _stdout_to_stderr():
 
 
 def _setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("nni_hrnas").setLevel(logging.INFO)
+    from nni_hrnas.logs import setup_cli_logging
+
+    setup_cli_logging()
 
 
 def cmd_search(args: argparse.Namespace) -> int:

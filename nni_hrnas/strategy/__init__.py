@@ -1,10 +1,14 @@
 """The HR-NAS strategy: resource-aware fine-grained progressive shrinking (paper Sec. 3.3) for NNI."""
 
+from nni_hrnas import compat
+
 from .checkpoint import CheckpointError, load_weights, save_searched
 from .ema import EMA
 from .progressive import ProgressiveShrinking, SearchDiverged, minimum_macs
 from .prune import rebuild, recalibrate_bn, slice_optimizer_, slice_spec, slice_tensor, threshold_keep
 from .units import UnitGroup, WidthCost, mean_unit_macs, penalty, unit_groups
+
+compat.apply()  # NNI's one-shot strategies stay importable whatever imported NNI first
 
 __all__ = [
     "EMA", "CheckpointError", "ProgressiveShrinking", "SearchDiverged", "UnitGroup", "WidthCost",

@@ -31,7 +31,9 @@ def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
     config.update(maxTrialNumber=2, trialCodeDirectory=str(ROOT), experimentWorkingDirectory=str(tmp_path / "exp"))
     config["tuner"]["codeDirectory"] = str(ROOT)
     (tmp_path / "digits.yml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "HRNAS_SMOKE": "1", "HRNAS_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    # trials run `python -m nni_hrnas.trial`: the python of this environment, as an activated venv gives
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "HRNAS_SMOKE": "1", "HRNAS_QUIET": "1", "OMP_NUM_THREADS": "1"}
     created = subprocess.run([*NNICTL, "create", "--config", str(tmp_path / "digits.yml"), "--port", str(free_port)],
                              env=env, capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr
