@@ -264,19 +264,10 @@ class DigitsSegmentation(Dataset):
         return self.images[i], self.labels[i]
 
 
-class DigitsClassification(Dataset):
+class DigitsClassification(DigitsSegmentation):
+    """Items: ``(image (1, 32, 32) float, label int64)``, the digit."""
+
     num_classes = 10
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, train: bool = False):
-        self.images = _normalise(images)
-        self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.train = train
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i], self.labels[i]
 
 
 class DigitsKeypoints(Dataset):
