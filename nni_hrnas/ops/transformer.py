@@ -190,13 +190,23 @@ class LightweightTransformer(nn.Module):
         return height, width
 
     def _positional(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-        """The positional encoding at s x s, resized from the input resolution (1, d_p, s, s)."""
+        """The positional encoding at s x s, resized from the input resolution (1, d_p, s, s).
+
+        Fixed encodings depend only on the input size, so they are computed once per size (not
+        per training step) and kept outside the state dict.
+        """
         if self.pos_encoding == "learned":
             return self.pos_embedding[None].to(like.dtype)
-        make = coordinate_map if self.pos_encoding == "map" else (
-            lambda h, w, **kw: sinusoidal_map(h, w, self.pos_channels, **kw))
-        pos = make(height, width, device=like.device, dtype=like.dtype)[None]
-        return F.interpolate(pos, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        key = (height, width, like.device, like.dtype)
+        cached = self.__dict__.setdefault("_pos_cache", {}).get(key)
+        if cached is None:
+            make = coordinate_map if self.pos_encoding == "map" else (
+                lambda h, w, **kw: sinusoidal_map(h, w, self.pos_channels, **kw))
+            pos = make(height, width, device=like.device, dtype=like.dtype)[None]
+            cached = F.interpolate(pos, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            if like.device.type != "meta" and not torch.is_inference_mode_enabled():  # inference tensors
+                self._pos_cache[key] = cached  # could not be saved for a later backward
+        return cached
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
