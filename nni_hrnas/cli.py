@@ -99,10 +99,12 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 def architecture_summary(result: dict) -> list[str]:
     """Lines describing a searched architecture per branch: kept / supernet units and MACs."""
+    import torch
+
     from search_spaces import HRNASConfig, HRNASNetwork
 
     config = HRNASConfig(**result["config"])
-    with __import__("torch").device("meta"):
+    with torch.device("meta"):
         network = HRNASNetwork(config, {k: int(v) for k, v in result["arch"].items()})
     _, branches = aggregate(network.cost_breakdown())
     kept: dict[str, list[int]] = {}

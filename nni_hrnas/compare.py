@@ -90,10 +90,10 @@ class _Meter:
     def seconds(self) -> float:
         return time.perf_counter() - self.start
 
-    def left(self, share: float = 1.0) -> float:
-        """Fraction of ``share`` of the budget still left (0..1)."""
+    def left(self) -> float:
+        """Fraction of the budget still left (0..1)."""
         used = self.seconds / self.budget.seconds if self.budget.seconds else self.images / self.budget.images
-        return max(0.0, share - used)
+        return max(0.0, 1.0 - used)
 
     def used(self) -> str:
         return f"{self.seconds:.0f} s, {self.images} images"
