@@ -5,7 +5,10 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_latency.py RUN_DIR [--batch 1,3
 
 Latencies are medians of interleaved runs (supernet, searched, supernet, ...) in eval mode under
 ``torch.inference_mode``, at the run's training input size. The figure is
-``latency drop / MAC drop`` with ``drop = 1 - searched / supernet`` (goal >= 0.8).
+``latency drop / MAC drop`` with ``drop = 1 - searched / supernet`` (goal >= 0.8). It is measured
+twice: on the networks as built (``form: plain``) and on their inference forms (``form: fused``,
+BNs folded and each block's kernel paths merged, see nni_hrnas/ops/fuse.py), both networks in the
+same form each time.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ def _time(model: torch.nn.Module, x: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
-def measure(run_dir: Path, batch: int = 1, runs: int = 30, warmup: int = 5) -> dict:
+def measure(run_dir: Path, batch: int = 1, runs: int = 30, warmup: int = 5, fuse: bool = False) -> dict:
+    from nni_hrnas.ops.fuse import fuse_for_inference
     from nni_hrnas.search import load_searched_model
     from search_spaces import HRNASNetwork
     from search_spaces.config import HRNASConfig
@@ -37,6 +41,9 @@ def measure(run_dir: Path, batch: int = 1, runs: int = 30, warmup: int = 5) -> d
     config = HRNASConfig(**result["config"])
     supernet = HRNASNetwork(config, {k: int(v) for k, v in result["arch_max"].items()}).eval()
     size = tuple(result["input_size"])
+    macs = {"supernet": supernet.cost(size).macs, "searched": searched.cost(size).macs}
+    if fuse:
+        supernet, searched = fuse_for_inference(supernet), fuse_for_inference(searched)
     x = torch.randn(batch, *size)
     times: dict[str, list[float]] = {"supernet": [], "searched": []}
     with torch.inference_mode():
@@ -47,10 +54,9 @@ def measure(run_dir: Path, batch: int = 1, runs: int = 30, warmup: int = 5) -> d
             times["supernet"].append(_time(supernet, x))
             times["searched"].append(_time(searched, x))
     lat = {k: statistics.median(v) for k, v in times.items()}
-    macs = {"supernet": supernet.cost(size).macs, "searched": searched.cost(size).macs}
     mac_drop = 1 - macs["searched"] / macs["supernet"]
     latency_drop = 1 - lat["searched"] / lat["supernet"]
-    return {"run_dir": str(run_dir), "batch": batch, "threads": torch.get_num_threads(), "input_size": list(size),
+    return {"run_dir": str(run_dir), "form": "fused" if fuse else "plain", "batch": batch, "threads": torch.get_num_threads(), "input_size": list(size),
             "macs_supernet": macs["supernet"], "macs_searched": macs["searched"],
             "latency_ms_supernet": 1000 * lat["supernet"], "latency_ms_searched": 1000 * lat["searched"],
             "mac_drop": mac_drop, "latency_drop": latency_drop,
@@ -75,12 +81,13 @@ def main(argv: list[str] | None = None) -> int:
 
             with _stdout_to_stderr():
                     run_search(SearchSettings(task=args.search, out=str(run_dir), smoke=False))
-        reports = [measure(run_dir, int(b), args.runs) for b in args.batch.split(",")]
+        reports = [measure(run_dir, int(b), args.runs, fuse=fuse) for b in args.batch.split(",")
+                   for fuse in (False, True)]
     if args.json:
         print(json.dumps(reports if len(reports) > 1 else reports[0]))
         return 0
     for report in reports:
-        print(f"batch {report['batch']}, {report['threads']} threads: supernet {report['latency_ms_supernet']:.2f} ms "
+        print(f"{report['form']}, batch {report['batch']}, {report['threads']} threads: supernet {report['latency_ms_supernet']:.2f} ms "
               f"({report['macs_supernet']:,} MACs), searched {report['latency_ms_searched']:.2f} ms "
               f"({report['macs_searched']:,} MACs); MAC drop {report['mac_drop']:.1%}, latency drop "
               f"{report['latency_drop']:.1%} -> ratio {report['drop_ratio']:.2f} (goal >= 0.8)")

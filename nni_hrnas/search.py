@@ -27,6 +27,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,8 @@ class SearchSettings:
     module_kwargs: dict[str, Any] | None = None
     recalibration_batches: int | None = None
     ema_decay: float = 0.999
+    path_overhead: float | str = 0.0  # MAC-equivalents, or "auto": measured here at latency_batch
+    latency_batch: int = 1
 
     def __post_init__(self) -> None:
         from nni_hrnas.tasks.registry import get_task
@@ -124,6 +127,12 @@ class SearchSettings:
             self.epochs = min(self.epochs, SMOKE_EPOCHS)
             self.data_sizes = None
         self.validate()
+        if self.path_overhead == "auto":
+            from nni_hrnas.latency import measure_path_overhead
+
+            self.path_overhead = measure_path_overhead(batch_size=self.latency_batch)
+            _logger.info("path overhead measured at batch %d: %s MAC-equivalents per path", self.latency_batch,
+                         f"{self.path_overhead:,.0f}")
 
     def validate(self) -> None:
         from search_spaces.presets import PRESETS
@@ -149,6 +158,11 @@ class SearchSettings:
             raise bad("seed", self.seed, "expected an integer >= 0")
         if self.batch_size is not None and (not _int(self.batch_size) or self.batch_size < 1):
             raise bad("batch_size", self.batch_size, "expected an integer >= 1")
+        if self.path_overhead != "auto" and (not _finite(self.path_overhead) or self.path_overhead < 0):
+            raise bad("path_overhead", self.path_overhead, "expected a number of MAC-equivalents >= 0, or 'auto' "
+                      "(measured on this machine)")
+        if not _int(self.latency_batch) or self.latency_batch < 1:
+            raise bad("latency_batch", self.latency_batch, "expected an integer >= 1")
         if self.resume and not self.out:
             raise bad("resume", True, "--resume needs --out RUN_DIR (the folder of the search to continue)")
 
@@ -172,7 +186,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_search(settings: SearchSettings, run_dir: Path | None = None):
+def build_search(settings: SearchSettings, run_dir: Path | None = None,
+                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None):
     """The (space, evaluator, strategy) triple of a search, without running it."""
     from nni_hrnas.strategy import ProgressiveShrinking
     from nni_hrnas.tasks.registry import get_task
@@ -196,19 +211,26 @@ def build_search(settings: SearchSettings, run_dir: Path | None = None):
         lambda_=settings.lambda_, eps=settings.eps, prune_every=settings.prune_every,
         warmup_epochs=settings.warmup_epochs, epochs=settings.epochs, target_macs=settings.target_macs,
         input_size=input_size, ema_decay=settings.ema_decay, recalibration_batches=settings.recalibration_batches,
-        seed=settings.seed, checkpoint_dir=run_dir, resume=settings.resume)
+        seed=settings.seed, checkpoint_dir=run_dir, resume=settings.resume,
+        path_overhead=float(settings.path_overhead), on_epoch_end=on_epoch_end)
     return space, evaluator, strategy
 
 
-def run_search(settings: SearchSettings) -> dict[str, Any]:
-    """Run one search and write its run folder; returns the ``result.json`` dict."""
+def run_search(settings: SearchSettings,
+               on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run one search and write its run folder; returns the ``result.json`` dict.
+
+    ``on_epoch_end`` is the strategy's per-epoch callback (see :class:`ProgressiveShrinking`), e.g.
+    to report intermediate values to an Optuna trial; what it raises stops the search and reaches
+    the caller.
+    """
     from nni.nas.experiment import NasExperiment
 
     run_dir = settings.run_dir()
     if (run_dir / CHECKPOINT_NAME).exists() and not settings.resume:
         raise SearchError(f"invalid out={str(run_dir)!r}: it holds a search checkpoint; pass --resume to continue "
                           "it, or choose another --out (nothing was overwritten)")
-    space, evaluator, strategy = build_search(settings, run_dir)
+    space, evaluator, strategy = build_search(settings, run_dir, on_epoch_end)
     if settings.target_macs is not None:  # refuse an unreachable budget before anything starts
         from nni_hrnas.strategy import minimum_macs
 
@@ -235,8 +257,12 @@ def run_search(settings: SearchSettings) -> dict[str, Any]:
     return result
 
 
-def load_searched_model(run_dir: str | Path) -> nn.Module:
-    """The searched network of a run folder with its trained weights, in eval mode."""
+def load_searched_model(run_dir: str | Path, fuse: bool = False) -> nn.Module:
+    """The searched network of a run folder with its trained weights, in eval mode.
+
+    ``fuse=True`` returns its inference form (:func:`nni_hrnas.ops.fuse.fuse_for_inference`: BNs
+    folded, each block's kernel paths merged): the same outputs to float tolerance, fewer ops.
+    """
     from search_spaces import HRNASNetwork
     from search_spaces.config import HRNASConfig
 
@@ -251,6 +277,10 @@ def load_searched_model(run_dir: str | Path) -> nn.Module:
     config = HRNASConfig(**result["config"])
     model = HRNASNetwork(config, {k: int(v) for k, v in arch.items()})
     model.load_state_dict(load_weights(run_dir / WEIGHTS_NAME), strict=True)
+    if fuse:
+        from nni_hrnas.ops.fuse import fuse_for_inference
+
+        return fuse_for_inference(model)
     return model.eval()
 
 
@@ -284,6 +314,10 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--prune-every", type=int, help="epochs between prune steps (default: per task)")
     parser.add_argument("--warmup-epochs", type=float, help="epochs over which lambda ramps up from 0")
     parser.add_argument("--batch-size", type=int, help="training batch size (default: the task's)")
+    parser.add_argument("--path-overhead", default="0", metavar="MACS|auto",
+                        help="fixed cost of each kernel path in MAC-equivalents, so that whole paths are removed "
+                             "(Eq. 7 adapted to latency); 'auto' measures it on this machine (default 0: MACs only)")
+    parser.add_argument("--latency-batch", type=int, default=1, help="batch size 'auto' measures at (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", help="data folder (default: the task's environment variable)")
     parser.add_argument("--out", help="run folder (default: runs/hrnas-TASK-TIME)")
@@ -322,6 +356,16 @@ def _setup_logging() -> None:
     setup_cli_logging()
 
 
+def _overhead_arg(text: str) -> float | str:
+    text = str(text).strip().lower()
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise SearchError(f"invalid path_overhead={text!r}: expected a number of MAC-equivalents or 'auto'") from None
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """``hrnas search``: returns the exit status (0 done, 1 failed, 2 bad input)."""
     from nni_hrnas.strategy import CheckpointError, SearchDiverged
@@ -332,7 +376,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             task=args.task, preset=args.preset, lambda_=args.lambda_, eps=args.eps, epochs=args.epochs,
             prune_every=getattr(args, "prune_every", None), warmup_epochs=getattr(args, "warmup_epochs", None),
             target_macs=args.target_macs, seed=args.seed, batch_size=getattr(args, "batch_size", None),
-            out=args.out, resume=args.resume, data_root=getattr(args, "data_root", None))
+            out=args.out, resume=args.resume, data_root=getattr(args, "data_root", None),
+            path_overhead=_overhead_arg(getattr(args, "path_overhead", "0")),
+            latency_batch=getattr(args, "latency_batch", 1))
         with _stdout_to_stderr():
             result = run_search(settings)
     except (SearchError, CheckpointError, ValueError, FileNotFoundError) as exc:

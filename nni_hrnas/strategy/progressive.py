@@ -34,7 +34,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,13 +142,22 @@ class ProgressiveShrinking(OneShotStrategy):
             one is never overwritten unless ``resume``).
         resume: continue from the checkpoint in ``checkpoint_dir`` (start fresh if there is none).
         target_tolerance: allowed relative distance to ``target_macs``.
+        path_overhead: fixed cost of each kernel path and transformer in MAC-equivalents per image
+            (Eq. 7 adapted to latency; :func:`nni_hrnas.latency.measure_path_overhead` measures it),
+            shared by the path's remaining units so that removing whole paths pays. 0 (the default)
+            is the paper's MAC-only cost.
+        on_epoch_end: called after every epoch, once its checkpoint is written, with a dict
+            (``epoch``, ``epochs``, ``macs``, ``params``, ``metric``: NaN if no prune step evaluated it
+            this epoch, ``lambda``). It may raise to stop the search (e.g. ``optuna.TrialPruned``):
+            the exception reaches the caller and the checkpoint stays resumable.
     """
 
     def __init__(self, lambda_: float = 1.4e-4, eps: float = 1e-3, prune_every: int = 1,
                  warmup_epochs: float = 0.0, epochs: int | None = None, target_macs: float | None = None,
                  input_size: tuple[int, int, int] | None = None, ema_decay: float = 0.999,
                  recalibration_batches: int = 10, seed: int = 0, checkpoint_dir: str | Path | None = None,
-                 resume: bool = False, target_tolerance: float = 0.05) -> None:
+                 resume: bool = False, target_tolerance: float = 0.05, path_overhead: float = 0.0,
+                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
         _check_number("lambda_", lambda_, low=0.0)
         _check_number("eps", eps, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -162,6 +171,7 @@ class ProgressiveShrinking(OneShotStrategy):
         _check_number("recalibration_batches", recalibration_batches, low=1, integer=True)
         _check_number("seed", seed, low=0, integer=True)
         _check_number("target_tolerance", target_tolerance, low=0.0, high=1.0, low_open=True, high_open=True)
+        _check_number("path_overhead", path_overhead, low=0.0)
         if input_size is not None and (len(tuple(input_size)) != 3 or any(int(v) < 1 for v in input_size)):
             raise ValueError(f"input_size must be (channels, height, width), got {input_size!r}")
         self.lambda_, self.eps, self.prune_every = float(lambda_), float(eps), int(prune_every)
@@ -170,6 +180,8 @@ class ProgressiveShrinking(OneShotStrategy):
         self.input_size = None if input_size is None else tuple(int(v) for v in input_size)
         self.ema_decay, self.recalibration_batches = float(ema_decay), int(recalibration_batches)
         self.seed, self.resume, self.target_tolerance = int(seed), bool(resume), float(target_tolerance)
+        self.path_overhead = float(path_overhead)
+        self.on_epoch_end = on_epoch_end
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.result: dict[str, Any] | None = None
         self.model: nn.Module | None = None
@@ -264,7 +276,8 @@ class ProgressiveShrinking(OneShotStrategy):
         return {"config": repr(self._space.config), "lambda": self.lambda_, "eps": self.eps,
                 "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
                 "target_macs": self.target_macs, "seed": self.seed, "input_size": list(self.input_size),
-                "ema_decay": self.ema_decay, "recalibration_batches": self.recalibration_batches}
+                "ema_decay": self.ema_decay, "recalibration_batches": self.recalibration_batches,
+                "path_overhead": self.path_overhead}
 
     def _seed(self, epoch: int, salt: int = 0) -> int:
         return (self.seed * 1_000_003 + epoch * 7919 + salt) % (2**31 - 1)
@@ -356,7 +369,7 @@ class ProgressiveShrinking(OneShotStrategy):
         if payload is None:
             self._reseed(-1)
             model = self._build(dict(self._supernet_arch))
-            state.normaliser = mean_unit_macs(unit_groups(model, self.input_size))
+            state.normaliser = mean_unit_macs(unit_groups(model, self.input_size, self.path_overhead))
             state.start_macs = self._macs_params(model)[0]
         else:
             try:
@@ -384,7 +397,7 @@ class ProgressiveShrinking(OneShotStrategy):
             state.trajectory.append({"step": 0, "epoch": 0, "macs": macs, "params": params, "metric": None,
                                      "units_removed": 0, "lambda": 0.0})
 
-        groups = unit_groups(model, self.input_size)
+        groups = unit_groups(model, self.input_size, self.path_overhead)
         metric_name = getattr(module, "metric_name", "metric")
         last_good = f"{path} (end of epoch {state.epoch})" if payload is not None else "none (no epoch finished)"
 
@@ -437,8 +450,13 @@ class ProgressiveShrinking(OneShotStrategy):
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "state": state.as_dict(), "torch_rng": torch.get_rng_state()})
                 last_good = f"{path} (end of epoch {state.epoch})"
-            _logger.info("epoch %d/%d: %s MACs, %s %.4f, lambda %.3g", state.epoch, epochs,
-                         f"{self._macs_params(model)[0]:,}", metric_name, state.metric, lam)
+            macs, params = self._macs_params(model)
+            _logger.info("epoch %d/%d: %s MACs, %s %.4f, lambda %.3g", state.epoch, epochs, f"{macs:,}",
+                         metric_name, state.metric, lam)
+            if self.on_epoch_end is not None:
+                evaluated = state.trajectory[-1]["epoch"] == state.epoch
+                self.on_epoch_end({"epoch": state.epoch, "epochs": epochs, "macs": macs, "params": params,
+                                   "metric": state.metric if evaluated else float("nan"), "lambda": lam})
 
         final = ema.model
         final.eval()
@@ -454,7 +472,7 @@ class ProgressiveShrinking(OneShotStrategy):
                     lam: float, module) -> tuple[nn.Module, list]:
         inputs = self._calibration_inputs(epoch)
         recalibrate_bn(model, inputs)
-        groups = unit_groups(model, self.input_size)
+        groups = unit_groups(model, self.input_size, self.path_overhead)
         round_up = self._round_up if self._granular() else None
         keep = threshold_keep(groups, self.eps, round_up)
         if self.target_macs is not None:
@@ -474,7 +492,7 @@ class ProgressiveShrinking(OneShotStrategy):
             ema.replace(rebuild(ema.model, keep))
             model = new
             module.set_model(model)
-            groups = unit_groups(model, self.input_size)
+            groups = unit_groups(model, self.input_size, self.path_overhead)
         recalibrate_bn(ema.model, inputs)
         state.metric = self._evaluate(module, ema.model)
         module.set_model(model)
@@ -500,6 +518,7 @@ class ProgressiveShrinking(OneShotStrategy):
             "search_seconds": state.wall_seconds, "lambda": self.lambda_, "eps": self.eps,
             "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
             "seed": self.seed, "input_size": list(self.input_size), "strategy": "hrnas",
+            "path_overhead": self.path_overhead,
             "search_cost": {"wall_seconds": state.wall_seconds, "epochs": state.epoch,
                             "images_seen": state.images_seen, "mac_epochs": state.mac_epochs,
                             "macs_processed": state.macs_processed},

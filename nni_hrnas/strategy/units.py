@@ -28,10 +28,23 @@ class UnitGroup:
     bn: nn.BatchNorm2d  # whose gamma (weight) holds one importance factor per unit
     unit_macs: int  # MACs one unit costs (Eq. 6); for tokens O_T(n') - O_T(n' - 1)
     in_hw: HW
+    path_overhead: float = 0.0  # fixed cost of the whole path in MAC-equivalents (latency mode)
 
     @property
     def count(self) -> int:
         return int(self.bn.weight.shape[0])
+
+    def unit_cost(self) -> torch.Tensor | float:
+        """The penalty weight of one unit: its MACs plus its share of the path's fixed overhead.
+
+        The overhead is shared by the units still alive (a nonzero gamma: the truncated gradient
+        makes removed units exact zeros), counted afresh at every step: as a path thins, its last
+        units carry all of its overhead, so removing whole paths (not thinning them) is what pays.
+        """
+        if not self.path_overhead:
+            return float(self.unit_macs)
+        alive = self.bn.weight.detach().ne(0).sum().clamp(min=1)
+        return self.unit_macs + self.path_overhead / alive
 
     def importance(self) -> torch.Tensor:
         """|gamma| of every unit (detached)."""
@@ -44,26 +57,33 @@ def block_input_hw(input_size: tuple[int, int, int], input_stride: int) -> HW:
     return height // input_stride, width // input_stride
 
 
-def unit_groups(net: nn.Module, input_size: tuple[int, int, int]) -> list[UnitGroup]:
+def unit_groups(net: nn.Module, input_size: tuple[int, int, int], path_overhead: float = 0.0) -> list[UnitGroup]:
     """Every group of search units of ``net`` (an ``HRNASNetwork``), costed at ``input_size`` (C, H, W).
 
     Costs come from the cost model at the given (training) input size: the same network searched
-    at 64x64 and at 512x1024 weighs its branches differently.
+    at 64x64 and at 512x1024 weighs its branches differently. ``path_overhead`` (MAC-equivalents,
+    see :func:`nni_hrnas.latency.measure_path_overhead`) adds each kernel path's and transformer's
+    fixed cost, Eq. 7 adapted to latency.
     """
     groups: list[UnitGroup] = []
     for slot, block in net.searching_blocks():
         hw = block_input_hw(input_size, slot.input_stride)
         unit = costs.block_unit_macs(block, hw)
         for name, path in block.paths.items():
-            groups.append(UnitGroup(f"{slot.label}_{name}", slot.label, name, path.dw_bn, unit[name], hw))
+            groups.append(UnitGroup(f"{slot.label}_{name}", slot.label, name, path.dw_bn, unit[name], hw,
+                                    path_overhead))
         if block.transformer is not None:
             groups.append(UnitGroup(f"{slot.label}_tok", slot.label, "tok", block.transformer.proj_bn,
-                                    unit["tok"], hw))
+                                    unit["tok"], hw, path_overhead))
     return groups
 
 
 def mean_unit_macs(groups: Iterable[UnitGroup]) -> float:
-    """The mean cost over all units: the normaliser that makes the mean unit cost 1."""
+    """The mean MACs over all units: the normaliser that makes the mean unit MAC cost 1.
+
+    Path overheads are left out on purpose: they add to the MAC pressure in the same units
+    instead of diluting it, so lambda means the same with and without them.
+    """
     total, count = 0, 0
     for g in groups:
         total += g.unit_macs * g.count
@@ -75,7 +95,7 @@ def mean_unit_macs(groups: Iterable[UnitGroup]) -> float:
 
 def penalty(groups: Iterable[UnitGroup], normaliser: float) -> torch.Tensor:
     """sum_i cost_i * |gamma_i| with costs divided by ``normaliser`` (Eq. 7 without lambda)."""
-    terms = [g.bn.weight.abs().sum() * (g.unit_macs / normaliser) for g in groups]
+    terms = [g.bn.weight.abs().sum() * (g.unit_cost() / normaliser) for g in groups]
     if not terms:
         return torch.zeros(())
     return torch.stack(terms).sum()
@@ -134,7 +154,7 @@ def clip_zero_crossings_(groups: Iterable[UnitGroup], before: list[torch.Tensor]
         w = g.bn.weight
         crossed = (old * w) < 0
         grad = w.grad if w.grad is not None else torch.zeros_like(w)
-        stuck = (old == 0) & (grad.abs() <= lam * g.unit_macs / normaliser)
+        stuck = (old == 0) & (grad.abs() <= lam * g.unit_cost() / normaliser)
         w.masked_fill_(crossed | stuck, 0.0)
         zeros += int((w == 0).sum())
     return zeros

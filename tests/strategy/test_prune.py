@@ -300,3 +300,29 @@ def test_granularity_rounds_widths_up_keeping_the_next_most_important():
             dropped[kept] = False
             if dropped.any():
                 assert importance[kept].min() >= importance[dropped].max()
+
+
+def test_path_overhead_is_shared_by_the_units_still_alive():
+    net = tiny_net()
+    plain = {g.label: g for g in unit_groups(net, SIZE)}
+    groups = unit_groups(net, SIZE, path_overhead=1e6)
+    g = groups[0]
+    assert float(g.unit_cost()) == pytest.approx(plain[g.label].unit_macs + 1e6 / g.count)
+    with torch.no_grad():  # all but two units of the path removed (exact zeros, as the truncated gradient leaves them)
+        g.bn.weight[2:] = 0.0
+        g.bn.weight[:2] = 1.0
+    assert float(g.unit_cost()) == pytest.approx(plain[g.label].unit_macs + 1e6 / 2)
+    with torch.no_grad():
+        g.bn.weight.zero_()
+    assert float(g.unit_cost()) == pytest.approx(plain[g.label].unit_macs + 1e6)  # never divided by 0
+    # the penalty's pull on a unit grows as its path thins (d penalty / d gamma = cost / normaliser)
+    with torch.no_grad():
+        g.bn.weight.fill_(1.0)
+    penalty([g], 1.0).backward()
+    full = g.bn.weight.grad[0].item()
+    g.bn.weight.grad = None
+    with torch.no_grad():
+        g.bn.weight[1:] = 0.0
+    penalty([g], 1.0).backward()
+    assert g.bn.weight.grad[0].item() == pytest.approx(plain[g.label].unit_macs + 1e6)
+    assert g.bn.weight.grad[0].item() > full

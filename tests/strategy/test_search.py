@@ -207,3 +207,13 @@ def test_kill_and_resume_reaches_the_same_architecture(tmp_path):
     resumed = json.loads((tmp_path / "out.json").read_text())
     assert resumed["arch"] == reference["arch"]
     assert resumed["metric"] == pytest.approx(reference["metric"], abs=1e-6)
+
+
+def test_path_overhead_removes_whole_paths():
+    """Eq. 7 adapted to latency: at the same MACs (budget mode), a search that charges each kernel
+    path a fixed overhead keeps far fewer paths than the MAC-only search."""
+    runs = {po: tiny_search(lambda_=0.05, path_overhead=po, target_macs=500_000).result for po in (0.0, 2e5)}
+    paths = {po: sum(1 for k, v in r["arch"].items() if v and not k.endswith("_tok")) for po, r in runs.items()}
+    assert all(r["target"]["within_tolerance"] for r in runs.values())
+    assert runs[2e5]["path_overhead"] == 2e5
+    assert paths[2e5] < paths[0.0] / 2, paths

@@ -1,0 +1,64 @@
+"""The inference form (BNs folded, kernel paths merged): same outputs, same MACs, fewer ops."""
+
+import random
+
+import pytest
+import torch
+from reference import torch_counted_macs
+
+from nni_hrnas.ops import SearchingBlock
+from nni_hrnas.ops.fuse import FusedSearchingBlock, fuse_for_inference
+from search_spaces import HRNASSpace
+
+
+def _randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics and affine parameters, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_widths={3: 8, 5: 4, 7: 2}, num_tokens=4),
+    dict(kernel_widths={3: 0, 5: 6, 7: 0}),
+    dict(kernel_widths={3: 5, 5: 0, 7: 3}, stride=2),
+    dict(kernel_widths={3: 0, 5: 0, 7: 0}, num_tokens=2),
+])
+def test_fused_block_equals_the_block(kwargs):
+    torch.manual_seed(0)
+    block = SearchingBlock(6, 10 if kwargs.get("stride") else 6, **kwargs)
+    _randomize_bn(block)
+    block.eval()
+    fused = fuse_for_inference(block)
+    assert isinstance(fused, FusedSearchingBlock)
+    x = torch.randn(2, 6, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), block(x), rtol=1e-5, atol=1e-5)
+    assert (fused.mix is None) == (len(block.paths) == 0)
+    if fused.mix is not None:  # one expand, one depthwise conv per kernel size, one project; no BN left
+        assert len(fused.mix.depthwise) == len(block.paths)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.mix.modules())
+
+
+def test_fused_network_same_outputs_and_macs_fewer_ops():
+    space = HRNASSpace.from_preset("tiny")
+    rng = random.Random(3)
+    arch = {label: rng.choice(values) for label, values in space.choices().items()}
+    net = space.freeze(arch)
+    _randomize_bn(net, seed=1)
+    net.eval()
+    fused = fuse_for_inference(net)
+    x = torch.randn(2, *net.config.input_size)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), net(x), rtol=1e-4, atol=1e-5)
+    # the same multiply-accumulates (convs only concatenated), counted independently
+    assert torch_counted_macs(fused, x) == torch_counted_macs(net, x)
+    convs = lambda m: sum(isinstance(c, torch.nn.Conv2d) for c in m.modules())  # noqa: E731
+    norms = lambda m: sum(isinstance(c, torch.nn.BatchNorm2d) for c in m.modules())  # noqa: E731
+    assert convs(fused) < convs(net) and norms(fused) < norms(net)
+    assert net.training is False and any(isinstance(m, SearchingBlock) for m in net.modules())  # left intact
