@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="HR-NAS against NNI's strategies under one budget")
     add_compare_arguments(compare).set_defaults(func=cmd_compare)
 
+    from nni_hrnas.config_check import add_check_arguments, cmd_check
+
+    check = sub.add_parser("check", help="check an nnictl config (keys, types, tuner, search space, data, port)",
+                           description="Report what nnictl create would trip on, each with its fix.")
+    add_check_arguments(check).set_defaults(func=cmd_check)
+
     demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")
     demo.add_argument("--seed", type=int, default=0)

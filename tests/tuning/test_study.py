@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from nni_hrnas.cli import main
-from nni_hrnas.tuning.study import StudyError, StudySettings, run_study
+from nni_hrnas.tuning.study import StudyError, StudySettings, create_study, run_study
 
 
 @pytest.mark.slow
@@ -37,6 +37,8 @@ def test_two_workers_on_sqlite_lose_no_trial_and_resume_adds(tmp_path, monkeypat
     ({"workers": 0}, "workers"),
     ({"mode": "pareto"}, "mode"),
     ({"macs_limit": 1e6}, "single"),
+    ({"pruner": "median"}, "single"),
+    ({"mode": "single", "pruner": "asha"}, "pruner"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(StudyError, match=message):
@@ -54,3 +56,42 @@ def test_objectives_of_an_existing_study_must_match(tmp_path):
     optuna.create_study(storage=url, study_name="hrnas-digits_seg", direction="maximize")
     with pytest.raises(StudyError, match="objective"):
         run_study(StudySettings(task="digits_seg", storage=url, n_trials=1))
+
+
+@pytest.mark.slow
+def test_single_mode_reports_every_epoch_and_the_pruner_stops_a_poor_search(tmp_path, monkeypatch):
+    monkeypatch.setenv("HRNAS_SMOKE", "1")
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    settings = StudySettings(task="digits_seg", storage=url, n_trials=1, mode="single", macs_limit=50e6,
+                             out=str(tmp_path / "runs"))
+    assert settings.pruner == "median"
+    # three finished trials whose searches reached mIoU 0.99 at every epoch: a smoke search is far below
+    study = create_study(settings)
+    space = {"lambda": optuna.distributions.FloatDistribution(*settings.lambda_range, log=True),
+             "eps": optuna.distributions.FloatDistribution(*settings.eps_range, log=True)}
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lambda": 1e-3, "eps": 1e-3}, distributions=space, value=0.99,
+            intermediate_values={1: 0.99, 2: 0.99}))
+    trial = run_study(settings).trials[-1]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert sorted(trial.intermediate_values) == [1, 2]  # the median pruner waits two epochs (warm-up)
+    assert all(0 <= v < 0.99 for v in trial.intermediate_values.values())
+    run_dir = Path(trial.user_attrs["run_dir"])
+    assert (run_dir / "search_checkpoint.pt").exists() and not (run_dir / "result.json").exists()
+
+
+def test_without_a_pruner_single_mode_completes_with_intermediate_values_and_constraint(tmp_path, monkeypatch):
+    monkeypatch.setenv("HRNAS_SMOKE", "1")
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = run_study(StudySettings(task="digits_seg", storage=url, n_trials=1, mode="single", pruner="none",
+                                    macs_limit=1e6, epochs=1, out=str(tmp_path / "runs")))
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    result = json.loads((Path(trial.user_attrs["run_dir"]) / "result.json").read_text())
+    assert trial.values == [result["metric"]]
+    assert trial.intermediate_values == {1: result["metric"]}  # the EMA network's metric after epoch 1
+    # no digits_seg network fits 1e6 MACs: the trial is told it is infeasible, by how much
+    assert trial.constraints == {"macs_over_limit": result["macs"] - 1e6}

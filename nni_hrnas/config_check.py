@@ -1,0 +1,158 @@
+"""``hrnas check CONFIG [--port P]``: what ``nnictl create`` would trip on, said before it starts.
+
+``nnictl create`` reports an unknown key or a wrong type as a Python traceback, a port in use as
+"Port 8080 is not idle", and a tuner that rejects its ``classArgs`` or the search space only in
+the experiment's ``dispatcher.log`` once the web UI is up. This check runs the same validations
+(NNI's own ``ExperimentConfig``, our tuner's constructor and ``update_search_space``, the trial
+command's task and data root, the port) and names each problem with its fix.
+
+Example:
+    $ hrnas check experiments/cityscapes.yml --port 8080 && nnictl create --config experiments/cityscapes.yml --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OUR_TUNER = "nni_hrnas.tuning.OptunaTuner"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _config_problems(data: dict[str, Any]) -> list[str]:
+    """Unknown keys and wrong types, as NNI 3.0's ``ExperimentConfig`` finds them, with the fix."""
+    from nni.experiment.config import ExperimentConfig
+
+    known = [_camel(f.name) for f in dataclasses.fields(ExperimentConfig)]
+    canonical = {name.lower() for name in known}  # NNI accepts camelCase and snake_case alike
+    unknown = [key for key in data if str(key).replace("_", "").lower() not in canonical]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return [f"unknown key(s) {', '.join(hints)}: NNI 3.0 experiment configs accept {', '.join(sorted(known))}"]
+    try:
+        ExperimentConfig(**data).validate()
+    except (AttributeError, ValueError, TypeError) as exc:
+        return [f"{exc} (see https://nni.readthedocs.io/en/v3.0/reference/experiment_config.html)"]
+    return []
+
+
+def _tuner_problems(data: dict[str, Any]) -> list[str]:
+    """Our tuner's classArgs and the search space of lambda and eps."""
+    tuner = data.get("tuner") or {}
+    if tuner.get("className") != OUR_TUNER:
+        return []
+    import optuna
+
+    from nni_hrnas.tuning import OptunaTuner, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the throw-away in-memory study is no news
+
+    args = dict(tuner.get("classArgs") or {})
+    storage = args.pop("storage", None)
+    problems = []
+    try:
+        instance = OptunaTuner(**args)
+    except (TypeError, ValueError) as exc:
+        return [f"tuner.classArgs: {exc}"]
+    if storage is not None:
+        try:
+            open_storage(storage)
+        except (ValueError, RuntimeError, OSError) as exc:
+            problems.append(f"tuner.classArgs.storage: {exc}")
+    space = data.get("searchSpace") or {}
+    missing = {"lambda", "eps"} - set(space)
+    if missing:
+        problems.append(f"searchSpace has no {sorted(missing)}: every HR-NAS trial needs lambda and eps, e.g. "
+                        "lambda: {_type: loguniform, _value: [1.0e-5, 1.0e-3]}")
+    try:
+        instance.update_search_space(space)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"searchSpace: {exc}")
+    return problems
+
+
+def _trial_problems(data: dict[str, Any]) -> list[str]:
+    """The trial command's task, and its data root (flag or environment variable)."""
+    command = str(data.get("trialCommand") or "")
+    if "nni_hrnas.trial" not in command:
+        return []
+    from nni_hrnas.tasks.registry import get_task
+
+    words = shlex.split(command)
+    flags = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+    if "--task" not in flags:
+        return ["trialCommand: python -m nni_hrnas.trial needs --task TASK"]
+    try:
+        spec = get_task(flags["--task"])
+    except ValueError as exc:
+        return [f"trialCommand: {exc}"]
+    root = flags.get("--data-root") or (os.environ.get(spec.root_env) if spec.root_env else None)
+    if spec.root_env and not root:
+        return [f"task {spec.name!r} reads its data from ${spec.root_env}, which is not set: export "
+                f"{spec.root_env}=/path/to/data (or add --data-root PATH to trialCommand) before nnictl create"]
+    if root and not Path(root).is_dir():
+        return [f"task {spec.name!r}: data root {root!r} is not a folder; point {spec.root_env} or --data-root "
+                "at the data set's top folder"]
+    return []
+
+
+def port_problem(port: int) -> str | None:
+    """Why NNI could not serve on ``port`` (it binds every interface), or None."""
+    with socket.socket() as s:
+        try:
+            s.bind(("", port))
+        except OSError:
+            return (f"port {port} is in use: pick another (--port), or stop the experiment holding it "
+                    f"(nnictl stop --port {port})")
+    return None
+
+
+def check_config(path: str | Path, port: int | None = None) -> list[str]:
+    """Every problem ``nnictl create --config path [--port port]`` would hit; empty when none."""
+    path = Path(path)
+    if not path.is_file():
+        return [f"{path}: no such file"]
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        return [f"{path} is not valid YAML: {exc}"]
+    if not isinstance(data, dict):
+        return [f"{path}: expected a mapping of NNI config keys, got {type(data).__name__}"]
+    problems = _config_problems(data)
+    if not problems:
+        problems += _tuner_problems(data) + _trial_problems(data)
+    if port is not None and (problem := port_problem(port)):
+        problems.append(problem)
+    return problems
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("config", metavar="CONFIG", help="an nnictl experiment config, e.g. experiments/digits.yml")
+    parser.add_argument("--port", type=int, help="the port you will pass to nnictl create")
+    return parser
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``hrnas check``: 0 when nnictl create should start cleanly, 2 with the problems on stderr."""
+    problems = check_config(args.config, args.port)
+    for problem in problems:
+        print(f"hrnas check: error: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{args.config}: ok")
+    return 2 if problems else 0
