@@ -1,7 +1,8 @@
 """What an nnictl trial runs: one whole HR-NAS search with the lambda and eps the tuner picked.
 
 ``trialCommand: python -m nni_hrnas.trial --task cityscapes`` (see experiments/*.yml). The search
-reports per-epoch intermediate results to the outer experiment and ends with the final dict
+reports ``{'default': metric, 'macs': ...}`` after every evaluated epoch as an intermediate result
+(what NNI's web UI plots and its assessors read) and ends with the final dict
 ``{'default': metric, 'macs', 'params', 'arch', 'search_seconds'}``.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -35,6 +37,8 @@ def outer_trial_state() -> Iterator[None]:
     try:
         yield
     finally:
+        if "_intermediate_seq" in saved:  # never reuse a sequence number the outer trial already sent
+            saved["_intermediate_seq"] = max(saved["_intermediate_seq"], trial_module._intermediate_seq)
         for name, value in saved.items():
             setattr(trial_module, name, value)
 
@@ -43,6 +47,13 @@ def final_result(result: dict[str, Any]) -> dict[str, Any]:
     """The dict a trial reports: NNI keeps all of it for HPO experiments and hands it to the tuner."""
     return {"default": float(result["metric"]), "macs": int(result["macs"]), "params": int(result["params"]),
             "arch": result["arch"], "search_seconds": float(result["search_seconds"])}
+
+
+def report_epoch(epoch: dict[str, Any]) -> None:
+    """The strategy's per-epoch callback: an intermediate result for each evaluated epoch."""
+    if math.isfinite(epoch["metric"]):
+        nni.report_intermediate_result({"default": float(epoch["metric"]), "macs": int(epoch["macs"]),
+                                        "epoch": int(epoch["epoch"])})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                               eps=float(params["eps"]), epochs=args.epochs, seed=args.seed,
                               data_root=args.data_root, out=str(out), resume=(out / "search_checkpoint.pt").exists())
     with outer_trial_state():
-        result = run_search(settings)
+        result = run_search(settings, on_epoch_end=report_epoch)
     nni.report_final_result(final_result(result))
     return 0
 

@@ -54,6 +54,8 @@ def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
         with sqlite3.connect(database) as db:
             events = db.execute("select trialJobId, data from TrialJobEvent where event = 'RUNNING'").fetchall()
             finals = db.execute("select trialJobId, parameterId from MetricData where type = 'FINAL'").fetchall()
+            periodical = db.execute("select trialJobId, parameterId, data from MetricData "
+                                    "where type = 'PERIODICAL'").fetchall()
     finally:
         subprocess.run([*NNICTL, "stop", experiment_id], env=env, capture_output=True, timeout=60)
     results = json.loads(exported.read_text())
@@ -67,3 +69,8 @@ def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
     sent = {trial: json.loads(data)["parameter_id"] for trial, data in events}
     assert len(finals) == 2 and sorted(sent.values()) == [0, 1]
     assert all(int(parameter_id) == sent[trial] for trial, parameter_id in finals)
+    # every smoke search (2 epochs, a prune step each) reported both epochs as intermediate results
+    assert len(periodical) == 4 and all(int(parameter_id) == sent[trial] for trial, parameter_id, _ in periodical)
+    for trial, _, data in periodical:
+        value = json.loads(json.loads(data))
+        assert value["epoch"] in (1, 2) and 0 <= value["default"] <= 1 and value["macs"] > 0
