@@ -1,7 +1,8 @@
 """CPU latency of a searched network against the unpruned supernet, with the MAC drop beside it.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_latency.py RUN_DIR [--batch 1,32] [--runs 20] [--json]
-       OMP_NUM_THREADS=1 python benchmarks/bench_latency.py --search digits_seg   (runs a default search first)
+       OMP_NUM_THREADS=1 python benchmarks/bench_latency.py --search digits_seg [--path-overhead auto] [--lambda L]
+           (runs a search first: the task's default, or latency-aware with a per-path overhead)
 
 Latencies are medians of interleaved runs (supernet, searched, supernet, ...) in eval mode under
 ``torch.inference_mode``, at the run's training input size. The figure is
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", nargs="?", help="a folder written by hrnas search")
     parser.add_argument("--search", metavar="TASK", help="run a default search of TASK first")
+    parser.add_argument("--path-overhead", default="0", help="with --search: MAC-equivalents per path, or auto")
+    parser.add_argument("--lambda", dest="lambda_", type=float, help="with --search: the penalty weight")
     parser.add_argument("--batch", default="1,32", help="comma-separated batch sizes (default 1,32)")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", action="store_true")
@@ -77,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.run_dir) if args.run_dir else Path(tmp) / "run"
         if args.search:
-            from nni_hrnas.search import SearchSettings, _stdout_to_stderr, run_search
+            from nni_hrnas.search import SearchSettings, _overhead_arg, _stdout_to_stderr, run_search
 
             with _stdout_to_stderr():
-                    run_search(SearchSettings(task=args.search, out=str(run_dir), smoke=False))
+                run_search(SearchSettings(task=args.search, out=str(run_dir), smoke=False, lambda_=args.lambda_,
+                                          path_overhead=_overhead_arg(args.path_overhead)))
         reports = [measure(run_dir, int(b), args.runs, fuse=fuse) for b in args.batch.split(",")
                    for fuse in (False, True)]
     if args.json:
