@@ -332,6 +332,8 @@ class ProgressiveShrinking(OneShotStrategy):
     def _evaluate(self, module, model: nn.Module) -> float:
         module.set_model(model)
         model.eval()
+        if hasattr(module, "on_validation_epoch_start"):  # tasks that reset their metric state there
+            module.on_validation_epoch_start()
         values = []
         with torch.no_grad():
             for i, batch in enumerate(self._evaluator.val_dataloaders):

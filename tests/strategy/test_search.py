@@ -217,3 +217,32 @@ def test_path_overhead_removes_whole_paths():
     assert all(r["target"]["within_tolerance"] for r in runs.values())
     assert runs[2e5]["path_overhead"] == 2e5
     assert paths[2e5] < paths[0.0] / 2, paths
+
+
+@pytest.mark.parametrize("task_name", ["digits_cls", "digits_seg"])
+def test_each_evaluation_starts_from_a_clean_metric(task_name):
+    """The strategy evaluates after every prune step: each metric is that network's alone (a task
+    that accumulates in validation_step resets in on_validation_epoch_start), checked by hand."""
+    from types import SimpleNamespace
+
+    from nni_hrnas.tasks.registry import get_task
+
+    spec = get_task(task_name)
+    _, val = spec.make_datasets(smoke=True)
+    loader = torch.utils.data.DataLoader(val, batch_size=16)
+    space = HRNASSpace.from_preset(spec.default_preset, input_size=spec.input_size(True),
+                                   num_outputs=spec.num_outputs)
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(space.freeze(space.max_sample()).eval())
+    strategy = ProgressiveShrinking()
+    strategy._evaluator = SimpleNamespace(val_dataloaders=loader)
+    module = spec.make_lightning_module()
+    strategy._evaluate(module, nets[0])
+    after_another = strategy._evaluate(module, nets[1])
+    assert after_another == strategy._evaluate(spec.make_lightning_module(), nets[1])
+    if task_name == "digits_cls":
+        with torch.no_grad():
+            hits = sum(int((nets[1](x).argmax(1) == y).sum()) for x, y in loader)
+        assert after_another == pytest.approx(hits / len(val))
