@@ -12,6 +12,7 @@ metric, macs, params, budget_used, arch) and an HTML report.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -19,7 +20,8 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,17 +107,24 @@ class Comparison:
     def __init__(self, settings: CompareSettings) -> None:
         from nni_hrnas.search import TASK_DEFAULTS
         from nni_hrnas.tasks.registry import get_task
-        from search_spaces import HRNASSpace
 
         self.settings = settings
         self.spec = get_task(settings.task)
         self.defaults = TASK_DEFAULTS.get(settings.task, {})
-        input_size = self.spec.input_size()
-        self.space = HRNASSpace.from_preset(self.spec.default_preset, input_size=input_size,
-                                            num_outputs=self.spec.num_outputs)
+        self.space = self.space_for(settings.task)
         sizes = self.defaults.get("data_sizes")
         self.datasets = self.spec.make_datasets(seed=settings.seed, **({"sizes": tuple(sizes)} if sizes else {}))
         self.train_images = len(self.datasets[0])
+
+    @staticmethod
+    def space_for(task: str):
+        """The space every strategy searches for ``task``: its preset at the task's input size."""
+        from nni_hrnas.tasks.registry import get_task
+        from search_spaces import HRNASSpace
+
+        spec = get_task(task)
+        return HRNASSpace.from_preset(spec.default_preset, input_size=spec.input_size(),
+                                      num_outputs=spec.num_outputs)
 
     # -- the common evaluation ------------------------------------------------------------------
 
@@ -194,23 +203,65 @@ class Comparison:
         experiment = NasExperiment(space, evaluator, strategy)
         try:
             experiment.run(port=free_port())
-            exported = experiment.export_top_models(top_k=1, formatter="dict")
+            meter.images += int(evaluator.trainer.fit_loop.epoch_progress.current.completed or 1) * self.train_images
             if name == "spos":
-                # NNI's RandomOneShot exports an arbitrary subnet (ranking subnets by the supernet's
-                # weights is "another search process" NNI leaves to users): export more uniform
-                # draws, evaluated in turn until the budget ends.
-                rng = random.Random(self.settings.seed)
-                exported += [{label: rng.choice(values) for label, values in self.space.choices().items()}
-                             for _ in range(7)]
+                exported = self.rank_with_supernet(strategy, meter)
+            else:
+                exported = experiment.export_top_models(top_k=1, formatter="dict")
         finally:
             experiment.stop()
-        meter.images += int(evaluator.trainer.fit_loop.epoch_progress.current.completed or 1) * self.train_images
         rows = []
         for arch in exported:
             if rows and meter.left() <= 0:
                 break
             rows.append(self.row(name, dict(arch), self.evaluate(dict(arch), meter), meter))
         return rows
+
+    def rank_with_supernet(self, strategy, meter: _Meter, candidates: int = 32,
+                           calibration_batches: int = 2) -> list[dict[str, int]]:
+        """SPOS's second stage, which NNI's RandomOneShot leaves to users ("another search process").
+
+        Up to ``candidates`` uniform subnets (fewer if the budget runs out) are scored with the
+        trained supernet's weights (BN statistics recalibrated for each on a few training batches,
+        as in the SPOS paper, counted in the budget) and their (score, MACs) Pareto front is
+        returned, best score first.
+        """
+        import numpy as np
+        import torch
+
+        from analysis.pareto import pareto_mask
+        from nni_hrnas.strategy.prune import recalibrate_bn
+
+        supernet, oneshot = strategy.supernet, strategy.oneshot_module
+        task = self.spec.make_lightning_module(**(self.defaults.get("module_kwargs") or {}))
+        task.set_model(supernet)  # a module of its own: the trained one is bound to a finished Trainer
+        rng = random.Random(self.settings.seed)
+        g = torch.Generator().manual_seed(self.settings.seed)
+        loader = torch.utils.data.DataLoader(self.datasets[0], batch_size=16, shuffle=True, generator=g)
+        calibration = [batch[0] for batch in itertools.islice(loader, calibration_batches)]
+        val = torch.utils.data.DataLoader(self.datasets[1], batch_size=32)
+        scored = []
+        for _ in range(candidates):
+            if scored and meter.left() <= 0:
+                break
+            arch = {label: rng.choice(values) for label, values in self.space.choices().items()}
+            memo = dict(arch)
+            for module in oneshot.supernet_modules():
+                module.resample(memo=memo)
+            recalibrate_bn(supernet, calibration)
+            meter.images += sum(len(x) for x in calibration)
+            supernet.eval()
+            if hasattr(task, "on_validation_epoch_start"):
+                task.on_validation_epoch_start()
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*self\.log\(\).*")  # no Trainer to log to
+                for i, batch in enumerate(val):
+                    task.validation_step(batch, i)
+            scored.append((float(task.compute_metric()), self.space.freeze(arch).cost().macs, arch))
+        front = pareto_mask(np.array([s[0] for s in scored]), np.array([s[1] for s in scored], dtype=float))
+        ranked = sorted((s for s, keep in zip(scored, front, strict=True) if keep), key=lambda s: -s[0])
+        _log.info("spos: %d of %d candidates on the supernet's front", len(ranked), candidates)
+        return [arch for _, _, arch in ranked]
 
     def run_hrnas(self) -> list[dict]:
         from nni_hrnas.search import SearchSettings, run_search
@@ -231,25 +282,54 @@ class Comparison:
                                  searched_metric=result["metric"]))
         return rows
 
-    def run(self) -> list[dict]:
+    def run(self, done: Callable[[str, list[dict]], None] | None = None,
+            skip: Collection[str] = ()) -> list[dict]:
+        """Run every strategy not in ``skip``; ``done(name, rows)`` is called after each."""
         runners: dict[str, Callable[[], list[dict]]] = {
             "hrnas": self.run_hrnas, **{n: (lambda n=n: self.run_multi_trial(n)) for n in MULTI_TRIAL},
             **{n: (lambda n=n: self.run_one_shot(n)) for n in ONE_SHOT}}
         rows: list[dict] = []
         for name in self.settings.strategies:
+            if name in skip:
+                _log.info("compare: %s already in the results table, skipped", name)
+                continue
             _log.info("compare: %s under %s", name, self.settings.parsed_budget.describe())
-            rows += runners[name]()
+            new = runners[name]()
+            rows += new
+            if done is not None:
+                done(name, new)
         return rows
 
 
-def run_compare(settings: CompareSettings):
-    """Run the comparison, write ``results.csv`` and ``report.html`` under ``settings.out``."""
+def run_compare(settings: CompareSettings, resume: bool = False):
+    """Run the comparison, write ``results.csv`` and ``report.html`` under ``settings.out``.
+
+    The table is rewritten after every strategy, so an interrupted comparison loses at most the
+    strategy it was running; ``resume=True`` keeps the strategies already in the table (for the
+    same task and budget) and runs the others.
+    """
     import pandas as pd
 
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(Comparison(settings).run())
-    table.to_csv(out / "results.csv", index=False)
+    path = out / "results.csv"
+    table = pd.DataFrame()
+    if path.exists():
+        if not resume:
+            raise CompareError(f"{path} exists: pass --resume to add the missing strategies to it, or choose "
+                               "another --out (nothing was overwritten)")
+        table = pd.read_csv(path)
+        budget = settings.parsed_budget.describe()
+        if set(table["task"]) != {settings.task} or set(table["budget"]) != {budget}:
+            raise CompareError(f"{path} holds task/budget {sorted(set(table['task']))}/{sorted(set(table['budget']))}, "
+                               f"not {settings.task}/{budget}: resume with the same --task and --budget")
+
+    def done(name: str, rows: list[dict]) -> None:
+        nonlocal table
+        table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+        table.to_csv(path, index=False)
+
+    Comparison(settings).run(done, skip=set(table["strategy"]) if len(table) else set())
     from analysis.report import write_report
 
     write_report([str(out)], out / "report.html", title=f"HR-NAS vs NNI strategies on {settings.task}")
@@ -263,6 +343,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--out", default="runs/compare")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-epochs", type=int, default=2, help="fixed schedule every architecture is trained with")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the strategies already in OUT/results.csv and run the others")
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -272,7 +354,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         settings = CompareSettings(task=args.task, budget=args.budget, out=args.out, seed=args.seed,
                                    strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
                                    eval_epochs=args.eval_epochs)
-        table = run_compare(settings)
+        table = run_compare(settings, resume=args.resume)
     except CompareError as error:
         print(f"hrnas compare: error: {error}", file=sys.stderr)
         return 2

@@ -33,13 +33,23 @@ def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, caps
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     monkeypatch.setenv("HRNAS_QUIET", "1")
     out = tmp_path / "cmp"
-    assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas,random,darts",
+    assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas,random,spos",
                  "--eval-epochs", "1", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     table = pd.read_csv(out / "results.csv")
-    assert set(table["strategy"]) == {"hrnas", "random", "darts"} == set(summary["strategies"])
+    assert set(table["strategy"]) == {"hrnas", "random", "spos"} == set(summary["strategies"])
     space = HRNASSpace.from_preset("digits_seg")
     for _, row in table.iterrows():
         net = space.freeze(json.loads(row["arch"]))  # every architecture is a valid sample of the space
         assert net.cost().macs == row["macs"] and 0 <= row["metric"] <= 1
     assert (out / "report.html").stat().st_size > 100_000  # plotly.js embedded
+    # the table is never overwritten; --resume keeps what is there and runs only what is missing
+    assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas",
+                 "--out", str(out)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["compare", "--task", "digits_seg", "--budget", "9s", "--strategies", "hrnas",
+                 "--out", str(out), "--resume"]) == 2
+    assert "same --task and --budget" in capsys.readouterr().err
+    assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas,random",
+                 "--eval-epochs", "1", "--out", str(out), "--resume", "--json"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), table)  # both were done: nothing rerun

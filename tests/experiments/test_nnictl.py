@@ -71,6 +71,6 @@ def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
     assert all(int(parameter_id) == sent[trial] for trial, parameter_id in finals)
     # every smoke search (2 epochs, a prune step each) reported both epochs as intermediate results
     assert len(periodical) == 4 and all(int(parameter_id) == sent[trial] for trial, parameter_id, _ in periodical)
-    for trial, _, data in periodical:
+    for _, _, data in periodical:
         value = json.loads(json.loads(data))
         assert value["epoch"] in (1, 2) and 0 <= value["default"] <= 1 and value["macs"] > 0

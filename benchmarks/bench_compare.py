@@ -1,0 +1,89 @@
+"""HR-NAS against NNI's strategies under one equal budget: the Pareto hypervolume of each.
+
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_compare.py [--task digits_seg] [--budget 16000img]
+           [--strategies hrnas,random,evolution,tpe,spos,darts] [--out runs/bench-compare] [--json]
+       python benchmarks/bench_compare.py --results runs/bench-compare   (recompute from a finished run)
+
+Every strategy runs through ``hrnas compare`` on the same space, data and budget, and every
+architecture it returns is trained from scratch with the same fixed schedule (see
+nni_hrnas/compare.py). The budget is counted in images seen (search and evaluation together), so
+the figures do not depend on the machine's speed or on other load. The hypervolume of each
+strategy's (metric up, MACs down) points is measured against one fixed reference point: the
+supernet's MACs and a metric of 0, so every architecture cheaper than the supernet and better than
+nothing adds area. The figure is HR-NAS's hypervolume / the best NNI strategy's (goal >= 1.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def hypervolumes(table: pd.DataFrame, supernet_macs: float) -> pd.DataFrame:
+    """Per-strategy points, front size, hypervolume and best metric against (metric 0, supernet MACs)."""
+    from analysis.pareto import ReferencePoint, front_table
+
+    ref = ReferencePoint(0.0, float(supernet_macs), "metric 0 and the supernet's MACs")
+    return front_table(table, ref).set_index("strategy")
+
+
+def summarize(table: pd.DataFrame, supernet_macs: float) -> dict:
+    """The hypervolume table and HR-NAS's ratio to the best other strategy."""
+    fronts = hypervolumes(table, supernet_macs)
+    others = fronts.drop(index="hrnas", errors="ignore")
+    best_other = others["hypervolume"].idxmax() if len(others) else None
+    ratio = None
+    if "hrnas" in fronts.index and best_other is not None and others.loc[best_other, "hypervolume"] > 0:
+        ratio = float(fronts.loc["hrnas", "hypervolume"] / others.loc[best_other, "hypervolume"])
+    budget_used = table.groupby("strategy")["budget_used"].last()
+    fronts = fronts.assign(budget_used=budget_used)
+    return {"supernet_macs": supernet_macs, "best_nni_strategy": best_other, "hv_ratio": ratio, "goal": 1.1,
+            "table": json.loads(fronts.to_json(orient="index"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="digits_seg")
+    parser.add_argument("--budget", default="16000img", help="per strategy (images seen, or wall clock)")
+    parser.add_argument("--strategies", default="hrnas,random,evolution,tpe,spos,darts")
+    parser.add_argument("--out", default="runs/bench-compare")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", help="a finished compare folder: recompute the figures only")
+    parser.add_argument("--resume", action="store_true", help="keep the strategies already in OUT/results.csv")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    from nni_hrnas.compare import CompareSettings, Comparison, run_compare
+    from nni_hrnas.search import _stdout_to_stderr
+
+    if args.results:
+        table = pd.read_csv(Path(args.results) / "results.csv")
+        task = str(table["task"].iloc[0])
+    else:
+        settings = CompareSettings(task=args.task, budget=args.budget, out=args.out, seed=args.seed,
+                                   strategies=args.strategies.split(","))
+        with _stdout_to_stderr():
+            table = run_compare(settings, resume=args.resume)
+        task = args.task
+    space = Comparison.space_for(task)
+    supernet_macs = space.freeze(space.max_sample()).cost().macs
+    report = {"task": task, "budget": str(table["budget"].iloc[0]), **summarize(table, supernet_macs)}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    frame = pd.DataFrame(report["table"]).T[["points", "front", "hypervolume", "best_metric", "fewest_macs",
+                                              "budget_used"]]
+    print(f"{task}, budget {report['budget']} per strategy; reference: metric 0, {supernet_macs:,} MACs")
+    print(frame.to_string())
+    if report["hv_ratio"] is not None:
+        print(f"HR-NAS hypervolume / best NNI strategy ({report['best_nni_strategy']}): "
+              f"{report['hv_ratio']:.2f} (goal >= 1.1)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
