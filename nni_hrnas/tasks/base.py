@@ -132,6 +132,11 @@ class TaskModule(LightningModule):
     def compute_metric(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def on_fit_start(self):
+        # one module can be fitted for several architectures in turn (NNI multi-trial engines)
+        self.history = []
+        self.final_result = None
+
     def on_validation_epoch_end(self):
         value = float(self.compute_metric())
         self.log(f'val_{self.metric_name}', value, prog_bar=True)

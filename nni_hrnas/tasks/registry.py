@@ -83,7 +83,9 @@ class TaskSpec:
         ``model`` (optional) is set on the module at once; the evaluator sets it again in
         ``evaluate``. ``trainer_kwargs`` override the trainer defaults.
         """
-        from nni.nas.evaluator.pytorch import DataLoader, Lightning, Trainer
+        from nni.nas.evaluator.pytorch import DataLoader, Trainer
+
+        from .evaluator import TaskEvaluator
 
         smoke = smoke_mode() if smoke is None else smoke
         epochs = 1 if smoke else (epochs or self.default_epochs)
@@ -113,7 +115,7 @@ class TaskSpec:
         if os.environ.get('NNI_OUTPUT_DIR'):
             tkw['default_root_dir'] = os.environ['NNI_OUTPUT_DIR']
         tkw.update(trainer_kwargs)
-        return Lightning(module, Trainer(**tkw), train_dataloaders=train_dl, val_dataloaders=val_dl)
+        return TaskEvaluator(module, Trainer(**tkw), train_dataloaders=train_dl, val_dataloaders=val_dl)
 
 
 # ---- data set factories -----------------------------------------------------------------------

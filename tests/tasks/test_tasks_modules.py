@@ -149,3 +149,29 @@ def test_short_digits_seg_training_improves_miou():
     background.update(torch.zeros_like(labels), labels)
     assert history[-1] > history[0] + 0.05, history
     assert history[-1] > 1.5 * float(background.compute()), (history, float(background.compute()))
+
+
+def test_one_evaluator_trains_every_architecture_it_is_given():
+    """NNI's sequential multi-trial engine reuses the evaluator: the second architecture must be
+    trained as if it were the first (same result as a fresh evaluator), not skipped."""
+    spec = get_task('digits_cls')
+
+    def evaluator():
+        return spec.make_evaluator(None, epochs=1, batch_size=16, dataset_kwargs=SMALL)
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return TinyCls()
+
+    shared = evaluator()
+    torch.manual_seed(0)
+    shared.evaluate(net(1))
+    first = shared.module.final_result
+    torch.manual_seed(0)
+    shared.evaluate(net(2))
+    second = shared.module.final_result
+    assert shared.trainer.global_step > 0 and shared.module.history == [second['default']]
+    fresh = evaluator()
+    torch.manual_seed(0)
+    fresh.evaluate(net(2))
+    assert second['default'] == fresh.module.final_result['default'] != first['default']
