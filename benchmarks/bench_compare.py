@@ -2,7 +2,8 @@
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_compare.py [--task digits_seg] [--budget 16000img]
            [--strategies hrnas,random,evolution,tpe,spos,darts] [--out runs/bench-compare] [--json]
-       python benchmarks/bench_compare.py --results runs/bench-compare   (recompute from a finished run)
+       python benchmarks/bench_compare.py --results DIR [DIR ...]   (figures from finished runs, e.g. run
+           in parallel with different --strategies; a later folder's strategy replaces an earlier one's)
 
 Every strategy runs through ``hrnas compare`` on the same space, data and budget, and every
 architecture it returns is trained from scratch with the same fixed schedule (see
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", default="hrnas,random,evolution,tpe,spos,darts")
     parser.add_argument("--out", default="runs/bench-compare")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results", help="a finished compare folder: recompute the figures only")
+    parser.add_argument("--hrnas-lambdas", type=int, default=3)
+    parser.add_argument("--results", nargs="+", help="finished compare folders: recompute the figures only")
     parser.add_argument("--resume", action="store_true", help="keep the strategies already in OUT/results.csv")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -61,11 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     from nni_hrnas.search import _stdout_to_stderr
 
     if args.results:
-        table = pd.read_csv(Path(args.results) / "results.csv")
+        tables = [pd.read_csv(Path(folder) / "results.csv") for folder in args.results]
+        table = tables[0]
+        for later in tables[1:]:
+            table = pd.concat([table[~table["strategy"].isin(set(later["strategy"]))], later], ignore_index=True)
+        if table["task"].nunique() != 1 or table["budget"].nunique() != 1:
+            parser.error(f"the folders hold different tasks or budgets: {sorted(set(table['task']))}, "
+                         f"{sorted(set(table['budget']))}")
         task = str(table["task"].iloc[0])
     else:
         settings = CompareSettings(task=args.task, budget=args.budget, out=args.out, seed=args.seed,
-                                   strategies=args.strategies.split(","))
+                                   strategies=args.strategies.split(","), hrnas_lambdas=args.hrnas_lambdas)
         with _stdout_to_stderr():
             table = run_compare(settings, resume=args.resume)
         task = args.task

@@ -80,6 +80,8 @@ class CompareSettings:
         self.parsed_budget = parse_budget(self.budget)
         if self.eval_epochs < 1:
             raise CompareError(f"invalid eval_epochs={self.eval_epochs}: expected >= 1")
+        if self.hrnas_lambdas < 1:
+            raise CompareError(f"invalid hrnas_lambdas={self.hrnas_lambdas}: expected >= 1")
 
 
 class _Meter:
@@ -270,12 +272,17 @@ class Comparison:
         center = self.defaults.get("lambda_", 1.4e-4)
         k = self.settings.hrnas_lambdas
         lambdas = [center * 10 ** (2 * (i - (k - 1) / 2) / max(k - 1, 1)) for i in range(k)]
+        epochs = SearchSettings(task=self.settings.task).epochs
+        budget = self.settings.parsed_budget
+        if budget.images is not None:  # k searches and their evaluations fit the image budget
+            share = budget.images / k - self.settings.eval_epochs * self.train_images
+            epochs = min(epochs, max(2, int(share // self.train_images)))
         rows = []
         for i, lam in enumerate(lambdas):
             if rows and meter.left() <= 0:
                 break
             result = run_search(SearchSettings(task=self.settings.task, lambda_=lam, seed=self.settings.seed,
-                                               out=str(Path(self.settings.out) / f"hrnas-{i}")))
+                                               epochs=epochs, out=str(Path(self.settings.out) / f"hrnas-{i}")))
             meter.images += int(result["search_cost"]["images_seen"])
             metric = self.evaluate(result["arch"], meter)
             rows.append(self.row("hrnas", result["arch"], metric, meter, lambda_=lam,
@@ -343,6 +350,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--out", default="runs/compare")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-epochs", type=int, default=2, help="fixed schedule every architecture is trained with")
+    parser.add_argument("--hrnas-lambdas", type=int, default=3,
+                        help="HR-NAS: searches in the lambda sweep (a decade either side of the task's lambda); "
+                             "with an image budget each search gets the epochs that make them all fit")
     parser.add_argument("--resume", action="store_true",
                         help="keep the strategies already in OUT/results.csv and run the others")
     parser.add_argument("--json", action="store_true")
@@ -353,7 +363,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         settings = CompareSettings(task=args.task, budget=args.budget, out=args.out, seed=args.seed,
                                    strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
-                                   eval_epochs=args.eval_epochs)
+                                   eval_epochs=args.eval_epochs, hrnas_lambdas=args.hrnas_lambdas)
         table = run_compare(settings, resume=args.resume)
     except CompareError as error:
         print(f"hrnas compare: error: {error}", file=sys.stderr)
