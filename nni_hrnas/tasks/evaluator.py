@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import nni
-from nni.nas.evaluator.pytorch import Lightning
+from nni.nas.evaluator.pytorch import Lightning, Trainer
 
 
 @nni.trace  # evaluators must be traceable: NNI re-creates and serialises them
@@ -13,12 +15,24 @@ class TaskEvaluator(Lightning):
     NNI's multi-trial engines (the sequential one in-process) call ``evaluate`` on the same
     evaluator for every trial. A Lightning ``Trainer`` that has reached ``max_epochs`` does not
     train again, so every trial after the first would be reported untrained, with the first
-    trial's metric. Each ``evaluate`` after the first therefore runs on a fresh ``Trainer`` built
-    from the same (traced) arguments; the task module starts a fresh history in ``on_fit_start``.
+    trial's metric. The evaluator therefore keeps the ``Trainer``'s arguments and runs each
+    ``evaluate`` after the first on a fresh one; the task module starts a fresh history in
+    ``on_fit_start``.
+
+    Args:
+        module: the task's Lightning module.
+        trainer_kwargs: arguments of the ``Trainer`` (``max_epochs``, ``accelerator``, ...).
+        train_dataloaders, val_dataloaders: NNI's traced data loaders.
     """
+
+    def __init__(self, module, trainer_kwargs: dict[str, Any], train_dataloaders=None, val_dataloaders=None,
+                 **kwargs: Any) -> None:
+        super().__init__(module, Trainer(**trainer_kwargs), train_dataloaders=train_dataloaders,
+                         val_dataloaders=val_dataloaders, **kwargs)
+        self.trainer_kwargs = dict(trainer_kwargs)
 
     def evaluate(self, model):
         trainer = self.trainer
         if trainer.state.finished or trainer.fit_loop.epoch_progress.current.processed:
-            self.trainer = trainer.trace_symbol(*trainer.trace_args, **trainer.trace_kwargs)
+            self.trainer = Trainer(**self.trainer_kwargs)
         return super().evaluate(model)

@@ -83,7 +83,7 @@ class TaskSpec:
         ``model`` (optional) is set on the module at once; the evaluator sets it again in
         ``evaluate``. ``trainer_kwargs`` override the trainer defaults.
         """
-        from nni.nas.evaluator.pytorch import DataLoader, Trainer
+        from nni.nas.evaluator.pytorch import DataLoader
 
         from .evaluator import TaskEvaluator
 
@@ -115,7 +115,7 @@ class TaskSpec:
         if os.environ.get('NNI_OUTPUT_DIR'):
             tkw['default_root_dir'] = os.environ['NNI_OUTPUT_DIR']
         tkw.update(trainer_kwargs)
-        return TaskEvaluator(module, Trainer(**tkw), train_dataloaders=train_dl, val_dataloaders=val_dl)
+        return TaskEvaluator(module, tkw, train_dataloaders=train_dl, val_dataloaders=val_dl)
 
 
 # ---- data set factories -----------------------------------------------------------------------
