@@ -10,8 +10,8 @@ architecture it returns is trained from scratch with the same fixed schedule (se
 nni_hrnas/compare.py). The budget is counted in images seen (search and evaluation together), so
 the figures do not depend on the machine's speed or on other load. The hypervolume of each
 strategy's (metric up, MACs down) points is measured against one fixed reference point: the
-supernet's MACs and a metric of 0, so every architecture cheaper than the supernet and better than
-nothing adds area. The figure is HR-NAS's hypervolume / the best NNI strategy's (goal >= 1.1).
+supernet's MACs and a metric of 0 (``--ref-metric``, e.g. the score of a trivial predictor), so
+every architecture cheaper than the supernet and better than the reference adds area. The figure is HR-NAS's hypervolume / the best NNI strategy's (goal >= 1.1).
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from pathlib import Path
 import pandas as pd
 
 
-def hypervolumes(table: pd.DataFrame, supernet_macs: float) -> pd.DataFrame:
-    """Per-strategy points, front size, hypervolume and best metric against (metric 0, supernet MACs)."""
+def hypervolumes(table: pd.DataFrame, supernet_macs: float, ref_metric: float = 0.0) -> pd.DataFrame:
+    """Per-strategy points, front size, hypervolume and best metric against (ref_metric, supernet MACs)."""
     from analysis.pareto import ReferencePoint, front_table
 
-    ref = ReferencePoint(0.0, float(supernet_macs), "metric 0 and the supernet's MACs")
+    ref = ReferencePoint(float(ref_metric), float(supernet_macs), f"metric {ref_metric:g} and the supernet's MACs")
     return front_table(table, ref).set_index("strategy")
 
 
-def summarize(table: pd.DataFrame, supernet_macs: float) -> dict:
+def summarize(table: pd.DataFrame, supernet_macs: float, ref_metric: float = 0.0) -> dict:
     """The hypervolume table and HR-NAS's ratio to the best other strategy."""
-    fronts = hypervolumes(table, supernet_macs)
+    fronts = hypervolumes(table, supernet_macs, ref_metric)
     others = fronts.drop(index="hrnas", errors="ignore")
     best_other = others["hypervolume"].idxmax() if len(others) else None
     ratio = None
@@ -42,7 +42,7 @@ def summarize(table: pd.DataFrame, supernet_macs: float) -> dict:
         ratio = float(fronts.loc["hrnas", "hypervolume"] / others.loc[best_other, "hypervolume"])
     budget_used = table.groupby("strategy")["budget_used"].last()
     fronts = fronts.assign(budget_used=budget_used)
-    return {"supernet_macs": supernet_macs, "best_nni_strategy": best_other, "hv_ratio": ratio, "goal": 1.1,
+    return {"supernet_macs": supernet_macs, "ref_metric": ref_metric, "best_nni_strategy": best_other, "hv_ratio": ratio, "goal": 1.1,
             "table": json.loads(fronts.to_json(orient="index"))}
 
 
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hrnas-lambdas", type=int, default=3)
     parser.add_argument("--results", nargs="+", help="finished compare folders: recompute the figures only")
     parser.add_argument("--resume", action="store_true", help="keep the strategies already in OUT/results.csv")
+    parser.add_argument("--ref-metric", type=float, default=0.0,
+                        help="the reference point's metric (default 0; e.g. the score of a trivial predictor)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -79,13 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         task = args.task
     space = Comparison.space_for(task)
     supernet_macs = space.freeze(space.max_sample()).cost().macs
-    report = {"task": task, "budget": str(table["budget"].iloc[0]), **summarize(table, supernet_macs)}
+    report = {"task": task, "budget": str(table["budget"].iloc[0]), **summarize(table, supernet_macs, args.ref_metric)}
     if args.json:
         print(json.dumps(report))
         return 0
     frame = pd.DataFrame(report["table"]).T[["points", "front", "hypervolume", "best_metric", "fewest_macs",
                                               "budget_used"]]
-    print(f"{task}, budget {report['budget']} per strategy; reference: metric 0, {supernet_macs:,} MACs")
+    print(f"{task}, budget {report['budget']} per strategy; reference: metric {args.ref_metric:g}, "
+          f"{supernet_macs:,} MACs")
     print(frame.to_string())
     if report["hv_ratio"] is not None:
         print(f"HR-NAS hypervolume / best NNI strategy ({report['best_nni_strategy']}): "
