@@ -104,18 +104,22 @@ def test_degeneration_exports_and_reloads_through_nni(tmp_path, free_port):
     assert model.cost(SIZE).macs == torch_counted_macs(model, x[:1])
 
 
-def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path):
-    evaluator = tiny_evaluator(**EVALUATOR)
-    module = evaluator.module
+def _nan_loss_at_call(module, call: int) -> None:
+    """Make the module's ``call``-th training step return a NaN loss."""
     original = type(module).training_step
     calls = {"n": 0}
 
     def training_step(self, batch, batch_idx):
         calls["n"] += 1
         loss = original(self, batch, batch_idx)
-        return loss * float("nan") if calls["n"] == 6 + 3 else loss  # 9th call: epoch 1, batch 2
+        return loss * float("nan") if calls["n"] == call else loss
 
     module.training_step = types.MethodType(training_step, module)
+
+
+def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path):
+    evaluator = tiny_evaluator(**EVALUATOR)
+    _nan_loss_at_call(evaluator.module, 6 + 3)  # 9th call: epoch 1, batch 2
     with pytest.raises(SearchDiverged, match=r"epoch 1, batch 2 .*" + CHECKPOINT_NAME + r" \(end of epoch 1\)"):
         tiny_search(evaluator, lambda_=0.05, checkpoint_dir=tmp_path)
     saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
@@ -127,16 +131,7 @@ def test_resume_after_a_nan_stop_matches_an_uninterrupted_run(tmp_path):
     cosine = dict(schedule="cosine", n_train=48, n_val=16)
     reference = tiny_search(evaluator_kwargs=cosine, lambda_=0.05).result
     evaluator = tiny_evaluator(**{**EVALUATOR, **cosine})
-    module = evaluator.module
-    original = type(module).training_step
-    calls = {"n": 0}
-
-    def training_step(self, batch, batch_idx):
-        calls["n"] += 1
-        loss = original(self, batch, batch_idx)
-        return loss * float("nan") if calls["n"] == 8 else loss  # inside epoch 2 (3 batches an epoch)
-
-    module.training_step = types.MethodType(training_step, module)
+    _nan_loss_at_call(evaluator.module, 8)  # inside epoch 2 (3 batches an epoch)
     with pytest.raises(SearchDiverged):
         tiny_search(evaluator, lambda_=0.05, checkpoint_dir=tmp_path)
     resumed = tiny_search(evaluator_kwargs=cosine, lambda_=0.05, checkpoint_dir=tmp_path, resume=True).result
