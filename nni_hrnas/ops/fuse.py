@@ -79,7 +79,7 @@ class FusedSearchingBlock(nn.Module):
     def __init__(self, block: SearchingBlock) -> None:
         super().__init__()
         self.shortcut, self.transformer = block.shortcut, block.transformer
-        self.mix = FusedMixConv.from_block(block) if block.mix_bn is not None and len(block.paths) else None
+        self.mix = FusedMixConv.from_block(block) if len(block.paths) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.shortcut(x)
