@@ -104,9 +104,9 @@ def transformer_cost(in_channels: int, out_channels: int, num_tokens: int, size:
     s2 = size * size
     d = dim or s2
     hidden = ffn_ratio * s2
-    # projector (1x1 conv + BN at s x s) and inverse projector (1x1 conv + BN at s x s)
+    # projector (1x1 conv + BN at s x s), token BN, inverse projector (1x1 conv + BN at s x s)
     macs = (in_channels + pos_channels) * n * s2 + n * out_channels * s2
-    params = (in_channels + pos_channels) * n + 2 * n + n * out_channels + 2 * out_channels
+    params = (in_channels + pos_channels) * n + 2 * n + 2 * n + n * out_channels + 2 * out_channels
     # encoder and decoder: q, k, v, out projections; scores and weighted sum; FFN
     per_layer_macs = 4 * n * s2 * d + 2 * n * n * d + 2 * n * s2 * hidden
     per_layer_params = 4 * s2 * d + 3 * d + s2 + 2 * s2 * hidden + hidden + s2 + 4 * s2
@@ -118,7 +118,7 @@ def transformer_cost(in_channels: int, out_channels: int, num_tokens: int, size:
     if learned_pos:
         params += pos_channels * s2
     interp = (in_channels + (0 if learned_pos else pos_channels)) * s2 + out_channels * _area(out_hw)
-    norm_act = n * s2 + 4 * n * s2 + 2 * n * hidden + 2 * heads * n * n + out_channels * s2
+    norm_act = 2 * n * s2 + 4 * n * s2 + 2 * n * hidden + 2 * heads * n * n + out_channels * s2
     return Cost(macs=macs, params=params, interp=interp, norm_act=norm_act)
 
 

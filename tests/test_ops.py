@@ -132,3 +132,31 @@ def test_block_costs_match_torch_counter_by_hand_sizes(stride):
     from nni_hrnas.costs import searching_block_cost
     assert searching_block_cost(block, (16, 16)).macs == torch_counted_macs(block, x)
     assert searching_block_cost(block, (16, 16)).params == parameter_count(block)
+
+
+def test_token_importance_is_a_real_gate_on_the_output():
+    """The search's token importance must set the token's share of the output: the projector BN's
+    scale is normalised away by the encoder's residual LayerNorm, so halving it barely changes the
+    output and the task loss could not defend a token against the L1 penalty."""
+    from nni_hrnas.strategy.units import unit_groups
+    from search_spaces import HRNASSpace
+
+    torch.manual_seed(0)
+    space = HRNASSpace.from_preset("tiny")
+    net = space.freeze(space.max_sample()).eval()
+    label, block = next((s.label, b) for s, b in net.searching_blocks() if b.transformer is not None)
+    t = block.transformer
+    x = torch.randn(4, t.in_channels, 8, 8)
+    with torch.no_grad():
+        base = t(x)
+
+    def relative_change_when_halved(weight: torch.Tensor) -> float:
+        with torch.no_grad():
+            weight.mul_(0.5)
+            out = t(x)
+            weight.mul_(2.0)
+        return float((out - base).norm() / base.norm())
+
+    importance = next(g.bn for g in unit_groups(net, (3, 32, 32)) if g.label == f"{label}_tok")
+    assert relative_change_when_halved(importance.weight) > 0.3
+    assert relative_change_when_halved(t.proj_bn.weight) < 0.1

@@ -4,6 +4,15 @@ A feature map (B, C, H, W) is projected to n tokens of dimension s*s, encoded wi
 self-attention layer, decoded by n learnable queries with cross-attention only, and projected
 back. Its cost is about linear in n^2 d, independent of H and W except for the resizes.
 
+The tokens' importance factors (paper Sec. 4.1: "the scales from the batch normalization layer
+in the projector") live in a BN over the decoded tokens, just before the inverse projection,
+not in the projector's BN: the projector's BN is followed by the encoder's residual LayerNorm,
+which normalises each token over its s*s values, so that BN's per-token scale hardly changes
+the output; the task loss then cannot defend a token against the L1 penalty (measured on
+digits_seg: the task gradient on those scales is 20x smaller than on the depthwise channels'
+and every token was pruned). A scale on the decoded token is a real gate: it sets the token's
+share of the output, the way the depthwise BN's scale sets a channel's.
+
 Two choices differ from a literal reading of the paper, both without changing the function:
 the projector resizes to s x s *before* its 1x1 conv + BN (both are per-pixel affine maps and
 bilinear weights sum to one, so the order commutes), and the inverse projector runs its 1x1
@@ -162,7 +171,7 @@ class LightweightTransformer(nn.Module):
             self.pos_embedding = nn.Parameter(torch.zeros(self.pos_channels, size, size))
             nn.init.trunc_normal_(self.pos_embedding, std=0.02)
         self.proj = layers.conv2d(in_channels + self.pos_channels, num_tokens, 1, bias=False)
-        self.proj_bn = layers.batchnorm2d(num_tokens)  # its gammas are the tokens' importance
+        self.proj_bn = layers.batchnorm2d(num_tokens)
         self.encoder_attn = Attention(self.token_dim, self.dim, heads)
         self.encoder_norm1 = nn.LayerNorm(self.token_dim)
         self.encoder_ffn = FeedForward(self.token_dim, ffn_ratio)
@@ -175,6 +184,7 @@ class LightweightTransformer(nn.Module):
         self.decoder_norm1 = nn.LayerNorm(self.token_dim)
         self.decoder_ffn = FeedForward(self.token_dim, ffn_ratio)
         self.decoder_norm2 = nn.LayerNorm(self.token_dim)
+        self.token_bn = layers.batchnorm2d(num_tokens)  # its gammas are the tokens' importance
         self.inverse = layers.conv2d(num_tokens, out_channels, 1, bias=False)
         self.inverse_bn = nn.BatchNorm2d(out_channels)
 
@@ -234,5 +244,5 @@ class LightweightTransformer(nn.Module):
         decoded = self.decoder_norm1(queries + self.decoder_attn(queries, keys, memory))
         decoded = self.decoder_norm2(decoded + self.decoder_ffn(decoded))
 
-        out = self.inverse_bn(self.inverse(decoded.unflatten(-1, (s, s))))
+        out = self.inverse_bn(self.inverse(self.token_bn(decoded.unflatten(-1, (s, s)))))
         return F.interpolate(out, size=out_size, mode="bilinear", align_corners=False)

@@ -4,13 +4,15 @@ HR-NAS keeps arbitrary units (not a prefix), so every tensor sized by a choice i
 
 * kernel path ``blocks.{b}.paths.k{K}``: ``expand``, ``expand_bn``, ``dw``, ``dw_bn`` along dim 0,
   ``project`` along dim 1;
-* transformer ``blocks.{b}.transformer``: ``proj``, ``proj_bn``, ``queries``, ``pos_decoder`` along
-  dim 0, ``inverse`` along dim 1.
+* transformer ``blocks.{b}.transformer``: ``proj``, ``proj_bn``, ``queries``, ``pos_decoder``,
+  ``token_bn`` along dim 0, ``inverse`` along dim 1.
 
 A removed depthwise channel whose gamma is below eps outputs the constant ``relu(beta)``; its share
 of the projection (``W_proj[:, c] relu(beta_c)``) is folded into the running mean of the block's
 ``mix_bn`` (in training mode the batch mean absorbs it anyway), so the rebuilt network computes
-exactly what the *masked* network does (gamma of removed channels set to 0). A MixConv with no
+exactly what the *masked* network does (gamma of removed channels set to 0). Likewise a removed
+token (gamma of ``token_bn`` below eps) outputs its beta, whose share of the inverse projection
+is folded into the running mean of ``inverse_bn``; removed tokens also leave the attention. A MixConv with no
 channel left is removed with its ``mix_bn`` (the block is then shortcut + transformer), a
 transformer with no token left is removed, and a block with neither is its shortcut.
 """
@@ -28,7 +30,7 @@ from .units import UnitGroup, WidthCost
 Keep = dict[str, torch.Tensor]  # choice label -> sorted indices of the units kept
 
 _DIM0_PATH = ("expand", "expand_bn", "dw", "dw_bn")
-_DIM0_TRANSFORMER = ("proj", "proj_bn", "queries", "pos_decoder")
+_DIM0_TRANSFORMER = ("proj", "proj_bn", "queries", "pos_decoder", "token_bn")
 
 
 def slice_spec(name: str) -> tuple[str, int] | None:
@@ -160,8 +162,12 @@ def units_removed(groups: Iterable[UnitGroup], keep: Keep) -> int:
 # ---- the smaller network --------------------------------------------------------------------
 
 
-def _mixconv_offsets(net: nn.Module, keep: Keep) -> dict[str, torch.Tensor]:
-    """Per block: sum over removed depthwise channels of ``W_proj[:, c] * relu(beta_c)``."""
+def _removed_offsets(net: nn.Module, keep: Keep) -> dict[str, torch.Tensor]:
+    """Per BN running mean: the constant the removed units fed it.
+
+    ``mix_bn``: the sum over removed depthwise channels of ``W_proj[:, c] * relu(beta_c)``;
+    ``inverse_bn``: the sum over removed tokens of ``W_inv[:, t] * beta_t``.
+    """
     offsets: dict[str, torch.Tensor] = {}
     for label, block in net.blocks.items():
         total = None
@@ -177,7 +183,16 @@ def _mixconv_offsets(net: nn.Module, keep: Keep) -> dict[str, torch.Tensor]:
             contribution = path.project.weight.detach()[:, mask, 0, 0] @ beta
             total = contribution if total is None else total + contribution
         if total is not None:
-            offsets[label] = total
+            offsets[f"blocks.{label}.mix_bn.running_mean"] = total
+        t = block.transformer
+        idx = keep.get(f"{label}_tok")
+        if t is not None and idx is not None:
+            mask = torch.ones(t.token_bn.weight.shape[0], dtype=torch.bool)
+            mask[idx] = False
+            if mask.any():
+                beta = t.token_bn.bias.detach()[mask]
+                offsets[f"blocks.{label}.transformer.inverse_bn.running_mean"] = (
+                    t.inverse.weight.detach()[:, mask, 0, 0] @ beta)
     return offsets
 
 
@@ -189,7 +204,7 @@ def rebuild(net: nn.Module, keep: Keep) -> nn.Module:
     """
     cls = type(net)
     widths = widths_after(net.arch, keep)
-    offsets = _mixconv_offsets(net, keep)
+    offsets = _removed_offsets(net, keep)
     device = next(net.parameters()).device
     new = cls(net.config, widths).to(device)
     old_state = net.state_dict()
@@ -199,8 +214,7 @@ def rebuild(net: nn.Module, keep: Keep) -> nn.Module:
         if value.shape != target.shape:
             raise RuntimeError(f"rebuild: {name} is {tuple(value.shape)} after slicing, expected {tuple(target.shape)}")
         state[name] = value.clone()
-    for label, offset in offsets.items():
-        key = f"blocks.{label}.mix_bn.running_mean"
+    for key, offset in offsets.items():
         if key in state:
             state[key] = state[key] - offset.to(state[key].dtype)
     new.load_state_dict(state)

@@ -1,7 +1,8 @@
 """Search units (paper Sec. 3.3): their importance factors, their costs (Eq. 6) and the penalty (Eq. 7).
 
 A *unit* is one channel of a depthwise convolution (importance: the gamma of the BN after it)
-or one token of a transformer (importance: the gamma of the projector BN). Units come in groups,
+or one token of a transformer (importance: the gamma of the BN over the decoded tokens, see
+:mod:`nni_hrnas.ops.transformer` for why not the projector's). Units come in groups,
 one group per choice label of the space (``{block}_k3``, ``{block}_tok``, ...).
 """
 
@@ -73,7 +74,7 @@ def unit_groups(net: nn.Module, input_size: tuple[int, int, int], path_overhead:
             groups.append(UnitGroup(f"{slot.label}_{name}", slot.label, name, path.dw_bn, unit[name], hw,
                                     path_overhead))
         if block.transformer is not None:
-            groups.append(UnitGroup(f"{slot.label}_tok", slot.label, "tok", block.transformer.proj_bn,
+            groups.append(UnitGroup(f"{slot.label}_tok", slot.label, "tok", block.transformer.token_bn,
                                     unit["tok"], hw, path_overhead))
     return groups
 

@@ -44,7 +44,8 @@ def tiny_net(seed: int = 0) -> HRNASNetwork:
 
 
 def masked_transformer_forward(t, x, kept: torch.Tensor):
-    """Reference: the transformer with the tokens outside ``kept`` masked out of attention and output."""
+    """Reference: the transformer with the tokens outside ``kept`` masked out of attention (their
+    token-BN gamma is set to 0 by :func:`masked_copy`, so they output their beta)."""
     n = t.num_tokens
     alive = torch.zeros(n, dtype=torch.bool)
     alive[kept] = True
@@ -66,8 +67,8 @@ def masked_transformer_forward(t, x, kept: torch.Tensor):
     memory = t.encoder_norm2(h + t.encoder_ffn(h))
     queries = t.queries.weight[None]
     d = t.decoder_norm1(queries + attend(t.decoder_attn, queries, memory, memory))
-    d = t.decoder_norm2(d + t.decoder_ffn(d)) * alive[None, :, None]
-    out = t.inverse_bn(t.inverse(d.unflatten(-1, (s, s))))
+    d = t.decoder_norm2(d + t.decoder_ffn(d))
+    out = t.inverse_bn(t.inverse(t.token_bn(d.unflatten(-1, (s, s)))))
     return F.interpolate(out, size=t.output_size(height, width), mode="bilinear", align_corners=False)
 
 
@@ -92,6 +93,10 @@ def masked_copy(net, keep):
                 block.transformer = None
             else:
                 t = block.transformer
+                gone = torch.ones(t.num_tokens, dtype=torch.bool)
+                gone[kept] = False
+                with torch.no_grad():
+                    t.token_bn.weight[gone] = 0.0
                 t.forward = types.MethodType(lambda self, x, kept=kept: masked_transformer_forward(self, x, kept), t)
     return masked
 
