@@ -85,6 +85,7 @@ class SearchSettings:
     epochs: int | None = None
     prune_every: int | None = None
     warmup_epochs: float | None = None
+    shrink_epochs: int | None = None
     target_macs: float | None = None
     seed: int = 0
     batch_size: int | None = None
@@ -107,7 +108,7 @@ class SearchSettings:
         except ValueError as exc:
             raise SearchError(str(exc)) from None
         defaults = TASK_DEFAULTS.get(self.task, {})
-        for name in ("lambda_", "prune_every", "warmup_epochs", "epochs", "batch_size", "data_sizes",
+        for name in ("lambda_", "prune_every", "warmup_epochs", "shrink_epochs", "epochs", "batch_size", "data_sizes",
                      "module_kwargs", "recalibration_batches"):
             if getattr(self, name) is None and name in defaults:
                 setattr(self, name, defaults[name])
@@ -125,6 +126,8 @@ class SearchSettings:
             self.epochs = spec.default_epochs
         if self.smoke:
             self.epochs = min(self.epochs, SMOKE_EPOCHS)
+            if self.shrink_epochs is not None:
+                self.shrink_epochs = min(self.shrink_epochs, max(self.epochs - 1, 1))
             self.data_sizes = None
         self.validate()
         if self.path_overhead == "auto":
@@ -150,6 +153,9 @@ class SearchSettings:
             raise bad("epochs", self.epochs, "expected an integer >= 1")
         if not _int(self.prune_every) or self.prune_every < 1:
             raise bad("prune_every", self.prune_every, "expected an integer >= 1")
+        if self.shrink_epochs is not None and (not _int(self.shrink_epochs) or self.shrink_epochs < 1):
+            raise bad("shrink_epochs", self.shrink_epochs, "expected an integer >= 1 (epochs of pruning before the "
+                      "final architecture is trained)")
         if not _finite(self.warmup_epochs) or self.warmup_epochs < 0:
             raise bad("warmup_epochs", self.warmup_epochs, "expected a number >= 0")
         if self.target_macs is not None and (not _finite(self.target_macs) or self.target_macs <= 0):
@@ -209,7 +215,8 @@ def build_search(settings: SearchSettings, run_dir: Path | None = None,
                                     enable_progress_bar=False, logger=False)
     strategy = ProgressiveShrinking(
         lambda_=settings.lambda_, eps=settings.eps, prune_every=settings.prune_every,
-        warmup_epochs=settings.warmup_epochs, epochs=settings.epochs, target_macs=settings.target_macs,
+        warmup_epochs=settings.warmup_epochs, epochs=settings.epochs, shrink_epochs=settings.shrink_epochs,
+        target_macs=settings.target_macs,
         input_size=input_size, ema_decay=settings.ema_decay, recalibration_batches=settings.recalibration_batches,
         seed=settings.seed, checkpoint_dir=run_dir, resume=settings.resume,
         path_overhead=float(settings.path_overhead), on_epoch_end=on_epoch_end)
@@ -313,6 +320,9 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--epochs", type=int, help="search epochs (default: per task)")
     parser.add_argument("--prune-every", type=int, help="epochs between prune steps (default: per task)")
     parser.add_argument("--warmup-epochs", type=float, help="epochs over which lambda ramps up from 0")
+    parser.add_argument("--shrink-epochs", type=int, metavar="N",
+                        help="prune during the first N epochs, then train the final architecture for the rest "
+                             "(default: per task; the real tasks shrink throughout, as the paper)")
     parser.add_argument("--batch-size", type=int, help="training batch size (default: the task's)")
     parser.add_argument("--path-overhead", default="0", metavar="MACS|auto",
                         help="fixed cost of each kernel path in MAC-equivalents, so that whole paths are removed "
@@ -375,6 +385,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         settings = SearchSettings(
             task=args.task, preset=args.preset, lambda_=args.lambda_, eps=args.eps, epochs=args.epochs,
             prune_every=getattr(args, "prune_every", None), warmup_epochs=getattr(args, "warmup_epochs", None),
+            shrink_epochs=getattr(args, "shrink_epochs", None),
             target_macs=args.target_macs, seed=args.seed, batch_size=getattr(args, "batch_size", None),
             out=args.out, resume=args.resume, data_root=getattr(args, "data_root", None),
             path_overhead=_overhead_arg(getattr(args, "path_overhead", "0")),

@@ -15,14 +15,18 @@ Lightning module supplies the task: its ``training_step`` (the task loss), ``val
 own (not a Lightning ``Trainer``), because the network, the optimizer state and the EMA are
 replaced at every prune step and because a killed search must resume exactly.
 
-Each epoch: loss = task + lambda(t) * sum_i cost_i |gamma_i| (costs at the training input size,
+A search has two phases. **Shrinking** (the first ``shrink_epochs``, all epochs by default, as
+in the paper): each epoch, loss = task + lambda(t) * sum_i cost_i |gamma_i| (costs at the training input size,
 normalised so the supernet's mean unit cost is 1; token costs recomputed from the tokens still
 alive), lambda ramping linearly from 0 over ``warmup_epochs``. Every ``prune_every`` epochs and
 after the last: BN statistics recalibrated on a few training batches, units with |gamma| < eps
 removed, smaller network rebuilt (weights, optimizer state and EMA sliced by index), the EMA
-network evaluated. With ``target_macs`` the penalty is scaled up or down to follow a path to the
+network evaluated. **Training** (the epochs after ``shrink_epochs``, if any): the final
+architecture is trained with the task loss alone, with an optimizer, learning-rate schedule and
+EMA set up afresh for those epochs, so that the search returns a trained network rather than a
+freshly pruned one; the EMA network is evaluated every ``prune_every`` epochs and at the end. With ``target_macs`` the penalty is scaled up or down to follow a path to the
 target, no prune step goes below it (it removes fewer of the units under eps instead), and if
-the MACs are still above the target after the last epoch, the final step removes the least
+the MACs are still above the target after the last shrinking epoch, that step removes the least
 important units until they are at or just under it. Either way the result lands within one unit's
 cost of the target; ``result['target']`` says on which side and how far.
 """
@@ -146,6 +150,8 @@ class ProgressiveShrinking(OneShotStrategy):
             (Eq. 7 adapted to latency; :func:`nni_hrnas.latency.measure_path_overhead` measures it),
             shared by the path's remaining units so that removing whole paths pays. 0 (the default)
             is the paper's MAC-only cost.
+        shrink_epochs: epochs of the shrinking phase (default: all ``epochs``, the paper's schedule);
+            the remaining epochs train the final architecture without penalty or pruning.
         on_epoch_end: called after every epoch, once its checkpoint is written, with a dict
             (``epoch``, ``epochs``, ``macs``, ``params``, ``metric``: NaN if no prune step evaluated it
             this epoch, ``lambda``). It may raise to stop the search (e.g. ``optuna.TrialPruned``):
@@ -157,6 +163,7 @@ class ProgressiveShrinking(OneShotStrategy):
                  input_size: tuple[int, int, int] | None = None, ema_decay: float = 0.999,
                  recalibration_batches: int = 10, seed: int = 0, checkpoint_dir: str | Path | None = None,
                  resume: bool = False, target_tolerance: float = 0.05, path_overhead: float = 0.0,
+                 shrink_epochs: int | None = None,
                  on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
         _check_number("lambda_", lambda_, low=0.0)
@@ -165,6 +172,8 @@ class ProgressiveShrinking(OneShotStrategy):
         _check_number("warmup_epochs", warmup_epochs, low=0.0)
         if epochs is not None:
             _check_number("epochs", epochs, low=1, integer=True)
+        if shrink_epochs is not None:
+            _check_number("shrink_epochs", shrink_epochs, low=1, integer=True)
         if target_macs is not None:
             _check_number("target_macs", target_macs, low=0.0, low_open=True)
         _check_number("ema_decay", ema_decay, low=0.0, high=1.0, high_open=True)
@@ -181,6 +190,7 @@ class ProgressiveShrinking(OneShotStrategy):
         self.ema_decay, self.recalibration_batches = float(ema_decay), int(recalibration_batches)
         self.seed, self.resume, self.target_tolerance = int(seed), bool(resume), float(target_tolerance)
         self.path_overhead = float(path_overhead)
+        self.shrink_epochs = None if shrink_epochs is None else int(shrink_epochs)
         self.on_epoch_end = on_epoch_end
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.result: dict[str, Any] | None = None
@@ -191,7 +201,8 @@ class ProgressiveShrinking(OneShotStrategy):
 
     def extra_repr(self) -> str:
         return (f"lambda_={self.lambda_}, eps={self.eps}, prune_every={self.prune_every}, "
-                f"warmup_epochs={self.warmup_epochs}, target_macs={self.target_macs}")
+                f"warmup_epochs={self.warmup_epochs}, shrink_epochs={self.shrink_epochs}, "
+                f"target_macs={self.target_macs}")
 
     def _initialize(self, model_space, engine):
         if not isinstance(model_space, RawFormatModelSpace):
@@ -277,7 +288,11 @@ class ProgressiveShrinking(OneShotStrategy):
                 "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
                 "target_macs": self.target_macs, "seed": self.seed, "input_size": list(self.input_size),
                 "ema_decay": self.ema_decay, "recalibration_batches": self.recalibration_batches,
-                "path_overhead": self.path_overhead}
+                "path_overhead": self.path_overhead, "shrink_epochs": self.shrink_epochs}
+
+    def _shrink_end(self, epochs: int) -> int:
+        """The epoch the shrinking phase ends at (``epochs`` when the whole search shrinks)."""
+        return epochs if self.shrink_epochs is None else min(self.shrink_epochs, epochs)
 
     def _seed(self, epoch: int, salt: int = 0) -> int:
         return (self.seed * 1_000_003 + epoch * 7919 + salt) % (2**31 - 1)
@@ -356,6 +371,7 @@ class ProgressiveShrinking(OneShotStrategy):
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         steps_per_epoch = max(len(self._loader(0)), 1)
+        shrink_end = self._shrink_end(epochs)
         fingerprint = self._fingerprint(epochs)
         path = self.checkpoint_path
         payload = None
@@ -380,7 +396,10 @@ class ProgressiveShrinking(OneShotStrategy):
             except (KeyError, RuntimeError, TypeError) as exc:
                 raise CheckpointError(f"checkpoint {path} does not match this space: {exc}") from exc
         module.set_model(model)
-        optimizer, scheduler, interval = self._configure_optimizers(module, epochs, steps_per_epoch)
+        # each phase has its own optimizer and schedule, set up for that phase's epochs
+        training = payload is not None and shrink_end <= int(payload["state"]["epoch"]) < epochs
+        phase_epochs = epochs - shrink_end if training else shrink_end
+        optimizer, scheduler, interval = self._configure_optimizers(module, phase_epochs, steps_per_epoch)
         ema = EMA(model, self.ema_decay)
         if payload is not None:
             try:
@@ -412,10 +431,11 @@ class ProgressiveShrinking(OneShotStrategy):
             macs_now = self._macs_params(model)[0]
             images = 0
             lam = 0.0
+            shrinking = epoch < shrink_end
             for i, batch in enumerate(self._loader(epoch)):
                 t = epoch + i / steps_per_epoch
                 ramp = 1.0 if self.warmup_epochs <= 0 else min(1.0, t / self.warmup_epochs)
-                lam = self.lambda_ * state.lambda_scale * ramp
+                lam = self.lambda_ * state.lambda_scale * ramp if shrinking else 0.0
                 out = module.training_step(batch, i)
                 task_loss = out["loss"] if isinstance(out, dict) else out
                 loss = task_loss + lam * penalty(groups, state.normaliser) if lam > 0 else task_loss
@@ -441,8 +461,15 @@ class ProgressiveShrinking(OneShotStrategy):
             state.mac_epochs += macs_now
             state.macs_processed += float(macs_now) * images
 
-            if (epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs:
-                model, groups = self._prune_step(state, model, optimizer, ema, epoch, epochs, lam, module)
+            if shrinking and ((epoch + 1) % self.prune_every == 0 or epoch + 1 == shrink_end):
+                model, groups = self._prune_step(state, model, optimizer, ema, epoch, shrink_end, lam, module)
+                if epoch + 1 == shrink_end < epochs:  # the final architecture: train it afresh
+                    module.set_model(model)
+                    optimizer, scheduler, interval = self._configure_optimizers(
+                        module, epochs - shrink_end, steps_per_epoch)
+                    ema = EMA(model, self.ema_decay)
+            elif not shrinking and ((epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs):
+                self._evaluate_step(state, ema, epoch, module, model)
             state.epoch = epoch + 1
             state.wall_seconds += time.perf_counter() - started
             if path is not None:
@@ -470,8 +497,18 @@ class ProgressiveShrinking(OneShotStrategy):
         frozen.metrics.final = state.metric
         self._final = frozen
 
+    def _evaluate_step(self, state: _State, ema: EMA, epoch: int, module, model: nn.Module) -> None:
+        """Evaluate the EMA network in the training phase (BN statistics recalibrated as after a prune)."""
+        recalibrate_bn(ema.model, self._calibration_inputs(epoch))
+        state.metric = self._evaluate(module, ema.model)
+        module.set_model(model)
+        macs, params = self._macs_params(model)
+        state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
+                                 "metric": state.metric, "units_removed": 0, "lambda": 0.0})
+
     def _prune_step(self, state: _State, model: nn.Module, optimizer, ema: EMA, epoch: int, epochs: int,
                     lam: float, module) -> tuple[nn.Module, list]:
+        """One prune step; ``epochs`` is the end of the shrinking phase (the last step lands on a budget)."""
         inputs = self._calibration_inputs(epoch)
         recalibrate_bn(model, inputs)
         groups = unit_groups(model, self.input_size, self.path_overhead)
@@ -520,7 +557,7 @@ class ProgressiveShrinking(OneShotStrategy):
             "search_seconds": state.wall_seconds, "lambda": self.lambda_, "eps": self.eps,
             "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
             "seed": self.seed, "input_size": list(self.input_size), "strategy": "hrnas",
-            "path_overhead": self.path_overhead,
+            "path_overhead": self.path_overhead, "shrink_epochs": self._shrink_end(epochs),
             "search_cost": {"wall_seconds": state.wall_seconds, "epochs": state.epoch,
                             "images_seen": state.images_seen, "mac_epochs": state.mac_epochs,
                             "macs_processed": state.macs_processed},

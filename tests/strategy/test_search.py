@@ -64,6 +64,59 @@ def checked_rebuilds(monkeypatch):
     return checked
 
 
+def test_shrinking_then_training_keeps_the_final_architecture(checked_rebuilds, monkeypatch):
+    """shrink_epochs=2 of 4: prune steps after epochs 1 and 2 only; epochs 3 and 4 train the final
+    architecture without penalty, with an optimizer and schedule set up for those 2 epochs."""
+    phases = []
+    original = ProgressiveShrinking._configure_optimizers
+
+    def spy(self, module, epochs, steps_per_epoch):
+        phases.append(epochs)
+        return original(self, module, epochs, steps_per_epoch)
+
+    monkeypatch.setattr(ProgressiveShrinking, "_configure_optimizers", spy)
+    result = tiny_search(lambda_=0.05, epochs=4, shrink_epochs=2).result
+    trajectory = result["trajectory"]
+    assert phases == [2, 2]
+    assert [t["epoch"] for t in trajectory] == [0, 1, 2, 3, 4]
+    assert trajectory[2]["macs"] < result["macs_max"]  # it did shrink
+    assert all(t["units_removed"] == 0 and t["lambda"] == 0.0 for t in trajectory[3:])
+    assert trajectory[2]["macs"] == trajectory[3]["macs"] == trajectory[4]["macs"] == result["macs"]
+    assert result["metric"] == trajectory[-1]["metric"] and 0.0 <= result["metric"] <= 1.0
+    assert result["shrink_epochs"] == 2 and result["search_cost"]["images_seen"] == 4 * 96
+
+
+def test_resume_in_the_training_phase_runs_only_the_epochs_left(tmp_path):
+    """Stopped after epoch 3 (training phase), the resumed search trains one epoch with the
+    training-phase optimizer restored, and ends where an uninterrupted search ends."""
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_3(info):
+        if info["epoch"] == 3:
+            raise Stop
+
+    settings = dict(lambda_=0.05, epochs=4, shrink_epochs=2)
+    with pytest.raises(Stop):
+        tiny_search(checkpoint_dir=tmp_path, on_epoch_end=stop_after_3, **settings)
+    steps = []
+    evaluator = tiny_evaluator(**EVALUATOR)
+    original = evaluator.module.training_step
+
+    def counted(batch, i):
+        steps.append(i)
+        return original(batch, i)
+
+    evaluator.module.training_step = counted
+    resumed = tiny_search(evaluator=evaluator, checkpoint_dir=tmp_path, resume=True, **settings)
+    assert len(steps) == 96 // EVALUATOR["batch_size"]  # one epoch, not four
+    whole = tiny_search(**settings)
+    assert resumed.result["arch"] == whole.result["arch"]
+    for (name, a), b in zip(resumed.model.state_dict().items(), whole.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def test_budget_mode_lands_within_five_percent(checked_rebuilds):
     space = HRNASSpace.from_preset("tiny")
     full = space.freeze(space.max_sample()).cost(SIZE).macs
