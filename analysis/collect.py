@@ -11,6 +11,11 @@ Sources understood by :func:`collect`:
   file, or a journal file (``*.log`` / ``*.jsonl`` written by ``JournalFileBackend``);
 * any folder holding the above, searched a few levels deep.
 
+Rows whose strategy is one of :data:`BASELINES` and that record their training (``epochs`` or
+``train_seconds``, as ``hrnas demo`` writes ``RUN_DIR/baselines/results.csv``) are reference networks
+trained from scratch, not search results: :func:`baseline_mask` finds them, and the figures draw them
+as labelled markers outside every Pareto front, hypervolume and lambda view.
+
 Whatever cannot be read becomes a :class:`Problem` (a clear message) instead of an exception, so
 that a report can say what it could not include.
 """
@@ -54,13 +59,16 @@ COLUMNS = [
     "cost_images_seen",
     "cost_mac_epochs",
     "budget_used",
+    "budget",
+    "train_epochs",
+    "train_seconds",
     "arch",
     "arch_max",
     "trajectory",
     "run_dir",
 ]
 
-_INT_COLUMNS = ["macs", "params", "seed"]
+_INT_COLUMNS = ["macs", "params", "seed", "train_epochs"]
 _FLOAT_COLUMNS = [
     "lambda",
     "eps",
@@ -71,11 +79,20 @@ _FLOAT_COLUMNS = [
     "cost_images_seen",
     "cost_mac_epochs",
     "budget_used",
+    "train_seconds",
 ]
 _SEARCH_DEPTH = 4
 _OPTUNA_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
 _JOURNAL_SUFFIXES = {".log", ".jsonl", ".journal"}
 _NNI_TERMINAL = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
+
+#: Strategies of reference networks (trained from scratch at a given budget), with their human names.
+BASELINES = ("uniform", "random", "supernet")
+BASELINE_NAMES = {
+    "uniform": "supernet slimmed uniformly to the same MACs",
+    "random": "best random architecture at the same MACs",
+    "supernet": "supernet",
+}
 
 
 @dataclass
@@ -180,6 +197,15 @@ def _fill_from_result(row: dict[str, Any], res: dict[str, Any]) -> dict[str, Any
     return row
 
 
+def _fill_training(row: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """The training record of a results-table row: ``epochs``, ``train_seconds`` and ``budget``."""
+    row["train_epochs"] = _int(rec.get("epochs"))
+    row["train_seconds"] = _num(rec.get("train_seconds"))
+    if rec.get("budget") is not None:
+        row["budget"] = str(rec["budget"])
+    return row
+
+
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     for col in _INT_COLUMNS:
@@ -260,11 +286,11 @@ def _read_compare(folder: Path, problems: list[Problem]) -> list[dict[str, Any]]
             row["kind"] = "compare"
             if rec.get("budget_used") is not None:
                 row["budget_used"] = _num(rec["budget_used"])
-            rows.append(row)
+            rows.append(_fill_training(row, rec))
             continue
         row = _empty_row()
         row.update(source=str(csv), kind="compare", experiment=folder.name, trial=str(i), status="finished")
-        _fill_from_result(row, rec)
+        _fill_training(_fill_from_result(row, rec), rec)
         for key in ("task", "metric_name", "preset"):  # a compare runs one task: take it from its runs
             known = {r[key] for r in runs if r.get(key)}
             if row[key] is None and len(known) == 1:
@@ -823,6 +849,33 @@ def trajectories(table: pd.DataFrame) -> pd.DataFrame:
             )
     cols = ["row", "label", "strategy", "task", "step", "epoch", "macs", "params", "metric", "units_removed"]
     return pd.DataFrame(out, columns=cols)
+
+
+def baseline_mask(table: pd.DataFrame) -> pd.Series:
+    """True for the reference networks: a :data:`BASELINES` strategy with a training record (so that
+    the search strategies of ``hrnas compare``, e.g. NNI's 'random', stay search results)."""
+    trained = pd.Series(False, index=table.index)
+    for col in ("train_epochs", "train_seconds"):
+        if col in table.columns:
+            trained |= table[col].notna()
+    return table["strategy"].isin(BASELINES) & trained
+
+
+def baseline_label(row: pd.Series | dict, sep: str = " ") -> str:
+    """The human name of a reference network and its training budget, e.g. 'supernet slimmed
+    uniformly to the same MACs (same time as the search (212 s); 14 epochs, 210 s)'."""
+    strategy = str(row.get("strategy"))
+    done = []
+    epochs, seconds = _int(row.get("train_epochs")), _num(row.get("train_seconds"))
+    if epochs is not None:
+        done.append(f"{epochs} epochs")
+    if seconds is not None:
+        done.append(f"{seconds:.0f} s")
+    budget = row.get("budget")
+    budget = None if budget is None or pd.isna(budget) else str(budget)
+    detail = "; ".join([b for b in [budget, ", ".join(done)] if b])
+    name = BASELINE_NAMES.get(strategy, strategy)
+    return f"{name}{sep}({detail})" if detail else name
 
 
 def run_label(row: pd.Series | dict) -> str:

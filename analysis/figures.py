@@ -16,13 +16,16 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from analysis.collect import run_label, trajectories
-from analysis.pareto import ReferencePoint, pareto_mask
+from analysis.collect import BASELINE_NAMES, baseline_label, baseline_mask, run_label, trajectories
+from analysis.pareto import MIN_FRONT_POINTS, ReferencePoint, pareto_mask
 
 PALETTE = qualitative.Plotly
 KERNEL_COLORS = {"k3": "#1f77b4", "k5": "#ff7f0e", "k7": "#2ca02c"}
 REMOVED_COLOR = "rgba(150,150,150,0.35)"
 TOKEN_COLOR = "#9467bd"
+#: Open marker symbols of the reference networks (never joined into a front).
+BASELINE_SYMBOLS = {"uniform": "diamond-open", "random": "square-open", "supernet": "star-diamond-open"}
+BASELINE_COLOR = "#333333"
 
 
 def macs_scale(values) -> tuple[float, str]:
@@ -72,14 +75,19 @@ def pareto_figure(
     reference_points: pd.DataFrame | None = None,
     reference_note: str | None = None,
 ) -> go.Figure:
-    """Metric vs MACs, bubble size = params, one series per strategy, each strategy's front as a
-    highlighted staircase; optionally the hypervolume reference point and literature points."""
+    """Metric vs MACs, bubble size = params, one series per strategy, each strategy's front (when it
+    has at least two points) as a highlighted staircase; reference networks (see
+    :func:`analysis.collect.baseline_mask`) as labelled open markers; optionally the hypervolume
+    reference point and literature points."""
     data = table[table["metric"].notna() & table["macs"].notna()].copy()
     data["macs"] = data["macs"].astype(float)
     all_macs = list(data["macs"])
     if reference_points is not None:
         all_macs += list(reference_points["macs"])
     scale, unit = macs_scale(all_macs)
+    middle = (min(all_macs, default=0.0) + max(all_macs, default=0.0)) / 2
+    is_base = baseline_mask(data)
+    baselines, data = data[is_base], data[~is_base]
     params = data["params"].astype(float)
     pmax = float(params.max()) if params.notna().any() else 1.0
     if reference_points is not None and reference_points["params"].notna().any():
@@ -87,12 +95,15 @@ def pareto_figure(
     sizeref = 2.0 * pmax / (42.0**2)
     colors = strategy_colors(data["strategy"].fillna("?"))
     fig = go.Figure()
+    fronts = 0
     for strat, group in sorted(
         data.groupby(data["strategy"].fillna("?")), key=lambda kv: (kv[0] != "hrnas", kv[0])
     ):
         color = colors[str(strat)]
         sizes = group["params"].astype(float).fillna(pmax / 4).to_numpy()
         mask = pareto_mask(group["metric"], group["macs"])
+        if mask.sum() < MIN_FRONT_POINTS:
+            mask[:] = False  # a one-point "front" is no front
         fig.add_trace(
             go.Scatter(
                 x=group["macs"] / scale,
@@ -113,6 +124,9 @@ def pareto_figure(
                 ),
             )
         )
+        if not mask.any():
+            continue
+        fronts += 1
         front = group[mask].sort_values(["macs", "metric"])
         fig.add_trace(
             go.Scatter(
@@ -123,6 +137,28 @@ def pareto_figure(
                 name=f"{strat} front",
                 legendgroup=str(strat),
                 hoverinfo="skip",
+            )
+        )
+    for strat, group in baselines.groupby("strategy", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=group["macs"] / scale,
+                y=group["metric"],
+                mode="markers+text",
+                name=BASELINE_NAMES[str(strat)],
+                legendgroup=f"baseline {strat}",
+                text=[baseline_label(r, "<br>") for _, r in group.iterrows()],
+                textposition=["middle left" if x > middle else "middle right" for x in group["macs"]],
+                cliponaxis=False,
+                textfont=dict(size=11, color=BASELINE_COLOR),
+                customdata=[_hover(r, scale, unit) for _, r in group.iterrows()],
+                hovertemplate="%{customdata}<extra></extra>",
+                marker=dict(
+                    symbol=BASELINE_SYMBOLS[str(strat)],
+                    size=16,
+                    color=BASELINE_COLOR,
+                    line=dict(width=2, color=BASELINE_COLOR),
+                ),
             )
         )
     if ref is not None:
@@ -160,7 +196,12 @@ def pareto_figure(
                 ),
             )
         )
-    subtitle = "bubble area = parameters; outlined bubbles and lines: each strategy's Pareto front"
+    notes = ["bubble area = parameters"]
+    if fronts:
+        notes.append("outlined bubbles and lines: each strategy's Pareto front")
+    if len(baselines):
+        notes.append("open symbols: reference networks trained from scratch, labelled with their budget")
+    subtitle = "; ".join(notes)
     if reference_note:
         subtitle += f"<br>{reference_note}"
     fig.update_layout(
@@ -520,11 +561,23 @@ def trajectory_figure(table: pd.DataFrame, *, title: str = "Search trajectory") 
     return fig
 
 
+def log_lambda_axes(fig: go.Figure) -> go.Figure:
+    """Every axis titled 'lambda' on a logarithmic scale (lambda spans decades)."""
+    fig.for_each_xaxis(lambda ax: ax.update(type="log") if ax.title.text == "lambda" else None)
+    fig.for_each_yaxis(lambda ax: ax.update(type="log") if ax.title.text == "lambda" else None)
+    return fig
+
+
 def lambda_eps_figure(table: pd.DataFrame, *, title: str = "lambda / eps study") -> go.Figure | None:
-    """Metric and MACs against lambda, coloured by log10(eps), for every row that has lambda."""
-    data = table[table["lambda"].notna() & table["metric"].notna()].copy()
-    if data.empty:
+    """Metric and MACs against lambda (log axis), coloured by log10(eps), for the search results
+    that have lambda; None unless they hold at least two distinct positive lambdas."""
+    data = table[table["lambda"].notna() & table["metric"].notna() & ~baseline_mask(table)].copy()
+    dropped = int((data["lambda"] <= 0).sum())
+    data = data[data["lambda"] > 0]
+    if data["lambda"].nunique() < 2:
         return None
+    if dropped:
+        title += f"<br><sup>{dropped} run(s) with lambda <= 0 not shown on the log axis</sup>"
     scale, unit = macs_scale(data["macs"])
     eps = np.log10(data["eps"].where(data["eps"] > 0))
     fig = make_subplots(rows=1, cols=2, subplot_titles=("metric vs lambda", "MACs vs lambda"))
@@ -567,7 +620,7 @@ def lambda_eps_figure(table: pd.DataFrame, *, title: str = "lambda / eps study")
     fig.update_yaxes(title_text=_metric_title(table), row=1, col=1)
     fig.update_yaxes(title_text=macs_title(unit), row=1, col=2)
     fig.update_layout(title=title, template="plotly_white", height=440, showlegend=False)
-    return fig
+    return log_lambda_axes(fig)
 
 
 def optuna_figures(study, *, metric_name: str = "metric") -> tuple[list[tuple[str, go.Figure]], list[str]]:
@@ -600,7 +653,7 @@ def optuna_figures(study, *, metric_name: str = "metric") -> tuple[list[tuple[st
                 warnings.simplefilter("ignore")
                 fig = make()
             fig.update_layout(template="plotly_white", title=f"study {study.study_name}: {name}")
-            figs.append((name, fig))
+            figs.append((name, log_lambda_axes(fig)))
         except Exception as err:  # noqa: BLE001 - Optuna raises several kinds for unsuitable studies
             skipped.append(f"{name}: {type(err).__name__}: {err}")
 

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+#: The fewest points that make a Pareto front or a hypervolume worth drawing: one point's "front" is
+#: the point itself, and its hypervolume only measures the distance to the reference point.
+MIN_FRONT_POINTS = 2
+
 
 def pareto_mask(metric, macs) -> np.ndarray:
     """True where a point is not dominated (higher metric is better, fewer MACs are better).

@@ -21,12 +21,16 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from analysis import figures as F
-from analysis.collect import Collection, Problem, collect
+from analysis.collect import Collection, Problem, baseline_mask, collect
 from analysis.paper import PAPER_NOTE, load_points, points_for
-from analysis.pareto import ReferencePoint, default_reference, front_table, pareto_mask
+from analysis.pareto import MIN_FRONT_POINTS, ReferencePoint, default_reference, front_table, pareto_mask
 
 FIGURE_CLASS = "hrnas-figure"
 SECTIONS = ["Pareto fronts", "Hypervolume", "Architectures", "Search trajectories", "lambda / eps studies"]
+HV_OMITTED = (
+    f"Hypervolume not shown: it compares Pareto fronts, and no strategy has {MIN_FRONT_POINTS} or more "
+    "search results with a metric and MACs in any task (reference networks are not counted)."
+)
 
 
 @dataclass
@@ -57,10 +61,11 @@ def export_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_front_column(table: pd.DataFrame) -> pd.DataFrame:
-    """``on_front``: the row is on its strategy's Pareto front within its task."""
+    """``on_front``: the row is on its strategy's Pareto front within its task (never for the
+    reference networks)."""
     table = table.copy()
     table["on_front"] = False
-    ok = table["metric"].notna() & table["macs"].notna()
+    ok = table["metric"].notna() & table["macs"].notna() & ~baseline_mask(table)
     for _, idx in (
         table[ok].groupby([table["task"].fillna("?"), table["strategy"].fillna("?")]).groups.items()
     ):
@@ -80,6 +85,14 @@ def _task_groups(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if table["metric_name"].isna().all():
         key = table["task"].fillna("unknown task").astype(str)
     return [(str(k), g) for k, g in table.groupby(key, sort=True)]
+
+
+def hypervolume_rows(ok: pd.DataFrame) -> pd.DataFrame:
+    """The search results of one task whose hypervolumes are worth comparing: all of them when some
+    strategy has at least :data:`MIN_FRONT_POINTS` points, none otherwise (reference networks never)."""
+    searched = ok[~baseline_mask(ok)]
+    sizes = searched.groupby(searched["strategy"].fillna("?")).size()
+    return searched if len(sizes) and sizes.max() >= MIN_FRONT_POINTS else searched.iloc[:0]
 
 
 def _pick_archs(group: pd.DataFrame, rows: list[int] | None) -> list[tuple[str, dict, dict | None]]:
@@ -135,7 +148,8 @@ def build_figures(
         if ok.empty:
             problems.append(Problem(task, "no row has both a metric and MACs: no Pareto figure", "warning"))
         else:
-            tref = ref or default_reference(ok)
+            searched = hypervolume_rows(ok)
+            tref = (ref or default_reference(searched)) if len(searched) else None
             rp = points_for(task, points, float(ok["metric"].max())) if points is not None else None
             note = PAPER_NOTE if rp is not None and len(rp) else None
             if points is not None and (rp is None or not len(rp)):
@@ -160,20 +174,23 @@ def build_figures(
                     ),
                 )
             )
-            fronts = front_table(ok, tref)
-            mname = str(ok["metric_name"].dropna().iloc[0]) if ok["metric_name"].notna().any() else "metric"
-            figs.append(
-                (
-                    "Hypervolume",
-                    f"{task}: hypervolume",
-                    F.hypervolume_figure(
-                        fronts, tref, title=f"{task}: hypervolume per strategy", metric_name=mname
-                    ),
+            if tref is not None:
+                fronts = front_table(searched, tref)
+                mname = (
+                    str(ok["metric_name"].dropna().iloc[0]) if ok["metric_name"].notna().any() else "metric"
                 )
-            )
-            fronts.insert(0, "task", task)
-            fronts["reference"] = tref.describe(mname)
-            hv_tables.append(fronts)
+                figs.append(
+                    (
+                        "Hypervolume",
+                        f"{task}: hypervolume",
+                        F.hypervolume_figure(
+                            fronts, tref, title=f"{task}: hypervolume per strategy", metric_name=mname
+                        ),
+                    )
+                )
+                fronts.insert(0, "task", task)
+                fronts["reference"] = tref.describe(mname)
+                hv_tables.append(fronts)
         archs = _pick_archs(group, arch_rows)
         if archs:
             try:
@@ -244,6 +261,9 @@ _TABLE_COLUMNS = [
     "macs",
     "params",
     "search_seconds",
+    "train_epochs",
+    "train_seconds",
+    "budget",
     "cost_epochs",
     "budget_used",
     "on_front",
@@ -251,13 +271,19 @@ _TABLE_COLUMNS = [
 ]
 
 
+_TRAINING_COLUMNS = ["train_epochs", "train_seconds", "budget"]  # shown when some row has them
+
+
 def _table_html(table: pd.DataFrame) -> str:
     if table.empty:
         return "<p>No results could be included.</p>"
     view = table[[c for c in _TABLE_COLUMNS if c in table.columns]].copy()
+    view = view.drop(columns=[c for c in _TRAINING_COLUMNS if c in view and view[c].isna().all()])
     scale, unit = F.macs_scale(view["macs"])
     view["macs"] = view["macs"].astype(float) / scale
     view["params"] = view["params"].astype(float) / 1e6
+    if "train_epochs" in view:
+        view["train_epochs"] = view["train_epochs"].astype(float)  # blank, not <NA>, where unknown
     view = view.rename(columns={"macs": f"MACs ({unit})", "params": "params (M)"})
     for col in view.columns:
         if view[col].dtype == object:
@@ -319,6 +345,8 @@ def render_html(
             hv.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
         )
         parts.append("</div>")
+    elif (table["metric"].notna() & table["macs"].notna()).any():
+        parts.append(f"<p class='note' id='hv-omitted'>{html.escape(HV_OMITTED)}</p>")
     parts.append("<h2>Results</h2><div class='tablewrap'>" + _table_html(table) + "</div>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from analysis_browser import ensure_chromium, inspect_page
-from analysis_fixtures import copy_nni, make_optuna, write_compare, write_not_nni, write_sweep
+from analysis_fixtures import copy_nni, make_optuna, write_compare, write_demo, write_not_nni, write_sweep
 
 from analysis.cli import report_main
 from analysis.report import write_report
@@ -178,4 +178,15 @@ def test_bad_input_report_renders_in_chromium(bad_results, tmp_path, chromium):
     page = inspect_page(chromium, rep.html, tmp_path / "hrnas-bad-report.png")
     assert page["errors"] == []
     assert all(f["rendered"] for f in page["figures"]) and len(page["figures"]) == len(rep.figures) >= 1
+    _keep_screenshot(page["screenshot"])
+
+
+def test_demo_report_renders_in_chromium(tmp_path, chromium):
+    run = tmp_path / "demo"
+    write_demo(run)
+    rep = write_report([run, run / "baselines"], tmp_path / "demo.html")
+    page = inspect_page(chromium, rep.html, tmp_path / "hrnas-demo-report.png")
+    assert page["errors"] == [] and [f["title"] for f in page["figures"]] == rep.figures
+    pareto = page["figures"][0]
+    assert pareto["rendered"] and pareto["traces"] == 4 and pareto["points"] >= 5, pareto
     _keep_screenshot(page["screenshot"])
