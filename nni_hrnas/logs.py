@@ -27,3 +27,8 @@ def setup_cli_logging(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
+    # Lightning's one-line notices (device summary, logger tips) are for its own scripts; on our
+    # commands they bury the summary. Their warnings still show.
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                 "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.INFO + 1 if not verbose else logging.DEBUG)

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nni_hrnas.data.common import smoke_mode
 from nni_hrnas.strategy.checkpoint import (
     ARCH_NAME,
     CHECKPOINT_NAME,
@@ -70,10 +71,6 @@ class SearchError(ValueError):
     """A search setting is invalid; the message names it."""
 
 
-def _smoke_default() -> bool:
-    return os.environ.get("HRNAS_SMOKE", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @dataclass
 class SearchSettings:
     """Everything one search needs. ``None`` means: the task's default (see :data:`TASK_DEFAULTS`)."""
@@ -91,7 +88,7 @@ class SearchSettings:
     batch_size: int | None = None
     out: str | None = None
     resume: bool = False
-    smoke: bool = field(default_factory=_smoke_default)
+    smoke: bool = field(default_factory=smoke_mode)
     data_root: str | None = None
     data_sizes: tuple[int, int] | None = None
     module_kwargs: dict[str, Any] | None = None
