@@ -128,6 +128,10 @@ class Comparison:
         return HRNASSpace.from_preset(spec.default_preset, input_size=spec.input_size(),
                                       num_outputs=spec.num_outputs)
 
+    def nni_dir(self) -> str:
+        """Where NNI's experiment folders go: inside ``--out``, beside the results."""
+        return str(Path(self.settings.out).resolve() / "nni")
+
     # -- the common evaluation ------------------------------------------------------------------
 
     def evaluator(self, epochs: int, **trainer_kwargs: Any):
@@ -172,7 +176,7 @@ class Comparison:
             config.execution_engine.max_duration = budget.seconds
         else:
             config.max_trial_number = max(1, budget.images // (self.settings.eval_epochs * self.train_images))
-        config.experiment_working_directory = str(Path(self.settings.out).resolve() / "nni")
+        config.experiment_working_directory = self.nni_dir()
         experiment = NasExperiment(self.space, self.evaluator(self.settings.eval_epochs), strategy, config)
         try:
             experiment.run(port=free_port())
@@ -203,6 +207,7 @@ class Comparison:
             evaluator = self.evaluator(max(1, int(search_share * budget.images / self.train_images)))
         strategy = {"spos": RandomOneShot, "darts": DARTS, "gumbel": GumbelDARTS}[name]()
         experiment = NasExperiment(space, evaluator, strategy)
+        experiment.config.experiment_working_directory = self.nni_dir()  # not ~/nni-experiments
         try:
             experiment.run(port=free_port())
             meter.images += int(evaluator.trainer.fit_loop.epoch_progress.current.completed or 1) * self.train_images
@@ -360,11 +365,14 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from nni_hrnas.search import _stdout_to_stderr
+
     try:
         settings = CompareSettings(task=args.task, budget=args.budget, out=args.out, seed=args.seed,
                                    strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
                                    eval_epochs=args.eval_epochs, hrnas_lambdas=args.hrnas_lambdas)
-        table = run_compare(settings, resume=args.resume)
+        with _stdout_to_stderr():  # NNI's engines log to stdout; it is ours (--json)
+            table = run_compare(settings, resume=args.resume)
     except CompareError as error:
         print(f"hrnas compare: error: {error}", file=sys.stderr)
         return 2

@@ -29,13 +29,16 @@ def test_bad_settings(kwargs, message):
 
 
 @pytest.mark.slow
-def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capsys):
+def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capfd):
+    capsys = capfd  # file-descriptor level: NNI's engines print to the process's stdout
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # NNI's default experiment folder lives there
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     monkeypatch.setenv("HRNAS_QUIET", "1")
     out = tmp_path / "cmp"
     assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas,random,spos",
                  "--eval-epochs", "1", "--out", str(out), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    summary = json.loads(capsys.readouterr().out)  # stdout holds our JSON and nothing else
+    assert not (tmp_path / "home").exists() and (out / "nni").is_dir()  # NNI's folders stay inside --out
     table = pd.read_csv(out / "results.csv")
     assert set(table["strategy"]) == {"hrnas", "random", "spos"} == set(summary["strategies"])
     space = HRNASSpace.from_preset("digits_seg")
