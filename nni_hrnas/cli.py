@@ -128,26 +128,59 @@ def architecture_summary(result: dict) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Search the embedded digits_seg task, print a summary and write an HTML report."""
+    """Search the embedded digits_seg task, train the obvious alternatives, print a summary, write a report.
+
+    The alternatives are what a user would otherwise pick: the supernet itself and the supernet
+    slimmed uniformly (every width x one factor) to the searched network's MACs, each trained from
+    scratch on the same data with the search's recipe for the same wall time as the whole search.
+    """
     from pathlib import Path
 
+    from analysis.collect import BASELINE_NAMES
+    from nni_hrnas import baselines
     from nni_hrnas.search import SearchSettings, run_search
+    from nni_hrnas.tasks.registry import get_task
+    from search_spaces import HRNASSpace
 
     logging.getLogger("nni").setLevel(logging.ERROR)  # NNI's engine chatter; our progress stays on stderr
     out = Path(args.out)
     settings = SearchSettings(task="digits_seg", out=str(out), resume=(out / "search_checkpoint.pt").exists(),
                               seed=args.seed)
     result = run_search(settings)
+    wall = float(result["run_seconds"])
+    references: list[tuple[str, baselines.TrainedRun, str]] = []
+    if args.baselines:
+        spec = get_task(settings.task)
+        space = HRNASSpace.from_preset(settings.preset, input_size=spec.input_size(), num_outputs=spec.num_outputs)
+        budget = f"same time as the search ({wall:.0f} s)"
+        for kind, arch in (("supernet", space.max_sample()),
+                           ("uniform", baselines.uniform_sample(space, result["macs"], spec.input_size()))):
+            _log.info("training the %s for %.0f s (same data and recipe as the search)", kind, wall)
+            run = baselines.train_for_time(settings.task, space, arch, wall, name=kind, seed=args.seed,
+                                           recipe="search")
+            references.append((kind, run, budget))
+        baselines.write_baselines(out / "baselines", settings.task, spec.metric, references)
     from analysis.report import write_report
 
     report = out / "report.html"
-    write_report([str(out)], report, title="HR-NAS on digits_seg (embedded demo)")
+    sources = [str(out)] + ([str(out / "baselines")] if references else [])
+    write_report(sources, report, title="HR-NAS on digits_seg (embedded demo)")
     cost = result["search_cost"]
-    print(f"HR-NAS search of digits_seg ({settings.epochs} epochs, lambda {result['lambda']}, eps {result['eps']}):")
-    print(f"  {result['metric_name']} {result['metric']:.4f}; {_format_count(result['macs'])} MACs "
+    name = result["metric_name"]
+    shrink = result.get("shrink_epochs") or result["epochs"]
+    print(f"HR-NAS search of digits_seg ({result['epochs']} epochs: {shrink} shrinking, "
+          f"{result['epochs'] - shrink} training the final architecture; lambda {result['lambda']}, "
+          f"eps {result['eps']}):")
+    print(f"  {name} {result['metric']:.4f}; {_format_count(result['macs'])} MACs "
           f"(supernet {_format_count(result['macs_max'])}), {_format_count(result['params'])} params")
-    print(f"  search cost: {cost['wall_seconds']:.0f} s wall, {cost['epochs']} epochs, "
+    print(f"  search cost: {wall:.0f} s wall, {cost['epochs']} epochs, "
           f"{cost['images_seen']} images, {cost['mac_epochs'] / 1e6:.1f} M MAC-epochs")
+    if references:
+        print(f"  the alternatives, trained from scratch on the same data for the same {wall:.0f} s:")
+        for kind, run, _ in references:
+            ratio = result["metric"] / run.metric if run.metric > 0 else float("inf")
+            print(f"    {BASELINE_NAMES[kind]:<46} {_format_count(run.macs):>8} MACs, {run.epochs:>3} epochs: "
+                  f"{name} {run.metric:.4f} (search / this: {ratio:.2f}x)")
     print("\n".join("  " + line for line in architecture_summary(result)))
     print(f"run folder: {out}\nreport: {report.resolve()}")
     return 0
@@ -197,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-baselines", dest="baselines", action="store_false",
+                      help="skip training the supernet and the uniformly slimmed network for comparison")
     demo.set_defaults(func=cmd_demo)
 
     # parsed by analysis.cli.report_main (see main); listed here for `hrnas --help`

@@ -1,6 +1,10 @@
 """`hrnas flops`: totals and breakdowns as JSON, clear errors for bad input."""
 
+import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -58,3 +62,30 @@ def test_flops_unknown_preset(capsys):
     with pytest.raises(SystemExit):
         main(["flops", "--preset", "pascal"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(tmp_path):
+    """`hrnas demo` at smoke scale: the summary compares the searched network with the supernet and
+    the uniformly slimmed network trained for the same time, and nothing of Lightning's notices."""
+    out = tmp_path / "demo"
+    env = dict(os.environ, HRNAS_SMOKE="1", OMP_NUM_THREADS="1")
+    env.pop("CI", None)  # Lightning's notices are on outside CI: they must still not reach the output
+    proc = subprocess.run([sys.executable, "-c", "import sys; from nni_hrnas.cli import main; sys.exit(main())",
+                           "demo", "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout + proc.stderr
+    assert "Tip:" not in text and "GPU available" not in text and "TPU available" not in text
+    result = json.loads((out / "result.json").read_text())
+    assert 0.0 <= result["metric"] <= 1.0
+    rows = {r["strategy"]: r for r in csv.DictReader((out / "baselines" / "results.csv").open())}
+    assert set(rows) == {"supernet", "uniform"}
+    assert int(rows["supernet"]["macs"]) == result["macs_max"]
+    assert abs(int(rows["uniform"]["macs"]) - result["macs"]) <= 0.03 * result["macs"]
+    for row in rows.values():
+        assert 0.0 <= float(row["metric"]) <= 1.0 and int(row["epochs"]) >= 1
+        assert f"{float(row['metric']):.4f}" in proc.stdout
+    assert f"miou {result['metric']:.4f}" in proc.stdout
+    assert "supernet slimmed uniformly to the same MACs" in proc.stdout
+    html = (out / "report.html").read_text()
+    assert "supernet slimmed uniformly to the same MACs" in html

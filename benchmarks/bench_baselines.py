@@ -1,0 +1,169 @@
+"""The searched network against the obvious alternatives, at equal MACs (issue: "the searched
+network must beat the obvious alternative").
+
+Usage:
+    OMP_NUM_THREADS=2 python benchmarks/bench_baselines.py [--tasks digits_seg,digits_cls,digits_kp]
+        [--seeds 0,1,2] [--random 8] [--out runs/bench-baselines] [--json]
+    python benchmarks/bench_baselines.py --summary runs/bench-baselines   # the table of a finished run
+
+For each task and seed, one default ``hrnas search`` (its output network, metric, MACs and wall
+time W), then, each trained from scratch with the task's own recipe (``TaskSpec`` defaults):
+
+* equal wall time: (a) the supernet with every width scaled by one factor to the same MACs
+  (within 3%), (b) the best of ``--random`` random architectures of the space at the same MACs,
+  each trained for as many whole epochs as fit in W (measured epoch time, full LR schedule);
+* equal epochs (the search's epochs): the searched architecture retrained from scratch, (a), (b);
+* for every network: training seconds per image per million MACs, and inference latency at
+  batch 1 and 32 (median of repeats, inference mode) per million MACs.
+
+Rows go to ``OUT/rows.jsonl`` as they finish (a killed run keeps what it measured; ``--resume``
+skips measured rows), and ``--summary`` prints mean and standard deviation over seeds. The
+equal-time rows are also written as ``OUT/<task>-seed<s>/baselines/results.csv`` for
+``hrnas report``. Run it alone on the machine: every figure here is a wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _latency_per_mmac(net: torch.nn.Module, input_size, macs: int, batch: int, repeats: int = 20) -> float:
+    from nni_hrnas.latency import _median_seconds
+
+    x = torch.randn(batch, *input_size)
+    return _median_seconds(net.eval(), x, repeats) / batch / (macs / 1e6)
+
+
+def _measure(task: str, seed: int, random_count: int, out: Path, done: set[tuple], write) -> None:
+    from nni_hrnas import baselines
+    from nni_hrnas.search import TASK_DEFAULTS, SearchSettings, load_searched_model, run_search
+    from nni_hrnas.tasks.registry import get_task
+    from search_spaces import HRNASSpace
+
+    spec = get_task(task)
+    input_size = spec.input_size(False)
+    space = HRNASSpace.from_preset(spec.default_preset, input_size=input_size, num_outputs=spec.num_outputs)
+    sizes = TASK_DEFAULTS.get(task, {}).get("data_sizes")
+    datasets = spec.make_datasets(seed=seed, smoke=False, **({"sizes": tuple(sizes)} if sizes else {}))
+    run_dir = out / f"{task}-seed{seed}"
+
+    def row(kind: str, budget: str, run, **extra) -> None:
+        key = (task, seed, kind, budget)
+        if key in done:
+            return
+        net = space.freeze(run.arch) if kind != "hrnas" else load_searched_model(run_dir)
+        record = dict(task=task, seed=seed, kind=kind, budget=budget, metric=run.metric, macs=run.macs,
+                      params=run.params, epochs=run.epochs, train_seconds=run.seconds,
+                      train_seconds_per_mmac=run.train_seconds_per_mmac,
+                      latency1_per_mmac=_latency_per_mmac(net, input_size, run.macs, 1),
+                      latency32_per_mmac=_latency_per_mmac(net, input_size, run.macs, 32), arch=run.arch, **extra)
+        write(record)
+        done.add(key)
+
+    settings = SearchSettings(task=task, seed=seed, out=str(run_dir), smoke=False,
+                              resume=(run_dir / "search_checkpoint.pt").exists())
+    if (run_dir / "result.json").exists():
+        result = json.loads((run_dir / "result.json").read_text())
+    else:
+        result = run_search(settings)
+    wall = float(result["run_seconds"])
+    epochs = int(result["epochs"])
+    searched = baselines.TrainedRun("hrnas", result["arch"], result["macs"], result["params"], result["metric"],
+                                    epochs, wall, wall / max(result["search_cost"]["images_seen"], 1)
+                                    / (result["macs"] / 1e6))
+    row("hrnas", "search", searched, macs_max=result["macs_max"], shrink_epochs=result.get("shrink_epochs"))
+
+    uniform = baselines.uniform_sample(space, result["macs"], input_size)
+    randoms = baselines.random_samples(space, result["macs"], input_size, random_count, seed=seed)
+    time_rows, budget = [], f"same time as the search ({wall:.0f} s)"
+    for kind, archs in (("uniform", [uniform]), ("random", randoms)):
+        runs = [baselines.train_for_time(task, space, a, wall, name=kind, seed=seed, datasets=datasets)
+                for a in archs]
+        best = max(runs, key=lambda r: r.metric)
+        row(kind, "time", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
+        time_rows.append((kind, best, budget))
+    for kind, archs in (("hrnas_retrained", [result["arch"]]), ("uniform", [uniform]), ("random", randoms)):
+        runs = [baselines.train_architecture(task, space, a, epochs, name=kind, seed=seed, datasets=datasets)
+                for a in archs]
+        best = max(runs, key=lambda r: r.metric)
+        row(kind, "epochs", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
+    baselines.write_baselines(run_dir / "baselines", task, spec.metric,
+                              [(kind, run, budget) for kind, run, budget in time_rows])
+
+
+def _summary(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["budget"], r["kind"]), []).append(r)
+    table = []
+    for (task, budget, kind), rs in sorted(groups.items()):
+        metrics = [r["metric"] for r in rs]
+        table.append(dict(task=task, budget=budget, kind=kind, seeds=len(rs), metric_mean=statistics.fmean(metrics),
+                          metric_std=statistics.stdev(metrics) if len(metrics) > 1 else 0.0,
+                          macs_mean=statistics.fmean(r["macs"] for r in rs),
+                          epochs=[r["epochs"] for r in rs],
+                          train_s_per_mmac=statistics.fmean(r["train_seconds_per_mmac"] for r in rs),
+                          lat1_per_mmac=statistics.fmean(r["latency1_per_mmac"] for r in rs),
+                          lat32_per_mmac=statistics.fmean(r["latency32_per_mmac"] for r in rs)))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="digits_seg,digits_cls,digits_kp")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--random", type=int, default=8, help="random architectures per seed (best one counts)")
+    parser.add_argument("--out", default="runs/bench-baselines")
+    parser.add_argument("--summary", metavar="OUT", help="print the summary of a finished run and exit")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.summary:
+        path = Path(args.summary) / "rows.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        table = _summary(rows)
+        if args.json:
+            print(json.dumps(table))
+        else:
+            for t in table:
+                print(f"{t['task']:<11}{t['budget']:<7}{t['kind']:<16} n={t['seeds']}  {t['metric_mean']:.4f} "
+                      f"+- {t['metric_std']:.4f}  {t['macs_mean'] / 1e6:6.2f} M MACs  epochs {t['epochs']}  "
+                      f"train {t['train_s_per_mmac'] * 1e3:.3f} ms/img/MMAC  "
+                      f"lat b1 {t['lat1_per_mmac'] * 1e3:.3f} b32 {t['lat32_per_mmac'] * 1e3:.3f} ms/MMAC")
+        return 0
+
+    from nni_hrnas.search import _stdout_to_stderr
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.jsonl"
+    done = set()
+    if rows_path.exists():
+        for line in rows_path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done.add((r["task"], r["seed"], r["kind"], r["budget"]))
+
+    def write(record: dict) -> None:
+        with rows_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(f"{time.strftime('%H:%M:%S')} {record['task']} seed {record['seed']} {record['kind']:<16}"
+              f"{record['budget']:<7} metric {record['metric']:.4f} MACs {record['macs'] / 1e6:.2f} M "
+              f"epochs {record['epochs']}", file=sys.stderr, flush=True)
+
+    with _stdout_to_stderr():
+        for task in args.tasks.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                _measure(task, seed, args.random, out, done, write)
+    return main(["--summary", str(out)] + (["--json"] if args.json else []))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

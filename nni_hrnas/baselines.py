@@ -1,0 +1,221 @@
+"""The alternatives a searched network must beat: the same space slimmed uniformly, or at random,
+to the same MACs, and trained from scratch for the same time or the same epochs.
+
+A composition module (like :mod:`nni_hrnas.search`): it builds networks of a space, costs them
+exactly, and trains them with a task's own recipe through the task's Lightning evaluator.
+
+>>> space = HRNASSpace.from_preset("digits_seg")
+>>> arch = uniform_sample(space, 7.0e6, (1, 64, 64))       # every width x one factor, 7.0 M MACs
+>>> run = train_architecture("digits_seg", space, arch, epochs=14)
+>>> run.metric, run.seconds
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+#: How far (relative) a baseline's MACs may be from the MACs it is matched to.
+MACS_TOLERANCE = 0.03
+
+
+class BaselineError(ValueError):
+    """A baseline cannot be built as asked; the message says why and what to change."""
+
+
+def sample_macs(space, sample: Mapping[str, int], input_size: tuple[int, int, int]) -> int:
+    """Exact MACs of ``sample`` of ``space`` at ``input_size`` (built on the meta device: no memory)."""
+    from search_spaces import HRNASNetwork
+
+    with torch.device("meta"):
+        net = HRNASNetwork(space.config, {k: int(v) for k, v in sample.items()})
+    return int(net.cost(tuple(input_size)).macs)
+
+
+def _scaled(space, shape: Mapping[str, float], factor: float) -> dict[str, int]:
+    """Every width ``round(min(1, factor * shape[label]) * max)``, rounded up to the space's grid."""
+    maxima = space.max_sample()
+    widths = {label: min(maximum, int(round(factor * shape[label] * maximum))) for label, maximum in maxima.items()}
+    return space.round_up(widths)
+
+
+def _match_macs(space, shape: Mapping[str, float], macs: float, input_size: tuple[int, int, int],
+                tolerance: float) -> dict[str, int]:
+    """Bisection on one factor applied to every width of ``shape`` so that MACs meet ``macs``."""
+    low, high = 0.0, 1.0 / max(min(v for v in shape.values() if v > 0), 1e-6)
+    best, best_error = None, math.inf
+    for _ in range(40):
+        mid = (low + high) / 2
+        sample = _scaled(space, shape, mid)
+        value = sample_macs(space, sample, input_size)
+        error = abs(value - macs) / macs
+        if error < best_error:
+            best, best_error = sample, error
+        if value < macs:
+            low = mid
+        else:
+            high = mid
+    if best is None or best_error > tolerance:
+        lo, hi = sample_macs(space, _scaled(space, shape, 0.0), input_size), sample_macs(
+            space, space.max_sample(), input_size)
+        raise BaselineError(f"no architecture of this shape lands within {100 * tolerance:.0f}% of "
+                            f"{macs:,.0f} MACs (closest {100 * best_error:.1f}% off; the space spans "
+                            f"{lo:,}..{hi:,} MACs at {tuple(input_size)}): ask for MACs in that range")
+    return best
+
+
+def uniform_sample(space, macs: float, input_size: tuple[int, int, int],
+                   tolerance: float = MACS_TOLERANCE) -> dict[str, int]:
+    """The supernet with every width (channels and tokens) scaled by one factor to ``macs``."""
+    return _match_macs(space, {label: 1.0 for label in space.max_sample()}, macs, input_size, tolerance)
+
+
+def random_samples(space, macs: float, input_size: tuple[int, int, int], count: int, seed: int = 0,
+                   tolerance: float = MACS_TOLERANCE) -> list[dict[str, int]]:
+    """``count`` random architectures at ``macs``: random relative widths, then one factor to the MACs."""
+    rng = random.Random(seed)
+    samples = []
+    for _ in range(count):
+        shape = {label: rng.random() for label in space.max_sample()}
+        samples.append(_match_macs(space, shape, macs, input_size, tolerance))
+    return samples
+
+
+@dataclass
+class TrainedRun:
+    """One network trained from scratch: its costs, metric, and what the training took."""
+
+    name: str
+    arch: dict[str, int]
+    macs: int
+    params: int
+    metric: float
+    epochs: int
+    seconds: float  # wall time of the whole training (validation included)
+    train_seconds_per_mmac: float  # training wall time per image and per million MACs (speed per MAC)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Training recipes: ``task`` is the task's own (``TaskSpec`` defaults: batch size, optimizer,
+#: schedule); ``search`` is the one the search trains with (the task's search defaults).
+RECIPES = ("task", "search")
+
+
+def _recipe(task: str, recipe: str = "task"):
+    """(task spec, data sizes, batch size, module kwargs) of ``recipe``; data are the search's either way."""
+    from nni_hrnas.data.common import smoke_mode
+    from nni_hrnas.search import TASK_DEFAULTS
+    from nni_hrnas.tasks.registry import get_task
+
+    if recipe not in RECIPES:
+        raise BaselineError(f"unknown recipe {recipe!r}; allowed: {', '.join(RECIPES)}")
+    spec = get_task(task)
+    defaults = TASK_DEFAULTS.get(task, {})
+    sizes = None if smoke_mode() else defaults.get("data_sizes")  # the search's data, smoke included
+    if recipe == "search":
+        return spec, sizes, defaults.get("batch_size") or spec.default_batch_size, dict(
+            defaults.get("module_kwargs") or {})
+    return spec, sizes, spec.default_batch_size, {}
+
+
+def seconds_per_epoch(task: str, space, arch: Mapping[str, int], datasets, recipe: str = "task",
+                      probe_steps: int = 6) -> float:
+    """Wall time one epoch of training (and its validation) takes for ``arch``, measured on a few steps."""
+    spec, _, batch_size, _ = _recipe(task, recipe)
+    train, val = datasets
+    net = space.freeze(dict(arch))
+    module = spec.make_lightning_module()
+    module.set_model(net)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True)
+    timings = []
+    net.train()
+    for i, batch in enumerate(loader):
+        started = time.perf_counter()
+        out = module.training_step(batch, i)
+        loss = out["loss"] if isinstance(out, dict) else out
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        timings.append(time.perf_counter() - started)
+        if len(timings) >= probe_steps + 2:
+            break
+    step = sorted(timings[2:])[len(timings[2:]) // 2]  # median after two warm-up steps
+    net.eval()
+    started = time.perf_counter()
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(val, batch_size=spec.val_batch_size):
+            net(batch[0] if isinstance(batch, (tuple, list)) else batch)
+    validation = time.perf_counter() - started
+    return step * (len(train) // batch_size) + validation
+
+
+def train_architecture(task: str, space, arch: Mapping[str, int], epochs: int, name: str = "network",
+                       seed: int = 0, datasets=None, recipe: str = "task") -> TrainedRun:
+    """Train ``arch`` from scratch for ``epochs`` with ``recipe`` (see :data:`RECIPES`) and validate it."""
+    spec, sizes, batch_size, mkw = _recipe(task, recipe)
+    if datasets is None:
+        datasets = spec.make_datasets(seed=seed, **({"sizes": tuple(sizes)} if sizes else {}))
+    torch.manual_seed(seed)
+    net = space.freeze(dict(arch))
+    cost = net.cost(spec.input_size())
+    evaluator = spec.make_evaluator(None, epochs=epochs, batch_size=batch_size, datasets=datasets, seed=seed,
+                                    module_kwargs=mkw or None, enable_progress_bar=False, logger=False,
+                                    num_sanity_val_steps=0)
+    started = time.perf_counter()
+    evaluator.evaluate(net)
+    seconds = time.perf_counter() - started
+    metric = float(evaluator.module.final_result["default"])
+    per_mmac = seconds / max(epochs * len(datasets[0]), 1) / max(cost.macs / 1e6, 1e-9)
+    return TrainedRun(name, {k: int(v) for k, v in arch.items()}, int(cost.macs), int(cost.params), metric,
+                      int(epochs), seconds, per_mmac)
+
+
+def train_for_time(task: str, space, arch: Mapping[str, int], seconds: float, name: str = "network",
+                   seed: int = 0, datasets=None, recipe: str = "task",
+                   on_epochs: Callable[[int], None] | None = None) -> TrainedRun:
+    """Train ``arch`` from scratch with the task's recipe for as many whole epochs as fit in ``seconds``.
+
+    The epochs are fitted before training (from a measured epoch time) so that the learning-rate
+    schedule runs its whole course, as a user training for a time budget would set it up.
+    """
+    spec, sizes, _, _ = _recipe(task, recipe)
+    if datasets is None:
+        datasets = spec.make_datasets(seed=seed, **({"sizes": tuple(sizes)} if sizes else {}))
+    epoch = seconds_per_epoch(task, space, arch, datasets, recipe)
+    epochs = max(1, int(seconds // epoch))
+    if on_epochs is not None:
+        on_epochs(epochs)
+    return train_architecture(task, space, arch, epochs, name=name, seed=seed, datasets=datasets, recipe=recipe)
+
+
+BASELINES_CSV = "results.csv"
+
+
+def write_baselines(folder, task: str, metric_name: str, runs: list[tuple[str, TrainedRun, str]]) -> None:
+    """Write ``(kind, run, budget)`` rows as ``folder/results.csv``, the results-table layout that
+    :func:`analysis.collect` reads (one row per reference network, ``strategy`` = its kind)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from analysis.collect import BASELINES  # the kinds the report draws as reference networks
+
+    unknown = sorted({kind for kind, _, _ in runs} - set(BASELINES))
+    if unknown:
+        raise BaselineError(f"unknown baseline kind(s) {unknown}; allowed: {', '.join(BASELINES)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"strategy": kind, "task": task, "metric": run.metric, "metric_name": metric_name, "macs": run.macs,
+             "params": run.params, "arch": json.dumps(run.arch), "epochs": run.epochs,
+             "train_seconds": round(run.seconds, 1), "budget": budget} for kind, run, budget in runs]
+    pd.DataFrame(rows).to_csv(folder / BASELINES_CSV, index=False)
