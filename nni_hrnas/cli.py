@@ -54,14 +54,13 @@ def cmd_flops(args: argparse.Namespace) -> int:
     """MACs and params of a preset's supernet (or of an architecture file) at an input size."""
     import torch
 
-    from search_spaces import HRNASNetwork, check_input_size, choice_maxima, get_preset, validate_sample
+    from search_spaces import HRNASNetwork, check_input_size, choice_maxima, get_preset, load_arch
 
     config = get_preset(args.preset, **({"transformer": False} if args.no_transformer else {}))
     input_size = check_input_size(config, args.input or config.input_size)
     sample = choice_maxima(config)
     if args.arch:
-        with open(args.arch) as f:
-            sample = validate_sample(config, json.load(f))
+        sample = load_arch(args.arch, config)
     with torch.device("meta"):  # shapes only: nothing is allocated or run
         network = HRNASNetwork(config, sample)
     groups = network.cost_breakdown(input_size)

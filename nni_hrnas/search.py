@@ -267,7 +267,7 @@ def load_searched_model(run_dir: str | Path, fuse: bool = False) -> nn.Module:
     ``fuse=True`` returns its inference form (:func:`nni_hrnas.ops.fuse.fuse_for_inference`: BNs
     folded, each block's kernel paths merged): the same outputs to float tolerance, fewer ops.
     """
-    from search_spaces import HRNASNetwork
+    from search_spaces import HRNASNetwork, load_arch
     from search_spaces.config import HRNASConfig
 
     run_dir = Path(run_dir)
@@ -276,10 +276,9 @@ def load_searched_model(run_dir: str | Path, fuse: bool = False) -> nn.Module:
             hint = (" (the search did not finish: continue it with hrnas search --resume --out "
                     f"{run_dir})") if (run_dir / CHECKPOINT_NAME).exists() else ""
             raise FileNotFoundError(f"{run_dir / name} is missing{hint}")
-    arch = json.loads((run_dir / ARCH_NAME).read_text())
     result = json.loads((run_dir / RESULT_NAME).read_text())
     config = HRNASConfig(**result["config"])
-    model = HRNASNetwork(config, {k: int(v) for k, v in arch.items()})
+    model = HRNASNetwork(config, load_arch(run_dir / ARCH_NAME, config))
     model.load_state_dict(load_weights(run_dir / WEIGHTS_NAME), strict=True)
     if fuse:
         from nni_hrnas.ops.fuse import fuse_for_inference

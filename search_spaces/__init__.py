@@ -1,7 +1,15 @@
 """NNI model spaces: the HR-NAS multi-branch space and its presets."""
 
 from .config import ConfigError, HRNASConfig, StageConfig, TransformerConfig, check_input_size
-from .hrnas import HRNASNetwork, HRNASSpace, choice_maxima, plan_blocks, validate_sample, width_choices
+from .hrnas import (
+    HRNASNetwork,
+    HRNASSpace,
+    choice_maxima,
+    load_arch,
+    plan_blocks,
+    validate_sample,
+    width_choices,
+)
 from .presets import PRESETS, get_preset
 
 __all__ = [
@@ -16,6 +24,7 @@ __all__ = [
     "choice_maxima",
     "get_preset",
     "plan_blocks",
+    "load_arch",
     "validate_sample",
     "width_choices",
 ]

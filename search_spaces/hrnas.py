@@ -12,8 +12,11 @@ Searching blocks are named ``p{stage}_b{branch}_n{block}`` (parallel modules),
 
 from __future__ import annotations
 
+import difflib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -290,15 +293,47 @@ def _label_values(config: HRNASConfig, label: str, maximum: int) -> list[int]:
 
 
 def validate_sample(config: HRNASConfig, sample: Mapping[str, Any]) -> dict[str, int]:
-    """Check that ``sample`` names an allowed value for every choice of ``config``'s space."""
+    """Check that ``sample`` names an allowed value for every choice of ``config``'s space, and nothing else."""
+    if not isinstance(sample, Mapping):
+        raise ConfigError("sample", type(sample).__name__, "expected a mapping of choice labels to widths")
     maxima = choice_maxima(config)
+    unknown = sorted(set(sample) - set(maxima), key=str)
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(maxima), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"sample[{unknown[0]!r}]", sample[unknown[0]],
+                          f"not a choice of this space{hint}; {len(unknown)} unknown label(s): is the "
+                          "architecture from another preset or space configuration?")
     missing = sorted(set(maxima) - set(sample))
     if missing:
         raise ConfigError("sample", f"{len(missing)} missing labels",
                           f"every choice needs a value; missing e.g. {missing[:3]}")
     for label, maximum in maxima.items():
         value = sample[label]
-        if value not in _label_values(config, label, maximum):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in _label_values(
+                config, label, maximum):
             step = config.token_granularity if label.endswith("_tok") else config.granularity
             raise ConfigError(f"sample[{label!r}]", value, f"allowed: 0..{maximum} in steps of {step}")
     return {label: int(sample[label]) for label in maxima}
+
+
+def load_arch(path: str | Path, config: HRNASConfig) -> dict[str, int]:
+    """Read an architecture file (a JSON object of choice labels to widths) and validate it for ``config``.
+
+    Every problem (missing file, invalid JSON, not an object, unknown or missing labels, values off
+    the grid) is a one-line :class:`ConfigError` naming the file and what is expected.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError("arch", str(path), f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        sample = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("arch", str(path), f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+                          "expected a JSON object of choice labels to widths, as hrnas search writes") from None
+    try:
+        return validate_sample(config, sample)
+    except ConfigError as exc:
+        raise ConfigError(f"arch {str(path)!r}: {exc.field_name}", exc.value, exc.allowed) from None

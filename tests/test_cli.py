@@ -89,3 +89,29 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
     assert "supernet slimmed uniformly to the same MACs" in proc.stdout
     html = (out / "report.html").read_text()
     assert "supernet slimmed uniformly to the same MACs" in html
+
+
+def _arch_file(tmp_path, edit):
+    space = HRNASSpace.from_preset("tiny")
+    arch = dict(space.max_sample())
+    text = edit(arch)
+    path = tmp_path / "arch.json"
+    path.write_text(text if isinstance(text, str) else json.dumps(arch))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda a: '{"p0_b0_n0_k3": 8,', "not valid JSON (line 1, column"),
+    (lambda a: "[1, 2]", "expected a mapping of choice labels to widths"),
+    (lambda a: a.update(p0_b0_n0_k9=8), "'p0_b0_n0_k9'"),
+    (lambda a: a.update(p0_b0_n0_k33=8), "did you mean 'p0_b0_n0_k3'?"),
+    (lambda a: a.pop("p0_b0_n0_k3"), "missing e.g. ['p0_b0_n0_k3']"),
+    (lambda a: a.update(p0_b0_n0_k3="8"), "allowed: 0..8"),
+    (lambda a: a.update(p0_b0_n0_k3=True), "allowed: 0..8"),
+    (lambda a: a.update(p0_b0_n0_k3=9), "allowed: 0..8"),
+])
+def test_bad_arch_file_is_one_clear_line(tmp_path, capsys, edit, message):
+    path = _arch_file(tmp_path, edit)
+    assert main(["flops", "--preset", "tiny", "--arch", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and str(path) in err and "Traceback" not in err and len(err.splitlines()) == 1
