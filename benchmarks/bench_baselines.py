@@ -2,22 +2,24 @@
 network must beat the obvious alternative").
 
 Usage:
-    OMP_NUM_THREADS=2 python benchmarks/bench_baselines.py [--tasks digits_seg,digits_cls,digits_kp]
+    OMP_NUM_THREADS=1 python benchmarks/bench_baselines.py [--tasks digits_seg,digits_cls,digits_kp]
         [--seeds 0,1,2] [--random 8] [--out runs/bench-baselines] [--json]
     python benchmarks/bench_baselines.py --summary runs/bench-baselines   # the table of a finished run
 
 For each task and seed, one default ``hrnas search`` (its output network, metric, MACs and wall
-time W), then, each trained from scratch with the task's own recipe (``TaskSpec`` defaults):
+time W), then these, each trained from scratch on the search's data with the search's recipe
+(``--recipe task``: the task's own batch size, optimizer and schedule instead):
 
 * equal wall time: (a) the supernet with every width scaled by one factor to the same MACs
   (within 3%), (b) the best of ``--random`` random architectures of the space at the same MACs,
   each trained for as many whole epochs as fit in W (measured epoch time, full LR schedule);
+  ``--random 0`` skips (b);
 * equal epochs (the search's epochs): the searched architecture retrained from scratch, (a), (b);
 * for every network: training seconds per image per million MACs, and inference latency at
   batch 1 and 32 (median of repeats, inference mode) per million MACs.
 
-Rows go to ``OUT/rows.jsonl`` as they finish (a killed run keeps what it measured; ``--resume``
-skips measured rows), and ``--summary`` prints mean and standard deviation over seeds. The
+Rows go to ``OUT/rows.jsonl`` as they finish (a killed run keeps what it measured; running it
+again with the same ``--out`` skips measured rows), and ``--summary`` prints mean and standard deviation over seeds. The
 equal-time rows are also written as ``OUT/<task>-seed<s>/baselines/results.csv`` for
 ``hrnas report``. Run it alone on the machine: every figure here is a wall time.
 """
@@ -41,7 +43,7 @@ def _latency_per_mmac(net: torch.nn.Module, input_size, macs: int, batch: int, r
     return _median_seconds(net.eval(), x, repeats) / batch / (macs / 1e6)
 
 
-def _measure(task: str, seed: int, random_count: int, out: Path, done: set[tuple], write) -> None:
+def _measure(task: str, seed: int, random_count: int, recipe: str, out: Path, done: set[tuple], write) -> None:
     from nni_hrnas import baselines
     from nni_hrnas.search import TASK_DEFAULTS, SearchSettings, load_searched_model, run_search
     from nni_hrnas.tasks.registry import get_task
@@ -84,18 +86,22 @@ def _measure(task: str, seed: int, random_count: int, out: Path, done: set[tuple
     randoms = baselines.random_samples(space, result["macs"], input_size, random_count, seed=seed)
     time_rows, budget = [], f"same time as the search ({wall:.0f} s)"
     for kind, archs in (("uniform", [uniform]), ("random", randoms)):
-        runs = [baselines.train_for_time(task, space, a, wall, name=kind, seed=seed, datasets=datasets)
-                for a in archs]
+        if not archs or (task, seed, kind, "time") in done:
+            continue
+        runs = [baselines.train_for_time(task, space, a, wall, name=kind, seed=seed, datasets=datasets,
+                                         recipe=recipe) for a in archs]
         best = max(runs, key=lambda r: r.metric)
         row(kind, "time", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
         time_rows.append((kind, best, budget))
     for kind, archs in (("hrnas_retrained", [result["arch"]]), ("uniform", [uniform]), ("random", randoms)):
-        runs = [baselines.train_architecture(task, space, a, epochs, name=kind, seed=seed, datasets=datasets)
-                for a in archs]
+        if not archs or (task, seed, kind, "epochs") in done:
+            continue
+        runs = [baselines.train_architecture(task, space, a, epochs, name=kind, seed=seed, datasets=datasets,
+                                             recipe=recipe) for a in archs]
         best = max(runs, key=lambda r: r.metric)
         row(kind, "epochs", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
-    baselines.write_baselines(run_dir / "baselines", task, spec.metric,
-                              [(kind, run, budget) for kind, run, budget in time_rows])
+    if time_rows:
+        baselines.write_baselines(run_dir / "baselines", task, spec.metric, time_rows)
 
 
 def _summary(rows: list[dict]) -> list[dict]:
@@ -120,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default="digits_seg,digits_cls,digits_kp")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--random", type=int, default=8, help="random architectures per seed (best one counts)")
+    parser.add_argument("--recipe", default="search", choices=("search", "task"),
+                        help="how the alternatives are trained: the search's recipe (batch, optimizer, schedule: "
+                             "the default, the same as the searched network's) or the task's own")
     parser.add_argument("--out", default="runs/bench-baselines")
     parser.add_argument("--summary", metavar="OUT", help="print the summary of a finished run and exit")
     parser.add_argument("--json", action="store_true")
@@ -161,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     with _stdout_to_stderr():
         for task in args.tasks.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                _measure(task, seed, args.random, out, done, write)
+                _measure(task, seed, args.random, args.recipe, out, done, write)
     return main(["--summary", str(out)] + (["--json"] if args.json else []))
 
 
