@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 
@@ -100,8 +101,14 @@ def _measure(task: str, seed: int, random_count: int, recipe: str, out: Path, do
                                              recipe=recipe) for a in archs]
         best = max(runs, key=lambda r: r.metric)
         row(kind, "epochs", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
-    if time_rows:
-        baselines.write_baselines(run_dir / "baselines", task, spec.metric, time_rows)
+    if time_rows:  # beside the rows of earlier runs of this benchmark (another --random, say)
+        folder = run_dir / "baselines"
+        earlier = folder / baselines.BASELINES_CSV
+        kept = pd.read_csv(earlier) if earlier.exists() else pd.DataFrame(columns=["strategy"])
+        baselines.write_baselines(folder, task, spec.metric, time_rows)
+        fresh = pd.read_csv(earlier)
+        merged = pd.concat([kept[~kept["strategy"].isin(fresh["strategy"])], fresh], ignore_index=True)
+        merged.to_csv(earlier, index=False)
 
 
 def _summary(rows: list[dict]) -> list[dict]:
