@@ -314,7 +314,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags of ``hrnas search`` (DESIGN.md section 5)."""
+    """The flags of ``hrnas search`` (see the README, "Searching")."""
     parser.add_argument("--task", required=True, help="task name (e.g. digits_seg, cityscapes)")
     parser.add_argument("--preset", help="space preset (default: the task's)")
     parser.add_argument("--lambda", dest="lambda_", type=float, metavar="L", help="penalty weight (default: per task)")

@@ -1,4 +1,4 @@
-"""Named configurations: the paper's supernets (DESIGN.md section 2) and small CPU ones of the same structure."""
+"""Named configurations: the paper's supernets (as the official code builds them) and small CPU ones of the same structure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Inputs in exactly the formats the producers write (see the contracts in DESIGN.md / the issue).
+"""Inputs in exactly the formats the producers write (the contracts are in analysis/collect.py).
 
 Run folders and compare folders are written as ``hrnas search --out`` / ``hrnas compare --out``
 write them; Optuna studies through Optuna's own API; NNI databases are real NNI 3.0 databases
