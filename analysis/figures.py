@@ -507,26 +507,30 @@ def architecture_figure(
 
 
 def trajectory_figure(table: pd.DataFrame, *, title: str = "Search trajectory") -> go.Figure | None:
-    """MACs and metric after each prune step, one line per run (None when no run has a trajectory)."""
+    """MACs and metric by epoch, one line per run (None when no run has a trajectory).
+
+    The x axis is the epoch, not the prune step: a search with a training phase evaluates its
+    final architecture at several epochs after its last prune step.
+    """
     traj = trajectories(table)
     if traj.empty:
         return None
     scale, unit = macs_scale(traj["macs"])
     colors = strategy_colors(traj["strategy"].fillna("?"))
     fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("MACs after each prune step", "metric after each prune step")
+        rows=1, cols=2, subplot_titles=("MACs by epoch", "metric of the EMA network by epoch")
     )
     for label, run in traj.groupby("label", sort=True):
-        run = run.sort_values("step")
+        run = run.assign(x=run["epoch"].fillna(run["step"])).sort_values(["x", "step"])
         color = colors[str(run["strategy"].iloc[0] if run["strategy"].notna().any() else "?")]
-        extra = np.stack([run["epoch"].fillna(-1), run["units_removed"].fillna(-1)], axis=-1)
+        extra = np.stack([run["step"].fillna(-1), run["units_removed"].fillna(-1)], axis=-1)
         hover = (
-            f"{label}<br>step %{{x}} (epoch %{{customdata[0]}})<br>%{{y:.4g}}"
+            f"{label}<br>epoch %{{x}} (prune step %{{customdata[0]}})<br>%{{y:.4g}}"
             "<br>units removed %{customdata[1]}<extra></extra>"
         )
         fig.add_trace(
             go.Scatter(
-                x=run["step"],
+                x=run["x"],
                 y=run["macs"] / scale,
                 mode="lines+markers",
                 name=label,
@@ -540,7 +544,7 @@ def trajectory_figure(table: pd.DataFrame, *, title: str = "Search trajectory") 
         )
         fig.add_trace(
             go.Scatter(
-                x=run["step"],
+                x=run["x"],
                 y=run["metric"],
                 mode="lines+markers",
                 name=label,
@@ -554,7 +558,7 @@ def trajectory_figure(table: pd.DataFrame, *, title: str = "Search trajectory") 
             row=1,
             col=2,
         )
-    fig.update_xaxes(title_text="prune step", dtick=1)
+    fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text=macs_title(unit), row=1, col=1)
     fig.update_yaxes(title_text=_metric_title(table), row=1, col=2)
     fig.update_layout(title=title, template="plotly_white", height=460)
