@@ -12,21 +12,22 @@ server), but it does not turn the space into NNI mixed operations: it trains the
 network as a plain PyTorch network, and physically shrinks it as it goes. The evaluator's
 Lightning module supplies the task: its ``training_step`` (the task loss), ``validation_step`` and
 ``compute_metric`` (the metric) and ``configure_optimizers``. The training loop is the strategy's
-own (not a Lightning ``Trainer``), because the network, the optimizer state and the EMA are
-replaced at every prune step and because a killed search must resume exactly.
+own, on Lightning Fabric (not a Lightning ``Trainer``), because the network, the optimizer state and
+the EMA are replaced at every prune step and because a killed search must resume exactly.
 
-A search has two phases. **Shrinking** (the first ``shrink_epochs``, all epochs by default, as
-in the paper): each epoch, loss = task + lambda(t) * sum_i cost_i |gamma_i| (costs at the training input size,
+The pieces, each readable on its own: this module is the NNI adapter (what NNI calls), the
+training loop is :mod:`.loop` (Fabric: devices, precision, data parallelism), the pruning policy
+is :mod:`.policy` (units, penalty, eps, budget, lambda scale) and the run state is
+:mod:`.run_state` (counters, trajectory, checkpoint contents).
+
+Each epoch: loss = task + lambda(t) * sum_i cost_i |gamma_i| (costs at the training input size,
 normalised so the supernet's mean unit cost is 1; token costs recomputed from the tokens still
 alive), lambda ramping linearly from 0 over ``warmup_epochs``. Every ``prune_every`` epochs and
 after the last: BN statistics recalibrated on a few training batches, units with |gamma| < eps
 removed, smaller network rebuilt (weights, optimizer state and EMA sliced by index), the EMA
-network evaluated. **Training** (the epochs after ``shrink_epochs``, if any): the final
-architecture is trained with the task loss alone, with an optimizer, learning-rate schedule and
-EMA set up afresh for those epochs, so that the search returns a trained network rather than a
-freshly pruned one; the EMA network is evaluated every ``prune_every`` epochs and at the end. With ``target_macs`` the penalty is scaled up or down to follow a path to the
+network evaluated. With ``target_macs`` the penalty is scaled up or down to follow a path to the
 target, no prune step goes below it (it removes fewer of the units under eps instead), and if
-the MACs are still above the target after the last shrinking epoch, that step removes the least
+the MACs are still above the target after the last epoch, the final step removes the least
 important units until they are at or just under it. Either way the result lands within one unit's
 cost of the target; ``result['target']`` says on which side and how far.
 """
@@ -34,95 +35,25 @@ cost of the target; ``result['target']`` says on which side and how far.
 from __future__ import annotations
 
 import logging
-import math
-import random
-import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from nni.nas.evaluator.pytorch import Lightning
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import ModelStatus, RawFormatModelSpace
 from torch import nn
 
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from .ema import EMA
-from .prune import (
-    budget_keep,
-    ranked_units,
-    rebuild,
-    recalibrate_bn,
-    slice_optimizer_,
-    threshold_keep,
-    units_removed,
-    widths_after,
-)
-from .units import WidthCost, clip_zero_crossings_, mean_unit_macs, penalty, unit_groups
+from .checkpoint import CHECKPOINT_NAME, CheckpointError
+from .loop import DeviceSettings, SearchDiverged, SearchJob, SearchOutcome, search_worker
+from .policy import PruningPolicy, check_number, minimum_macs
+from .run_state import RunState, read_resumable
 
 _logger = logging.getLogger(__name__)
 
-
-class SearchDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
-
-
-class _TrainerShim:
-    """What ``configure_optimizers`` of the task modules reads from a Lightning trainer."""
-
-    def __init__(self, max_epochs: int, steps_per_epoch: int) -> None:
-        self.max_epochs = max_epochs
-        self.estimated_stepping_batches = max_epochs * steps_per_epoch
-        self.sanity_checking = False
-        self.barebones = True
-
-
-@dataclass
-class _State:
-    epoch: int = 0  # the next epoch to run
-    global_step: int = 0
-    prune_step: int = 0
-    lambda_scale: float = 1.0
-    normaliser: float = 1.0
-    start_macs: int = 0
-    wall_seconds: float = 0.0
-    images_seen: int = 0
-    mac_epochs: float = 0.0
-    macs_processed: float = 0.0
-    metric: float = float("nan")
-    trajectory: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def minimum_macs(space, input_size: tuple[int, int, int]) -> int:
-    """The fewest MACs a search of ``space`` can reach: every unit removed (stem, shortcuts and head)."""
-    from search_spaces import HRNASNetwork
-
-    with torch.device("meta"):
-        empty = HRNASNetwork(space.config, {k: 0 for k in space.max_sample()})
-    return int(empty.cost(tuple(input_size)).macs)
-
-
-def _check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
-                  low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and integer:
-        ok = float(value).is_integer()
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} {' and '.join(x for x in (lo, hi) if x)}, got {value!r}")
+__all__ = ["ProgressiveShrinking", "SearchDiverged", "minimum_macs"]
 
 
 class ProgressiveShrinking(OneShotStrategy):
@@ -150,12 +81,14 @@ class ProgressiveShrinking(OneShotStrategy):
             (Eq. 7 adapted to latency; :func:`nni_hrnas.latency.measure_path_overhead` measures it),
             shared by the path's remaining units so that removing whole paths pays. 0 (the default)
             is the paper's MAC-only cost.
-        shrink_epochs: epochs of the shrinking phase (default: all ``epochs``, the paper's schedule);
-            the remaining epochs train the final architecture without penalty or pruning.
         on_epoch_end: called after every epoch, once its checkpoint is written, with a dict
             (``epoch``, ``epochs``, ``macs``, ``params``, ``metric``: NaN if no prune step evaluated it
             this epoch, ``lambda``). It may raise to stop the search (e.g. ``optuna.TrialPruned``):
-            the exception reaches the caller and the checkpoint stays resumable.
+            the exception reaches the caller and the checkpoint stays resumable. With several
+            processes it runs in rank zero's process.
+        devices: where and how the search trains (:class:`~nni_hrnas.strategy.loop.DeviceSettings`:
+            accelerator, devices, num_nodes, strategy, precision); default one process, 32-bit, on
+            the GPU when there is one.
     """
 
     def __init__(self, lambda_: float = 1.4e-4, eps: float = 1e-3, prune_every: int = 1,
@@ -163,24 +96,22 @@ class ProgressiveShrinking(OneShotStrategy):
                  input_size: tuple[int, int, int] | None = None, ema_decay: float = 0.999,
                  recalibration_batches: int = 10, seed: int = 0, checkpoint_dir: str | Path | None = None,
                  resume: bool = False, target_tolerance: float = 0.05, path_overhead: float = 0.0,
-                 shrink_epochs: int | None = None,
-                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+                 devices: DeviceSettings | None = None) -> None:
         super().__init__()
-        _check_number("lambda_", lambda_, low=0.0)
-        _check_number("eps", eps, low=0.0, high=1.0, low_open=True, high_open=True)
-        _check_number("prune_every", prune_every, low=1, integer=True)
-        _check_number("warmup_epochs", warmup_epochs, low=0.0)
+        check_number("lambda_", lambda_, low=0.0)
+        check_number("eps", eps, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_number("prune_every", prune_every, low=1, integer=True)
+        check_number("warmup_epochs", warmup_epochs, low=0.0)
         if epochs is not None:
-            _check_number("epochs", epochs, low=1, integer=True)
-        if shrink_epochs is not None:
-            _check_number("shrink_epochs", shrink_epochs, low=1, integer=True)
+            check_number("epochs", epochs, low=1, integer=True)
         if target_macs is not None:
-            _check_number("target_macs", target_macs, low=0.0, low_open=True)
-        _check_number("ema_decay", ema_decay, low=0.0, high=1.0, high_open=True)
-        _check_number("recalibration_batches", recalibration_batches, low=1, integer=True)
-        _check_number("seed", seed, low=0, integer=True)
-        _check_number("target_tolerance", target_tolerance, low=0.0, high=1.0, low_open=True, high_open=True)
-        _check_number("path_overhead", path_overhead, low=0.0)
+            check_number("target_macs", target_macs, low=0.0, low_open=True)
+        check_number("ema_decay", ema_decay, low=0.0, high=1.0, high_open=True)
+        check_number("recalibration_batches", recalibration_batches, low=1, integer=True)
+        check_number("seed", seed, low=0, integer=True)
+        check_number("target_tolerance", target_tolerance, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_number("path_overhead", path_overhead, low=0.0)
         if input_size is not None and (len(tuple(input_size)) != 3 or any(int(v) < 1 for v in input_size)):
             raise ValueError(f"input_size must be (channels, height, width), got {input_size!r}")
         self.lambda_, self.eps, self.prune_every = float(lambda_), float(eps), int(prune_every)
@@ -190,19 +121,19 @@ class ProgressiveShrinking(OneShotStrategy):
         self.ema_decay, self.recalibration_batches = float(ema_decay), int(recalibration_batches)
         self.seed, self.resume, self.target_tolerance = int(seed), bool(resume), float(target_tolerance)
         self.path_overhead = float(path_overhead)
-        self.shrink_epochs = None if shrink_epochs is None else int(shrink_epochs)
         self.on_epoch_end = on_epoch_end
+        self.devices = devices or DeviceSettings()
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.result: dict[str, Any] | None = None
         self.model: nn.Module | None = None
+        self.is_global_zero = True  # False in the other processes of a search launched by torchrun / SLURM
         self._final: RawFormatModelSpace | None = None
 
     # ---- NNI strategy interface ---------------------------------------------------------------
 
     def extra_repr(self) -> str:
         return (f"lambda_={self.lambda_}, eps={self.eps}, prune_every={self.prune_every}, "
-                f"warmup_epochs={self.warmup_epochs}, shrink_epochs={self.shrink_epochs}, "
-                f"target_macs={self.target_macs}")
+                f"warmup_epochs={self.warmup_epochs}, target_macs={self.target_macs}")
 
     def _initialize(self, model_space, engine):
         if not isinstance(model_space, RawFormatModelSpace):
@@ -220,7 +151,7 @@ class ProgressiveShrinking(OneShotStrategy):
         if self.input_size is None:
             self.input_size = self._sample_input_size()
         self._supernet_arch = dict(space.max_sample())
-        self.minimum_macs = self._minimum_macs()
+        self.minimum_macs = minimum_macs(space, self.input_size)
         if self.target_macs is not None and self.target_macs < self.minimum_macs:
             raise ValueError(
                 f"target_macs={self.target_macs:,} is below what this network can reach: the stem, shortcuts and "
@@ -273,283 +204,86 @@ class ProgressiveShrinking(OneShotStrategy):
 
         return HRNASNetwork(self._space.config, arch)
 
-    def _minimum_macs(self) -> int:
-        return minimum_macs(self._space, self.input_size)
-
     def _round_up(self, label: str, count: int) -> int:
         return self._space.round_up({label: count})[label]
 
-    def _granular(self) -> bool:
+    def policy(self) -> PruningPolicy:
+        """The pruning policy of this search (``_initialize`` must have run: it needs the space)."""
         config = self._space.config
-        return config.granularity > 1 or config.token_granularity > 1
+        granular = config.granularity > 1 or config.token_granularity > 1
+        return PruningPolicy(lambda_=self.lambda_, eps=self.eps, prune_every=self.prune_every,
+                             warmup_epochs=self.warmup_epochs, input_size=self.input_size,
+                             target_macs=self.target_macs, target_tolerance=self.target_tolerance,
+                             path_overhead=self.path_overhead, round_up=self._round_up if granular else None)
 
     def _fingerprint(self, epochs: int) -> dict[str, Any]:
         return {"config": repr(self._space.config), "lambda": self.lambda_, "eps": self.eps,
                 "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
                 "target_macs": self.target_macs, "seed": self.seed, "input_size": list(self.input_size),
                 "ema_decay": self.ema_decay, "recalibration_batches": self.recalibration_batches,
-                "path_overhead": self.path_overhead, "shrink_epochs": self.shrink_epochs}
-
-    def _shrink_end(self, epochs: int) -> int:
-        """The epoch the shrinking phase ends at (``epochs`` when the whole search shrinks)."""
-        return epochs if self.shrink_epochs is None else min(self.shrink_epochs, epochs)
-
-    def _seed(self, epoch: int, salt: int = 0) -> int:
-        return (self.seed * 1_000_003 + epoch * 7919 + salt) % (2**31 - 1)
-
-    def _reseed(self, epoch: int) -> None:
-        s = self._seed(epoch)
-        torch.manual_seed(s)
-        np.random.seed(s)
-        random.seed(s)
-
-    def _loader(self, epoch: int, salt: int = 0) -> torch.utils.data.DataLoader:
-        source = self._evaluator.train_dataloaders
-        dataset = source.dataset
-        g = torch.Generator().manual_seed(self._seed(epoch, salt))
-        order = torch.randperm(len(dataset), generator=g).tolist()
-        return torch.utils.data.DataLoader(dataset, batch_size=source.batch_size or 1, sampler=order,
-                                           drop_last=bool(source.drop_last), collate_fn=source.collate_fn,
-                                           num_workers=0)
-
-    def _calibration_inputs(self, epoch: int) -> list[torch.Tensor]:
-        inputs = []
-        for batch in self._loader(epoch, salt=17):
-            inputs.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
-            if len(inputs) >= self.recalibration_batches:
-                break
-        return inputs
-
-    def _configure_optimizers(self, module, epochs: int, steps_per_epoch: int):
-        module._trainer = _TrainerShim(epochs, steps_per_epoch)
-        try:
-            config = module.configure_optimizers()
-        finally:
-            module._trainer = None
-        scheduler, interval = None, "step"
-        if isinstance(config, torch.optim.Optimizer):
-            return config, None, interval
-        if isinstance(config, (list, tuple)) and len(config) == 2 and isinstance(config[0], (list, tuple)):
-            optimizers, schedulers = config
-            config = {"optimizer": optimizers[0], "lr_scheduler": schedulers[0] if schedulers else None}
-        elif isinstance(config, (list, tuple)):
-            config = {"optimizer": config[0]}
-        if not isinstance(config, dict) or "optimizer" not in config:
-            raise TypeError(f"configure_optimizers returned {type(config).__name__}; ProgressiveShrinking "
-                            "supports an optimizer, a dict with 'optimizer' or ([optimizer], [scheduler])")
-        sched = config.get("lr_scheduler")
-        if isinstance(sched, dict):
-            scheduler, interval = sched.get("scheduler"), sched.get("interval", "epoch")
-        elif sched is not None:
-            scheduler, interval = sched, "epoch"
-        return config["optimizer"], scheduler, interval
-
-    def _evaluate(self, module, model: nn.Module) -> float:
-        module.set_model(model)
-        model.eval()
-        if hasattr(module, "on_validation_epoch_start"):  # tasks that reset their metric state there
-            module.on_validation_epoch_start()
-        values = []
-        with torch.no_grad():
-            for i, batch in enumerate(self._evaluator.val_dataloaders):
-                out = module.validation_step(batch, i)
-                if torch.is_tensor(out) and out.numel() == 1:
-                    values.append(float(out))
-        if hasattr(module, "compute_metric"):
-            return float(module.compute_metric())
-        return float(np.mean(values)) if values else float("nan")
+                "path_overhead": self.path_overhead, "world_size": self.devices.world_size}
 
     def _macs_params(self, model: nn.Module) -> tuple[int, int]:
         cost = model.cost(self.input_size)
         return int(cost.macs), int(cost.params)
 
+    def _resume_payload(self, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+        """The checkpoint to continue from, checked before any process starts training."""
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            if self.resume:
+                _logger.info("no checkpoint at %s: starting a fresh search", path)
+            return None
+        if not self.resume:
+            raise CheckpointError(f"a search checkpoint already exists at {path}; resume it (resume=True, "
+                                  "--resume) or use another output directory (nothing was overwritten)")
+        payload = read_resumable(path, fingerprint)
+        try:  # the saved network must be one of this space's
+            self._build(dict(payload["arch"])).load_state_dict(payload["model"])
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not match this space: {exc}") from exc
+        return payload
+
     # ---- the search ---------------------------------------------------------------------------
 
     def _search(self) -> None:
-        module = self._evaluator.module
-        epochs = self.epochs or int(self._evaluator.trainer.max_epochs or 1)
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        steps_per_epoch = max(len(self._loader(0)), 1)
-        shrink_end = self._shrink_end(epochs)
+        evaluator, module = self._evaluator, self._evaluator.module
+        epochs = self.epochs or int(evaluator.trainer.max_epochs or 1)
+        self.devices.check_machine()
+        if self.devices.world_size > 1 and not hasattr(module, "gather_validation") \
+                and hasattr(module, "compute_metric"):
+            raise TypeError(f"{type(module).__name__} cannot merge its validation results across processes: "
+                            "give it gather_validation() (see nni_hrnas.tasks.base.TaskModule) or search on one "
+                            "device (--devices 1)")
         fingerprint = self._fingerprint(epochs)
-        path = self.checkpoint_path
-        payload = None
-        if path is not None and path.exists():
-            if not self.resume:
-                raise CheckpointError(f"a search checkpoint already exists at {path}; resume it (resume=True, "
-                                      "--resume) or use another output directory (nothing was overwritten)")
-            payload = load_checkpoint(path, fingerprint)
-        elif self.resume:
-            _logger.info("no checkpoint at %s: starting a fresh search", path)
-
-        state = _State()
-        if payload is None:
-            self._reseed(-1)
-            model = self._build(dict(self._supernet_arch))
-            state.normaliser = mean_unit_macs(unit_groups(model, self.input_size, self.path_overhead))
-            state.start_macs = self._macs_params(model)[0]
-        else:
-            try:
-                model = self._build(dict(payload["arch"]))
-                model.load_state_dict(payload["model"])
-            except (KeyError, RuntimeError, TypeError) as exc:
-                raise CheckpointError(f"checkpoint {path} does not match this space: {exc}") from exc
-        module.set_model(model)
-        # each phase has its own optimizer and schedule, set up for that phase's epochs
-        training = payload is not None and shrink_end <= int(payload["state"]["epoch"]) < epochs
-        phase_epochs = epochs - shrink_end if training else shrink_end
-        optimizer, scheduler, interval = self._configure_optimizers(module, phase_epochs, steps_per_epoch)
-        ema = EMA(model, self.ema_decay)
-        if payload is not None:
-            try:
-                optimizer.load_state_dict(payload["optimizer"])
-                if scheduler is not None and payload.get("scheduler") is not None:
-                    scheduler.load_state_dict(payload["scheduler"])
-                ema.model.load_state_dict(payload["ema"])
-            except (KeyError, ValueError, RuntimeError) as exc:
-                raise CheckpointError(f"checkpoint {path} is inconsistent: {exc}") from exc
-            ema.updates = int(payload["ema_updates"])
-            state = _State(**payload["state"])
-            torch.set_rng_state(payload["torch_rng"])
-            _logger.info("resumed the search from %s at epoch %d", path, state.epoch)
-        else:
-            macs, params = self._macs_params(model)
-            state.trajectory.append({"step": 0, "epoch": 0, "macs": macs, "params": params, "metric": None,
-                                     "units_removed": 0, "lambda": 0.0})
-
-        groups = unit_groups(model, self.input_size, self.path_overhead)
-        metric_name = getattr(module, "metric_name", "metric")
-        last_good = f"{path} (end of epoch {state.epoch})" if payload is not None else "none (no epoch finished)"
-
-        while state.epoch < epochs:
-            epoch = state.epoch
-            started = time.perf_counter()
-            self._reseed(epoch)
-            module.set_model(model)
-            model.train()
-            macs_now = self._macs_params(model)[0]
-            images = 0
-            lam = 0.0
-            shrinking = epoch < shrink_end
-            for i, batch in enumerate(self._loader(epoch)):
-                t = epoch + i / steps_per_epoch
-                ramp = 1.0 if self.warmup_epochs <= 0 else min(1.0, t / self.warmup_epochs)
-                lam = self.lambda_ * state.lambda_scale * ramp if shrinking else 0.0
-                out = module.training_step(batch, i)
-                task_loss = out["loss"] if isinstance(out, dict) else out
-                loss = task_loss + lam * penalty(groups, state.normaliser) if lam > 0 else task_loss
-                if not torch.isfinite(loss):
-                    raise SearchDiverged(
-                        f"the search loss is {loss.item()} (task loss {task_loss.item()}) at epoch {epoch}, "
-                        f"batch {i} (global step {state.global_step}); the last good checkpoint is {last_good}, "
-                        "kept as it was. Lower the learning rate or lambda and resume")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                before = [g.bn.weight.detach().clone() for g in groups] if lam > 0 else None
-                optimizer.step()
-                if before is not None:
-                    clip_zero_crossings_(groups, before, lam, state.normaliser)
-                if scheduler is not None and interval == "step":
-                    scheduler.step()
-                ema.update(model)
-                state.global_step += 1
-                images += len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
-            if scheduler is not None and interval == "epoch":
-                scheduler.step()
-            state.images_seen += images
-            state.mac_epochs += macs_now
-            state.macs_processed += float(macs_now) * images
-
-            if shrinking and ((epoch + 1) % self.prune_every == 0 or epoch + 1 == shrink_end):
-                model, groups = self._prune_step(state, model, optimizer, ema, epoch, shrink_end, lam, module)
-                if epoch + 1 == shrink_end < epochs:  # the final architecture: train it afresh
-                    module.set_model(model)
-                    optimizer, scheduler, interval = self._configure_optimizers(
-                        module, epochs - shrink_end, steps_per_epoch)
-                    ema = EMA(model, self.ema_decay)
-            elif not shrinking and ((epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs):
-                self._evaluate_step(state, ema, epoch, module, model)
-            state.epoch = epoch + 1
-            state.wall_seconds += time.perf_counter() - started
-            if path is not None:
-                save_checkpoint(path, {
-                    "fingerprint": fingerprint, "arch": dict(model.arch), "model": model.state_dict(),
-                    "ema": ema.model.state_dict(), "ema_updates": ema.updates, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "state": state.as_dict(), "torch_rng": torch.get_rng_state()})
-                last_good = f"{path} (end of epoch {state.epoch})"
-            macs, params = self._macs_params(model)
-            _logger.info("epoch %d/%d: %s MACs, %s %.4f, lambda %.3g", state.epoch, epochs, f"{macs:,}",
-                         metric_name, state.metric, lam)
-            if self.on_epoch_end is not None:
-                evaluated = state.trajectory[-1]["epoch"] == state.epoch
-                self.on_epoch_end({"epoch": state.epoch, "epochs": epochs, "macs": macs, "params": params,
-                                   "metric": state.metric if evaluated else float("nan"), "lambda": lam})
-
-        final = ema.model
+        job = SearchJob(build=self._build, supernet_arch=dict(self._supernet_arch), module=module,
+                        train_loader=evaluator.train_dataloaders, val_loader=evaluator.val_dataloaders,
+                        policy=self.policy(), epochs=epochs, seed=self.seed, ema_decay=self.ema_decay,
+                        recalibration_batches=self.recalibration_batches, fingerprint=fingerprint,
+                        checkpoint_path=self.checkpoint_path, payload=self._resume_payload(fingerprint),
+                        on_epoch_end=self.on_epoch_end, channels_last=self.devices.channels_last)
+        fabric = self.devices.fabric()
+        outcome: SearchOutcome = fabric.launch(search_worker, job)
+        self.is_global_zero = fabric.is_global_zero
+        if outcome.error is not None:
+            raise outcome.error
+        final = self._build(outcome.arch)
+        final.load_state_dict(outcome.weights)
         final.eval()
         self.model = final
-        self.result = self._result(final, state, epochs, metric_name)
-        frozen = RawFormatModelSpace(final, self._evaluator)
+        state = RunState(**outcome.state)
+        self.result = self._result(final, state, epochs, getattr(module, "metric_name", "metric"),
+                                   outcome.resumed_at_epoch)
+        frozen = RawFormatModelSpace(final, evaluator)
         frozen.sample = dict(final.arch)
         frozen.status = ModelStatus.Trained
         frozen.metrics.final = state.metric
         self._final = frozen
 
-    def _evaluate_step(self, state: _State, ema: EMA, epoch: int, module, model: nn.Module) -> None:
-        """Evaluate the EMA network in the training phase (BN statistics recalibrated as after a prune)."""
-        recalibrate_bn(ema.model, self._calibration_inputs(epoch))
-        state.metric = self._evaluate(module, ema.model)
-        module.set_model(model)
+    def _result(self, model: nn.Module, state: RunState, epochs: int, metric_name: str,
+                resumed_at_epoch: int | None) -> dict[str, Any]:
         macs, params = self._macs_params(model)
-        state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
-                                 "metric": state.metric, "units_removed": 0, "lambda": 0.0})
-
-    def _prune_step(self, state: _State, model: nn.Module, optimizer, ema: EMA, epoch: int, epochs: int,
-                    lam: float, module) -> tuple[nn.Module, list]:
-        """One prune step; ``epochs`` is the end of the shrinking phase (the last step lands on a budget)."""
-        inputs = self._calibration_inputs(epoch)
-        recalibrate_bn(model, inputs)
-        groups = unit_groups(model, self.input_size, self.path_overhead)
-        round_up = self._round_up if self._granular() else None
-        keep = threshold_keep(groups, self.eps, round_up)
-        if self.target_macs is not None:
-            width_cost = WidthCost(model, self.input_size)
-            after = width_cost.macs(widths_after(model.arch, keep))
-            last = epoch + 1 == epochs
-            if after < self.target_macs:  # never prune below the budget: drop fewer of the units below eps
-                below = [u for u in ranked_units(groups) if u[0] < self.eps]
-                keep = budget_keep(groups, model.arch, width_cost, self.target_macs, below, "floor", round_up)
-            elif last and after > self.target_macs:  # the final step lands at or just under the budget
-                keep = budget_keep(groups, model.arch, width_cost, self.target_macs, ranked_units(groups),
-                                   "ceiling", round_up)
-        removed = units_removed(groups, keep)
-        if removed:
-            new = rebuild(model, keep)
-            slice_optimizer_(optimizer, model, new, keep)
-            ema.replace(rebuild(ema.model, keep))
-            model = new
-            module.set_model(model)
-            groups = unit_groups(model, self.input_size, self.path_overhead)
-        recalibrate_bn(ema.model, inputs)
-        state.metric = self._evaluate(module, ema.model)
-        module.set_model(model)
-        macs, params = self._macs_params(model)
-        state.prune_step += 1
-        state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
-                                 "metric": state.metric, "units_removed": removed, "lambda": lam})
-        if self.target_macs is not None:
-            reach = max(epochs * 0.8, 1.0)
-            desired = state.start_macs + (self.target_macs - state.start_macs) * min(1.0, (epoch + 1) / reach)
-            if macs > desired * 1.02:
-                state.lambda_scale = min(state.lambda_scale * 1.5, 1e4)
-            elif macs < desired:
-                state.lambda_scale = max(state.lambda_scale / 1.5, 1e-4)
-        return model, groups
-
-    def _result(self, model: nn.Module, state: _State, epochs: int, metric_name: str) -> dict[str, Any]:
-        macs, params = self._macs_params(model)
+        d = self.devices
         result: dict[str, Any] = {
             "macs": macs, "params": params, "metric": state.metric, "metric_name": metric_name,
             "arch": dict(model.arch), "arch_max": dict(self._supernet_arch),
@@ -557,19 +291,16 @@ class ProgressiveShrinking(OneShotStrategy):
             "search_seconds": state.wall_seconds, "lambda": self.lambda_, "eps": self.eps,
             "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
             "seed": self.seed, "input_size": list(self.input_size), "strategy": "hrnas",
-            "path_overhead": self.path_overhead, "shrink_epochs": self._shrink_end(epochs),
-            "search_cost": {"wall_seconds": state.wall_seconds, "epochs": state.epoch,
-                            "images_seen": state.images_seen, "mac_epochs": state.mac_epochs,
-                            "macs_processed": state.macs_processed},
+            "path_overhead": self.path_overhead, "search_cost": state.search_cost(),
             "trajectory": state.trajectory, "target_macs": self.target_macs,
+            "resumed_at_epoch": resumed_at_epoch,
+            "devices": {"accelerator": d.resolved_accelerator(), "devices": d.devices, "num_nodes": d.num_nodes,
+                        "world_size": d.world_size, "precision": d.precision, "channels_last": d.channels_last},
         }
-        if self.target_macs is not None:
-            error = (macs - self.target_macs) / self.target_macs
-            result["target"] = {"macs": self.target_macs, "relative_error": error,
-                                "side": "below" if error < 0 else ("above" if error > 0 else "exact"),
-                                "within_tolerance": abs(error) <= self.target_tolerance,
-                                "final_lambda_scale": state.lambda_scale}
-            if abs(error) > self.target_tolerance:
-                _logger.warning("the search ended %.1f%% %s the target of %s MACs", 100 * abs(error),
-                                result["target"]["side"], f"{self.target_macs:,}")
+        target = self.policy().target_report(macs, state.lambda_scale)
+        if target is not None:
+            result["target"] = target
+            if not target["within_tolerance"]:
+                _logger.warning("the search ended %.1f%% %s the target of %s MACs",
+                                100 * abs(target["relative_error"]), target["side"], f"{self.target_macs:,}")
         return result

@@ -45,9 +45,9 @@ def checked_rebuilds(monkeypatch):
     """Check, at every prune step of a search, that the rebuilt network equals the masked one."""
     from test_prune import masked_copy
 
-    import nni_hrnas.strategy.progressive as progressive
+    import nni_hrnas.strategy.loop as loop
 
-    original = progressive.rebuild
+    original = loop.rebuild
     checked = []
     x = torch.randn(2, *SIZE, generator=torch.Generator().manual_seed(0))
 
@@ -60,7 +60,7 @@ def checked_rebuilds(monkeypatch):
         checked.append(sum(new.arch.values()))
         return new
 
-    monkeypatch.setattr(progressive, "rebuild", checked_rebuild)
+    monkeypatch.setattr(loop, "rebuild", checked_rebuild)
     return checked
 
 
@@ -271,8 +271,7 @@ def test_path_overhead_removes_whole_paths():
 def test_each_evaluation_starts_from_a_clean_metric(task_name):
     """The strategy evaluates after every prune step: each metric is that network's alone (a task
     that accumulates in validation_step resets in on_validation_epoch_start), checked by hand."""
-    from types import SimpleNamespace
-
+    from nni_hrnas.strategy import evaluate
     from nni_hrnas.tasks.registry import get_task
 
     spec = get_task(task_name)
@@ -284,12 +283,10 @@ def test_each_evaluation_starts_from_a_clean_metric(task_name):
     for seed in (0, 1):
         torch.manual_seed(seed)
         nets.append(space.freeze(space.max_sample()).eval())
-    strategy = ProgressiveShrinking()
-    strategy._evaluator = SimpleNamespace(val_dataloaders=loader)
     module = spec.make_lightning_module()
-    strategy._evaluate(module, nets[0])
-    after_another = strategy._evaluate(module, nets[1])
-    assert after_another == strategy._evaluate(spec.make_lightning_module(), nets[1])
+    evaluate(module, nets[0], loader)
+    after_another = evaluate(module, nets[1], loader)
+    assert after_another == evaluate(spec.make_lightning_module(), nets[1], loader)
     if task_name == "digits_cls":
         with torch.no_grad():
             hits = sum(int((nets[1](x).argmax(1) == y).sum()) for x, y in loader)

@@ -1,0 +1,112 @@
+"""The pruning policy of the search: what the penalty weighs, which units go, and the budget path.
+
+Pure decisions on a built network, without training or devices: the loop calls
+:meth:`PruningPolicy.lambda_at` at every step, and at a prune step :meth:`PruningPolicy.keep` (which
+units stay, given the BN-recalibrated gammas) and :meth:`PruningPolicy.next_lambda_scale` (budget
+mode: how the penalty is scaled to follow a path to ``target_macs``). Every rank of a data-parallel
+search calls them with the same gammas and gets the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .prune import Keep, budget_keep, ranked_units, threshold_keep, widths_after
+from .units import UnitGroup, WidthCost
+
+
+def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number in the given range."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} {' and '.join(x for x in (lo, hi) if x)}, got {value!r}")
+
+
+def minimum_macs(space, input_size: tuple[int, int, int]) -> int:
+    """The fewest MACs a search of ``space`` can reach: every unit removed (stem, shortcuts and head)."""
+    from search_spaces import HRNASNetwork
+
+    with torch.device("meta"):
+        empty = HRNASNetwork(space.config, {k: 0 for k in space.max_sample()})
+    return int(empty.cost(tuple(input_size)).macs)
+
+
+@dataclass(frozen=True)
+class PruningPolicy:
+    """Units, penalty, threshold and budget of one search (see :class:`ProgressiveShrinking` for the args).
+
+    ``round_up(label, count)`` is the space's granularity (None: every count is allowed).
+    """
+
+    lambda_: float
+    eps: float
+    prune_every: int
+    warmup_epochs: float
+    input_size: tuple[int, int, int]
+    target_macs: int | None = None
+    target_tolerance: float = 0.05
+    path_overhead: float = 0.0
+    round_up: Callable[[str, int], int] | None = None
+
+    def lambda_at(self, t: float, scale: float) -> float:
+        """The penalty weight at fractional epoch ``t``: a linear ramp from 0 over ``warmup_epochs``."""
+        ramp = 1.0 if self.warmup_epochs <= 0 else min(1.0, t / self.warmup_epochs)
+        return self.lambda_ * scale * ramp
+
+    def prunes_after(self, epoch: int, epochs: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) ends with a prune step: every ``prune_every``, and the last."""
+        return (epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs
+
+    def keep(self, groups: list[UnitGroup], model: nn.Module, last: bool) -> Keep:
+        """The units that stay: |gamma| >= eps, bounded by the budget (never below it; at the last step
+        at or just under it)."""
+        keep = threshold_keep(groups, self.eps, self.round_up)
+        if self.target_macs is None:
+            return keep
+        width_cost = WidthCost(model, self.input_size)
+        after = width_cost.macs(widths_after(model.arch, keep))
+        if after < self.target_macs:  # never prune below the budget: drop fewer of the units below eps
+            below = [u for u in ranked_units(groups) if u[0] < self.eps]
+            return budget_keep(groups, model.arch, width_cost, self.target_macs, below, "floor", self.round_up)
+        if last and after > self.target_macs:  # the final step lands at or just under the budget
+            return budget_keep(groups, model.arch, width_cost, self.target_macs, ranked_units(groups),
+                               "ceiling", self.round_up)
+        return keep
+
+    def next_lambda_scale(self, scale: float, macs: int, start_macs: int, epoch: int, epochs: int) -> float:
+        """Budget mode: scale the penalty up when behind the path to the target (reached at 80% of the
+        epochs), down when ahead of it."""
+        if self.target_macs is None:
+            return scale
+        reach = max(epochs * 0.8, 1.0)
+        desired = start_macs + (self.target_macs - start_macs) * min(1.0, (epoch + 1) / reach)
+        if macs > desired * 1.02:
+            return min(scale * 1.5, 1e4)
+        if macs < desired:
+            return max(scale / 1.5, 1e-4)
+        return scale
+
+    def target_report(self, macs: int, scale: float) -> dict[str, Any] | None:
+        """Where the result landed relative to ``target_macs`` (None without a budget)."""
+        if self.target_macs is None:
+            return None
+        error = (macs - self.target_macs) / self.target_macs
+        return {"macs": self.target_macs, "relative_error": error,
+                "side": "below" if error < 0 else ("above" if error > 0 else "exact"),
+                "within_tolerance": abs(error) <= self.target_tolerance, "final_lambda_scale": scale}
