@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -252,6 +253,7 @@ class SearchJob:
     payload: dict[str, Any] | None = None  # the checkpoint to resume from, already checked
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None
     channels_last: bool = False
+    handoff: Path | None = None  # ranks forked by this process: rank zero pickles its outcome here
 
 
 @dataclass
@@ -271,9 +273,17 @@ def search_worker(fabric, job: SearchJob) -> SearchOutcome:
     if fabric.world_size > 1:
         _die_with_parent()
     try:
-        return _SearchLoop(fabric, job).run()
+        outcome = _SearchLoop(fabric, job).run()
     except (SearchDiverged, _Stopped) as exc:  # every rank stops at the same step: hand the error back
-        return SearchOutcome(error=exc.error if isinstance(exc, _Stopped) else exc)
+        outcome = SearchOutcome(error=exc.error if isinstance(exc, _Stopped) else exc)
+    if job.handoff is None:
+        return outcome
+    # Fabric's launcher reads the return value only after every rank has exited, through a pipe that a
+    # large value would fill (deadlock): the weights go through a file, the return value is its name
+    if fabric.is_global_zero:
+        with open(job.handoff, "wb") as f:
+            pickle.dump(outcome, f)
+    return str(job.handoff)
 
 
 def _die_with_parent() -> None:

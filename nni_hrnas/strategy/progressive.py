@@ -35,12 +35,15 @@ cost of the target; ``result['target']`` says on which side and how far.
 from __future__ import annotations
 
 import logging
+import pickle
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from nni.nas.evaluator.pytorch import Lightning
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import ModelStatus, RawFormatModelSpace
@@ -263,7 +266,14 @@ class ProgressiveShrinking(OneShotStrategy):
                         checkpoint_path=self.checkpoint_path, payload=self._resume_payload(fingerprint),
                         on_epoch_end=self.on_epoch_end, channels_last=self.devices.channels_last)
         fabric = self.devices.fabric()
-        outcome: SearchOutcome = fabric.launch(search_worker, job)
+        if isinstance(getattr(fabric.strategy, "launcher", None), _MultiProcessingLauncher):
+            with tempfile.TemporaryDirectory(prefix="hrnas-search-") as tmp:
+                job.handoff = Path(tmp) / "outcome.pkl"
+                fabric.launch(search_worker, job)
+                with open(job.handoff, "rb") as f:
+                    outcome: SearchOutcome = pickle.load(f)  # written by our own rank zero a moment ago
+        else:
+            outcome = fabric.launch(search_worker, job)
         self.is_global_zero = fabric.is_global_zero
         if outcome.error is not None:
             raise outcome.error

@@ -137,7 +137,33 @@ class TaskModule(LightningModule):
         self.history = []
         self.final_result = None
 
+    def validation_state(self) -> Any:  # pragma: no cover - abstract
+        """What this process accumulated since ``on_validation_epoch_start`` (picklable, on the CPU)."""
+        raise NotImplementedError
+
+    def merge_validation_states(self, states: list[Any]) -> None:  # pragma: no cover - abstract
+        """Replace this process's accumulated validation results by those of all ``states`` (rank order)."""
+        raise NotImplementedError
+
+    def gather_validation(self) -> None:
+        """Merge the validation results of every process of a data-parallel run into each of them.
+
+        A no-op in one process. With several (``torch.distributed`` initialised: the search's Fabric
+        processes, or a DDP ``Trainer``), each process's :meth:`validation_state` is gathered and
+        :meth:`merge_validation_states` makes ``compute_metric`` give the metric of the whole
+        validation set (each process must have seen a disjoint part of it: a padded sampler counts
+        its repeated samples twice). Every process must call it: it is a collective.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return
+        states: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(states, self.validation_state())
+        self.merge_validation_states(states)
+
     def on_validation_epoch_end(self):
+        self.gather_validation()
         value = float(self.compute_metric())
         self.log(f'val_{self.metric_name}', value, prog_bar=True)
         for k, v in self.extra_metrics.items():

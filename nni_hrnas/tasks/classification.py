@@ -47,6 +47,13 @@ class ClassificationModule(TaskModule):
         self._correct += torch.stack([hit[:, 0].sum(), hit.any(dim=1).sum()])
         self._seen += len(y)
 
+    def validation_state(self):
+        return self._correct.clone(), self._seen
+
+    def merge_validation_states(self, states) -> None:
+        self._correct = sum((c for c, _ in states), torch.zeros(2, dtype=torch.long))
+        self._seen = sum(n for _, n in states)
+
     def compute_metric(self) -> float:
         seen = max(self._seen, 1)
         self.extra_metrics = {'top5': float(self._correct[1]) / seen}

@@ -107,6 +107,12 @@ class KeypointsModule(TaskModule):
                                '(or set module.coco_gt) to compute the OKS AP.')
         return ds.coco_gt()
 
+    def validation_state(self):
+        return list(self._outputs)
+
+    def merge_validation_states(self, states) -> None:
+        self._outputs = [o for part in states for o in part]
+
     def compute_metric(self) -> float:
         if not self._outputs:
             return 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nni
+import torch
 import torch.nn.functional as F
 
 from .base import TaskModule
@@ -28,7 +29,8 @@ class SegmentationModule(TaskModule):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = list(class_names) if class_names is not None else None
-        self.val_miou = MeanIoU(num_classes, ignore_index)
+        # merged across processes by gather_validation, not by torchmetrics (which would add it twice)
+        self.val_miou = MeanIoU(num_classes, ignore_index, sync_on_compute=False)
 
     def _logits(self, x, size):
         logits = self.model(x)
@@ -50,6 +52,12 @@ class SegmentationModule(TaskModule):
         logits = self._logits(x, y.shape[-2:])
         self.log('val_loss', F.cross_entropy(logits, y, ignore_index=self.ignore_index), prog_bar=False)
         self.val_miou.update(logits.argmax(dim=1), y)
+
+    def validation_state(self):
+        return self.val_miou.confmat.detach().cpu().clone()
+
+    def merge_validation_states(self, states) -> None:
+        self.val_miou.confmat.copy_(torch.stack(list(states)).sum(0).to(self.val_miou.confmat.device))
 
     def compute_metric(self) -> float:
         value = float(self.val_miou.compute())
