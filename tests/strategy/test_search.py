@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 import types
-from pathlib import Path
 
 import pytest
 import torch
 from nni.nas.experiment import NasExperiment
 from reference import torch_counted_macs
-from search_helpers import EVALUATOR, STRATEGY, tiny_search
+from search_helpers import (
+    EVALUATOR,
+    STRATEGY,
+    assert_same_search_state,
+    copy_each_epoch,
+    run_worker,
+    tiny_search,
+    training_calls,
+)
 from tiny_data import tiny_evaluator
 
 from nni_hrnas.search import load_searched_model
@@ -179,19 +182,47 @@ def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path):
     assert saved["state"]["epoch"] == 1  # the last good checkpoint is kept as it was
 
 
-def test_resume_after_a_nan_stop_matches_an_uninterrupted_run(tmp_path):
-    """In-process resume with an LR schedule: optimizer, scheduler, EMA and lambda state all restored."""
-    cosine = dict(schedule="cosine", n_train=48, n_val=16)
-    reference = tiny_search(evaluator_kwargs=cosine, lambda_=0.05).result
-    evaluator = tiny_evaluator(**{**EVALUATOR, **cosine})
-    _nan_loss_at_call(evaluator.module, 8)  # inside epoch 2 (3 batches an epoch)
+def _count_training_steps(module) -> dict:
+    original = type(module).training_step
+    calls = {"n": 0}
+
+    def training_step(self, batch, batch_idx):
+        calls["n"] += 1
+        return original(self, batch, batch_idx)
+
+    module.training_step = types.MethodType(training_step, module)
+    return calls
+
+
+# budget mode, so that the lambda scale moves, and a cosine schedule, so that the scheduler state matters
+RESUMED = dict(lambda_=0.05, target_macs=700_000)
+COSINE = dict(schedule="cosine", n_train=48, n_val=16)  # 3 training steps an epoch
+
+
+def test_resume_after_a_nan_stop_continues_where_it_stopped(tmp_path):
+    """In-process resume: the resumed search runs only the epoch left, and its optimizer, scheduler, EMA,
+    lambda scale, counters and RNG equal those of an uninterrupted search, tensor for tensor."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    reference = tiny_search(evaluator_kwargs=COSINE, checkpoint_dir=ref, on_epoch_end=copy_each_epoch(ref),
+                            **RESUMED).result
+    evaluator = tiny_evaluator(**{**EVALUATOR, **COSINE})
+    _nan_loss_at_call(evaluator.module, 8)  # epoch 2 (0-based), its second step
     with pytest.raises(SearchDiverged):
-        tiny_search(evaluator, lambda_=0.05, checkpoint_dir=tmp_path)
-    resumed = tiny_search(evaluator_kwargs=cosine, lambda_=0.05, checkpoint_dir=tmp_path, resume=True).result
-    assert resumed["arch"] == reference["arch"]
-    assert resumed["metric"] == pytest.approx(reference["metric"], abs=1e-6)
-    assert [t["macs"] for t in resumed["trajectory"]] == [t["macs"] for t in reference["trajectory"]]
-    assert resumed["search_cost"]["images_seen"] == reference["search_cost"]["images_seen"]
+        tiny_search(evaluator, checkpoint_dir=run, on_epoch_end=copy_each_epoch(run), **RESUMED)
+    stopped = torch.load(run / CHECKPOINT_NAME, weights_only=True)
+    assert stopped["state"]["epoch"] == 2
+    assert_same_search_state(stopped, torch.load(ref / "epoch2.pt", weights_only=True))
+    assert stopped["state"]["lambda_scale"] != 1.0  # the budget moved it: restoring it matters
+
+    evaluator = tiny_evaluator(**{**EVALUATOR, **COSINE})
+    calls = _count_training_steps(evaluator.module)
+    resumed = tiny_search(evaluator, checkpoint_dir=run, resume=True, **RESUMED).result
+    assert calls["n"] == 3  # the last epoch only
+    assert resumed["resumed_at_epoch"] == 2 and reference["resumed_at_epoch"] is None
+    assert_same_search_state(torch.load(run / CHECKPOINT_NAME, weights_only=True),
+                             torch.load(ref / "epoch3.pt", weights_only=True))
+    assert resumed["arch"] == reference["arch"] and resumed["metric"] == reference["metric"]
+    assert resumed["search_cost"]["images_seen"] == reference["search_cost"]["images_seen"] == 3 * 48
 
 
 def test_bad_settings_are_clear_errors():
@@ -222,39 +253,29 @@ def test_corrupt_and_mismatched_checkpoints_are_refused_and_kept(tmp_path):
     assert path.stat().st_size == len(good) // 2  # left in place for the user
 
 
-def test_kill_and_resume_reaches_the_same_architecture(tmp_path):
-    epochs = 4
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the worker (OMP_NUM_THREADS=1): the same float reductions
-    try:
-        reference = tiny_search(evaluator_kwargs=dict(n_train=48, n_val=16), lambda_=0.05, epochs=epochs).result
-    finally:
-        torch.set_num_threads(threads)
-    worker = [sys.executable, str(Path(__file__).with_name("resume_worker.py")), str(tmp_path),
-              str(tmp_path / "out.json"), str(epochs)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = tmp_path / CHECKPOINT_NAME
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["state"]["epoch"] >= 1:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.3)  # inside epoch 2 (an epoch takes about a second)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    epoch_at_kill = torch.load(checkpoint, weights_only=True)["state"]["epoch"]
-    assert 1 <= epoch_at_kill < epochs and not (tmp_path / "out.json").exists()
-    done = subprocess.run(worker, env=env, capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    resumed = json.loads((tmp_path / "out.json").read_text())
-    assert resumed["arch"] == reference["arch"]
-    assert resumed["metric"] == pytest.approx(reference["metric"], abs=1e-6)
+def test_sigkill_and_resume_continues_where_it_was_killed(tmp_path):
+    """A search process killed with SIGKILL at a chosen training step (epoch 2, its second step)
+    resumes from the end of epoch 2: it runs only the steps left, and ends in the state of an
+    uninterrupted search, tensor for tensor."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    base = dict(epochs=4, evaluator=dict(schedule="cosine"), **{"lambda": 0.05, "target_macs": 700_000})
+    done = run_worker(dict(base, dir=str(ref)))
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    killed = run_worker(dict(base, dir=str(run), kill_at_call=2 * 3 + 2))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-3000:]
+    assert not (run / "out.json").exists()
+    at_kill = torch.load(run / CHECKPOINT_NAME, weights_only=True)
+    assert at_kill["state"]["epoch"] == 2
+    assert_same_search_state(at_kill, torch.load(ref / "epoch2.pt", weights_only=True))
+
+    resumed = run_worker(dict(base, dir=str(run), resume=True))
+    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+    assert training_calls(run) == 8 + 2 * 3  # 8 steps before the kill, then epochs 3 and 4 only
+    out, reference = (json.loads((d / "out.json").read_text()) for d in (run, ref))
+    assert out["resumed_at_epoch"] == 2
+    assert_same_search_state(torch.load(run / CHECKPOINT_NAME, weights_only=True),
+                             torch.load(ref / "epoch4.pt", weights_only=True))
+    assert out["arch"] == reference["arch"] and out["metric"] == reference["metric"]
 
 
 def test_path_overhead_removes_whole_paths():
