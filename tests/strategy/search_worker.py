@@ -11,6 +11,7 @@ rank runs appends one line to ``calls_rank{r}.txt``; each epoch's checkpoint is 
 ``epoch{e}.pt``; the searched run folder goes to ``run/`` and ``out.json`` holds the result.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -90,7 +91,10 @@ def main(config_path: str) -> None:
                            on_epoch_end=copy_each_epoch(out),
                            devices=DeviceSettings(accelerator="cpu", devices=cfg.get("devices", 1),
                                                   precision=cfg.get("precision", "32-true")))
-    save_searched(out / "run", strategy.result["arch"], strategy.model, dict(strategy.result))
+    from search_spaces import HRNASSpace
+
+    config = dataclasses.asdict(HRNASSpace.from_preset("tiny").config)  # what load_searched_model rebuilds from
+    save_searched(out / "run", strategy.result["arch"], strategy.model, dict(strategy.result, config=config))
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.save(strategy.model.eval()(x), out / "searched_outputs.pt")
