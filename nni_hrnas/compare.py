@@ -24,7 +24,10 @@ import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nni_hrnas.strategy.loop import DeviceSettings
 
 _log = logging.getLogger("nni_hrnas.compare")
 
@@ -72,6 +75,7 @@ class CompareSettings:
     seed: int = 0
     eval_epochs: int = 2
     hrnas_lambdas: int = 3
+    device: DeviceSettings | None = None  # where every search and evaluation trains (default: one device, auto)
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
@@ -82,6 +86,13 @@ class CompareSettings:
             raise CompareError(f"invalid eval_epochs={self.eval_epochs}: expected >= 1")
         if self.hrnas_lambdas < 1:
             raise CompareError(f"invalid hrnas_lambdas={self.hrnas_lambdas}: expected >= 1")
+        from nni_hrnas.strategy.loop import DeviceSettings
+
+        self.device = self.device or DeviceSettings()
+        try:
+            self.device.check_machine()
+        except ValueError as exc:
+            raise CompareError(str(exc)) from None
 
 
 class _Meter:
@@ -136,6 +147,8 @@ class Comparison:
 
     def evaluator(self, epochs: int, **trainer_kwargs: Any):
         """The task's NNI Lightning evaluator on the shared data sets."""
+        # NNI's evaluators train with a Lightning Trainer on the same devices as the HR-NAS searches
+        trainer_kwargs = {**self.settings.device.trainer_kwargs(), **trainer_kwargs}
         return self.spec.make_evaluator(None, epochs=epochs, datasets=self.datasets, seed=self.settings.seed,
                                         module_kwargs=self.defaults.get("module_kwargs"),
                                         enable_progress_bar=False, logger=False, **trainer_kwargs)
@@ -287,7 +300,8 @@ class Comparison:
             if rows and meter.left() <= 0:
                 break
             result = run_search(SearchSettings(task=self.settings.task, lambda_=lam, seed=self.settings.seed,
-                                               epochs=epochs, out=str(Path(self.settings.out) / f"hrnas-{i}")))
+                                               epochs=epochs, out=str(Path(self.settings.out) / f"hrnas-{i}"),
+                                               **self.settings.device.flags()))
             meter.images += int(result["search_cost"]["images_seen"])
             metric = self.evaluate(result["arch"], meter)
             rows.append(self.row("hrnas", result["arch"], metric, meter, lambda_=lam,
@@ -361,19 +375,23 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--resume", action="store_true",
                         help="keep the strategies already in OUT/results.csv and run the others")
     parser.add_argument("--json", action="store_true")
+    from nni_hrnas.search import add_device_arguments
+
+    add_device_arguments(parser)
     return parser
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from nni_hrnas.search import _stdout_to_stderr
+    from nni_hrnas.search import SearchError, _stdout_to_stderr, device_settings
 
     try:
         settings = CompareSettings(task=args.task, budget=args.budget, out=args.out, seed=args.seed,
                                    strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
-                                   eval_epochs=args.eval_epochs, hrnas_lambdas=args.hrnas_lambdas)
+                                   eval_epochs=args.eval_epochs, hrnas_lambdas=args.hrnas_lambdas,
+                                   device=device_settings(args, check_machine=False))
         with _stdout_to_stderr():  # NNI's engines log to stdout; it is ours (--json)
             table = run_compare(settings, resume=args.resume)
-    except CompareError as error:
+    except (CompareError, SearchError) as error:
         print(f"hrnas compare: error: {error}", file=sys.stderr)
         return 2
     summary = table.groupby("strategy").agg(n=("metric", "size"), best_metric=("metric", "max"),

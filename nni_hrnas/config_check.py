@@ -4,7 +4,8 @@
 "Port 8080 is not idle", and a tuner that rejects its ``classArgs`` or the search space only in
 the experiment's ``dispatcher.log`` once the web UI is up. This check runs the same validations
 (NNI's own ``ExperimentConfig``, our tuner's constructor and ``update_search_space``, the trial
-command's task and data root, the port) and names each problem with its fix.
+command's task, data root and device flags against ``trialGpuNumber`` and ``gpuIndices``, the
+port) and names each problem with its fix. A GPU request this machine cannot meet is a warning.
 
 Example:
     $ hrnas check experiments/cityscapes.yml --port 8080 && nnictl create --config experiments/cityscapes.yml --port 8080
@@ -94,8 +95,7 @@ def _trial_problems(data: dict[str, Any]) -> list[str]:
         return []
     from nni_hrnas.tasks.registry import get_task
 
-    words = shlex.split(command)
-    flags = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+    flags = _trial_flags(data) or {}
     if "--task" not in flags:
         return ["trialCommand: python -m nni_hrnas.trial needs --task TASK"]
     try:
@@ -109,6 +109,73 @@ def _trial_problems(data: dict[str, Any]) -> list[str]:
     if root and not Path(root).is_dir():
         return [f"task {spec.name!r}: data root {root!r} is not a folder; point {spec.root_env} or --data-root "
                 "at the data set's top folder"]
+    return []
+
+
+def _trial_flags(data: dict[str, Any]) -> dict[str, str] | None:
+    command = str(data.get("trialCommand") or "")
+    if "nni_hrnas.trial" not in command:
+        return None
+    words = shlex.split(command)
+    return {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+
+
+def _gpu_problems(data: dict[str, Any]) -> list[str]:
+    """``trialGpuNumber``, ``gpuIndices`` and ``trialConcurrency`` against the trial's device flags.
+
+    NNI's local training service gives each trial ``trialGpuNumber`` GPUs out of ``gpuIndices``
+    (through ``CUDA_VISIBLE_DEVICES``) and runs up to ``trialConcurrency`` trials at once; a trial
+    that needs more GPUs than it is given, or GPUs it is not given, fails or waits.
+    """
+    flags = _trial_flags(data)
+    gpus = int(data.get("trialGpuNumber") or 0)
+    service = data.get("trainingService") or {}
+    service = service if isinstance(service, dict) else {}
+    indices = service.get("gpuIndices")
+    if isinstance(indices, str):
+        indices = [i for i in indices.split(",") if i.strip()]
+    elif isinstance(indices, int):
+        indices = [indices]
+    problems = []
+    if indices is not None and gpus > len(indices):
+        problems.append(f"trainingService.gpuIndices lists {len(indices)} GPU(s), fewer than trialGpuNumber: {gpus}: "
+                        f"no trial could ever start; list at least {gpus} GPU(s) or lower trialGpuNumber")
+    if flags is None:
+        return problems
+    from nni_hrnas.strategy.loop import DeviceSettings
+
+    try:
+        device = DeviceSettings(accelerator=flags.get("--accelerator", "auto"),
+                                devices=int(flags.get("--devices", 1)), num_nodes=int(flags.get("--num-nodes", 1)),
+                                precision=flags.get("--precision", "32-true"))
+    except ValueError as exc:
+        return problems + [f"trialCommand: {exc}"]
+    if device.accelerator == "cpu" and gpus:
+        problems.append(f"trialGpuNumber: {gpus} reserves GPUs, but trialCommand trains with --accelerator cpu: "
+                        "set trialGpuNumber: 0, or --accelerator cuda")
+    elif device.accelerator in ("cuda", "gpu") and not gpus:
+        problems.append(f"trialCommand trains with --accelerator {device.accelerator}, but trialGpuNumber is "
+                        f"{gpus}: NNI gives the trial no GPU; set trialGpuNumber: {device.devices}")
+    elif device.accelerator != "cpu" and gpus and device.devices > gpus:
+        problems.append(f"trialCommand asks for --devices {device.devices}, but trialGpuNumber: {gpus} gives each "
+                        f"trial {gpus} GPU(s): set trialGpuNumber: {device.devices}")
+    if device.num_nodes > 1:
+        problems.append(f"trialCommand: --num-nodes {device.num_nodes}: an nnictl trial runs on one machine; use "
+                        "--num-nodes 1 and --devices for the GPUs of that machine")
+    return problems
+
+
+def gpu_warnings(data: dict[str, Any]) -> list[str]:
+    """What this machine lacks for the config's GPU requests (not a problem of the config itself)."""
+    import torch
+
+    gpus = int(data.get("trialGpuNumber") or 0)
+    if not gpus:
+        return []
+    have = torch.cuda.device_count()
+    if have < gpus:
+        return [f"trialGpuNumber: {gpus}, but this machine has {have} CUDA GPU(s): NNI would keep every trial "
+                "waiting for a GPU; run nnictl create on the GPU machine"]
     return []
 
 
@@ -136,7 +203,7 @@ def check_config(path: str | Path, port: int | None = None) -> list[str]:
         return [f"{path}: expected a mapping of NNI config keys, got {type(data).__name__}"]
     problems = _config_problems(data)
     if not problems:
-        problems += _tuner_problems(data) + _trial_problems(data)
+        problems += _tuner_problems(data) + _trial_problems(data) + _gpu_problems(data)
     if port is not None and (problem := port_problem(port)):
         problems.append(problem)
     return problems
@@ -153,6 +220,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = check_config(args.config, args.port)
     for problem in problems:
         print(f"hrnas check: error: {problem}", file=sys.stderr)
+    if not problems:
+        for warning in gpu_warnings(yaml.safe_load(Path(args.config).read_text())):
+            print(f"hrnas check: warning: {warning}", file=sys.stderr)
     if not problems:
         print(f"{args.config}: ok")
     return 2 if problems else 0

@@ -26,6 +26,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,10 @@ class SearchSettings:
     ema_decay: float = 0.999
     path_overhead: float | str | None = None  # MAC-equivalents, or "auto": measured here at latency_batch
     latency_batch: int = 1
+    accelerator: str = "auto"  # where the search trains (Lightning Fabric): auto, cpu, cuda / gpu
+    devices: int = 1  # processes per node, one per device, data parallel
+    num_nodes: int = 1
+    precision: str = "32-true"  # 32-true, bf16-mixed, 16-mixed (CUDA)
 
     def __post_init__(self) -> None:
         from nni_hrnas.tasks.registry import get_task
@@ -175,6 +180,20 @@ class SearchSettings:
             raise bad("latency_batch", self.latency_batch, "expected an integer >= 1")
         if self.resume and not self.out:
             raise bad("resume", True, "--resume needs --out RUN_DIR (the folder of the search to continue)")
+        try:
+            self.device_settings().check_machine()
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
+
+    def device_settings(self):
+        """The :class:`~nni_hrnas.strategy.DeviceSettings` of this search (flags checked, not the machine)."""
+        from nni_hrnas.strategy.loop import DeviceSettings
+
+        try:
+            return DeviceSettings(accelerator=self.accelerator, devices=self.devices, num_nodes=self.num_nodes,
+                                  precision=self.precision)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
 
     def run_dir(self) -> Path:
         if self.out:
@@ -223,7 +242,7 @@ def build_search(settings: SearchSettings, run_dir: Path | None = None,
         target_macs=settings.target_macs,
         input_size=input_size, ema_decay=settings.ema_decay, recalibration_batches=settings.recalibration_batches,
         seed=settings.seed, checkpoint_dir=run_dir, resume=settings.resume,
-        path_overhead=float(settings.path_overhead), on_epoch_end=on_epoch_end)
+        path_overhead=float(settings.path_overhead), on_epoch_end=on_epoch_end, devices=settings.device_settings())
     return space, evaluator, strategy
 
 
@@ -252,7 +271,10 @@ def run_search(settings: SearchSettings,
                               f"{strategy.input_size} (every searched unit removed)")
     run_dir.mkdir(parents=True, exist_ok=True)
     experiment = NasExperiment(space, evaluator, strategy)
-    experiment.config.experiment_working_directory = str((run_dir / "nni").resolve())
+    # under torchrun / SLURM every process runs this function: only rank zero writes the run folder
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) if strategy.devices.world_size > 1 else 0
+    nni_dir = run_dir / "nni" if rank == 0 else Path(tempfile.mkdtemp(prefix=f"hrnas-nni-rank{rank}-"))
+    experiment.config.experiment_working_directory = str(nni_dir.resolve())
     started = time.perf_counter()
     try:
         experiment.run(port=free_port())
@@ -264,7 +286,8 @@ def run_search(settings: SearchSettings,
     result.update(task=settings.task, preset=settings.preset, arch=dict(arch),
                   config=dataclasses.asdict(space.config), run_seconds=time.perf_counter() - started,
                   smoke=settings.smoke, run_dir=str(run_dir))
-    save_searched(run_dir, arch, model, result)
+    if rank == 0 and strategy.is_global_zero:
+        save_searched(run_dir, arch, model, result)
     return result
 
 
@@ -337,7 +360,45 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--out", help="run folder (default: runs/hrnas-TASK-TIME)")
     parser.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
+    add_device_arguments(parser)
     return parser
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--accelerator --devices --num-nodes --precision``: where searches train (Lightning Fabric)."""
+    from nni_hrnas.strategy.loop import ACCELERATORS, PRECISIONS
+
+    group = parser.add_argument_group("devices (Lightning Fabric)")
+    group.add_argument("--accelerator", default="auto", help=f"{', '.join(ACCELERATORS)} (default auto: "
+                       "the GPU when there is one)")
+    group.add_argument("--devices", type=int, default=1, help="processes per node, one per device, training "
+                       "data parallel on the task's batch size each (default 1)")
+    group.add_argument("--num-nodes", type=int, default=1, help="machines; start each node's processes with "
+                       "torchrun (default 1)")
+    group.add_argument("--precision", default="32-true", help=f"{', '.join(PRECISIONS)} (default 32-true)")
+    return parser
+
+
+def device_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The device flags of ``args`` as :class:`SearchSettings` keyword arguments."""
+    return {name: getattr(args, name) for name in ("accelerator", "devices", "num_nodes", "precision")
+            if getattr(args, name, None) is not None}
+
+
+def device_settings(args: argparse.Namespace, check_machine: bool = True):
+    """The :class:`~nni_hrnas.strategy.DeviceSettings` of the device flags, checked against this machine.
+
+    Raises ``SearchError`` naming the flag and the fix (before anything trains).
+    """
+    from nni_hrnas.strategy.loop import DeviceSettings
+
+    try:
+        settings = DeviceSettings(**device_kwargs(args))
+        if check_machine:
+            settings.check_machine()
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+    return settings
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -395,7 +456,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             target_macs=args.target_macs, seed=args.seed, batch_size=getattr(args, "batch_size", None),
             out=args.out, resume=args.resume, data_root=getattr(args, "data_root", None),
             path_overhead=_overhead_arg(getattr(args, "path_overhead", None)),
-            latency_batch=getattr(args, "latency_batch", 1))
+            latency_batch=getattr(args, "latency_batch", 1), **device_kwargs(args))
         with _stdout_to_stderr():
             result = run_search(settings)
     except (SearchError, CheckpointError, ValueError, FileNotFoundError) as exc:

@@ -57,9 +57,10 @@ def report_epoch(epoch: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nni_hrnas.search import SearchSettings, run_search
+    from nni_hrnas.search import SearchSettings, add_device_arguments, device_kwargs, run_search
 
     parser = argparse.ArgumentParser(prog="python -m nni_hrnas.trial", description=__doc__)
+    add_device_arguments(parser)
     parser.add_argument("--task", required=True)
     parser.add_argument("--preset")
     parser.add_argument("--epochs", type=int)
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(os.environ.get("NNI_OUTPUT_DIR", ".")) / "search"
     settings = SearchSettings(task=args.task, preset=args.preset, lambda_=float(params["lambda"]),
                               eps=float(params["eps"]), epochs=args.epochs, seed=args.seed,
-                              data_root=args.data_root, out=str(out), resume=(out / "search_checkpoint.pt").exists())
+                              data_root=args.data_root, out=str(out), resume=(out / "search_checkpoint.pt").exists(),
+                              **device_kwargs(args))
     with outer_trial_state():
         result = run_search(settings, on_epoch_end=report_epoch)
     nni.report_final_result(final_result(result))

@@ -120,6 +120,16 @@ class DeviceSettings:
             raise ValueError(f"--num-nodes {self.num_nodes}: start one process per device on every node with "
                              "torchrun (or SLURM) and the same flags; see the README section on GPUs")
 
+    def flags(self) -> dict[str, Any]:
+        """The four user-facing settings, as :class:`~nni_hrnas.search.SearchSettings` keyword arguments."""
+        return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
+                "precision": self.precision}
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The same settings for a Lightning ``Trainer`` (NNI's evaluators), several devices forked from here."""
+        return {"accelerator": self.resolved_accelerator(), "devices": self.devices, "num_nodes": self.num_nodes,
+                "precision": self.precision, **({"strategy": "ddp_fork"} if self.world_size > 1 else {})}
+
     def fabric(self):
         """The ``lightning_fabric.Fabric`` of these settings (processes are started by ``launch``)."""
         from lightning_fabric import Fabric

@@ -12,11 +12,13 @@ import json
 import math
 import multiprocessing
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+
+from nni_hrnas.strategy.loop import DeviceSettings
 
 from .storage import open_storage
 
@@ -57,6 +59,7 @@ class StudySettings:
     seed: int = 0
     out: str | None = None
     pruner: str | None = None  # single mode: 'median' (default), 'hyperband' or 'none'
+    device: DeviceSettings = field(default_factory=lambda: DeviceSettings())  # where each search trains
 
     def __post_init__(self) -> None:
         if self.pruner is None:
@@ -91,6 +94,10 @@ class StudySettings:
                              "only")
         if self.macs_limit is not None and self.mode != "single":
             raise StudyError("macs_limit is a constraint of the single-objective mode; pass --mode single")
+        try:
+            self.device.check_machine()
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
 
 
 def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
@@ -141,7 +148,7 @@ def make_objective(settings: StudySettings):
                                              f"at {epoch['macs']:,} MACs is below the {settings.pruner} pruner's bar")
 
         result = run_search(SearchSettings(task=settings.task, lambda_=lam, eps=eps, epochs=settings.epochs,
-                                           seed=settings.seed, out=str(run_dir)),
+                                           seed=settings.seed, out=str(run_dir), **settings.device.flags()),
                             on_epoch_end=report if settings.mode == "single" else None)
         for key in ("macs", "params", "arch", "search_seconds", "metric_name"):
             trial.set_user_attr(key, result[key])
@@ -197,15 +204,21 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="folder of the trials' run folders (default: runs/STUDY_NAME)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    from nni_hrnas.search import add_device_arguments
+
+    add_device_arguments(parser)
     return parser
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     """``hrnas study``."""
+    from nni_hrnas.search import device_settings
+
     try:
         settings = StudySettings(task=args.task, storage=args.storage, n_trials=args.n_trials, workers=args.workers,
                                  study_name=args.study_name, mode=args.mode, macs_limit=args.macs_limit,
-                                 epochs=args.epochs, seed=args.seed, out=args.out, pruner=args.pruner)
+                                 epochs=args.epochs, seed=args.seed, out=args.out, pruner=args.pruner,
+                                 device=device_settings(args, check_machine=False))
         study = run_study(settings)
     except (StudyError, ValueError) as error:
         print(f"hrnas study: error: {error}", file=sys.stderr)

@@ -32,6 +32,9 @@ def _variant(tmp_path: Path, edit) -> Path:
     return path
 
 
+TRIAL = "python -m nni_hrnas.trial --task digits_seg"
+
+
 @pytest.mark.parametrize("edit, expected", [
     (lambda c: c.update(maxTrialNumbr=3), "did you mean 'maxTrialNumber'"),
     (lambda c: c.update(trialConcurrency="two"), "trial_concurrency"),
@@ -43,6 +46,15 @@ def _variant(tmp_path: Path, edit) -> Path:
     (lambda c: c["searchSpace"].pop("eps"), "searchSpace has no ['eps']"),
     (lambda c: c.update(trialCommand="python -m nni_hrnas.trial --task digitz"), "digitz"),
     (lambda c: c.update(trialCommand="python -m nni_hrnas.trial --task cityscapes"), "export CITYSCAPES_ROOT="),
+    (lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cuda --devices 2", trialGpuNumber=1),
+     "--devices 2, but trialGpuNumber: 1 gives each trial 1 GPU(s): set trialGpuNumber: 2"),
+    (lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cuda"), "NNI gives the trial no GPU; set trialGpuNumber: 1"),
+    (lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cpu", trialGpuNumber=1), "set trialGpuNumber: 0"),
+    (lambda c: (c.update(trialCommand=f"{TRIAL} --accelerator cuda --devices 2", trialGpuNumber=2),
+                c["trainingService"].update(gpuIndices=[0])), "gpuIndices lists 1 GPU(s), fewer than trialGpuNumber: 2"),
+    (lambda c: c.update(trialCommand=f"{TRIAL} --precision fp8"), "trialCommand: invalid --precision 'fp8'"),
+    (lambda c: c.update(trialCommand=f"{TRIAL} --num-nodes 2"), "an nnictl trial runs on one machine"),
+    (lambda c: (c.update(trialGpuNumber=1), c["trainingService"].pop("useActiveGpu")), "use_active_gpu"),
 ])
 def test_bad_configs_are_named_with_their_fix(tmp_path, monkeypatch, edit, expected):
     monkeypatch.delenv("CITYSCAPES_ROOT", raising=False)
@@ -63,3 +75,14 @@ def test_a_port_in_use_and_the_command_line(tmp_path, capsys):
     bad.write_text("experimentName: [unclosed\n")
     assert main(["check", str(bad)]) == 2
     assert "is not valid YAML" in capsys.readouterr().err
+
+
+def test_a_gpu_request_this_machine_cannot_meet_is_a_warning():
+    import torch
+
+    from nni_hrnas.config_check import gpu_warnings
+
+    have = torch.cuda.device_count()
+    assert gpu_warnings({"trialGpuNumber": 0}) == []
+    (warning,) = gpu_warnings({"trialGpuNumber": have + 1})
+    assert f"trialGpuNumber: {have + 1}, but this machine has {have} CUDA GPU(s)" in warning

@@ -67,3 +67,36 @@ def test_settings_defaults_and_validation():
         SearchSettings(task="nope")
     with pytest.raises(SearchError, match="prune_every"):
         SearchSettings(task="digits_seg", prune_every=0)
+
+
+@pytest.mark.parametrize("command", ["search", "study", "compare"])
+@pytest.mark.parametrize("flags, message", [
+    (["--devices", "4", "--accelerator", "cpu"], "--devices 4: this machine has 2 CPU core(s)"),
+    (["--accelerator", "gpu"], "--accelerator gpu: no CUDA device is available"),
+    (["--accelerator", "cuda", "--devices", "2"], "--accelerator cuda: no CUDA device is available"),
+    (["--precision", "fp8"], "invalid --precision 'fp8': choose one of 32-true, bf16-mixed, 16-mixed"),
+    (["--precision", "16-mixed", "--accelerator", "cpu"], "--precision 16-mixed needs a CUDA GPU"),
+    (["--devices", "0"], "invalid --devices 0"),
+    (["--num-nodes", "2"], "--num-nodes 2: start one process per device on every node with torchrun"),
+])
+def test_device_flags_fail_before_anything_runs(command, flags, message, tmp_path, monkeypatch, capfd):
+    """Each bad device flag is one line naming the flag and the fix, before any training, nothing written."""
+    from nni_hrnas.cli import main as hrnas
+
+    monkeypatch.setenv("HRNAS_SMOKE", "1")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "search_checkpoint.pt").write_bytes(b"a checkpoint")
+    argv = {"search": ["search", "--task", "digits_seg", "--out", str(run), "--resume"],
+            "study": ["study", "--task", "digits_seg", "--storage", f"sqlite:///{tmp_path}/s.db", "--out", str(run)],
+            "compare": ["compare", "--task", "digits_seg", "--budget", "10s", "--out", str(run)]}[command]
+    assert hrnas([*argv, *flags]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert sorted(p.name for p in run.iterdir()) == ["search_checkpoint.pt"]  # nothing written
+    assert (run / "search_checkpoint.pt").read_bytes() == b"a checkpoint"
+    assert not (tmp_path / "s.db").exists()
