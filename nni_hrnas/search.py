@@ -106,6 +106,7 @@ class SearchSettings:
     devices: int = 1  # processes per node, one per device, data parallel
     num_nodes: int = 1
     precision: str = "32-true"  # 32-true, bf16-mixed, 16-mixed (CUDA)
+    channels_last: bool = True  # the live network and its inputs channels-last (faster, see bench_fabric.py)
 
     def __post_init__(self) -> None:
         from nni_hrnas.tasks.registry import get_task
@@ -191,7 +192,7 @@ class SearchSettings:
 
         try:
             return DeviceSettings(accelerator=self.accelerator, devices=self.devices, num_nodes=self.num_nodes,
-                                  precision=self.precision)
+                                  precision=self.precision, channels_last=self.channels_last)
         except ValueError as exc:
             raise SearchError(str(exc)) from None
 
@@ -376,12 +377,14 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     group.add_argument("--num-nodes", type=int, default=1, help="machines; start each node's processes with "
                        "torchrun (default 1)")
     group.add_argument("--precision", default="32-true", help=f"{', '.join(PRECISIONS)} (default 32-true)")
+    group.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                       help="keep the network in the default (NCHW) memory layout; channels-last is faster here")
     return parser
 
 
 def device_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The device flags of ``args`` as :class:`SearchSettings` keyword arguments."""
-    return {name: getattr(args, name) for name in ("accelerator", "devices", "num_nodes", "precision")
+    return {name: getattr(args, name) for name in ("accelerator", "devices", "num_nodes", "precision", "channels_last")
             if getattr(args, name, None) is not None}
 
 
