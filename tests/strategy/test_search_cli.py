@@ -100,3 +100,17 @@ def test_device_flags_fail_before_anything_runs(command, flags, message, tmp_pat
     assert sorted(p.name for p in run.iterdir()) == ["search_checkpoint.pt"]  # nothing written
     assert (run / "search_checkpoint.pt").read_bytes() == b"a checkpoint"
     assert not (tmp_path / "s.db").exists()
+
+
+def test_two_process_cli_search_writes_one_run_folder(tmp_path, monkeypatch, capfd):
+    """`hrnas search --devices 2` end to end on the CPU: forked ranks, one NNI experiment, one run folder."""
+    monkeypatch.setenv("HRNAS_SMOKE", "1")
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    run = tmp_path / "run"
+    assert main([*ARGS, "--devices", "2", "--accelerator", "cpu", "--out", str(run), "--json"]) == 0
+    result = json.loads(capfd.readouterr().out)
+    assert result["devices"]["world_size"] == 2 and result["devices"]["accelerator"] == "cpu"
+    assert sorted(p.name for p in run.iterdir()) == ["arch.json", "model.safetensors", "nni", "result.json",
+                                                      "search_checkpoint.pt"]
+    assert len(list((run / "nni").iterdir())) == 1  # one NNI experiment: the ranks did not run their own
+    assert load_searched_model(run).cost(tuple(result["input_size"])).macs == result["macs"]
