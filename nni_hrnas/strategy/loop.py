@@ -22,6 +22,7 @@ All ranks stay in step:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import pickle
@@ -408,7 +409,9 @@ class _SearchLoop:
             model = job.build(dict(payload["arch"]))
             model.load_state_dict(payload["model"])
         module.set_model(model)
-        self.raw_optimizer, scheduler, interval = configure_optimizers(module, job.epochs, steps_per_epoch)
+        start = 0 if payload is None else int(payload["state"]["epoch"])
+        self.raw_optimizer, scheduler, interval = configure_optimizers(
+            module, policy.phase_epochs(min(start, job.epochs - 1), job.epochs), steps_per_epoch)
         self._setup(model)
         ema = EMA(self.model, job.ema_decay)
         if payload is not None:
@@ -440,7 +443,7 @@ class _SearchLoop:
             images, lam = 0, 0.0
             for i, batch in enumerate(self._loader(epoch)):
                 batch = self._to_device(batch)
-                lam = policy.lambda_at(epoch + i / steps_per_epoch, state.lambda_scale)
+                lam = policy.lambda_at(epoch + i / steps_per_epoch, state.lambda_scale, job.epochs)
                 out = module.training_step(batch, i)
                 task_loss = out["loss"] if isinstance(out, dict) else out
                 loss = task_loss + lam * penalty(groups, state.normaliser) if lam > 0 else task_loss
@@ -472,6 +475,18 @@ class _SearchLoop:
 
             if policy.prunes_after(epoch, job.epochs):
                 groups = self._prune_step(state, ema, epoch, lam)
+                if epoch + 1 == policy.shrink_end(job.epochs) < job.epochs:
+                    # the final architecture: trained afresh (optimizer, schedule, EMA) for the epochs left;
+                    # a copy, so that no parameter keeps the hooks of the data-parallel wrapper it had
+                    model = copy.deepcopy(self.model)
+                    module.set_model(model)
+                    self.raw_optimizer, scheduler, interval = configure_optimizers(
+                        module, job.epochs - policy.shrink_end(job.epochs), steps_per_epoch)
+                    self._setup(model)
+                    ema = EMA(self.model, job.ema_decay)
+                    groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
+            elif policy.evaluates_after(epoch, job.epochs):
+                self._evaluate_step(state, ema, epoch)
             state.epoch = epoch + 1
             state.wall_seconds += time.perf_counter() - started
             if path is not None and fabric.is_global_zero:
@@ -507,14 +522,32 @@ class _SearchLoop:
         if error is not None:
             raise _Stopped(error)
 
+    def _recalibrate(self, model: nn.Module, inputs: list[torch.Tensor]) -> None:
+        """BN statistics re-estimated on ``inputs`` (this rank's share) and averaged over the ranks."""
+        with self.fabric.autocast():
+            recalibrate_bn(model, inputs)
+        average_bn_statistics(model, len(inputs), self.fabric)
+
+    def _evaluate_ema(self, state: RunState, ema: EMA) -> None:
+        state.metric = evaluate(self.job.module, ema.model, self.job.val_loader, self.fabric)
+        self.job.module.set_model(self.wrapped)
+
+    def _evaluate_step(self, state: RunState, ema: EMA, epoch: int) -> None:
+        """Evaluate the EMA network in the training phase (BN statistics recalibrated as after a prune)."""
+        self._recalibrate(ema.model, self._calibration_inputs(epoch))
+        self._evaluate_ema(state, ema)
+        macs, params = self._macs_params(self.model)
+        state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
+                                 "metric": state.metric, "units_removed": 0, "lambda": 0.0})
+
     def _prune_step(self, state: RunState, ema: EMA, epoch: int, lam: float) -> list:
+        """One prune step; the last of the shrinking phase lands on the budget."""
         job, policy, fabric = self.job, self.policy, self.fabric
+        shrink_end = policy.shrink_end(job.epochs)
         inputs = self._calibration_inputs(epoch)
-        with fabric.autocast():
-            recalibrate_bn(self.model, inputs)
-        average_bn_statistics(self.model, len(inputs), fabric)
+        self._recalibrate(self.model, inputs)
         groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
-        keep = policy.keep(groups, self.model, last=epoch + 1 == job.epochs)
+        keep = policy.keep(groups, self.model, last=epoch + 1 == shrink_end)
         if self.world > 1:  # one decision for all ranks, whatever their float round-off
             keep = fabric.broadcast({k: v.cpu() for k, v in keep.items()}, src=0)
         removed = units_removed(groups, keep)
@@ -524,14 +557,11 @@ class _SearchLoop:
             ema.replace(rebuild(ema.model, keep))
             self._setup(new)
             groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
-        with fabric.autocast():
-            recalibrate_bn(ema.model, inputs)
-        average_bn_statistics(ema.model, len(inputs), fabric)
-        state.metric = evaluate(job.module, ema.model, job.val_loader, fabric)
-        job.module.set_model(self.wrapped)
+        self._recalibrate(ema.model, inputs)
+        self._evaluate_ema(state, ema)
         macs, params = self._macs_params(self.model)
         state.prune_step += 1
         state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
                                  "metric": state.metric, "units_removed": removed, "lambda": lam})
-        state.lambda_scale = policy.next_lambda_scale(state.lambda_scale, macs, state.start_macs, epoch, job.epochs)
+        state.lambda_scale = policy.next_lambda_scale(state.lambda_scale, macs, state.start_macs, epoch, shrink_end)
         return groups

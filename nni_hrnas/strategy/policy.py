@@ -5,6 +5,11 @@ Pure decisions on a built network, without training or devices: the loop calls
 units stay, given the BN-recalibrated gammas) and :meth:`PruningPolicy.next_lambda_scale` (budget
 mode: how the penalty is scaled to follow a path to ``target_macs``). Every rank of a data-parallel
 search calls them with the same gammas and gets the same answer.
+
+A search has two phases: **shrinking** (the first ``shrink_epochs``, all epochs by default, as in
+the paper: penalty and prune steps) and **training** (the epochs after, if any: the final
+architecture trained with the task loss alone, evaluated every ``prune_every`` epochs and at the
+end).
 """
 
 from __future__ import annotations
@@ -63,15 +68,34 @@ class PruningPolicy:
     target_tolerance: float = 0.05
     path_overhead: float = 0.0
     round_up: Callable[[str, int], int] | None = None
+    shrink_epochs: int | None = None
 
-    def lambda_at(self, t: float, scale: float) -> float:
-        """The penalty weight at fractional epoch ``t``: a linear ramp from 0 over ``warmup_epochs``."""
+    def shrink_end(self, epochs: int) -> int:
+        """The epoch the shrinking phase ends at (``epochs`` when the whole search shrinks)."""
+        return epochs if self.shrink_epochs is None else min(self.shrink_epochs, epochs)
+
+    def lambda_at(self, t: float, scale: float, epochs: int) -> float:
+        """The penalty weight at fractional epoch ``t``: a linear ramp from 0 over ``warmup_epochs``;
+        0 in the training phase."""
+        if int(t) >= self.shrink_end(epochs):
+            return 0.0
         ramp = 1.0 if self.warmup_epochs <= 0 else min(1.0, t / self.warmup_epochs)
         return self.lambda_ * scale * ramp
 
     def prunes_after(self, epoch: int, epochs: int) -> bool:
-        """Whether epoch ``epoch`` (0-based) ends with a prune step: every ``prune_every``, and the last."""
-        return (epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs
+        """Whether epoch ``epoch`` (0-based) ends with a prune step: every ``prune_every`` epochs of the
+        shrinking phase, and its last."""
+        end = self.shrink_end(epochs)
+        return epoch < end and ((epoch + 1) % self.prune_every == 0 or epoch + 1 == end)
+
+    def evaluates_after(self, epoch: int, epochs: int) -> bool:
+        """Whether a training-phase epoch ends with an evaluation: every ``prune_every``, and the last."""
+        return epoch >= self.shrink_end(epochs) and ((epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs)
+
+    def phase_epochs(self, epoch: int, epochs: int) -> int:
+        """The epochs of the phase ``epoch`` is in: each phase has an optimizer and schedule of its own."""
+        end = self.shrink_end(epochs)
+        return end if epoch < end else epochs - end
 
     def keep(self, groups: list[UnitGroup], model: nn.Module, last: bool) -> Keep:
         """The units that stay: |gamma| >= eps, bounded by the budget (never below it; at the last step

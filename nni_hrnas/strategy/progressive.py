@@ -20,15 +20,20 @@ training loop is :mod:`.loop` (Fabric: devices, precision, data parallelism), th
 is :mod:`.policy` (units, penalty, eps, budget, lambda scale) and the run state is
 :mod:`.run_state` (counters, trajectory, checkpoint contents).
 
-Each epoch: loss = task + lambda(t) * sum_i cost_i |gamma_i| (costs at the training input size,
-normalised so the supernet's mean unit cost is 1; token costs recomputed from the tokens still
-alive), lambda ramping linearly from 0 over ``warmup_epochs``. Every ``prune_every`` epochs and
-after the last: BN statistics recalibrated on a few training batches, units with |gamma| < eps
-removed, smaller network rebuilt (weights, optimizer state and EMA sliced by index), the EMA
-network evaluated. With ``target_macs`` the penalty is scaled up or down to follow a path to the
-target, no prune step goes below it (it removes fewer of the units under eps instead), and if
-the MACs are still above the target after the last epoch, the final step removes the least
-important units until they are at or just under it. Either way the result lands within one unit's
+A search has two phases. **Shrinking** (the first ``shrink_epochs``, all epochs by default, as
+in the paper): each epoch, loss = task + lambda(t) * sum_i cost_i |gamma_i| (costs at the training
+input size, normalised so the supernet's mean unit cost is 1; token costs recomputed from the
+tokens still alive), lambda ramping linearly from 0 over ``warmup_epochs``. Every ``prune_every``
+epochs and after the last: BN statistics recalibrated on a few training batches, units with
+|gamma| < eps removed, smaller network rebuilt (weights, optimizer state and EMA sliced by index),
+the EMA network evaluated. **Training** (the epochs after ``shrink_epochs``, if any): the final
+architecture is trained with the task loss alone, with an optimizer, learning-rate schedule and
+EMA set up afresh for those epochs, so that the search returns a trained network rather than a
+freshly pruned one; the EMA network is evaluated every ``prune_every`` epochs and at the end. With
+``target_macs`` the penalty is scaled up or down to follow a path to the target, no prune step
+goes below it (it removes fewer of the units under eps instead), and if the MACs are still above
+the target after the last shrinking epoch, that step removes the least important units until they
+are at or just under it. Either way the result lands within one unit's
 cost of the target; ``result['target']`` says on which side and how far.
 """
 
@@ -84,6 +89,8 @@ class ProgressiveShrinking(OneShotStrategy):
             (Eq. 7 adapted to latency; :func:`nni_hrnas.latency.measure_path_overhead` measures it),
             shared by the path's remaining units so that removing whole paths pays. 0 (the default)
             is the paper's MAC-only cost.
+        shrink_epochs: epochs of the shrinking phase (default: all ``epochs``, the paper's schedule);
+            the remaining epochs train the final architecture without penalty or pruning.
         on_epoch_end: called after every epoch, once its checkpoint is written, with a dict
             (``epoch``, ``epochs``, ``macs``, ``params``, ``metric``: NaN if no prune step evaluated it
             this epoch, ``lambda``). It may raise to stop the search (e.g. ``optuna.TrialPruned``):
@@ -99,7 +106,7 @@ class ProgressiveShrinking(OneShotStrategy):
                  input_size: tuple[int, int, int] | None = None, ema_decay: float = 0.999,
                  recalibration_batches: int = 10, seed: int = 0, checkpoint_dir: str | Path | None = None,
                  resume: bool = False, target_tolerance: float = 0.05, path_overhead: float = 0.0,
-                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+                 shrink_epochs: int | None = None, on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
                  devices: DeviceSettings | None = None) -> None:
         super().__init__()
         check_number("lambda_", lambda_, low=0.0)
@@ -108,6 +115,8 @@ class ProgressiveShrinking(OneShotStrategy):
         check_number("warmup_epochs", warmup_epochs, low=0.0)
         if epochs is not None:
             check_number("epochs", epochs, low=1, integer=True)
+        if shrink_epochs is not None:
+            check_number("shrink_epochs", shrink_epochs, low=1, integer=True)
         if target_macs is not None:
             check_number("target_macs", target_macs, low=0.0, low_open=True)
         check_number("ema_decay", ema_decay, low=0.0, high=1.0, high_open=True)
@@ -124,6 +133,7 @@ class ProgressiveShrinking(OneShotStrategy):
         self.ema_decay, self.recalibration_batches = float(ema_decay), int(recalibration_batches)
         self.seed, self.resume, self.target_tolerance = int(seed), bool(resume), float(target_tolerance)
         self.path_overhead = float(path_overhead)
+        self.shrink_epochs = None if shrink_epochs is None else int(shrink_epochs)
         self.on_epoch_end = on_epoch_end
         self.devices = devices or DeviceSettings()
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -136,7 +146,8 @@ class ProgressiveShrinking(OneShotStrategy):
 
     def extra_repr(self) -> str:
         return (f"lambda_={self.lambda_}, eps={self.eps}, prune_every={self.prune_every}, "
-                f"warmup_epochs={self.warmup_epochs}, target_macs={self.target_macs}")
+                f"warmup_epochs={self.warmup_epochs}, shrink_epochs={self.shrink_epochs}, "
+                f"target_macs={self.target_macs}")
 
     def _initialize(self, model_space, engine):
         if not isinstance(model_space, RawFormatModelSpace):
@@ -217,14 +228,16 @@ class ProgressiveShrinking(OneShotStrategy):
         return PruningPolicy(lambda_=self.lambda_, eps=self.eps, prune_every=self.prune_every,
                              warmup_epochs=self.warmup_epochs, input_size=self.input_size,
                              target_macs=self.target_macs, target_tolerance=self.target_tolerance,
-                             path_overhead=self.path_overhead, round_up=self._round_up if granular else None)
+                             path_overhead=self.path_overhead, round_up=self._round_up if granular else None,
+                             shrink_epochs=self.shrink_epochs)
 
     def _fingerprint(self, epochs: int) -> dict[str, Any]:
         return {"config": repr(self._space.config), "lambda": self.lambda_, "eps": self.eps,
                 "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
                 "target_macs": self.target_macs, "seed": self.seed, "input_size": list(self.input_size),
                 "ema_decay": self.ema_decay, "recalibration_batches": self.recalibration_batches,
-                "path_overhead": self.path_overhead, "world_size": self.devices.world_size}
+                "path_overhead": self.path_overhead, "shrink_epochs": self.shrink_epochs,
+                "world_size": self.devices.world_size}
 
     def _macs_params(self, model: nn.Module) -> tuple[int, int]:
         cost = model.cost(self.input_size)
@@ -301,7 +314,8 @@ class ProgressiveShrinking(OneShotStrategy):
             "search_seconds": state.wall_seconds, "lambda": self.lambda_, "eps": self.eps,
             "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
             "seed": self.seed, "input_size": list(self.input_size), "strategy": "hrnas",
-            "path_overhead": self.path_overhead, "search_cost": state.search_cost(),
+            "path_overhead": self.path_overhead, "shrink_epochs": self.policy().shrink_end(epochs),
+            "search_cost": state.search_cost(),
             "trajectory": state.trajectory, "target_macs": self.target_macs,
             "resumed_at_epoch": resumed_at_epoch,
             "devices": {"accelerator": d.resolved_accelerator(), "devices": d.devices, "num_nodes": d.num_nodes,

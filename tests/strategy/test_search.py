@@ -70,14 +70,16 @@ def checked_rebuilds(monkeypatch):
 def test_shrinking_then_training_keeps_the_final_architecture(checked_rebuilds, monkeypatch):
     """shrink_epochs=2 of 4: prune steps after epochs 1 and 2 only; epochs 3 and 4 train the final
     architecture without penalty, with an optimizer and schedule set up for those 2 epochs."""
+    import nni_hrnas.strategy.loop as loop
+
     phases = []
-    original = ProgressiveShrinking._configure_optimizers
+    original = loop.configure_optimizers
 
-    def spy(self, module, epochs, steps_per_epoch):
+    def spy(module, epochs, steps_per_epoch):
         phases.append(epochs)
-        return original(self, module, epochs, steps_per_epoch)
+        return original(module, epochs, steps_per_epoch)
 
-    monkeypatch.setattr(ProgressiveShrinking, "_configure_optimizers", spy)
+    monkeypatch.setattr(loop, "configure_optimizers", spy)
     result = tiny_search(lambda_=0.05, epochs=4, shrink_epochs=2).result
     trajectory = result["trajectory"]
     assert phases == [2, 2]
