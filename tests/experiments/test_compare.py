@@ -32,6 +32,7 @@ def test_bad_settings(kwargs, message):
 def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capfd):
     capsys = capfd  # file-descriptor level: NNI's engines print to the process's stdout
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # NNI's default experiment folder lives there
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))  # the digits cache is not NNI's: kept out of HOME
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     monkeypatch.setenv("HRNAS_QUIET", "1")
     out = tmp_path / "cmp"
