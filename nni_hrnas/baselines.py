@@ -87,6 +87,15 @@ def random_samples(space, macs: float, input_size: tuple[int, int, int], count: 
     return samples
 
 
+def _channels_last(net: torch.nn.Module) -> torch.nn.Module:
+    """The network and its inputs channels-last, as the search trains (see ``SearchSettings.channels_last``),
+    so that equal-time comparisons compare architectures, not memory layouts."""
+    net = net.to(memory_format=torch.channels_last)
+    net.register_forward_pre_hook(lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),
+                                                   *args[1:]))
+    return net
+
+
 @dataclass
 class TrainedRun:
     """One network trained from scratch: its costs, metric, and what the training took."""
@@ -131,7 +140,7 @@ def seconds_per_epoch(task: str, space, arch: Mapping[str, int], datasets, recip
     """Wall time one epoch of training (and its validation) takes for ``arch``, measured on a few steps."""
     spec, _, batch_size, _ = _recipe(task, recipe)
     train, val = datasets
-    net = space.freeze(dict(arch))
+    net = _channels_last(space.freeze(dict(arch)))
     module = spec.make_lightning_module()
     module.set_model(net)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
@@ -167,6 +176,7 @@ def train_architecture(task: str, space, arch: Mapping[str, int], epochs: int, n
     torch.manual_seed(seed)
     net = space.freeze(dict(arch))
     cost = net.cost(spec.input_size())
+    net = _channels_last(net)
     evaluator = spec.make_evaluator(None, epochs=epochs, batch_size=batch_size, datasets=datasets, seed=seed,
                                     module_kwargs=mkw or None, enable_progress_bar=False, logger=False,
                                     num_sanity_val_steps=0)
