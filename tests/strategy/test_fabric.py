@@ -18,10 +18,12 @@ X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
 def _reloads_as_searched(folder) -> None:
-    """The run folder's network reloads and gives the searched network's outputs exactly."""
+    """The run folder's network reloads and gives the searched network's outputs (to float32 rounding:
+    the searched outputs come from the channels-last network, and thread counts change the order of
+    the convolutions' sums)."""
     with torch.no_grad():
         torch.testing.assert_close(load_searched_model(folder / "run")(X), torch.load(folder / "searched_outputs.pt"),
-                                   rtol=0, atol=0)
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_two_processes_hold_the_same_network_at_every_prune_step(tmp_path):
