@@ -48,22 +48,37 @@ def _scaled(space, shape: Mapping[str, float], factor: float) -> dict[str, int]:
 def _match_macs(space, shape: Mapping[str, float], macs: float, input_size: tuple[int, int, int],
                 tolerance: float) -> dict[str, int]:
     """Bisection on one factor applied to every width of ``shape`` so that MACs meet ``macs``."""
+    from nni_hrnas.strategy.units import WidthCost
+    from search_spaces import HRNASNetwork
+
+    with torch.device("meta"):  # MACs of any widths from the supernet's shapes, nothing built per sample
+        width_cost = WidthCost(HRNASNetwork(space.config, space.max_sample()), input_size)
     low, high = 0.0, 1.0 / max(min(v for v in shape.values() if v > 0), 1e-6)
     best, best_error = None, math.inf
+
+    def consider(sample: dict[str, int]) -> int:
+        nonlocal best, best_error
+        value = width_cost.macs(sample)
+        if abs(value - macs) / macs < best_error:
+            best, best_error = dict(sample), abs(value - macs) / macs
+        return value
+
     for _ in range(40):
         mid = (low + high) / 2
-        sample = _scaled(space, shape, mid)
-        value = sample_macs(space, sample, input_size)
-        error = abs(value - macs) / macs
-        if error < best_error:
-            best, best_error = sample, error
-        if value < macs:
+        if consider(_scaled(space, shape, mid)) < macs:
             low = mid
         else:
             high = mid
+    # Labels of equal width round at the same factor, so near the space's minimum one step of the
+    # factor moves many labels at once: walk from the sample below the target to the one above,
+    # one label at a time.
+    below, above = _scaled(space, shape, low), _scaled(space, shape, high)
+    for label in sorted(label for label in below if below[label] != above[label]):
+        below[label] = above[label]
+        if consider(below) >= macs:
+            break
     if best is None or best_error > tolerance:
-        lo, hi = sample_macs(space, _scaled(space, shape, 0.0), input_size), sample_macs(
-            space, space.max_sample(), input_size)
+        lo, hi = width_cost.macs(_scaled(space, shape, 0.0)), width_cost.total
         raise BaselineError(f"no architecture of this shape lands within {100 * tolerance:.0f}% of "
                             f"{macs:,.0f} MACs (closest {100 * best_error:.1f}% off; the space spans "
                             f"{lo:,}..{hi:,} MACs at {tuple(input_size)}): ask for MACs in that range")
