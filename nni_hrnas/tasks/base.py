@@ -39,13 +39,16 @@ def build_optimizer(params_module: torch.nn.Module, name: str, lr: float, weight
         (no_decay if no_decay_1d and p.ndim <= 1 else decay).append(p)
     groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
     groups = [g for g in groups if g['params']]
+    # one fused kernel over all parameters instead of a loop over them: the search space's networks have
+    # ~2,000 small tensors, and the per-tensor loop took a fifth of a CPU training step (5x slower)
+    fast = {'fused': True} if name != 'rmsprop' else {'foreach': True}
     if name == 'sgd':
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, **fast)
     if name == 'adam':
-        return torch.optim.Adam(groups, lr=lr, eps=eps or 1e-8)
+        return torch.optim.Adam(groups, lr=lr, eps=eps or 1e-8, **fast)
     if name == 'adamw':
-        return torch.optim.AdamW(groups, lr=lr, eps=eps or 1e-8)
-    return torch.optim.RMSprop(groups, lr=lr, alpha=alpha, momentum=momentum, eps=eps or math.sqrt(1e-3))
+        return torch.optim.AdamW(groups, lr=lr, eps=eps or 1e-8, **fast)
+    return torch.optim.RMSprop(groups, lr=lr, alpha=alpha, momentum=momentum, eps=eps or math.sqrt(1e-3), **fast)
 
 
 def lr_factor(schedule: str, epoch: float, total_epochs: float, warmup_epochs: float = 0.0,
