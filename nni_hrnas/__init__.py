@@ -5,7 +5,16 @@ params), :mod:`nni_hrnas.compat` (NNI 3.0 workarounds). The search spaces live i
 package :mod:`search_spaces`.
 """
 
-from . import compat  # noqa: F401  (silences NNI's import-time warnings about newer torch modules)
+import os
+
+# oneDNN (torch's CPU convolutions) JIT-compiles a kernel per convolution shape and keeps 1024 of them.
+# A searched network has hundreds of distinct widths (forward, backward-data and backward-weight kernels
+# for each), so with the default cache every training step recompiled most of its kernels: 461 vs 162
+# ms per step of the default digits_seg search's network (benchmarks/bench_train_step.py). Read by
+# oneDNN at its first convolution; a value the user set wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
+
+from . import compat  # noqa: E402, F401  (silences NNI's import-time warnings about newer torch modules)
 
 __version__ = "0.1.0"
 
