@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from analysis.collect import BASELINE_NAMES, baseline_label, baseline_mask, run_label, trajectories
 from analysis.pareto import MIN_FRONT_POINTS, ReferencePoint, pareto_mask
+from nni_hrnas import labels
 
 PALETTE = qualitative.Plotly
 KERNEL_COLORS = {"k3": "#1f77b4", "k5": "#ff7f0e", "k7": "#2ca02c"}
@@ -255,67 +256,48 @@ def hypervolume_figure(
 # ----------------------------------------------------------------------------------------------
 # Architectures
 
-_BLOCK = re.compile(
-    r"^(?P<block>p(?P<ps>\d+)_b(?P<pb>\d+)_n(?P<pn>\d+)|f(?P<fs>\d+)_o(?P<fo>\d+)_i(?P<fi>\d+)"
-    r"|head|cls_b(?P<cb>\d+)|cls_d(?P<cd>\d+))_(?P<choice>k3|k5|k7|tok)$"
-)
-
-
 def parse_arch(arch: dict[str, Any], arch_max: dict[str, Any] | None = None) -> pd.DataFrame:
-    """One row per searching block: where it sits (row, stage, position) and its kept/max units."""
+    """One row per searching block: where it sits (row, stage, position) and its kept/max units.
+
+    Columns ``k{K}`` / ``k{K}_max`` for every kernel size found (3, 5 and 7 if none is), ``tok`` / ``tok_max``.
+    """
     blocks: dict[str, dict[str, Any]] = {}
+    kernels: set[str] = set()
     for label, value in arch.items():
-        m = _BLOCK.match(str(label))
-        if not m:
+        try:
+            name, choice = labels.split_label(str(label))
+        except ValueError:
             continue
-        name = m["block"]
         b = blocks.get(name)
         if b is None:
-            if m["ps"] is not None:
-                row, stage, pos, short = f"branch {m['pb']}", int(m["ps"]), (1, int(m["pn"])), f"n{m['pn']}"
-            elif m["fs"] is not None:
-                row, stage, pos, short = (
-                    f"branch {m['fo']}",
-                    int(m["fs"]),
-                    (0, int(m["fi"])),
-                    f"fuse←b{m['fi']}",
-                )
-            elif m["cb"] is not None:
-                row, stage, pos, short = "head", 5, (1, int(m["cb"])), f"cls b{m['cb']}"
-            elif m["cd"] is not None:
-                row, stage, pos, short = "head", 5, (2, int(m["cd"])), f"cls d{m['cd']}"
+            place = labels.parse_block(name)
+            if place.kind == "parallel":
+                row, stage, pos, short = f"branch {place.branch}", place.stage, (1, place.index), f"n{place.index}"
+            elif place.kind == "fusion":
+                row, stage, pos, short = f"branch {place.branch}", place.stage, (0, place.index), f"fuse←b{place.index}"
+            elif place.kind == "cls_branch":
+                row, stage, pos, short = "head", 5, (1, place.branch), f"cls b{place.branch}"
+            elif place.kind == "cls_down":
+                row, stage, pos, short = "head", 5, (2, place.index), f"cls d{place.index}"
             else:
                 row, stage, pos, short = "head", 5, (0, 0), "head"
-            b = blocks[name] = {
-                "block": name,
-                "row": row,
-                "stage": stage,
-                "order": pos[0],
-                "index": pos[1],
-                "short": short,
-            }
-        b[m["choice"]] = value
+            b = blocks[name] = {"block": name, "row": row, "stage": stage, "order": pos[0], "index": pos[1],
+                                "short": short}
+        if not labels.is_tokens(choice):
+            kernels.add(choice)
+        b[choice] = value
         if arch_max is not None and label in arch_max:
-            b[m["choice"] + "_max"] = arch_max[label]
-    cols = [
-        "block",
-        "row",
-        "stage",
-        "order",
-        "index",
-        "short",
-        "k3",
-        "k5",
-        "k7",
-        "tok",
-        "k3_max",
-        "k5_max",
-        "k7_max",
-        "tok_max",
-    ]
+            b[choice + "_max"] = arch_max[label]
+    choices = [*sorted(kernels or {"k3", "k5", "k7"}, key=labels.kernel_size), labels.TOKENS]
+    cols = ["block", "row", "stage", "order", "index", "short", *choices, *(c + "_max" for c in choices)]
     df = pd.DataFrame(list(blocks.values()), columns=cols)
     df = df.sort_values(["row", "stage", "order", "index"], kind="stable").reset_index(drop=True)
     return df
+
+
+def kernel_columns(blocks: pd.DataFrame) -> list[str]:
+    """The kernel-path columns of a :func:`parse_arch` frame, smallest kernel first."""
+    return [c for c in blocks.columns if labels.is_kernel_choice(c)]
 
 
 def _num(v: Any) -> float:
@@ -377,22 +359,24 @@ def architecture_figure(
                 ],
             ]
             base = np.zeros(len(sub))
-            for k in ("k3", "k5", "k7"):
+            for i, k in enumerate(kernel_columns(blocks)):
                 kept = np.array([_num(v) for v in sub[k]])
+                size = labels.kernel_size(k)
                 fig.add_trace(
                     go.Bar(
                         x=x,
                         y=kept,
                         base=base.copy(),
                         offsetgroup=name,
-                        name=f"{k[1]}x{k[1]} kept" + (f" ({name})" if name else ""),
+                        name=f"{size}x{size} kept" + (f" ({name})" if name else ""),
                         legendgroup=f"{name}{k}",
                         showlegend=once(f"{name}{k}"),
-                        marker=dict(color=KERNEL_COLORS[k], pattern_shape=hatch[a]),
+                        marker=dict(color=KERNEL_COLORS.get(k, PALETTE[(i + 3) % len(PALETTE)]),
+                                    pattern_shape=hatch[a]),
                         customdata=np.stack(
                             [sub["block"], kept, [_num(v) for v in sub[k + "_max"]]], axis=-1
                         ),
-                        hovertemplate=f"{full[name]}<br>%{{customdata[0]}} {k[1]}x{k[1]}: "
+                        hovertemplate=f"{full[name]}<br>%{{customdata[0]}} {size}x{size}: "
                         "%{customdata[1]:.0f} of "
                         "%{customdata[2]:.0f} channels<extra></extra>",
                     ),
@@ -402,7 +386,7 @@ def architecture_figure(
                 base = base + kept
             if has_max:
                 total_max = np.array(
-                    [sum(_num(sub.iloc[i][k + "_max"]) for k in ("k3", "k5", "k7")) for i in range(len(sub))]
+                    [sum(_num(sub.iloc[i][k + "_max"]) for k in kernel_columns(blocks)) for i in range(len(sub))]
                 )
                 removed = np.clip(total_max - base, 0, None)
                 fig.add_trace(

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
+from nni_hrnas import labels
 from nni_hrnas.ops import KernelPath, LightweightTransformer, SearchingBlock
 
 HW = tuple[int, int]
@@ -172,7 +173,7 @@ def block_unit_macs(block: SearchingBlock, in_hw: HW) -> dict[str, int]:
     units = {name: kernel_unit_macs(block.in_channels, block.out_channels, path.kernel_size, in_hw, block.stride)
              for name, path in block.paths.items()}
     if block.transformer is not None:
-        units["tok"] = transformer_unit_macs(block.transformer, in_hw)
+        units[labels.TOKENS] = transformer_unit_macs(block.transformer, in_hw)
     return units
 
 

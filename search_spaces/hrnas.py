@@ -25,7 +25,7 @@ from nni.mutable import Categorical
 from nni.nas.nn.pytorch import ModelSpace, MutableBatchNorm2d, MutableConv2d, MutableLinear
 from torch import nn
 
-from nni_hrnas import compat, costs
+from nni_hrnas import compat, costs, labels
 from nni_hrnas.ops import TORCH_LAYERS, LayerFactory, SearchingBlock, Width
 
 from .config import ConfigError, HRNASConfig, check_input_size
@@ -70,22 +70,22 @@ def plan_blocks(config: HRNASConfig) -> list[BlockSlot]:
         if s > 0:
             for o in range(stage.branches):
                 for i in _fusion_inputs(o, len(prev_channels)):
-                    add(f"f{s}_o{o}_i{i}", prev_channels[i], stage.channels[o], 2 if i == o - 1 else 1, 4 * 2**i,
+                    add(labels.fusion_block(s, o, i), prev_channels[i], stage.channels[o], 2 if i == o - 1 else 1, 4 * 2**i,
                         f"fusion{s}.b{o}", upsample=i == o + 1)
         elif config.stem_channels != stage.channels[0]:
             raise ConfigError("stages[0].channels", stage.channels,
                               f"the first module keeps the stem's width ({config.stem_channels})")
         for b in range(stage.branches):
             for n in range(stage.blocks[b]):
-                add(f"p{s}_b{b}_n{n}", stage.channels[b], stage.channels[b], 1, 4 * 2**b, f"stage{s}.b{b}")
+                add(labels.parallel_block(s, b, n), stage.channels[b], stage.channels[b], 1, 4 * 2**b, f"stage{s}.b{b}")
         prev_channels = stage.channels
     if config.task == "classification":
         for b, c in enumerate(prev_channels):
-            add(f"cls_b{b}", c, config.cls_channels[b], 1, 4 * 2**b, "head")
+            add(labels.cls_branch_block(b), c, config.cls_channels[b], 1, 4 * 2**b, "head")
         for i in range(len(prev_channels) - 1):
-            add(f"cls_d{i}", config.cls_channels[i], config.cls_channels[i + 1], 2, 4 * 2**i, "head")
+            add(labels.cls_down_block(i), config.cls_channels[i], config.cls_channels[i + 1], 2, 4 * 2**i, "head")
     else:
-        add("head", sum(prev_channels), config.head_channels, 1, 4, "head")
+        add(labels.HEAD, sum(prev_channels), config.head_channels, 1, 4, "head")
     return slots
 
 
@@ -103,9 +103,9 @@ def choice_maxima(config: HRNASConfig) -> dict[str, int]:
     maxima: dict[str, int] = {}
     for slot in plan_blocks(config):
         for k in config.kernels:
-            maxima[f"{slot.label}_k{k}"] = config.expansion * slot.in_channels
+            maxima[labels.choice_label(slot.label, labels.kernel_choice(k))] = config.expansion * slot.in_channels
         if slot.has_transformer:
-            maxima[f"{slot.label}_tok"] = config.transformer.tokens
+            maxima[labels.choice_label(slot.label, labels.TOKENS)] = config.transformer.tokens
     return maxima
 
 
@@ -133,8 +133,8 @@ class HRNASNetwork(nn.Module):
         for slot in plan_blocks(config):
             self.blocks[slot.label] = SearchingBlock(
                 slot.in_channels, slot.out_channels, slot.stride,
-                kernel_widths={k: widths[f"{slot.label}_k{k}"] for k in config.kernels},
-                num_tokens=widths[f"{slot.label}_tok"] if slot.has_transformer else 0,
+                kernel_widths={k: widths[labels.choice_label(slot.label, labels.kernel_choice(k))] for k in config.kernels},
+                num_tokens=widths[labels.choice_label(slot.label, labels.TOKENS)] if slot.has_transformer else 0,
                 transformer=settings, layers=layers)
         self.act = nn.ReLU(inplace=True)
         if config.task == "classification":
@@ -288,7 +288,7 @@ class HRNASSpace(ModelSpace):
 
 
 def _label_values(config: HRNASConfig, label: str, maximum: int) -> list[int]:
-    step = config.token_granularity if label.endswith("_tok") else config.granularity
+    step = config.token_granularity if labels.is_tokens(label) else config.granularity
     return width_choices(maximum, step)
 
 
@@ -312,7 +312,7 @@ def validate_sample(config: HRNASConfig, sample: Mapping[str, Any]) -> dict[str,
         value = sample[label]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in _label_values(
                 config, label, maximum):
-            step = config.token_granularity if label.endswith("_tok") else config.granularity
+            step = config.token_granularity if labels.is_tokens(label) else config.granularity
             raise ConfigError(f"sample[{label!r}]", value, f"allowed: 0..{maximum} in steps of {step}")
     return {label: int(sample[label]) for label in maxima}
 

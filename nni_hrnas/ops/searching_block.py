@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from ..labels import kernel_choice
 from .layers import TORCH_LAYERS, LayerFactory, Width, is_removed
 from .transformer import LightweightTransformer, TransformerSettings
 
@@ -75,7 +76,7 @@ class SearchingBlock(nn.Module):
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         kernel_widths = dict(kernel_widths if kernel_widths is not None else {3: 4 * in_channels})
         self.paths = nn.ModuleDict({
-            f"k{k}": KernelPath(in_channels, out_channels, w, k, stride, layers)
+            kernel_choice(k): KernelPath(in_channels, out_channels, w, k, stride, layers)
             for k, w in sorted(kernel_widths.items()) if not is_removed(w)
         })
         self.mix_bn = nn.BatchNorm2d(out_channels) if len(self.paths) else None

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nni_hrnas import labels
+
 from .units import UnitGroup, WidthCost
 
 Keep = dict[str, torch.Tensor]  # choice label -> sorted indices of the units kept
@@ -42,15 +44,15 @@ def slice_spec(name: str) -> tuple[str, int] | None:
     if owner == "paths" and len(parts) >= 6:
         module = parts[4]
         if module in _DIM0_PATH:
-            return f"{block}_{parts[3]}", 0
+            return labels.choice_label(block, parts[3]), 0
         if module == "project":
-            return f"{block}_{parts[3]}", 1
+            return labels.choice_label(block, parts[3]), 1
     if owner == "transformer":
         module = parts[3]
         if module in _DIM0_TRANSFORMER:
-            return f"{block}_tok", 0
+            return labels.choice_label(block, labels.TOKENS), 0
         if module == "inverse":
-            return f"{block}_tok", 1
+            return labels.choice_label(block, labels.TOKENS), 1
     return None
 
 
@@ -185,7 +187,7 @@ def _removed_offsets(net: nn.Module, keep: Keep) -> dict[str, torch.Tensor]:
         if total is not None:
             offsets[f"blocks.{label}.mix_bn.running_mean"] = total
         t = block.transformer
-        idx = keep.get(f"{label}_tok")
+        idx = keep.get(labels.choice_label(label, labels.TOKENS))
         if t is not None and idx is not None:
             mask = torch.ones(t.token_bn.weight.shape[0], dtype=torch.bool)
             mask[idx] = False

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nni_hrnas import costs
+from nni_hrnas import costs, labels
 
 HW = tuple[int, int]
 
@@ -71,11 +71,11 @@ def unit_groups(net: nn.Module, input_size: tuple[int, int, int], path_overhead:
         hw = block_input_hw(input_size, slot.input_stride)
         unit = costs.block_unit_macs(block, hw)
         for name, path in block.paths.items():
-            groups.append(UnitGroup(f"{slot.label}_{name}", slot.label, name, path.dw_bn, unit[name], hw,
+            groups.append(UnitGroup(labels.choice_label(slot.label, name), slot.label, name, path.dw_bn, unit[name], hw,
                                     path_overhead))
         if block.transformer is not None:
-            groups.append(UnitGroup(f"{slot.label}_tok", slot.label, "tok", block.transformer.token_bn,
-                                    unit["tok"], hw, path_overhead))
+            groups.append(UnitGroup(labels.choice_label(slot.label, labels.TOKENS), slot.label, labels.TOKENS, block.transformer.token_bn,
+                                    unit[labels.TOKENS], hw, path_overhead))
     return groups
 
 
@@ -117,12 +117,12 @@ class WidthCost:
         for slot, block in net.searching_blocks():
             hw = block_input_hw(self.input_size, slot.input_stride)
             for name, path in block.paths.items():
-                label = f"{slot.label}_{name}"
+                label = labels.choice_label(slot.label, name)
                 self.kernel_unit[label] = costs.kernel_unit_macs(block.in_channels, block.out_channels,
                                                                  path.kernel_size, hw, block.stride)
                 variable += self.kernel_unit[label] * costs.path_width(path)
             if block.transformer is not None:
-                self.transformers[f"{slot.label}_tok"] = (block.transformer, hw)
+                self.transformers[labels.choice_label(slot.label, labels.TOKENS)] = (block.transformer, hw)
                 variable += costs.transformer_module_cost(block.transformer, hw).macs
         self.total = int(net.cost(self.input_size).macs)
         self.fixed = self.total - variable
