@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from nni_hrnas import labels
 from nni_hrnas.logs import setup_cli_logging
 
 _log = logging.getLogger("nni_hrnas")
@@ -54,9 +55,19 @@ def cmd_flops(args: argparse.Namespace) -> int:
     """MACs and params of a preset's supernet (or of an architecture file) at an input size."""
     import torch
 
-    from search_spaces import HRNASNetwork, check_input_size, choice_maxima, get_preset, load_arch
+    from search_spaces import (
+        HRNASNetwork,
+        check_input_size,
+        choice_maxima,
+        get_preset,
+        load_arch,
+        parse_space_overrides,
+    )
 
-    config = get_preset(args.preset, **({"transformer": False} if args.no_transformer else {}))
+    overrides = parse_space_overrides(args.space)
+    if args.no_transformer:
+        overrides["transformer"] = False
+    config = get_preset(args.preset, **overrides)
     input_size = check_input_size(config, args.input or config.input_size)
     sample = choice_maxima(config)
     if args.arch:
@@ -67,7 +78,8 @@ def cmd_flops(args: argparse.Namespace) -> int:
     total = network.cost(input_size)
     stages, branches = aggregate(groups)
     result = {
-        "preset": args.preset, "input": list(input_size), "transformer": not args.no_transformer,
+        "preset": args.preset, "space": args.space, "input": list(input_size),
+        "transformer": config.transformer.placement != "none",
         "macs": total.macs, "params": total.params, "interp_elements": total.interp,
         "norm_act_elements": total.norm_act,
         "stages": stages, "branches": branches,
@@ -111,9 +123,9 @@ def architecture_summary(result: dict) -> list[str]:
         key = slot.group.partition(".")[2] or slot.group
         totals = kept.setdefault(key, [0, 0, 0, 0])  # channels kept, channels max, tokens kept, tokens max
         for label, value in result["arch"].items():
-            if label.rsplit("_", 1)[0] == slot.label:
+            if labels.split_label(label)[0] == slot.label:
                 maximum = result.get("arch_max", {}).get(label, value)
-                index = 2 if label.endswith("_tok") else 0
+                index = 2 if labels.is_tokens(label) else 0
                 totals[index] += value
                 totals[index + 1] += maximum
     lines = [f"{'branch':<8}{'MACs':>12}{'params':>12}   depthwise channels kept   tokens kept"]
@@ -141,7 +153,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from nni_hrnas.tasks.registry import get_task
     from search_spaces import HRNASSpace
 
-    logging.getLogger("nni").setLevel(logging.ERROR)  # NNI's engine chatter; our progress stays on stderr
     out = Path(args.out)
     settings = SearchSettings(task="digits_seg", out=str(out), resume=(out / "search_checkpoint.pt").exists(),
                               seed=args.seed)
@@ -198,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--input", type=parse_input_size, default=None,
                        help="input size CxHxW (default: the preset's paper input size)")
     flops.add_argument("--no-transformer", action="store_true", help="the space without transformers")
+    flops.add_argument("--space", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a field of the preset's config, repeatable (as hrnas search --space)")
     flops.add_argument("--arch", default=None, help="arch.json of a searched network (default: the supernet)")
     flops.add_argument("--json", action="store_true", help="print one JSON object")
     flops.set_defaults(func=cmd_flops)

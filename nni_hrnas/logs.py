@@ -32,3 +32,16 @@ def setup_cli_logging(verbose: bool = False) -> None:
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
                  "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.INFO + 1 if not verbose else logging.DEBUG)
+    # NNI's experiment life cycle (config inferred, engine chosen, checkpoint saved, stopped) is ours to
+    # run, not the user's to read; its warnings still show, except one it repeats for every one-shot
+    # experiment about a setting we never set (sequential engines have no training service).
+    for name in ("nni.experiment", "nni.nas.experiment"):
+        logging.getLogger(name).setLevel(logging.WARNING if not verbose else logging.DEBUG)
+    config_logger = logging.getLogger("nni.nas.experiment.config.experiment")
+    if not verbose and not any(isinstance(f, _UnsetTrainingService) for f in config_logger.filters):
+        config_logger.addFilter(_UnsetTrainingService())
+
+
+class _UnsetTrainingService(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`training_service` will be ignored" not in record.getMessage()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -66,7 +67,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "ade20k": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
     "coco_keypoints": dict(lambda_=1e-6, prune_every=5, warmup_epochs=5.0),
     "imagenet": dict(lambda_=1.8e-4, prune_every=5, warmup_epochs=5.0),
-    "digits_seg": dict(_DIGITS_SEARCH, data_sizes=(640, 192)),
+    "digits_seg": dict(_DIGITS_SEARCH, epochs=15, data_sizes=(640, 192)),
     "digits_cls": dict(_DIGITS_SEARCH, data_sizes=(1280, 360)),
     "digits_kp": dict(_DIGITS_SEARCH, data_sizes=(640, 192)),
 }
@@ -83,6 +84,7 @@ class SearchSettings:
 
     task: str
     preset: str | None = None
+    space: dict[str, Any] | None = None  # overrides of the preset's config (``--space KEY=VALUE``)
     lambda_: float | None = None
     eps: float = 1e-3
     epochs: int | None = None
@@ -155,6 +157,13 @@ class SearchSettings:
 
         if self.preset not in PRESETS:
             raise bad("preset", self.preset, f"known presets: {', '.join(PRESETS)}")
+        if self.space:
+            from search_spaces import ConfigError, get_preset
+
+            try:
+                get_preset(self.preset, **copy.deepcopy(self.space))
+            except (ConfigError, TypeError) as exc:
+                raise SearchError(f"invalid --space: {exc}") from None
         if not _finite(self.lambda_) or self.lambda_ < 0:
             raise bad("lambda", self.lambda_, "expected a number >= 0")
         if not _finite(self.eps) or not 0 < self.eps < 1:
@@ -225,12 +234,14 @@ def build_search(settings: SearchSettings, run_dir: Path | None = None,
 
     spec = get_task(settings.task)
     input_size = spec.input_size(settings.smoke)
-    space = HRNASSpace.from_preset(settings.preset, input_size=input_size)
+    overrides = copy.deepcopy(settings.space or {})
+    space = HRNASSpace.from_preset(settings.preset, input_size=input_size, **overrides)
     if space.config.task != spec.kind:
         raise SearchError(f"invalid preset={settings.preset!r}: a {space.config.task} space, "
                           f"but task {settings.task!r} is {spec.kind}")
     if space.config.num_outputs != spec.num_outputs:
-        space = HRNASSpace.from_preset(settings.preset, input_size=input_size, num_outputs=spec.num_outputs)
+        space = HRNASSpace.from_preset(settings.preset, input_size=input_size, num_outputs=spec.num_outputs,
+                                       **copy.deepcopy(settings.space or {}))
     dataset_kwargs = {"sizes": tuple(settings.data_sizes)} if settings.data_sizes else None
     torch.manual_seed(settings.seed)
     evaluator = spec.make_evaluator(None, epochs=settings.epochs, batch_size=settings.batch_size,
@@ -341,6 +352,9 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     """The flags of ``hrnas search`` (see the README, "Searching")."""
     parser.add_argument("--task", required=True, help="task name (e.g. digits_seg, cityscapes)")
     parser.add_argument("--preset", help="space preset (default: the task's)")
+    parser.add_argument("--space", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the preset's config, repeatable: transformer=false, "
+                             "transformer.placement=all, kernels=3,5, granularity=8")
     parser.add_argument("--lambda", dest="lambda_", type=float, metavar="L", help="penalty weight (default: per task)")
     parser.add_argument("--eps", type=float, default=1e-3, help="remove units with |gamma| < eps (default 1e-3)")
     parser.add_argument("--target-macs", type=float, metavar="M", help="MACs budget; the result lands within 5%% of it (result.json says above or below)")
@@ -434,6 +448,15 @@ def _setup_logging() -> None:
     setup_cli_logging()
 
 
+def _space_arg(items: list[str] | None) -> dict[str, Any] | None:
+    from search_spaces import ConfigError, parse_space_overrides
+
+    try:
+        return parse_space_overrides(items) if items else None
+    except ConfigError as exc:
+        raise SearchError(f"invalid --space: {exc}") from None
+
+
 def _overhead_arg(text: str | None) -> float | str | None:
     if text is None:
         return None
@@ -453,7 +476,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     _setup_logging()
     try:
         settings = SearchSettings(
-            task=args.task, preset=args.preset, lambda_=args.lambda_, eps=args.eps, epochs=args.epochs,
+            task=args.task, preset=args.preset, space=_space_arg(getattr(args, "space", None)),
+            lambda_=args.lambda_, eps=args.eps, epochs=args.epochs,
             prune_every=getattr(args, "prune_every", None), warmup_epochs=getattr(args, "warmup_epochs", None),
             shrink_epochs=getattr(args, "shrink_epochs", None),
             target_macs=args.target_macs, seed=args.seed, batch_size=getattr(args, "batch_size", None),

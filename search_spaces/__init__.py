@@ -1,6 +1,13 @@
 """NNI model spaces: the HR-NAS multi-branch space and its presets."""
 
-from .config import ConfigError, HRNASConfig, StageConfig, TransformerConfig, check_input_size
+from .config import (
+    ConfigError,
+    HRNASConfig,
+    StageConfig,
+    TransformerConfig,
+    check_input_size,
+    parse_space_overrides,
+)
 from .hrnas import (
     HRNASNetwork,
     HRNASSpace,
@@ -25,6 +32,7 @@ __all__ = [
     "get_preset",
     "plan_blocks",
     "load_arch",
+    "parse_space_overrides",
     "validate_sample",
     "width_choices",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,6 +203,9 @@ class HRNASConfig:
             raise ConfigError(unknown[0], overrides[unknown[0]], f"unknown field; known fields: {', '.join(sorted(known))}")
         if "transformer" in overrides:
             overrides["transformer"] = _transformer(self.transformer, overrides["transformer"])
+        for name, value in overrides.items():  # kernels=3 means kernels=(3,)
+            if isinstance(getattr(self, name), tuple) and isinstance(value, (int, float, str)):
+                overrides[name] = (value,)
         return dataclasses.replace(self, **overrides)
 
 
@@ -209,8 +214,58 @@ def _transformer(current: TransformerConfig, value: Any) -> TransformerConfig:
         placement = current.placement if current.placement != "none" else "identity"
         return dataclasses.replace(current, placement=placement if value else "none")
     if isinstance(value, dict):
+        known = {f.name for f in dataclasses.fields(current)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ConfigError(f"transformer.{unknown[0]}", value[unknown[0]],
+                              f"unknown field; known fields: {', '.join(sorted(known))}")
         return dataclasses.replace(current, **value)
     return value
+
+
+def parse_space_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--space``) as :meth:`HRNASConfig.replace` overrides.
+
+    Nested keys use dots; values are JSON (numbers, ``true``/``false``, lists), a comma list of
+    numbers, or else a string:
+
+    >>> parse_space_overrides(["transformer.placement=all", "kernels=3,5", "granularity=8", "transformer=false"])
+    {'transformer': False, 'kernels': (3, 5), 'granularity': 8}
+
+    A later item wins over an earlier one (here ``transformer=false`` over ``transformer.placement``).
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError("space", item, "expected KEY=VALUE, e.g. transformer.placement=all or kernels=3,5")
+        value = _parse_value(text.strip())
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[leaf] = value
+    return out
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) > 1:
+            try:
+                return tuple(int(p) if p.lstrip("-").isdigit() else float(p) for p in parts)
+            except ValueError:
+                return tuple(parts)
+        return text
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _positive(name: str, value: Any) -> None:

@@ -20,6 +20,7 @@ def test_search_json_run_folder_export_and_reload(tmp_path, monkeypatch, capfd):
     out, err = capfd.readouterr()
     result = json.loads(out)  # exactly one JSON object on stdout, logs went to stderr
     assert {"macs", "params", "metric", "arch", "search_seconds"} <= set(result) and "epoch 1/1" in err
+    assert "Experiment initialized" not in err and "training_service" not in err  # NNI's life cycle: its log only
     for key in ("metric_name", "arch_max", "lambda", "eps", "seed", "task", "preset", "search_cost", "trajectory"):
         assert key in result
     assert result["strategy"] == "hrnas" and result["task"] == "digits_seg" and result["preset"] == "tiny"
