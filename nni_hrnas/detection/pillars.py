@@ -64,6 +64,11 @@ class PillarSettings:
         return HEADER + 4 * self.max_points
 
 
+#: the simulator's grid (kitti_sim): 0.25 m pillars over 32 x 32 m, 32 channels, a CPU-sized PointPillars
+SIM_PILLARS = PillarSettings(voxel=0.25, x_range=(0.0, 32.0), y_range=(-16.0, 16.0), z_range=(-3.0, 1.0),
+                             max_points=16, max_pillars=5000, max_pillars_test=5000, channels=32)
+
+
 def pillarise(points: torch.Tensor, settings: PillarSettings, max_pillars: int | None = None,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """Group a cloud (N, 4) ``x, y, z, r`` into the packed pillar tensor (P, 3 + 4 * max_points).
