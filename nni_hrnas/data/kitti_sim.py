@@ -52,8 +52,9 @@ class SimSettings:
     cars: tuple[int, int] = (4, 10)
     clutter: tuple[int, int] = (3, 8)
     van_probability: float = 0.3
-    x_range: tuple[float, float] = (4.0, 36.0)  # where objects are placed
-    label_range: float = 34.0  # cars farther than this are DontCare
+    x_range: tuple[float, float] = (4.0, 31.0)  # where cars and vans are placed (ahead)...
+    y_limit: float = 15.0  # ... and how far to the side: inside the kitti_sim pillar grid (32 x 32 m)
+    label_range: float = 30.0  # cars farther than this are DontCare
 
     def __post_init__(self) -> None:
         for name in ('train_frames', 'val_frames', 'beams'):
@@ -114,13 +115,14 @@ def cast(directions: np.ndarray, boxes: np.ndarray, settings: SimSettings, rng: 
 
 # ---- scenes ------------------------------------------------------------------------------------
 
-def _place(rng, sizes, x_range, existing, lateral=0.9, tries=60):
-    """Non-overlapping boxes on the ground with the given (l, w, h) sizes."""
+def _place(rng, sizes, x_range, existing, y_limit, lateral=0.9, tries=60):
+    """Non-overlapping boxes on the ground with the given (l, w, h) sizes, about the camera's view."""
     out = []
     for length, width, height in sizes:
         for _ in range(tries):
             x = rng.uniform(*x_range)
-            y = rng.uniform(-lateral * x - 3, lateral * x + 3)
+            side = min(lateral * x + 3, y_limit)
+            y = rng.uniform(-side, side)
             yaw = rng.choice([0.0, math.pi / 2, math.pi, -math.pi / 2]) + rng.normal(0, 0.3)
             box = np.array([x, y, -SENSOR_HEIGHT + height / 2, length, width, height, yaw])
             placed = np.array(existing + out).reshape(-1, 7)
@@ -142,11 +144,11 @@ def make_scene(settings: SimSettings, rng: np.random.Generator):
         kind = rng.integers(3)
         clutter.append((0.3, 0.3, 3.0) if kind == 0 else (rng.uniform(2, 6), 0.4, rng.uniform(1, 2.5)) if kind == 1
                        else (rng.uniform(0.8, 2), rng.uniform(0.8, 2), rng.uniform(0.6, 1.5)))
-    boxes = _place(rng, cars, settings.x_range, [])
+    boxes = _place(rng, cars, settings.x_range, [], settings.y_limit)
     names = ['Car'] * len(boxes)
-    more = _place(rng, vans, settings.x_range, boxes)
+    more = _place(rng, vans, settings.x_range, boxes, settings.y_limit)
     boxes, names = boxes + more, names + ['Van'] * len(more)
-    more = _place(rng, clutter, (2.0, settings.x_range[1] + 10), boxes, lateral=1.2)
+    more = _place(rng, clutter, (2.0, settings.x_range[1] + 10), boxes, 2 * settings.y_limit, lateral=1.2)
     boxes, names = boxes + more, names + [''] * len(more)
     boxes = np.array(boxes).reshape(-1, 7)
     xyz, reflect, hit, dist = cast(ray_directions(settings), boxes, settings, rng)
