@@ -4,7 +4,8 @@
 >>> evaluator = spec.make_evaluator(None, epochs=3, batch_size=32)   # an NNI Lightning evaluator
 
 Data roots come from the ``root`` argument, else the task's environment variable
-(``CITYSCAPES_ROOT``, ``ADE20K_ROOT``, ``COCO_ROOT``, ``IMAGENET_ROOT``), else a clear error.
+(``CITYSCAPES_ROOT``, ``ADE20K_ROOT``, ``COCO_ROOT``, ``IMAGENET_ROOT``, ``KITTI_ROOT``), else a clear
+error; ``kitti_sim`` writes its simulated scenes once under ``$HRNAS_CACHE`` unless given a root.
 ``HRNAS_SMOKE=1`` (or ``smoke=True``) shrinks data, inputs and epochs to a check of a minute.
 Progress bars and Lightning's logger are on, except when ``CI`` or ``HRNAS_QUIET`` is set.
 """
