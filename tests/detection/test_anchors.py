@@ -39,11 +39,11 @@ def test_nearest_bev_iou_and_assignment():
     assert iou[0, 0] == pytest.approx(6 / 10)  # 3 x 2 overlap, union 8 + 8 - 6
     assert iou[1, 0] == pytest.approx(4 / 12)  # crossed: x from -1 to 1, y from -1 to 1 overlap
     anchors = make_anchors(CAR, GRID, 4, 8)
-    gt = torch.tensor([[3.0, -1.0, -1.0, 3.9, 1.6, 1.56, 0.0]])
+    gt = torch.tensor([[3.5, -1.0, -1.0, 3.9, 1.6, 1.56, 0.0]])  # on an anchor centre
     labels, matched = assign(anchors, gt, CAR)
     exact = ((anchors[:, :2] - gt[:, :2]).abs().sum(1) < 1e-6) & (anchors[:, 6] == 0)
     assert labels[exact].tolist() == [1] and torch.equal(matched[exact][0], gt[0])
-    far = (anchors[:, 0] - 3).abs() + (anchors[:, 1] + 1).abs() > 5
+    far = (anchors[:, 0] - 3.5).abs() + (anchors[:, 1] + 1).abs() > 5
     assert (labels[far] == 0).all()
     # a box between anchors still gets its best anchor as a positive
     labels, _ = assign(anchors, torch.tensor([[2.0, 0.0, -1.0, 3.9, 1.6, 1.56, 0.8]]), CAR)
