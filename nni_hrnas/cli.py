@@ -63,7 +63,10 @@ def cmd_flops(args: argparse.Namespace) -> int:
         load_arch,
         parse_space_overrides,
     )
+    from search_spaces.pointpillars import RPN_PRESETS
 
+    if args.preset in RPN_PRESETS:
+        return _flops_rpn(args, RPN_PRESETS[args.preset])
     overrides = parse_space_overrides(args.space)
     if args.no_transformer:
         overrides["transformer"] = False
@@ -105,6 +108,32 @@ def cmd_flops(args: argparse.Namespace) -> int:
         print(f"\n{'per ' + title:<12}{'MACs':>12}{'params':>12}")
         for key, entry in table.items():
             print(f"{key:<12}{_format_count(entry['macs']):>12}{_format_count(entry['params']):>12}")
+    return 0
+
+
+def _flops_rpn(args: argparse.Namespace, config) -> int:
+    """MACs and params of a fixed PointPillars RPN (the detection presets' baseline)."""
+    import torch
+
+    from search_spaces import ConfigError
+    from search_spaces.pointpillars import PointPillarsRPN
+
+    with torch.device("meta"):
+        network = PointPillarsRPN(config)
+    size = tuple(args.input or config.input_size)
+    try:
+        groups = network.cost_breakdown(size)
+    except ValueError as exc:
+        raise ConfigError("input", size, str(exc)) from None
+    total = network.cost(size)
+    if args.json:
+        print(json.dumps({"preset": args.preset, "input": list(size), "macs": total.macs, "params": total.params,
+                          "groups": {k: {"macs": c.macs, "params": c.params} for k, c in groups.items()}}))
+        return 0
+    print(f"{args.preset} (PointPillars RPN, fixed) at {'x'.join(map(str, size))}: {_format_count(total.macs)} MACs, "
+          f"{_format_count(total.params)} params (2D network and head; the pillar net's parameters included)")
+    for key, c in groups.items():
+        print(f"{key:<12}{_format_count(c.macs):>12}{_format_count(c.params):>12}")
     return 0
 
 
@@ -205,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     flops = sub.add_parser("flops", help="MACs and params of a preset (per stage and branch)",
                            description="Exact MACs (the paper's 'FLOPs') and params, computed analytically.")
-    flops.add_argument("--preset", required=True, choices=sorted(PRESETS), help="space preset")
+    from search_spaces.pointpillars import RPN_PRESETS
+
+    flops.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(RPN_PRESETS),
+                       help="space preset (or a fixed PointPillars RPN baseline)")
     flops.add_argument("--input", type=parse_input_size, default=None,
                        help="input size CxHxW (default: the preset's paper input size)")
     flops.add_argument("--no-transformer", action="store_true", help="the space without transformers")

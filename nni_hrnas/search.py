@@ -70,6 +70,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits_seg": dict(_DIGITS_SEARCH, epochs=15, data_sizes=(640, 192)),
     "digits_cls": dict(_DIGITS_SEARCH, data_sizes=(1280, 360)),
     "digits_kp": dict(_DIGITS_SEARCH, data_sizes=(640, 192)),
+    # detection (issue 13): PointPillars trains 160 epochs; kitti_sim is the simulator at CPU scale
+    "kitti": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
+    "kitti_sim": dict(_DIGITS_SEARCH, data_sizes=(160, 48), batch_size=4,
+                      module_kwargs=dict(optimizer="adamw", learning_rate=3e-3, schedule="onecycle")),
 }
 SMOKE_EPOCHS = 2
 

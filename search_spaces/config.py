@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nni_hrnas.detection.pillars import PillarSettings
 from nni_hrnas.ops import POSITIONAL_ENCODINGS, TransformerSettings
 
-TASK_KINDS = ("segmentation", "keypoints", "classification")
+TASK_KINDS = ("segmentation", "keypoints", "classification", "detection")
 PLACEMENTS = ("identity", "all", "none")
 MAX_BRANCHES = 4
 
@@ -75,8 +76,9 @@ class HRNASConfig:
     """The whole space: stem, the (fusion, parallel) stages, searching-block options and the task head.
 
     Attributes:
-        task: ``segmentation``, ``keypoints`` or ``classification``.
-        num_outputs: classes, heatmaps or labels of the head.
+        task: ``segmentation``, ``keypoints``, ``classification`` or ``detection`` (a dense head at
+            1/4 like segmentation's, whose outputs the detection task reads as anchor predictions).
+        num_outputs: classes, heatmaps or labels of the head (detection: anchors x (1 + 7 + 2)).
         input_size: (C, H, W) the paper measures this preset at; H and W divisible by 4 * 2**(branches-1).
         stem_channels: channels of the two stride-2 stem convs.
         stages: the parallel modules; a fusion module sits between consecutive ones.
@@ -88,6 +90,10 @@ class HRNASConfig:
         granularity: step of the width choices (1 = every channel count; a coarser space rounds a
             pruned width up to the next step, never down).
         token_granularity: step of the token-count choices.
+        pillars: detection only: the PointPillars grid. The network then also takes packed pillars
+            (B, P, 3 + 4 N) and runs the pillar feature net before the stem; ``input_size`` must be
+            the grid's pseudo-image. Costs count the 2D network and head on the pseudo-image (as the
+            paper's Table 5), the pillar net's parameters but not its MACs, which depend on the cloud.
     """
 
     task: str = "segmentation"
@@ -104,6 +110,7 @@ class HRNASConfig:
     dropout: float = 0.2
     granularity: int = 1
     token_granularity: int = 1
+    pillars: PillarSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", tuple(self.input_size))
@@ -112,6 +119,8 @@ class HRNASConfig:
         object.__setattr__(self, "cls_channels", tuple(self.cls_channels))
         if isinstance(self.transformer, dict):
             object.__setattr__(self, "transformer", TransformerConfig(**self.transformer))
+        if isinstance(self.pillars, dict):
+            object.__setattr__(self, "pillars", PillarSettings(**self.pillars))
         self.validate()
 
     @property
@@ -152,6 +161,12 @@ class HRNASConfig:
                 _positive(f"cls_channels[{i}]", c)
             _positive("cls_final_channels", self.cls_final_channels)
         check_input_size(self, self.input_size, field_name="input_size")
+        if self.pillars is not None:
+            if self.task != "detection":
+                raise ConfigError("pillars", self.pillars, "a pillar front end needs task='detection'")
+            if self.input_size != self.pillars.input_size:
+                raise ConfigError("input_size", self.input_size,
+                                  f"the pillar grid makes a {self.pillars.input_size} pseudo-image; use that size")
 
     def _validate_stages(self) -> None:
         if not self.stages:

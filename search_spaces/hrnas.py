@@ -27,6 +27,8 @@ from torch import nn
 
 from nni_hrnas import compat, costs, labels
 from nni_hrnas.ops import TORCH_LAYERS, LayerFactory, SearchingBlock, Width
+from nni_hrnas.ops.pillars import POINT_FEATURES as PILLAR_FEATURES
+from nni_hrnas.ops.pillars import PillarFrontEnd
 
 from .config import ConfigError, HRNASConfig, check_input_size
 from .presets import get_preset
@@ -137,6 +139,8 @@ class HRNASNetwork(nn.Module):
                 num_tokens=widths[labels.choice_label(slot.label, labels.TOKENS)] if slot.has_transformer else 0,
                 transformer=settings, layers=layers)
         self.act = nn.ReLU(inplace=True)
+        if config.pillars is not None:
+            self.frontend = PillarFrontEnd(config.pillars)
         if config.task == "classification":
             final = config.cls_final_channels
             self.cls_final = nn.Sequential(nn.Conv2d(config.cls_channels[-1], final, 1, bias=False),
@@ -147,6 +151,8 @@ class HRNASNetwork(nn.Module):
             self.classifier = nn.Conv2d(config.head_channels, config.num_outputs, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 3 and self.config.pillars is not None:  # packed pillars: the pseudo-image first
+            x = self.frontend(x)
         feats = [self.stem(x)]
         for s, stage in enumerate(self.config.stages):
             if s > 0:
@@ -193,6 +199,8 @@ class HRNASNetwork(nn.Module):
         groups: dict[str, costs.Cost] = {"stem": (
             costs.conv_cost(config.in_channels, c, 3, hw(2)) + costs.batchnorm_cost(c, hw(2), act=True)
             + costs.conv_cost(c, c, 3, hw(4)) + costs.batchnorm_cost(c, hw(4), act=True))}
+        if config.pillars is not None:  # parameters only: its MACs depend on the point cloud
+            groups["frontend"] = costs.Cost(params=config.pillars.channels * (PILLAR_FEATURES + 2))
         for slot, block in self.searching_blocks():
             cost = costs.searching_block_cost(block, hw(slot.input_stride))
             if slot.upsample:

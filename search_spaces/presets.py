@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from nni_hrnas.detection.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
+from nni_hrnas.detection.pillars import PillarSettings
+
 from .config import HRNASConfig, TransformerConfig
 
 _SMALL_STAGES = (
@@ -12,6 +15,16 @@ _SMALL_STAGES = (
     (4, [1, 1, 1, 1], [16, 32, 48, 64]),
 )
 _SMALL_TRANSFORMER = TransformerConfig(tokens=16, size=4)
+# KITTI: three branches (1/4, 1/8, 1/16), as PointPillars' RPN has three scales; 496 x 432 is not a
+# multiple of 32, so there is no fourth. Anchors: 2 rotations x (1 class + 7 box residuals + 2 direction bins).
+DETECTION_OUTPUTS = 2 * (1 + 7 + 2)
+_KITTI_STAGES = (
+    (1, [1], [32]),
+    (2, [2, 2], [32, 64]),
+    (3, [2, 2, 3], [32, 64, 128]),
+    (3, [2, 2, 3], [32, 64, 128]),
+)
+_KITTI_SIM_STAGES = ((1, [1], [16]), (2, [1, 1], [16, 32]), (3, [1, 1, 1], [16, 32, 48]), (3, [1, 1, 1], [16, 32, 48]))
 
 PRESETS: dict[str, HRNASConfig] = {
     "cityscapes": HRNASConfig(task="segmentation", num_outputs=19, input_size=(3, 512, 1024), head_channels=90),
@@ -25,6 +38,11 @@ PRESETS: dict[str, HRNASConfig] = {
                               cls_channels=(24, 32, 48, 96), cls_final_channels=256, dropout=0.1),
     "digits_kp": HRNASConfig(task="keypoints", num_outputs=4, input_size=(1, 64, 64), stem_channels=16,
                              stages=_SMALL_STAGES, expansion=2, transformer=_SMALL_TRANSFORMER, head_channels=32),
+    "kitti": HRNASConfig(task="detection", num_outputs=DETECTION_OUTPUTS, input_size=PillarSettings().input_size,
+                         stem_channels=32, stages=_KITTI_STAGES, head_channels=96, pillars=PillarSettings()),
+    "kitti_sim": HRNASConfig(task="detection", num_outputs=DETECTION_OUTPUTS, input_size=KITTI_SIM_PILLARS.input_size,
+                             stem_channels=16, stages=_KITTI_SIM_STAGES, expansion=2, transformer=_SMALL_TRANSFORMER,
+                             head_channels=32, pillars=KITTI_SIM_PILLARS),
     "tiny": HRNASConfig(task="segmentation", num_outputs=3, input_size=(3, 32, 32), stem_channels=8,
                         stages=((1, [1], [8]), (2, [1, 1], [8, 8]), (3, [1, 1, 1], [8, 8, 8]),
                                 (4, [1, 1, 1, 1], [8, 8, 8, 8]), (4, [1, 1, 1, 1], [8, 8, 8, 8])),

@@ -39,7 +39,7 @@ def test_supernet_cost_at_paper_input_size(name, transformer):
 # Random samples run on real CPU tensors at a small input of the preset's aspect ratio (fast);
 # the paper-size runs above and test_other_input_sizes check how costs scale with the input.
 SMALL_INPUTS = {"cityscapes": (3, 64, 128), "ade20k": (3, 64, 64), "coco_keypoints": (3, 128, 96),
-                "imagenet": (3, 64, 64)}
+                "imagenet": (3, 64, 64), "kitti": (64, 128, 112)}
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

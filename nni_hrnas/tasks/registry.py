@@ -4,7 +4,8 @@
 >>> evaluator = spec.make_evaluator(None, epochs=3, batch_size=32)   # an NNI Lightning evaluator
 
 Data roots come from the ``root`` argument, else the task's environment variable
-(``CITYSCAPES_ROOT``, ``ADE20K_ROOT``, ``COCO_ROOT``, ``IMAGENET_ROOT``), else a clear error.
+(``CITYSCAPES_ROOT``, ``ADE20K_ROOT``, ``COCO_ROOT``, ``IMAGENET_ROOT``, ``KITTI_ROOT``), else a clear
+error; ``kitti_sim`` writes its simulated scenes once under ``$HRNAS_CACHE`` unless given a root.
 ``HRNAS_SMOKE=1`` (or ``smoke=True``) shrinks data, inputs and epochs to a check of a minute.
 Progress bars and Lightning's logger are on, except when ``CI`` or ``HRNAS_QUIET`` is set.
 """
@@ -16,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..data import ade20k, cityscapes, coco_keypoints, digits, imagenet
+from ..data import ade20k, cityscapes, coco_keypoints, digits, imagenet, kitti
 from ..data.common import smoke_mode
+from ..detection.pillars import SIM_PILLARS, PillarSettings
 from .base import TaskModule
 
-Kind = Literal['segmentation', 'keypoints', 'classification']
+Kind = Literal['segmentation', 'keypoints', 'classification', 'detection']
 
 SMOKE_LIMITS = {'train': 16, 'val': 8}
 
@@ -107,6 +109,8 @@ class TaskSpec:
         if getattr(module, 'coco_gt', False) is None and hasattr(val_ds, 'coco_gt'):
             # the OKS evaluation's ground truth, also for loops that run the module without a Trainer
             module.coco_gt = val_ds.coco_gt()
+        if getattr(module, 'val_frames', False) is None and hasattr(val_ds, 'annotations'):
+            module.val_frames = val_ds  # the KITTI evaluation's labels and calibrations
         quiet = quiet_mode()
         steps = max(len(train_ds) // batch_size, 1)
         tkw: dict[str, Any] = dict(max_epochs=epochs, accelerator='auto', devices=1, enable_progress_bar=not quiet,
@@ -157,6 +161,29 @@ def _digits(fn):
     return make
 
 
+def _kitti(root, smoke, seed, limit=None, on_error='raise'):
+    kw = dict(pillars=PillarSettings(), on_error=on_error, seed=seed)
+    return (kitti.KittiDetection(root, 'train', limit=_limits(smoke, limit, 'train'), **kw),
+            kitti.KittiDetection(root, 'val', limit=_limits(smoke, limit, 'val'), **kw))
+
+
+def _kitti_sim(root, smoke, seed, sizes=None):
+    """The simulated scenes (written once under $HRNAS_CACHE), or a root that write_kitti_sim wrote."""
+    from ..data import kitti_sim
+
+    if root is None:
+        train, val = (16, 8) if smoke else (sizes or (kitti_sim.SimSettings.train_frames,
+                                                      kitti_sim.SimSettings.val_frames))
+        root = kitti_sim.cached_kitti_sim(kitti_sim.SimSettings(train_frames=int(train), val_frames=int(val)), seed)
+    kw = dict(pillars=SIM_PILLARS, seed=seed, name='kitti_sim')
+    return kitti.KittiDetection(str(root), 'train', **kw), kitti.KittiDetection(str(root), 'val', **kw)
+
+
+def _detection(**kw):
+    from .detection import DetectionModule
+    return DetectionModule(**kw)
+
+
 def _segmentation(**kw):
     from .segmentation import SegmentationModule
     return SegmentationModule(**kw)
@@ -190,6 +217,16 @@ TASKS: dict[str, TaskSpec] = {
         'imagenet', 'classification', 'imagenet', (3, 224, 224), (3, 64, 64), 1000, 'top1', 'IMAGENET_ROOT',
         350, 64, 64, _imagenet, _classification, dict(num_classes=1000, **_CLS_REAL), base_batch_size=256,
         num_workers=2),
+    # PointPillars' car setting: 160 epochs of Adam (one cycle), batch 2 per device; moderate 3D AP (R40)
+    'kitti': TaskSpec(
+        'kitti', 'detection', 'kitti', (64, 496, 432), (64, 496, 432), 20, 'ap3d_moderate', 'KITTI_ROOT',
+        160, 2, 2, _kitti, _detection, dict(pillars=PillarSettings(), optimizer='adamw', learning_rate=2e-3,
+                                            weight_decay=1e-2, schedule='onecycle'), base_batch_size=2, num_workers=2),
+    'kitti_sim': TaskSpec(
+        'kitti_sim', 'detection', 'kitti_sim', (32, 128, 128), (32, 128, 128), 20, 'ap3d_moderate', None,
+        10, 4, 8, _kitti_sim, _detection, dict(pillars=SIM_PILLARS, anchors=dict(z_centre=-0.95),
+                                               optimizer='adamw', learning_rate=3e-3, weight_decay=1e-2,
+                                               schedule='onecycle')),
     'digits_seg': TaskSpec(
         'digits_seg', 'segmentation', 'digits_seg', (1, 64, 64), (1, 64, 64), digits.SEG_NUM_CLASSES, 'miou', None,
         10, 32, 100, _digits(digits.digits_seg), _segmentation,

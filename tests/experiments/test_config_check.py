@@ -10,7 +10,7 @@ from nni_hrnas.cli import main
 from nni_hrnas.config_check import check_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-ROOT_ENVS = ("CITYSCAPES_ROOT", "ADE20K_ROOT", "COCO_ROOT", "IMAGENET_ROOT")
+ROOT_ENVS = ("CITYSCAPES_ROOT", "ADE20K_ROOT", "COCO_ROOT", "IMAGENET_ROOT", "KITTI_ROOT")
 
 
 @pytest.fixture
