@@ -200,7 +200,8 @@ def _worker(settings: StudySettings, n_trials: int, threads: int, objective: Obj
     function = objective(settings)
 
     def tagged(trial: optuna.Trial) -> Any:
-        trial.set_user_attr("worker", token)  # how the parent finds the trial of a killed worker
+        if token:
+            trial.set_user_attr("worker", token)  # how the parent finds the trial of a killed worker
         return function(trial)
 
     def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

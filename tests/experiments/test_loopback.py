@@ -70,3 +70,11 @@ def test_hrnas_nnictl_serves_on_loopback_and_a_trial_reports_through_it(tmp_path
         assert listening_addresses(server) == {("127.0.0.1", free_port)}
     finally:
         subprocess.run([*hrnas, "stop", experiment_id], env=env, capture_output=True, timeout=120)
+
+
+def test_hrnas_check_says_plain_nnictl_binds_every_interface(capsys):
+    from nni_hrnas.cli import main
+
+    assert main(["check", str(Path(__file__).parents[2] / "experiments" / "digits.yml")]) == 0
+    err = capsys.readouterr().err
+    assert "every interface" in err and "hrnas nnictl create" in err

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from fast_objective import expected_values, fast_objective
 
-from nni_hrnas.tuning.study import StudySettings, run_study
+from nni_hrnas.tuning.study import StudySettings, create_study, run_study
 
 State = optuna.trial.TrialState
 
@@ -55,8 +55,7 @@ def check_killed_study(study: optuna.Study, pid: int, killed: int, n_trials: int
 def test_a_killed_worker_fails_its_trial_and_the_others_finish(kind, tmp_path, monkeypatch):
     monkeypatch.setenv("HRNAS_TEST_HOLD", str(tmp_path))
     url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal:{tmp_path / 's.log'}"
-    settings = StudySettings(task="digits_seg", storage=url, n_trials=2, workers=2, heartbeat=1,
-                             out=str(tmp_path / "runs"))
+    settings = StudySettings(task="digits_seg", storage=url, n_trials=2, workers=2, out=str(tmp_path / "runs"))
     study, pid, killed = run_and_kill_one_worker(settings, tmp_path)
     check_killed_study(study, pid, killed, n_trials=2)
     (other,) = [t for t in study.trials if t.state == State.COMPLETE and "failed_trial" not in t.system_attrs]
@@ -71,7 +70,7 @@ def test_postgresql_four_workers_one_killed_then_resumed_elsewhere(postgresql_ur
     monkeypatch.setenv("HRNAS_TEST_HOLD", str(tmp_path))
     name = f"pg-{uuid.uuid4().hex[:8]}"
     settings = StudySettings(task="digits_seg", storage=postgresql_url, study_name=name, n_trials=4, workers=4,
-                             heartbeat=1, out=str(tmp_path / "runs"))
+                             out=str(tmp_path / "runs"))
     study, pid, killed = run_and_kill_one_worker(settings, tmp_path)
     check_killed_study(study, pid, killed, n_trials=4)
     assert len({t.user_attrs["pid"] for t in study.trials}) >= 4  # four workers, then the replacement
@@ -81,3 +80,21 @@ def test_postgresql_four_workers_one_killed_then_resumed_elsewhere(postgresql_ur
     assert sorted(t.number for t in more.trials) == list(range(7))
     assert sum(t.state == State.COMPLETE for t in more.trials) == 6
     assert all(t.user_attrs["pid"] == os.getpid() for t in more.trials[5:])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_trial_whose_heartbeat_stopped_is_failed_and_retried_by_the_next_study(kind, tmp_path, request):
+    """The whole `hrnas study` was killed (no parent left to notice): the next one on the storage cleans up."""
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else request.getfixturevalue("postgresql_url")
+    settings = StudySettings(task="digits_seg", storage=url, study_name=f"hb-{uuid.uuid4().hex[:8]}", n_trials=1,
+                             heartbeat=1, out=str(tmp_path / "runs"))
+    study = create_study(settings)
+    orphan = study.ask({"lambda": optuna.distributions.FloatDistribution(*settings.lambda_range, log=True),
+                        "eps": optuna.distributions.FloatDistribution(*settings.eps_range, log=True)})
+    study._storage.record_heartbeat(orphan._trial_id)  # its process beat once, then died
+    time.sleep(2.5)  # past the grace period (two heartbeat intervals): Optuna's own rule, not a race
+    after = run_study(settings, fast_objective)
+    assert [t.state for t in after.trials] == [State.FAIL, State.COMPLETE]
+    retry = after.trials[1]
+    assert retry.system_attrs["failed_trial"] == orphan.number and retry.params == after.trials[0].params
+    assert retry.values == pytest.approx(list(expected_values(retry.params)))
