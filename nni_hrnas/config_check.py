@@ -204,7 +204,7 @@ def check_config(path: str | Path, port: int | None = None) -> list[str]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        return [f"{path} is not valid YAML: {exc}"]
+        return [f"{path} is not valid YAML: {' '.join(str(exc).split())}"]  # PyYAML's message spans lines
     if not isinstance(data, dict):
         return [f"{path}: expected a mapping of NNI config keys, got {type(data).__name__}"]
     problems = _config_problems(data)
