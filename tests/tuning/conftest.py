@@ -29,7 +29,7 @@ def postgresql_url():
     initdb refuses to run as root, so as root (CI) the server runs as the `postgres` user that
     Debian's package creates, in a folder of /tmp that user owns.
     """
-    pytest.importorskip("psycopg2", reason="pip install psycopg2-binary (in the dev extra)")
+    pytest.importorskip("psycopg", reason="pip install \"psycopg[binary]\" (in the dev extra)")
     bin_dir = _pg_bin()
     if bin_dir is None:
         pytest.skip(INSTALL_HINT)
