@@ -29,7 +29,8 @@ below names the NNI code it corrects and why. :func:`apply` is idempotent and is
    the trial's folder only), yet concurrent trials on one machine must split its cores.
    :func:`nni_trial_concurrency` reads it from the experiment's profile, which NNI keeps in
    ``EXPERIMENT_DIR/db/nni.sqlite`` (table ``ExperimentProfile``, nni_node/core/sqlDatabase.js);
-   the trial's folder (``NNI_SYS_DIR``) is ``EXPERIMENT_DIR/trials/TRIAL_ID``.
+   the trial's folder (``NNI_SYS_DIR``) lies under ``EXPERIMENT_DIR`` (``environments/local-env/
+   trials/TRIAL_ID`` with NNI 3.0's local training service, ``trials/TRIAL_ID`` with the legacy one).
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ def nni_trial_concurrency() -> int | None:
     trial_dir = os.environ.get("NNI_SYS_DIR")
     if not trial_dir:
         return None
-    database = Path(trial_dir).parents[1] / "db" / "nni.sqlite"
+    database = next((d / "db" / "nni.sqlite" for d in Path(trial_dir).parents if (d / "db" / "nni.sqlite").is_file()),
+                    None)
+    if database is None:
+        return None
     try:
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
             row = db.execute("select params from ExperimentProfile order by revision desc limit 1").fetchone()

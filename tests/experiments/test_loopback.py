@@ -61,7 +61,7 @@ def test_hrnas_nnictl_serves_on_loopback_and_a_trial_reports_through_it(tmp_path
                       if c.status == psutil.CONN_LISTEN and c.laddr.port == free_port)
         assert listening_addresses(server) == {("127.0.0.1", free_port)}
         # the tuner and the trial still reach the server ("localhost"): the trial's result arrives
-        database, deadline, done = tmp_path / "exp" / experiment_id / "db" / "nni.sqlite", time.time() + 240, 0
+        database, deadline, done = tmp_path / "exp" / experiment_id / "db" / "nni.sqlite", time.time() + 240, []
         while time.time() < deadline and not done:
             time.sleep(1)
             with sqlite3.connect(database) as db:
