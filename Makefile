@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup postgres demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,7 +21,17 @@ demo: setup
 	$(VENV)/bin/hrnas flops --preset digits_seg
 	$(VENV)/bin/hrnas demo --out runs/demo
 
-test: setup
+# The PostgreSQL tests start a real server (tests/tuning/conftest.py) from Debian's postgresql
+# package. Only `make test` installs it, and only as root (CI); elsewhere those tests skip, naming
+# this step. `make demo` never installs system packages.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing PostgreSQL for the storage tests (apt-get install postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL is not installed and this is not root: its tests will skip (apt-get install postgresql)"; fi
+
+test: setup postgres
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

@@ -1,4 +1,4 @@
-"""The ``hrnas`` command line: ``hrnas flops | search | export | study | compare | report``.
+"""The ``hrnas`` command line: ``hrnas flops | search | export | study | compare | report | nnictl``.
 
 Each subcommand prints a human summary, or with ``--json`` exactly one JSON object on stdout;
 logs go to stderr. The CLI is the composition root: it imports the spaces, tasks and analysis
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # parsed by analysis.cli.report_main (see main); listed here for `hrnas --help`
     sub.add_parser("report", add_help=False, help="HTML report of results (see hrnas report --help)")
+    sub.add_parser("nnictl", add_help=False, help="NNI's nnictl, its web server on 127.0.0.1 (--host HOST to "
+                                                  "expose it)")
     return parser
 
 
@@ -290,6 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from analysis.cli import report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["nnictl"]:  # nnictl's own arguments, passed through
+        from nni_hrnas.nnictl import main as nnictl_main
+
+        return nnictl_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_cli_logging(args.verbose)

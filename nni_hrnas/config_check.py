@@ -179,6 +179,12 @@ def gpu_warnings(data: dict[str, Any]) -> list[str]:
     return []
 
 
+#: What ``hrnas check`` says of the address NNI's web server binds (compat patch 5).
+EXPOSURE_WARNING = ("plain `nnictl create` binds NNI's web server on every interface (NNI 3.0 has no option for "
+                    "the address; its REST API can stop experiments): start it with `hrnas nnictl create ...`, "
+                    "which binds 127.0.0.1 (add --host 0.0.0.0 to expose it on purpose)")
+
+
 def port_problem(port: int) -> str | None:
     """Why NNI could not serve on ``port`` (it binds every interface), or None."""
     with socket.socket() as s:
@@ -198,7 +204,7 @@ def check_config(path: str | Path, port: int | None = None) -> list[str]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        return [f"{path} is not valid YAML: {exc}"]
+        return [f"{path} is not valid YAML: {' '.join(str(exc).split())}"]  # PyYAML's message spans lines
     if not isinstance(data, dict):
         return [f"{path}: expected a mapping of NNI config keys, got {type(data).__name__}"]
     problems = _config_problems(data)
@@ -221,7 +227,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"hrnas check: error: {problem}", file=sys.stderr)
     if not problems:
-        for warning in gpu_warnings(yaml.safe_load(Path(args.config).read_text())):
+        for warning in [*gpu_warnings(yaml.safe_load(Path(args.config).read_text())), EXPOSURE_WARNING]:
             print(f"hrnas check: warning: {warning}", file=sys.stderr)
     if not problems:
         print(f"{args.config}: ok")

@@ -322,10 +322,19 @@ def load_searched_model(run_dir: str | Path, fuse: bool = False) -> nn.Module:
             hint = (" (the search did not finish: continue it with hrnas search --resume --out "
                     f"{run_dir})") if (run_dir / CHECKPOINT_NAME).exists() else ""
             raise FileNotFoundError(f"{run_dir / name} is missing{hint}")
-    result = json.loads((run_dir / RESULT_NAME).read_text())
-    config = HRNASConfig(**result["config"])
+    try:
+        result = json.loads((run_dir / RESULT_NAME).read_text())
+        config = HRNASConfig(**result["config"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{run_dir / RESULT_NAME} is not a result.json as hrnas search writes it "
+                         f"({type(exc).__name__}: {exc}); restore it from the search's run folder") from None
     model = HRNASNetwork(config, load_arch(run_dir / ARCH_NAME, config))
-    model.load_state_dict(load_weights(run_dir / WEIGHTS_NAME), strict=True)
+    try:
+        model.load_state_dict(load_weights(run_dir / WEIGHTS_NAME), strict=True)
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors, torch's key/shape mismatches (many lines)
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{run_dir / WEIGHTS_NAME} does not hold this run's weights ({type(exc).__name__}: "
+                         f"{detail}); restore it from the search's run folder") from None
     if fuse:
         from nni_hrnas.ops.fuse import fuse_for_inference
 

@@ -4,6 +4,9 @@
 reports ``{'default': metric, 'macs': ...}`` after every evaluated epoch as an intermediate result
 (what NNI's web UI plots and its assessors read) and ends with the final dict
 ``{'default': metric, 'macs', 'params', 'arch', 'search_seconds'}``.
+
+The experiment's ``trialConcurrency`` trials share the machine: each runs torch on the cores
+divided by it (``--threads N`` overrides).
 """
 
 from __future__ import annotations
@@ -66,7 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root")
+    parser.add_argument("--threads", type=int, help="torch threads of this trial (default: this machine's cores "
+                                                    "divided by the experiment's trialConcurrency)")
     args = parser.parse_args(argv)
+    from nni_hrnas.compat import nni_trial_concurrency
+    from nni_hrnas.threads import limit_threads, threads_per_worker
+
+    try:
+        limit_threads(threads_per_worker(nni_trial_concurrency() or 1, args.threads))
+    except ValueError as exc:
+        parser.error(str(exc))
     params = nni.get_next_parameter() or {}
     missing = {"lambda", "eps"} - set(params)
     if missing:

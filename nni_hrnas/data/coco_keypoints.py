@@ -93,6 +93,11 @@ class COCOKeypoints(SkippingMixin, Dataset):
         if not self.image_dir.is_dir():
             raise DataRootError(f'COCO: expected the image folder {str(self.image_dir)!r}. COCO comes from {SOURCE}.')
         self.coco = load_coco(ann_file)
+        self.ann_file = ann_file
+        for key in ('images', 'annotations', 'categories'):
+            if not isinstance(self.coco.dataset.get(key), list):
+                raise DataFormatError(f'COCO: {str(ann_file)!r} has no {key!r} list; is it a COCO keypoints '
+                                      'annotation file?')
         cats = self.coco.loadCats(self.coco.getCatIds(catNms=['person'])) if self.coco.dataset.get('categories') else []
         if not cats:
             raise DataFormatError(f'COCO: {str(ann_file)!r} has no "person" category; is it a keypoints file?')
@@ -109,6 +114,8 @@ class COCOKeypoints(SkippingMixin, Dataset):
         records = []
         for image_id in sorted(self.coco.getImgIds()):
             info = self.coco.imgs[image_id]
+            if 'width' not in info or 'height' not in info:
+                raise DataFormatError(f'COCO: image {image_id} in {str(self.ann_file)!r} has no width/height fields.')
             width, height = info['width'], info['height']
             for ann in self.coco.imgToAnns.get(image_id, []):
                 if ann.get('category_id') != 1 or ann.get('iscrowd', 0):
@@ -122,6 +129,9 @@ class COCOKeypoints(SkippingMixin, Dataset):
                     continue
                 if np.any((kps[:, 2] < 0) | (kps[:, 2] > 2)):
                     raise DataFormatError(f'COCO annotation {ann.get("id")}: visibility flags must be 0, 1 or 2.')
+                if len(ann.get('bbox') or ()) != 4:
+                    raise DataFormatError(f'COCO annotation {ann.get("id")} of image {image_id} in '
+                                          f'{str(self.ann_file)!r} has no bbox [x, y, w, h].')
                 x, y, w, h = ann['bbox']
                 x1, y1 = max(0.0, x), max(0.0, y)
                 x2 = min(width - 1.0, x1 + max(0.0, w - 1))

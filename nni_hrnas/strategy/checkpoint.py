@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,8 +60,14 @@ def load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's message (several lines) suggests weights_only=False: never
+        detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), "")
+        raise CheckpointError(f"checkpoint {path} holds Python objects, not only tensors and plain values "
+                              f"({detail[:200]}); it was not loaded, as that could run code from the file: move it "
+                              "away to start over") from exc
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {exc}); "
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {detail}); "
                               f"it was left in place: move it away to start over") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} is not an HR-NAS search checkpoint (format "

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import multiprocessing
 import sys
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,11 @@ from typing import Any
 import optuna
 
 from nni_hrnas.strategy.loop import DeviceSettings
+from nni_hrnas.threads import limit_threads, threads_per_worker
 
-from .storage import open_storage
+from .storage import open_storage, retry_callback
+
+_log = logging.getLogger("nni_hrnas.tuning")
 
 MODES = ("multi", "single")
 PRUNERS = ("median", "hyperband", "none")
@@ -39,6 +45,14 @@ class StudySettings:
     intermediate value so that ``pruner`` (median by default) stops unpromising searches early
     (Optuna prunes single-objective studies only). ``lambda_range`` defaults to a decade either
     side of the task's default lambda.
+
+    Faults: ``workers`` processes each run ``threads`` torch threads (default: the cores split
+    between them). A worker killed mid-trial (OOM killer, ``kill -9``) leaves its trial FAIL; the
+    trial is retried once with the same parameters, resuming the killed search from its last
+    epoch checkpoint, by a new worker that also runs the killed worker's remaining trials. On
+    SQL storages every running trial also beats a heartbeat every ``heartbeat`` seconds, so the
+    trials of a whole ``hrnas study`` killed at once end FAIL (and are retried) when the next
+    ``hrnas study`` on that storage starts a trial; journal storages have no heartbeat.
 
     Example:
         >>> settings = StudySettings(task="digits_seg", storage="sqlite:///study.db", mode="single",
@@ -59,6 +73,8 @@ class StudySettings:
     seed: int = 0
     out: str | None = None
     pruner: str | None = None  # single mode: 'median' (default), 'hyperband' or 'none'
+    threads: int | None = None  # torch threads per worker; None: the cores split between the workers
+    heartbeat: int = 60  # seconds between a running trial's heartbeats (SQL storages)
     device: DeviceSettings = field(default_factory=lambda: DeviceSettings())  # where each search trains
 
     def __post_init__(self) -> None:
@@ -80,6 +96,10 @@ class StudySettings:
             raise StudyError(f"invalid n_trials={self.n_trials!r}: expected an integer >= 1")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise StudyError(f"invalid workers={self.workers!r}: expected an integer >= 1")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise StudyError(f"invalid threads={self.threads!r}: expected an integer >= 1 (threads per worker)")
+        if not isinstance(self.heartbeat, int) or self.heartbeat < 1:
+            raise StudyError(f"invalid heartbeat={self.heartbeat!r}: expected whole seconds >= 1")
         if self.mode not in MODES:
             raise StudyError(f"invalid mode={self.mode!r}: allowed: {', '.join(MODES)}")
         for name, (low, high) in (("lambda_range", self.lambda_range), ("eps_range", self.eps_range)):
@@ -120,7 +140,8 @@ def create_study(settings: StudySettings) -> optuna.Study:
     """Create the study (or load it to add trials), before any worker starts: several workers on a
     fresh SQLite file would race to create its schema."""
     directions = ["maximize", "minimize"] if settings.mode == "multi" else ["maximize"]
-    study = optuna.create_study(storage=open_storage(settings.storage), study_name=settings.study_name,
+    study = optuna.create_study(storage=open_storage(settings.storage, settings.heartbeat),
+                                study_name=settings.study_name,
                                 directions=directions, load_if_exists=True, pruner=make_pruner(settings))
     if len(study.directions) != len(directions):
         raise StudyError(f"study {settings.study_name!r} in {settings.storage} has {len(study.directions)} "
@@ -137,7 +158,8 @@ def make_objective(settings: StudySettings):
     def objective(trial: optuna.Trial) -> Any:
         lam = trial.suggest_float("lambda", *settings.lambda_range, log=True)
         eps = trial.suggest_float("eps", *settings.eps_range, log=True)
-        run_dir = Path(settings.out) / f"trial-{trial.number:04d}"
+        # a retry of a killed trial inherits its user attributes: it resumes the killed search's folder
+        run_dir = Path(trial.user_attrs.get("run_dir") or Path(settings.out) / f"trial-{trial.number:04d}")
         trial.set_user_attr("run_dir", str(run_dir))
 
         def report(epoch: dict[str, Any]) -> None:
@@ -148,7 +170,9 @@ def make_objective(settings: StudySettings):
                                              f"at {epoch['macs']:,} MACs is below the {settings.pruner} pruner's bar")
 
         result = run_search(SearchSettings(task=settings.task, lambda_=lam, eps=eps, epochs=settings.epochs,
-                                           seed=settings.seed, out=str(run_dir), **settings.device.flags()),
+                                           seed=settings.seed, out=str(run_dir),
+                                           resume=(run_dir / "search_checkpoint.pt").exists(),
+                                           **settings.device.flags()),
                             on_epoch_end=report if settings.mode == "single" else None)
         for key in ("macs", "params", "arch", "search_seconds", "metric_name"):
             trial.set_user_attr(key, result[key])
@@ -161,30 +185,90 @@ def make_objective(settings: StudySettings):
     return objective
 
 
-def _worker(settings: StudySettings, n_trials: int) -> None:
-    study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage),
+ObjectiveFactory = Callable[[StudySettings], Callable[[optuna.Trial], Any]]
+
+#: Rounds of workers that replace killed ones before the study gives up.
+MAX_RESTARTS = 3
+
+
+def _worker(settings: StudySettings, n_trials: int, threads: int, objective: ObjectiveFactory = make_objective,
+            token: str = "", done: Any = None) -> None:
+    """One worker: ``n_trials`` trials, each tagged with the worker's ``token`` and counted in ``done``."""
+    limit_threads(threads)
+    study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage, settings.heartbeat),
                               pruner=make_pruner(settings))
-    study.optimize(make_objective(settings), n_trials=n_trials, catch=(RuntimeError, ValueError))
+    function = objective(settings)
+
+    def tagged(trial: optuna.Trial) -> Any:
+        if token:
+            trial.set_user_attr("worker", token)  # how the parent finds the trial of a killed worker
+        return function(trial)
+
+    def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if done is not None:  # after the trial is stored: a kill now loses no finished trial
+            with done.get_lock():
+                done.value += 1
+
+    study.optimize(tagged, n_trials=n_trials, catch=(RuntimeError, ValueError), callbacks=[count])
 
 
-def run_study(settings: StudySettings) -> optuna.Study:
-    """Run ``n_trials`` new trials split over ``workers`` processes; returns the study."""
+def _split(n_trials: int, workers: int) -> list[int]:
+    return [n for n in (n_trials // workers + (i < n_trials % workers) for i in range(workers)) if n]
+
+
+def fail_trials_of_dead_workers(study: optuna.Study, tokens: set[str]) -> list[int]:
+    """Mark FAIL the trials that killed workers left RUNNING, and queue each for one retry.
+
+    Returns their numbers. A trial the heartbeat already failed is left alone (it was retried then).
+    """
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") in tokens:
+            frozen = study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            retry_callback()(study, frozen)
+            failed.append(trial.number)
+    return failed
+
+
+def run_study(settings: StudySettings, objective: ObjectiveFactory = make_objective) -> optuna.Study:
+    """Run ``n_trials`` new trials split over ``workers`` processes; returns the study.
+
+    ``objective(settings)`` builds the trial function (default: one HR-NAS search per trial); it
+    must be importable by name, as spawned workers unpickle it. Workers killed by a signal are
+    replaced until their trials are done (see :class:`StudySettings`).
+    """
     create_study(settings)
-    shares = [settings.n_trials // settings.workers + (i < settings.n_trials % settings.workers)
-              for i in range(settings.workers)]
+    threads = threads_per_worker(settings.workers, settings.threads)
     if settings.workers == 1:
-        _worker(settings, shares[0])
-    else:
-        context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=_worker, args=(settings, n)) for n in shares if n]
-        for p in processes:
-            p.start()
-        for p in processes:
-            p.join()
-        failed = [p.exitcode for p in processes if p.exitcode]
-        if failed:
-            raise RuntimeError(f"{len(failed)} study worker(s) failed (exit codes {failed}); finished trials "
+        _worker(settings, settings.n_trials, threads, objective)
+        return optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
+    context = multiprocessing.get_context("spawn")
+    shares = _split(settings.n_trials, settings.workers)
+    for _ in range(MAX_RESTARTS + 1):
+        workers = []
+        for n in shares:
+            token, done = uuid.uuid4().hex, context.Value("i", 0)
+            process = context.Process(target=_worker, args=(settings, n, threads, objective, token, done))
+            workers.append((process, n, token, done))
+            process.start()
+        for process, *_ in workers:
+            process.join()
+        errors = [p.exitcode for p, *_ in workers if p.exitcode and p.exitcode > 0]
+        if errors:
+            raise RuntimeError(f"{len(errors)} study worker(s) failed (exit codes {errors}); finished trials "
                                f"are kept in {settings.storage}")
+        killed = [(p, n - done.value, token) for p, n, token, done in workers if p.exitcode]
+        if not killed:
+            break
+        study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
+        failed = fail_trials_of_dead_workers(study, {token for *_, token in killed})
+        left = sum(n for _, n, _ in killed)
+        _log.warning("%d worker(s) killed (signals %s); trial(s) %s marked FAIL and retried; %d trial(s) left, "
+                     "on new workers", len(killed), [-p.exitcode for p, *_ in killed], failed, left)
+        shares = _split(left, settings.workers)
+    else:
+        raise RuntimeError(f"study workers were killed {MAX_RESTARTS + 1} times in a row; finished trials are kept "
+                           f"in {settings.storage}; run the same command again to add the missing ones")
     return optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
 
 
@@ -195,6 +279,11 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="Optuna storage: sqlite:///study.db, postgresql://user:pw@host/db or journal:PATH")
     parser.add_argument("--n-trials", type=int, default=20, help="new trials to add")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    parser.add_argument("--threads", type=int, help="torch threads per worker (default: this machine's cores "
+                                                    "divided by --workers, capped by OMP_NUM_THREADS if set)")
+    parser.add_argument("--heartbeat", type=int, default=60,
+                        help="seconds between heartbeats of running trials (SQL storages): a trial silent for two "
+                             "intervals is marked FAIL and retried")
     parser.add_argument("--study-name", help="default: hrnas-TASK")
     parser.add_argument("--mode", choices=MODES, default="multi")
     parser.add_argument("--macs-limit", type=float, help="single mode: MACs above this are infeasible")
@@ -218,6 +307,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         settings = StudySettings(task=args.task, storage=args.storage, n_trials=args.n_trials, workers=args.workers,
                                  study_name=args.study_name, mode=args.mode, macs_limit=args.macs_limit,
                                  epochs=args.epochs, seed=args.seed, out=args.out, pruner=args.pruner,
+                                 threads=args.threads, heartbeat=args.heartbeat,
                                  device=device_settings(args, check_machine=False))
         study = run_study(settings)
     except (StudyError, ValueError) as error:
@@ -228,6 +318,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     summary = {"study": settings.study_name, "storage": settings.storage, "trials": len(study.trials),
                "complete": len(complete),
                "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+               "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials),
                "front": [{"number": t.number, "params": t.params, "values": t.values} for t in front]}
     if args.json:
         print(json.dumps(summary))
