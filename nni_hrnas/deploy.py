@@ -176,10 +176,11 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
                                 dynamic_shapes=_batch_dim(dynamic_batch), input_names=["input"],
                                 output_names=["output"], optimize=False, verbose=False)
     exported = program.model_proto
+    nodes_exported = len(exported.graph.node)  # before: onnxslim may change the proto it is given
     slim = onnxslim.slim(exported)
     onnx.checker.check_model(slim, full_check=True)  # also runs onnx's strict shape inference
     onnx.save(slim, str(path))
-    return {"nodes_exported": len(exported.graph.node), "nodes": len(slim.graph.node), "opset": opset}
+    return {"nodes_exported": nodes_exported, "nodes": len(slim.graph.node), "opset": opset}
 
 
 def _task_io(task: str, config: Any, size: tuple[int, int, int]) -> dict[str, Any]:
