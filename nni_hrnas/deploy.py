@@ -15,9 +15,9 @@ the export fails, writing nothing, if any output differs from the searched netwo
 unfused) by more than :data:`TOLERANCE`. A DIR that already holds another model is refused unless
 ``force=True``; the files are written in a staging folder and moved in only once all checks pass.
 
-Why ``torch.export`` and not TorchScript: ``torch.jit.script`` cannot compile the network at all
-(its forward loops over the space's configuration dataclass and indexes a ``ModuleDict`` with
-f-strings), and ``torch.jit.trace`` records the same single path as ``torch.export`` but without
+Why ``torch.export`` and not TorchScript: ``torch.jit.script`` rejects the network (it stops at the
+attention's star-unpacked sizes, and the forward is plain Python over the space's configuration
+dataclass; scriptable ops would constrain every op of the project), and ``torch.jit.trace`` records the same single path as ``torch.export`` but without
 guards, so a call the trace does not fit runs silently wrong instead of failing. ``torch.export``
 runs the Python forward once at the exported input size, so every searched network exports:
 removed kernel paths and zero-token transformers are absent modules, a degenerate block is its
