@@ -53,6 +53,8 @@ COLUMNS = [
     "metric_name",
     "macs",
     "params",
+    "latency_ms",
+    "latency_setting",
     "search_seconds",
     "cost_wall_seconds",
     "cost_epochs",
@@ -70,6 +72,7 @@ COLUMNS = [
 
 _INT_COLUMNS = ["macs", "params", "seed", "train_epochs"]
 _FLOAT_COLUMNS = [
+    "latency_ms",
     "lambda",
     "eps",
     "metric",
@@ -247,6 +250,7 @@ def _read_run(folder: Path, problems: list[Problem]) -> dict[str, Any] | None:
             row["arch"] = _arch(json.loads((folder / "arch.json").read_text()))
         except (OSError, ValueError) as err:
             problems.append(Problem(str(folder), f"arch.json cannot be read ({err})", "warning"))
+    _fill_latency(row, folder, problems)
     if row["metric"] is None or row["macs"] is None:
         problems.append(
             Problem(
@@ -256,6 +260,31 @@ def _read_run(folder: Path, problems: list[Problem]) -> dict[str, Any] | None:
             )
         )
     return row
+
+
+#: What ``hrnas bench RUN --record`` appends to (``nni_hrnas.deploy.BENCH_RECORD``): one JSON line per measurement.
+BENCH_RECORD = "bench.jsonl"
+
+
+def _fill_latency(row: dict[str, Any], folder: Path, problems: list[Problem]) -> None:
+    """The run's latency: its latest batch-1 ``hrnas bench`` record (else its latest record), if any."""
+    path = folder / BENCH_RECORD
+    if not path.is_file():
+        return
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            rec = json.loads(line)
+            records.append((int(rec["batch"]), float(rec["median_ms"]), rec))
+        except (ValueError, KeyError, TypeError):
+            if line.strip():
+                problems.append(Problem(str(path), f"line {number} is not a bench record; left out", "warning"))
+    if not records:
+        return
+    batch, median, rec = ([r for r in records if r[0] == 1] or records)[-1]
+    row["latency_ms"] = median
+    row["latency_setting"] = (f"{rec.get('runtime')} ({rec.get('form')}), batch {batch}, "
+                              f"{rec.get('threads')} thread(s)")
 
 
 def _read_compare(folder: Path, problems: list[Problem]) -> list[dict[str, Any]]:

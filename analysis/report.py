@@ -260,6 +260,8 @@ _TABLE_COLUMNS = [
     "metric",
     "macs",
     "params",
+    "latency_ms",
+    "latency_setting",
     "search_seconds",
     "train_epochs",
     "train_seconds",
@@ -271,7 +273,8 @@ _TABLE_COLUMNS = [
 ]
 
 
-_TRAINING_COLUMNS = ["train_epochs", "train_seconds", "budget"]  # shown when some row has them
+# shown when some row has them (training of references; latency measured by hrnas bench --record)
+_TRAINING_COLUMNS = ["train_epochs", "train_seconds", "budget", "latency_ms", "latency_setting"]
 
 
 def _table_html(table: pd.DataFrame) -> str:

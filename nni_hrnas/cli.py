@@ -1,4 +1,4 @@
-"""The ``hrnas`` command line: ``hrnas flops | search | export | study | compare | report | nnictl``.
+"""The ``hrnas`` command line: ``hrnas flops | search | export | bench | study | compare | report | nnictl``.
 
 Each subcommand prints a human summary, or with ``--json`` exactly one JSON object on stdout;
 logs go to stderr. The CLI is the composition root: it imports the spaces, tasks and analysis
@@ -247,13 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_argument("--json", action="store_true", help="print one JSON object")
     flops.set_defaults(func=cmd_flops)
 
-    from nni_hrnas.search import add_export_arguments, add_search_arguments, cmd_export, cmd_search
+    from nni_hrnas.deploy import add_bench_arguments, add_export_arguments, cmd_bench, cmd_export
+    from nni_hrnas.search import add_search_arguments, cmd_search
 
     search = sub.add_parser("search", help="run one HR-NAS search and write a run folder",
                             description="Resource-aware progressive shrinking on a task's space.")
     add_search_arguments(search).set_defaults(func=cmd_search)
-    export = sub.add_parser("export", help="check a run folder reloads and export it")
+    export = sub.add_parser("export", help="check a run folder reloads and export it (torch.export, ONNX)",
+                            description="Copy a run folder's files; with --format, also a standalone torch.export "
+                                        "program and/or an ONNX file with a model card, each checked against the "
+                                        "searched network.")
     add_export_arguments(export).set_defaults(func=cmd_export)
+    bench = sub.add_parser("bench", help="latency of a run or export folder (median, percentiles; one JSON line)")
+    add_bench_arguments(bench).set_defaults(func=cmd_bench)
 
     from nni_hrnas.tuning.study import add_study_arguments, cmd_study
 

@@ -108,6 +108,7 @@ class SearchSettings:
     ema_decay: float = 0.999
     path_overhead: float | str | None = None  # MAC-equivalents, or "auto": measured here at latency_batch
     latency_batch: int = 1
+    latency_runtime: str = "torch"  # where "auto" measures: torch, or onnxruntime (the deployment runtime)
     accelerator: str = "auto"  # where the search trains (Lightning Fabric): auto, cpu, cuda / gpu
     devices: int = 1  # processes per node, one per device, data parallel
     num_nodes: int = 1
@@ -149,9 +150,9 @@ class SearchSettings:
         if self.path_overhead == "auto":
             from nni_hrnas.latency import measure_path_overhead
 
-            self.path_overhead = measure_path_overhead(batch_size=self.latency_batch)
-            _logger.info("path overhead measured at batch %d: %s MAC-equivalents per path", self.latency_batch,
-                         f"{self.path_overhead:,.0f}")
+            self.path_overhead = measure_path_overhead(batch_size=self.latency_batch, runtime=self.latency_runtime)
+            _logger.info("path overhead measured in %s at batch %d: %s MAC-equivalents per path",
+                         self.latency_runtime, self.latency_batch, f"{self.path_overhead:,.0f}")
 
     def validate(self) -> None:
         from search_spaces.presets import PRESETS
@@ -192,6 +193,8 @@ class SearchSettings:
                       "(measured on this machine)")
         if not _int(self.latency_batch) or self.latency_batch < 1:
             raise bad("latency_batch", self.latency_batch, "expected an integer >= 1")
+        if self.latency_runtime not in ("torch", "onnxruntime"):
+            raise bad("latency_runtime", self.latency_runtime, "expected torch or onnxruntime")
         if self.resume and not self.out:
             raise bad("resume", True, "--resume needs --out RUN_DIR (the folder of the search to continue)")
         try:
@@ -383,6 +386,8 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                              "(Eq. 7 adapted to latency); 'auto' measures it on this machine (default: per task; "
                              "0, the paper's MAC-only cost, on the real tasks)")
     parser.add_argument("--latency-batch", type=int, default=1, help="batch size 'auto' measures at (default 1)")
+    parser.add_argument("--latency-runtime", choices=("torch", "onnxruntime"), default="torch",
+                        help="runtime 'auto' measures in: the one you deploy on (default torch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", help="data folder (default: the task's environment variable)")
     parser.add_argument("--out", help="run folder (default: runs/hrnas-TASK-TIME)")
@@ -496,7 +501,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             target_macs=args.target_macs, seed=args.seed, batch_size=getattr(args, "batch_size", None),
             out=args.out, resume=args.resume, data_root=getattr(args, "data_root", None),
             path_overhead=_overhead_arg(getattr(args, "path_overhead", None)),
-            latency_batch=getattr(args, "latency_batch", 1), **device_kwargs(args))
+            latency_batch=getattr(args, "latency_batch", 1),
+            latency_runtime=getattr(args, "latency_runtime", "torch"), **device_kwargs(args))
         with _stdout_to_stderr():
             result = run_search(settings)
     except (SearchError, CheckpointError, ValueError, FileNotFoundError) as exc:

@@ -99,8 +99,9 @@ class Attention(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         q, k, v = self._split(self.q(query)), self._split(self.k(key)), self._split(self.v(value))
-        if q.shape[0] != k.shape[0]:  # batch-independent queries (the decoder's S)
-            q = q.expand(k.shape[0], *q.shape[1:])
+        # batch-independent queries (the decoder's S) broadcast to the batch; unconditional (a no-op for
+        # batched queries) so that an exported graph has no branch on the batch size
+        q = q.expand(k.shape[0], *q.shape[1:])
         attended = F.scaled_dot_product_attention(q, k, v)
         return self.out(attended.transpose(-3, -2).flatten(-2))
 

@@ -1,0 +1,480 @@
+"""Deploy a searched network: a standalone PyTorch program, an ONNX file and a model card.
+
+``hrnas export RUN --format torch|onnx|all [--out DIR]`` writes, into DIR (default ``RUN/export``)::
+
+    DIR/model.pt2          a torch.export program: torch.export.load(path).module()(x), with torch alone
+    DIR/model.onnx         torch's ONNX exporter, simplified by onnxslim, checked by onnx's checker
+    DIR/model_card.json    task, input and normalisation, outputs, MACs, params, metric, search, checks
+    DIR/model_card.md      the same for people, with how to load each file
+    DIR/arch.json, DIR/model.safetensors, DIR/result.json   the run folder's files (as before)
+
+Without ``--format`` only the last three are copied (what ``hrnas export`` always did).
+``--fuse`` exports the inference form (:func:`~nni_hrnas.ops.fuse.fuse_for_inference`: BNs folded,
+each block's kernel paths merged). Every exported file is loaded back and run on random inputs;
+the export fails, writing nothing, if any output differs from the searched network's (in PyTorch,
+unfused) by more than :data:`TOLERANCE`. A DIR that already holds another model is refused unless
+``force=True``; the files are written in a staging folder and moved in only once all checks pass.
+
+Why ``torch.export`` and not TorchScript: ``torch.jit.script`` rejects the network (it stops at the
+attention's star-unpacked sizes, and the forward is plain Python over the space's configuration
+dataclass; scriptable ops would constrain every op of the project), and ``torch.jit.trace`` records the same single path as ``torch.export`` but without
+guards, so a call the trace does not fit runs silently wrong instead of failing. ``torch.export``
+runs the Python forward once at the exported input size, so every searched network exports:
+removed kernel paths and zero-token transformers are absent modules, a degenerate block is its
+identity or 1x1 shortcut, and the task head is ordinary code. ``--dynamic-batch`` makes the batch
+a symbolic dimension (checked by guards when called); height and width stay those exported.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nni_hrnas.latency import RUNTIMES, onnxruntime_runner, time_latency
+from nni_hrnas.strategy.checkpoint import ARCH_NAME, RESULT_NAME, WEIGHTS_NAME, atomic_write_json
+
+FORMATS = ("torch", "onnx")
+TORCH_FILE = "model.pt2"
+ONNX_FILE = "model.onnx"
+CARD_JSON = "model_card.json"
+CARD_MD = "model_card.md"
+#: ``hrnas bench --record`` appends its JSON line here, in the measured folder; the report reads it
+BENCH_RECORD = "bench.jsonl"
+#: ONNX opsets we export to: torch's exporter writes opset 18 natively (and converts up); onnxruntime
+#: 1.2x runs up to 23. Lower opsets would go through onnx's version converter, which fails on
+#: several of the ops here (e.g. LayerNormalization, opset 17+).
+OPSETS = range(18, 24)
+#: Largest absolute difference accepted between an exported form's outputs and the searched network's.
+TOLERANCE = 1e-4
+#: Batch sizes every export is checked at: 1 and, with a dynamic batch, two others. A dynamic batch is
+#: exported at an example of batch 2: torch.export specialises dimensions whose example size is 1.
+CHECK_BATCHES = (1,)
+DYNAMIC_CHECK_BATCHES = (2, 1, 5)
+
+
+class DeployError(ValueError):
+    """An export or benchmark cannot proceed; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What ``hrnas export`` writes. ``formats`` empty: only copy the run folder's files."""
+
+    formats: tuple[str, ...] = ()
+    fuse: bool = False
+    input_size: tuple[int, int, int] | None = None  # default: the size the search ran at
+    opset: int = 18
+    dynamic_batch: bool = False
+    force: bool = False
+    tolerance: float = TOLERANCE
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise DeployError(f"invalid format={unknown[0]!r}: expected torch, onnx or all")
+        if not isinstance(self.opset, int) or self.opset not in OPSETS:
+            raise DeployError(f"invalid opset={self.opset!r}: this exporter supports opsets "
+                              f"{OPSETS.start}..{OPSETS.stop - 1} (torch's exporter and onnxruntime); "
+                              f"e.g. --opset {OPSETS.start}")
+        if not self.tolerance > 0:
+            raise DeployError(f"invalid tolerance={self.tolerance!r}: expected a positive number")
+
+    @staticmethod
+    def parse_formats(text: str | None) -> tuple[str, ...]:
+        """``torch``, ``onnx``, ``all`` or a comma-separated list; ``None`` gives no format."""
+        if text is None:
+            return ()
+        names = [part.strip().lower() for part in text.split(",") if part.strip()]
+        return FORMATS if "all" in names else tuple(dict.fromkeys(names))
+
+
+def run_fingerprint(run_dir: Path) -> str:
+    """The identity of a searched model: SHA-256 over its weights file and its architecture."""
+    digest = hashlib.sha256()
+    digest.update((run_dir / WEIGHTS_NAME).read_bytes())
+    arch = json.loads((run_dir / ARCH_NAME).read_text())
+    digest.update(json.dumps(arch, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _held_fingerprint(out: Path) -> str | None:
+    """The model ``out`` already holds: its card's fingerprint, that of its copied files, or "unknown"."""
+    if not out.is_dir():
+        return None
+    card = out / CARD_JSON
+    if card.is_file():
+        try:
+            return str(json.loads(card.read_text())["fingerprint"])
+        except (ValueError, KeyError, TypeError):
+            return "unknown"
+    if (out / WEIGHTS_NAME).is_file() and (out / ARCH_NAME).is_file():
+        try:
+            return run_fingerprint(out)
+        except ValueError:
+            return "unknown"
+    if any((out / name).exists() for name in (TORCH_FILE, ONNX_FILE, WEIGHTS_NAME, ARCH_NAME)):
+        return "unknown"
+    return None
+
+
+def _check_destination(out: Path, fingerprint: str, force: bool) -> None:
+    held = _held_fingerprint(out)
+    if held is not None and held != fingerprint and not force:
+        which = "a model it cannot identify" if held == "unknown" else f"a different model ({held[:12]})"
+        raise DeployError(f"{out} already holds {which}, not this run's ({fingerprint[:12]}); choose another "
+                          "--out, or pass --force to replace it (nothing was overwritten)")
+
+
+def _max_diff(run: Any, reference: nn.Module, inputs: list[torch.Tensor]) -> float:
+    worst = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            got = torch.as_tensor(run(x))
+            want = reference(x)
+            if got.shape != want.shape:
+                raise DeployError(f"exported output shape {tuple(got.shape)} != the searched network's "
+                                  f"{tuple(want.shape)} at input {tuple(x.shape)}")
+            worst = max(worst, float((got.float() - want.float()).abs().max()))
+    return worst
+
+
+def _batch_dim(dynamic: bool) -> tuple[dict[int, Any], ...] | None:
+    # min 1: batch 1 must stay valid (torch.export would otherwise specialise sizes 0 and 1)
+    return ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic else None
+
+
+def export_torch(model: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool = False) -> None:
+    """Write ``model`` (eval mode) as a ``torch.export`` program loadable with torch alone."""
+    # a copy: tracing runs the forward on fake tensors, and the transformers cache their positional
+    # encodings on the module; the caller's network must not keep a fake one
+    program = torch.export.export(copy.deepcopy(model).eval(), (example,), dynamic_shapes=_batch_dim(dynamic_batch), strict=False)
+    torch.export.save(program, str(path))
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18,
+                dynamic_batch: bool = False) -> dict[str, Any]:
+    """Write ``model`` as ONNX with torch's exporter, simplified by onnxslim and checked by onnx.
+
+    Returns the node counts before and after onnxslim (what simplification removed).
+    """
+    import onnx
+    import onnxslim
+
+    # optimize=False: onnxscript's optimizer failed on some of these graphs (an inliner pass error);
+    # onnxslim does the constant folding and dead-node removal instead
+    program = torch.onnx.export(copy.deepcopy(model).eval(), (example,), dynamo=True, opset_version=opset,
+                                dynamic_shapes=_batch_dim(dynamic_batch), input_names=["input"],
+                                output_names=["output"], optimize=False, verbose=False)
+    exported = program.model_proto
+    nodes_exported = len(exported.graph.node)  # before: onnxslim may change the proto it is given
+    slim = onnxslim.slim(exported)
+    onnx.checker.check_model(slim, full_check=True)  # also runs onnx's strict shape inference
+    onnx.save(slim, str(path))
+    return {"nodes_exported": nodes_exported, "nodes": len(slim.graph.node), "opset": opset}
+
+
+def _task_io(task: str, config: Any, size: tuple[int, int, int]) -> dict[str, Any]:
+    """Normalisation of the input and meaning of the output, per task (from the data modules)."""
+    from nni_hrnas.data.common import IMAGENET_MEAN, IMAGENET_STD
+    from nni_hrnas.data.digits import DIGITS_MEAN, DIGITS_STD
+
+    if task.startswith("digits"):
+        mean, std, pixels = [DIGITS_MEAN], [DIGITS_STD], "grey values / 255"
+    else:
+        mean, std, pixels = [float(v) for v in IMAGENET_MEAN], [float(v) for v in IMAGENET_STD], "RGB values / 255"
+    _, height, width = size
+    if config.task == "classification":
+        output = {"shape": ["B", config.num_outputs], "meaning": f"class logits ({config.num_outputs} classes); "
+                  "softmax for probabilities"}
+    elif config.task == "keypoints":
+        output = {"shape": ["B", config.num_outputs, height // 4, width // 4],
+                  "meaning": f"one heatmap per keypoint ({config.num_outputs}) at 1/4 of the input size; "
+                             "the peak is the keypoint"}
+    else:
+        output = {"shape": ["B", config.num_outputs, height // 4, width // 4],
+                  "meaning": f"per-pixel class logits ({config.num_outputs} classes) at 1/4 of the input size; "
+                             "resize bilinearly to the input size, then argmax over classes"}
+    return {"input": {"shape": ["B", *size], "dtype": "float32", "layout": "NCHW",
+                      "normalisation": f"(({pixels}) - mean) / std per channel", "mean": mean, "std": std},
+            "output": output}
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    io_, search = card["io"], card["search"]
+    lines = [f"# {card['task']} network searched with HR-NAS", "",
+             f"- input: {io_['input']['shape']} float32, NCHW; normalisation {io_['input']['normalisation']}, "
+             f"mean {io_['input']['mean']}, std {io_['input']['std']}",
+             f"- output: {io_['output']['shape']}: {io_['output']['meaning']}",
+             f"- cost at {'x'.join(map(str, card['input_size']))}: {card['macs']:,} MACs, {card['params']:,} params",
+             f"- {card['metric_name']}: {card['metric']}" if card.get("metric") is not None else "- metric: not recorded",
+             f"- form: {'inference (BNs folded, kernel paths merged)' if card['fuse'] else 'as searched (eval mode)'}; "
+             f"batch {'dynamic' if card['dynamic_batch'] else 'fixed at 1'}",
+             f"- search: preset {search.get('preset')}, lambda {search.get('lambda')}, eps {search.get('eps')}, "
+             f"{search.get('epochs')} epochs, path overhead {search.get('path_overhead')}; "
+             f"{search.get('search_seconds') or 0:.0f} s, cost {json.dumps(search.get('search_cost'))}",
+             f"- model fingerprint (weights + arch, SHA-256): {card['fingerprint']}", "",
+             "## Files and checks", ""]
+    for name, info in card["files"].items():
+        lines.append(f"- `{name}`: max abs difference to the searched network {info['max_abs_diff']:.2e} "
+                     f"(tolerance {card['tolerance']:g}, batches {card['checked_batches']})")
+    lines += ["", "## How to load", "", "```python"]
+    if TORCH_FILE in card["files"]:
+        lines += ["import torch  # torch alone: no NNI, no nni_hrnas",
+                  f"model = torch.export.load('{TORCH_FILE}').module()",
+                  f"y = model(torch.randn(1, {', '.join(map(str, card['input_size']))}))"]
+    if ONNX_FILE in card["files"]:
+        lines += ["import numpy as np, onnxruntime as ort",
+                  f"session = ort.InferenceSession('{ONNX_FILE}', providers=['CPUExecutionProvider'])",
+                  f"y = session.run(None, {{'input': np.zeros((1, {', '.join(map(str, card['input_size']))}), "
+                  "np.float32)})[0]"]
+    lines += ["# with this project: nni_hrnas.search.load_searched_model(folder) reloads arch.json + "
+              "model.safetensors", "```", ""]
+    return "\n".join(lines)
+
+
+def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
+                      settings: ExportSettings | None = None) -> dict[str, Any]:
+    """Export a run folder (see the module docstring); returns what the model card says, and ``out``.
+
+    Raises :class:`DeployError` (bad settings, another model in ``out_dir``, outputs that differ),
+    ``FileNotFoundError`` (a run folder without weights) or ``ConfigError`` (an input size the
+    network cannot take). Nothing in ``out_dir`` is replaced unless every check passed.
+    """
+    from nni_hrnas.ops.fuse import fuse_for_inference
+    from nni_hrnas.search import load_searched_model
+    from search_spaces import check_input_size
+
+    settings = settings or ExportSettings()
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "export"
+    model = load_searched_model(run_dir)
+    result = json.loads((run_dir / RESULT_NAME).read_text())
+    config = model.config
+    size = check_input_size(config, tuple(settings.input_size or result.get("input_size") or config.input_size))
+    fingerprint = run_fingerprint(run_dir)
+    _check_destination(out, fingerprint, settings.force)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".hrnas-export-", dir=out))
+    try:
+        files = _write_formats(model, fuse_for_inference(model) if settings.fuse else model, size, settings, staging)
+        card = dict(
+            format="hrnas-model-card", version=1, fingerprint=fingerprint, run_dir=str(run_dir),
+            task=result.get("task", config.task), preset=result.get("preset"), input_size=list(size),
+            macs=model.cost(size).macs, params=sum(p.numel() for p in model.parameters()),
+            metric=result.get("metric"), metric_name=result.get("metric_name", "metric"),
+            io=_task_io(str(result.get("task", config.task)), config, size),
+            fuse=settings.fuse, dynamic_batch=settings.dynamic_batch, opset=settings.opset if ONNX_FILE in files
+            else None, tolerance=settings.tolerance,
+            checked_batches=list(DYNAMIC_CHECK_BATCHES if settings.dynamic_batch else CHECK_BATCHES),
+            files=files, arch=result.get("arch"),
+            search={k: result.get(k) for k in ("preset", "lambda", "eps", "epochs", "shrink_epochs", "prune_every",
+                                               "path_overhead", "target_macs", "seed", "search_seconds",
+                                               "search_cost", "macs_max")})
+        if settings.formats:
+            atomic_write_json(staging / CARD_JSON, card)
+            (staging / CARD_MD).write_text(_card_markdown(card))
+        # every check passed: move the new files in, drop deploy files this export did not write (another
+        # model's, when forced, or another format's), then copy the run folder's own files (as before)
+        written = {path.name for path in staging.iterdir()}
+        if settings.formats or _held_fingerprint(out) not in (None, fingerprint):
+            for name in {TORCH_FILE, ONNX_FILE, CARD_JSON, CARD_MD} - written:
+                (out / name).unlink(missing_ok=True)
+        for name in written:
+            os.replace(staging / name, out / name)
+        if out.resolve() != run_dir.resolve():
+            for name in (ARCH_NAME, WEIGHTS_NAME):
+                shutil.copyfile(run_dir / name, out / name)
+            atomic_write_json(out / RESULT_NAME, result)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return dict(card, out=str(out))
+
+
+def _write_formats(reference: nn.Module, form: nn.Module, size: tuple[int, int, int], settings: ExportSettings,
+                   staging: Path) -> dict[str, dict[str, Any]]:
+    generator = torch.Generator().manual_seed(0)
+    batches = DYNAMIC_CHECK_BATCHES if settings.dynamic_batch else CHECK_BATCHES
+    inputs = [torch.randn(b, *size, generator=generator) for b in batches]
+    example = inputs[0]
+    files: dict[str, dict[str, Any]] = {}
+    if "torch" in settings.formats:
+        export_torch(form, example, staging / TORCH_FILE, settings.dynamic_batch)
+        program = torch.export.load(str(staging / TORCH_FILE)).module()
+        files[TORCH_FILE] = {"runtime": "torch", "max_abs_diff": _max_diff(program, reference, inputs)}
+    if "onnx" in settings.formats:
+        info = export_onnx(form, example, staging / ONNX_FILE, settings.opset, settings.dynamic_batch)
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(staging / ONNX_FILE), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        diff = _max_diff(lambda x: session.run(None, {name: x.numpy()})[0], reference, inputs)
+        files[ONNX_FILE] = dict(info, runtime="onnxruntime", max_abs_diff=diff)
+    for name, info in files.items():
+        if not info["max_abs_diff"] <= settings.tolerance:  # NaN fails too
+            raise DeployError(f"{name} differs from the searched network by {info['max_abs_diff']:.3g} (more than "
+                              f"{settings.tolerance:g}); nothing was written. Export without --fuse, or report it")
+    return files
+
+
+# ---- latency of a run folder or an export ------------------------------------------------------
+
+
+def bench(source: str | Path, runtime: str = "torch", batch: int = 1, threads: int = 1, warmup: int = 10,
+          repeats: int = 100, fuse: bool = False) -> dict[str, Any]:
+    """Latency of a run folder's network or of an export folder's files, as one JSON-able dict.
+
+    A run folder runs in PyTorch eagerly (``fuse``: its inference form) or, with
+    ``runtime="onnxruntime"``, exported to ONNX in memory first; an export folder runs its
+    ``model.pt2`` (torch) or ``model.onnx`` (onnxruntime). ``threads`` intra-op threads.
+    """
+    from nni_hrnas.latency import onnx_bytes
+
+    source = Path(source)
+    if runtime not in RUNTIMES:
+        raise DeployError(f"invalid runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if batch < 1 or threads < 1 or warmup < 0 or repeats < 1:
+        raise DeployError(f"need batch >= 1, threads >= 1, warmup >= 0, repeats >= 1; got batch={batch}, "
+                          f"threads={threads}, warmup={warmup}, repeats={repeats}")
+    torch.set_num_threads(threads)
+    if (source / CARD_JSON).is_file():
+        card = json.loads((source / CARD_JSON).read_text())
+        size, macs, form = tuple(card["input_size"]), card["macs"], "fused" if card["fuse"] else "plain"
+        if batch != 1 and not card["dynamic_batch"]:
+            raise DeployError(f"{source} was exported for batch 1 only; re-export with --dynamic-batch to "
+                              f"measure batch {batch}")
+        file = TORCH_FILE if runtime == "torch" else ONNX_FILE
+        if not (source / file).is_file():
+            raise DeployError(f"{source / file} is missing; export it with hrnas export RUN --format "
+                              f"{'torch' if runtime == 'torch' else 'onnx'}")
+        x = torch.randn(batch, *size)
+        if runtime == "torch":
+            program = torch.export.load(str(source / file)).module()
+
+            def run() -> None:
+                with torch.inference_mode():
+                    program(x)
+        else:
+            run = onnxruntime_runner(str(source / file), x, threads)
+        kind = "export"
+    elif (source / RESULT_NAME).is_file() or (source / WEIGHTS_NAME).is_file():
+        from nni_hrnas.ops.fuse import fuse_for_inference
+        from nni_hrnas.search import load_searched_model
+
+        model = load_searched_model(source)
+        result = json.loads((source / RESULT_NAME).read_text())
+        size = tuple(result.get("input_size") or model.config.input_size)
+        macs, form = model.cost(size).macs, "fused" if fuse else "plain"
+        model = fuse_for_inference(model) if fuse else model
+        x = torch.randn(batch, *size)
+        if runtime == "torch":
+            def run() -> None:
+                with torch.inference_mode():
+                    model(x)
+        else:
+            run = onnxruntime_runner(onnx_bytes(model, x), x, threads)
+        kind = "run"
+    else:
+        raise DeployError(f"{source} is neither a run folder (result.json, model.safetensors) nor an export "
+                          f"folder ({CARD_JSON}); give one written by hrnas search or hrnas export")
+    stats = time_latency(run, warmup=warmup, repeats=repeats)
+    return dict(source=str(source), kind=kind, runtime=runtime, form=form, batch=batch, threads=threads,
+                input_size=list(size), macs=macs, **stats.as_ms(),
+                ms_per_image=round(stats.median * 1e3 / batch, 4))
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def add_export_arguments(parser):
+    """The flags of ``hrnas export`` (the run folder copy, and the deployable formats)."""
+    from nni_hrnas.cli import parse_input_size
+
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by hrnas search")
+    parser.add_argument("--out", help="export folder (default: RUN_DIR/export)")
+    parser.add_argument("--format", dest="formats", metavar="torch|onnx|all",
+                        help="also write a standalone torch.export program (model.pt2), an ONNX file (model.onnx) "
+                             "or both, with model_card.md/json; each checked against the searched network")
+    parser.add_argument("--fuse", action="store_true", help="export the inference form (BNs folded, kernel paths "
+                        "merged): the same outputs, fewer ops")
+    parser.add_argument("--input", type=parse_input_size, help="input size CxHxW (default: the search's)")
+    parser.add_argument("--opset", type=int, default=OPSETS.start,
+                        help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1} (default {OPSETS.start})")
+    parser.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1 only)")
+    parser.add_argument("--force", action="store_true", help="replace another model already in --out")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser
+
+
+def cmd_export(args) -> int:
+    """``hrnas export``: returns the exit status (0 done, 2 bad input or failed check)."""
+    import sys
+
+    from search_spaces import ConfigError
+
+    try:
+        settings = ExportSettings(formats=ExportSettings.parse_formats(args.formats), fuse=args.fuse,
+                                  input_size=args.input, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                                  force=args.force)
+        info = export_deployment(args.run_dir, args.out, settings)
+    except (DeployError, ConfigError, FileNotFoundError, KeyError) as exc:
+        print(f"hrnas export: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    checks = ", ".join(f"{name} (max abs diff {f['max_abs_diff']:.1e})" for name, f in info["files"].items())
+    print(f"exported {args.run_dir} to {info['out']}: {info['macs']:,} MACs, {info['params']:,} params"
+          + (f"; {checks}" if checks else ""))
+    return 0
+
+
+def add_bench_arguments(parser):
+    """The flags of ``hrnas bench``."""
+    parser.add_argument("source", metavar="RUN_OR_EXPORT", help="a run folder or an export folder")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help="default torch")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    parser.add_argument("--repeats", type=int, default=100, help="timed runs (default 100)")
+    parser.add_argument("--fuse", action="store_true", help="a run folder's inference form")
+    parser.add_argument("--record", action="store_true", help=f"also append the line to RUN_OR_EXPORT/{BENCH_RECORD} "
+                        "(hrnas report shows the latest batch-1 record beside the MACs)")
+    return parser
+
+
+def cmd_bench(args) -> int:
+    """``hrnas bench``: one JSON line with median and percentiles; returns the exit status."""
+    import sys
+
+    from search_spaces import ConfigError
+
+    try:
+        report = bench(args.source, args.runtime, args.batch, args.threads, args.warmup, args.repeats, args.fuse)
+    except (DeployError, ConfigError, FileNotFoundError) as exc:
+        print(f"hrnas bench: error: {exc}", file=sys.stderr)
+        return 2
+    line = json.dumps(report)
+    if args.record:
+        with open(Path(args.source) / BENCH_RECORD, "a") as record:
+            record.write(line + "\n")
+    print(line)
+    return 0
+
+
+__all__ = ["ExportSettings", "DeployError", "export_deployment", "export_torch", "export_onnx", "bench",
+           "run_fingerprint", "FORMATS", "OPSETS", "TOLERANCE"]
