@@ -88,7 +88,9 @@ def _check_files(out: Path, net: torch.nn.Module, size: tuple[int, ...], batches
 ])
 def test_every_head_exports_and_matches(preset, fuse, dynamic, size, tmp_path):
     space = HRNASSpace.from_preset(preset)
-    net = _run_folder(tmp_path / "run", preset, _arch(space, seed=1))
+    # most paths removed: every head is still exported whole, and the export of a 40-block digits
+    # network with every path took minutes per format
+    net = _run_folder(tmp_path / "run", preset, _arch(space, seed=1, p_zero=0.85))
     settings = ExportSettings(formats=("torch", "onnx"), fuse=fuse, dynamic_batch=dynamic, input_size=size)
     info = export_deployment(tmp_path / "run", tmp_path / "out", settings)
     size = size or space.config.input_size
