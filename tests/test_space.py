@@ -98,7 +98,7 @@ def test_without_transformer_override():
     ({"stages": [(1, [1], [24]), (2, [1], [8, 8])]}, "stages[1].blocks"),
     ({"stages": [(1, [1], [24]), (2, [1, 1], [8, 0])]}, "stages[1].channels[1]"),
     ({"stages": [(1, [0], [24])]}, "stages[0].blocks[0]"),
-    ({"task": "detection"}, "task"),
+    ({"task": "depth"}, "task"),
     ({"expansion": 0}, "expansion"),
     ({"kernels": (3, 4)}, "kernels"),
     ({"input_size": (3, 500, 1024)}, "input_size"),
