@@ -80,11 +80,9 @@ def test_shrinking_then_training_keeps_the_final_architecture(checked_rebuilds, 
         return original(module, epochs, steps_per_epoch)
 
     monkeypatch.setattr(loop, "configure_optimizers", spy)
-    result = tiny_search(lambda_=0.05, epochs=4, shrink_epochs=2, warmup_epochs=1.5).result
+    result = tiny_search(lambda_=0.05, epochs=4, shrink_epochs=2).result
     trajectory = result["trajectory"]
     assert phases == [2, 2]
-    # lambda of each prune step's last batch (6 an epoch): ramped over 1.5 epochs, then full
-    assert trajectory[1]["lambda"] == pytest.approx(0.05 * (5 / 6) / 1.5) and trajectory[2]["lambda"] == 0.05
     assert [t["epoch"] for t in trajectory] == [0, 1, 2, 3, 4]
     assert trajectory[2]["macs"] < result["macs_max"]  # it did shrink
     assert all(t["units_removed"] == 0 and t["lambda"] == 0.0 for t in trajectory[3:])
