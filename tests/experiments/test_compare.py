@@ -54,7 +54,7 @@ def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capf
     assert len(compare_rows) == len(table)
     for (_, got), (_, want) in zip(compare_rows.iterrows(), table.iterrows(), strict=True):
         assert_row_is_the_result(got, {**want.to_dict(), "arch": json.loads(want["arch"])})
-        assert got["budget"] == want["budget"] and got["budget_used"] == pytest.approx(want["budget_used"])
+        assert got["budget"] == want["budget"]
     # the report's results table lists every row of this comparison (not only a page holding plotly.js)
     results = (out / "report.html").read_text().split("<h2>Results</h2>", 1)[1]
     for _, row in table.iterrows():
