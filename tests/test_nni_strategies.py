@@ -71,9 +71,14 @@ def test_multi_trial_strategies(name, free_port):
     finally:
         experiment.stop()
     assert len(top) == 2
+    choices = space.choices()
+    x = torch.randn(2, 3, 32, 32)
     for arch in top:
-        net = space.freeze(arch)  # every exported architecture rebuilds as a plain network
-        assert net.arch == arch
+        assert set(arch) == set(choices) and all(arch[k] in choices[k] for k in arch)  # a sample of the space
+        net = space.freeze(arch).eval()  # every exported architecture rebuilds as a plain, working network
+        with torch.no_grad():
+            out = net(x)
+        assert out.shape == (2, 3, 8, 8) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("name", ["RandomOneShot", "DARTS", "GumbelDARTS"])

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+from collected import assert_metric, assert_row_is_the_result, collect_rows
 
 from nni_hrnas.cli import main
 from nni_hrnas.compare import Budget, CompareError, CompareSettings, parse_budget
@@ -36,7 +37,7 @@ def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capf
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     monkeypatch.setenv("HRNAS_QUIET", "1")
     out = tmp_path / "cmp"
-    assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas,random,spos",
+    assert main(["compare", "--task", "digits_seg", "--budget", "768img", "--strategies", "hrnas,random,spos",
                  "--eval-epochs", "1", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)  # stdout holds our JSON and nothing else
     assert not (tmp_path / "home").exists() and (out / "nni").is_dir()  # NNI's folders stay inside --out
@@ -45,15 +46,26 @@ def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capf
     space = HRNASSpace.from_preset("digits_seg")
     for _, row in table.iterrows():
         net = space.freeze(json.loads(row["arch"]))  # every architecture is a valid sample of the space
-        assert net.cost().macs == row["macs"] and 0 <= row["metric"] <= 1
-    assert (out / "report.html").stat().st_size > 100_000  # plotly.js embedded
+        assert net.cost().macs == row["macs"] and net.cost().params == row["params"]
+        assert_metric(row["metric"])
+    # the analysis reads this real compare folder: each results.csv row, field by field
+    collected = collect_rows(out)
+    compare_rows = collected[collected["kind"] == "compare"]
+    assert len(compare_rows) == len(table)
+    for (_, got), (_, want) in zip(compare_rows.iterrows(), table.iterrows(), strict=True):
+        assert_row_is_the_result(got, {**want.to_dict(), "arch": json.loads(want["arch"])})
+        assert got["budget"] == want["budget"]
+    # the report's results table lists every row of this comparison (not only a page holding plotly.js)
+    results = (out / "report.html").read_text().split("<h2>Results</h2>", 1)[1]
+    for _, row in table.iterrows():
+        assert f"<td>{row['strategy']}</td>" in results and f"<td>{row['metric']:.4g}</td>" in results
     # the table is never overwritten; --resume keeps what is there and runs only what is missing
-    assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas",
+    assert main(["compare", "--task", "digits_seg", "--budget", "768img", "--strategies", "hrnas",
                  "--out", str(out)]) == 2
     assert "pass --resume" in capsys.readouterr().err
-    assert main(["compare", "--task", "digits_seg", "--budget", "9s", "--strategies", "hrnas",
+    assert main(["compare", "--task", "digits_seg", "--budget", "1024img", "--strategies", "hrnas",
                  "--out", str(out), "--resume"]) == 2
     assert "same --task and --budget" in capsys.readouterr().err
-    assert main(["compare", "--task", "digits_seg", "--budget", "5s", "--strategies", "hrnas,random",
+    assert main(["compare", "--task", "digits_seg", "--budget", "768img", "--strategies", "hrnas,random",
                  "--eval-epochs", "1", "--out", str(out), "--resume", "--json"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), table)  # both were done: nothing rerun

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import types
 
 import pytest
@@ -12,6 +13,7 @@ from reference import torch_counted_macs
 
 from nni_hrnas.strategy import (
     EMA,
+    PruningPolicy,
     WidthCost,
     mean_unit_macs,
     penalty,
@@ -150,6 +152,41 @@ def test_units_costs_and_penalty():
     small = rebuild(net, keep)
     small_tok = {g.label: g.unit_macs for g in unit_groups(small, SIZE) if g.kind == "tok"}
     assert all(small_tok[g.label] < g.unit_macs for g in tok)
+
+
+def test_penalty_weighs_each_gamma_by_the_macs_its_unit_costs():
+    """One gamma at a time: the penalty is |gamma| times the MACs that removing its unit saves, as the
+    independent counter measures it, over the normaliser. Units at different resolutions and widths
+    cost different amounts, so a plain L1 of the gammas gives other values."""
+    net = tiny_net().eval()
+    groups = unit_groups(net, SIZE)
+    norm = mean_unit_macs(groups)
+    x = torch.zeros(1, *SIZE)
+    full = torch_counted_macs(net, x)
+    kernels = [g for g in groups if g.kind != "tok" and g.count >= 2]
+    savings = []
+    for g in (kernels[0], kernels[len(kernels) // 2], kernels[-1]):
+        with torch.no_grad():
+            for h in groups:
+                h.bn.weight.zero_()
+            g.bn.weight[1] = -0.5
+        keep = {h.label: torch.arange(h.count) for h in groups}
+        keep[g.label] = torch.tensor([i for i in range(g.count) if i != 1])
+        saving = full - torch_counted_macs(rebuild(net, keep).eval(), x)
+        assert penalty(groups, norm).item() == pytest.approx(0.5 * saving / norm, rel=1e-6), g.label
+        savings.append(saving)
+    assert len(set(savings)) > 1, savings  # the check tells a weighted penalty from a plain L1
+
+
+def test_lambda_ramps_up_over_the_warmup_then_stays():
+    policy = PruningPolicy(lambda_=0.2, eps=EPS, prune_every=1, warmup_epochs=2.0, input_size=SIZE, shrink_epochs=3)
+    # a linear ramp from 0 over 2 epochs, by hand: 0.2 * t / 2
+    assert [policy.lambda_at(t, 1.0, 5) for t in (0.0, 0.5, 1.0, 1.5, 2.0, 2.9)] == pytest.approx(
+        [0.0, 0.05, 0.1, 0.15, 0.2, 0.2])
+    assert policy.lambda_at(1.0, 3.0, 5) == pytest.approx(0.3)  # the budget's scale multiplies the ramp
+    assert policy.lambda_at(3.0, 1.0, 5) == 0.0  # the training phase has no penalty
+    no_warmup = dataclasses.replace(policy, warmup_epochs=0.0)
+    assert no_warmup.lambda_at(0.0, 1.0, 5) == pytest.approx(0.2)
 
 
 def test_eps_semantics_below_removed_above_kept():

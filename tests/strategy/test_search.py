@@ -20,7 +20,7 @@ from search_helpers import (
     tiny_search,
     training_calls,
 )
-from tiny_data import tiny_evaluator
+from tiny_data import tiny_digits, tiny_evaluator
 
 from nni_hrnas.search import load_searched_model
 from nni_hrnas.strategy import CheckpointError, ProgressiveShrinking, SearchDiverged, save_searched
@@ -120,6 +120,26 @@ def test_resume_in_the_training_phase_runs_only_the_epochs_left(tmp_path):
     assert resumed.result["arch"] == whole.result["arch"]
     for (name, a), b in zip(resumed.model.state_dict().items(), whole.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_the_exported_network_is_the_ema_with_recalibrated_bn_statistics(tmp_path):
+    """The search exports the EMA network (the last checkpoint holds it beside the raw one), whose BN
+    statistics the last prune step re-estimated: with as many recalibration batches as the epoch has, the
+    stem BN's running mean is the mean of its own stem convolution over the 96 training images (equal
+    batches: the mean of the batch means), not a moving average of the training steps' batches."""
+    strategy = tiny_search(lambda_=0.05, epochs=1, recalibration_batches=6, checkpoint_dir=tmp_path)
+    net = strategy.model
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    exported = net.state_dict()
+    assert list(exported) == list(saved["ema"])
+    for name, value in exported.items():
+        assert torch.equal(value, saved["ema"][name]), name
+    raw_differs = [n for n, v in exported.items() if v.is_floating_point() and not torch.equal(v, saved["model"][n])]
+    assert any(n.endswith(".weight") for n in raw_differs), "the EMA equals the raw network: the check is void"
+    images = tiny_digits(EVALUATOR["n_train"], seed=1).tensors[0]
+    with torch.no_grad():
+        expected = net.stem[0](images).mean((0, 2, 3))
+    torch.testing.assert_close(net.stem[1].running_mean, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_budget_mode_lands_within_five_percent(checked_rebuilds):

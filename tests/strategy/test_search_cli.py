@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from collected import assert_row_is_the_result, collect_rows
 
 from nni_hrnas.search import SearchError, SearchSettings, load_searched_model, main
 
@@ -30,6 +31,10 @@ def test_search_json_run_folder_export_and_reload(tmp_path, monkeypatch, capfd):
     assert json.loads((run / "arch.json").read_text()) == result["arch"]
     model = load_searched_model(run)
     assert model.cost(tuple(result["input_size"])).macs == result["macs"]
+    # the analysis reads this real run folder: one row holding result.json's values
+    table = collect_rows(run)
+    assert len(table) == 1 and table.iloc[0]["kind"] == "run"
+    assert_row_is_the_result(table.iloc[0], json.loads((run / "result.json").read_text()), run_dir=run)
 
     assert main(["export", str(run), "--out", str(tmp_path / "exported"), "--json"]) == 0
     info = json.loads(capfd.readouterr().out)

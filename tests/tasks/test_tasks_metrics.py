@@ -122,3 +122,80 @@ def test_keypoint_results_rescore_and_nms():
     assert len(res) == 2
     assert sorted(r['score'] for r in res) == pytest.approx([0.72, 0.8])
     assert len(res[0]['keypoints']) == 51
+
+
+# Hand-computed OKS and AP (COCO's definitions, written out here, not read from pycocotools):
+#   OKS = mean over the ground truth's visible joints of exp(-d^2 / (2 * area * (2 sigma)^2)),
+#   AP  = mean over the OKS thresholds 0.50, 0.55, ..., 0.95 of the precision interpolated at the 101
+#         recall points 0, 0.01, ..., 1 (the best precision at any recall at or above each point).
+AREA = 10_000.0
+VISIBLE = (0, 5, 9, 11)  # nose, left shoulder, left wrist, left hip
+WRIST_SIGMA = 0.062  # COCO's left-wrist sigma (0.62 / 10)
+# moves the wrist so that exp(-d^2 / (2 * area * (2 sigma)^2)) = 1/2 exactly
+WRIST_OFFSET = 2 * WRIST_SIGMA * np.sqrt(2 * AREA * np.log(2))
+
+
+def _person(x0: float) -> np.ndarray:
+    kps = np.zeros((17, 3))
+    for j in VISIBLE:
+        kps[j] = [x0 + 7.0 * j, 40.0 + 11.0 * j, 2.0]
+    return kps
+
+
+def _hand_gt(people: list[np.ndarray]):
+    anns = [dict(id=i + 1, image_id=1, category_id=1, keypoints=p.reshape(-1).tolist(), num_keypoints=len(VISIBLE),
+                 area=AREA, bbox=[float(p[VISIBLE, 0].min()), 40.0, 100.0, 100.0], iscrowd=0)
+            for i, p in enumerate(people)]
+    coco = COCO()
+    coco.dataset = dict(images=[dict(id=1, width=640, height=480)], annotations=anns,
+                        categories=[dict(id=1, name='person')])
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _detection(kps: np.ndarray, score: float, wrong_wrist: bool = False) -> dict:
+    kps = kps.copy()
+    kps[:, 2] = 1.0
+    if wrong_wrist:
+        kps[9, 0] += WRIST_OFFSET
+    return dict(image_id=1, category_id=1, keypoints=kps.reshape(-1).tolist(), score=score)
+
+
+def test_oks_ap_one_person_by_hand():
+    person = _person(50.0)
+    coco = _hand_gt([person])
+    perfect = oks_ap(coco, [_detection(person, 0.9)])
+    assert perfect['AP'] == pytest.approx(1.0) and perfect['AR'] == pytest.approx(1.0)
+    # one wrong joint of four visible: OKS = (3 + 1/2) / 4 = 0.875, matched at the 8 thresholds 0.50 ... 0.85
+    # (AP_t = 1 there), missed at 0.90 and 0.95 (AP_t = 0): AP = 8 / 10
+    one_wrong = oks_ap(coco, [_detection(person, 0.9, wrong_wrist=True)])
+    assert one_wrong['AP'] == pytest.approx(0.8, abs=1e-9) and one_wrong['AR'] == pytest.approx(0.8, abs=1e-9)
+    assert one_wrong['AP50'] == pytest.approx(1.0) and one_wrong['AP75'] == pytest.approx(1.0)
+
+
+def test_oks_ap_two_persons_and_their_score_order_by_hand():
+    """Persons A (exact detection) and B (one wrong joint, OKS 0.875), 250 px apart (cross OKS ~ 0).
+    At the thresholds 0.50 ... 0.85 both match: AP_t = 1. At 0.90 and 0.95 only A does, recall 1/2:
+    A ranked first: precision 1 at the 51 recall points 0 ... 0.50, AP_t = 51/101;
+    B ranked first (its false positive before A's hit): precision 1/2 there, AP_t = 51/202."""
+    a, b = _person(50.0), _person(300.0)
+    coco = _hand_gt([a, b])
+    a_first = oks_ap(coco, [_detection(a, 0.9), _detection(b, 0.8, wrong_wrist=True)])
+    b_first = oks_ap(coco, [_detection(a, 0.8), _detection(b, 0.9, wrong_wrist=True)])
+    assert a_first['AP'] == pytest.approx((8 + 2 * 51 / 101) / 10, abs=1e-9)
+    assert b_first['AP'] == pytest.approx((8 + 2 * 51 / 202) / 10, abs=1e-9)
+    for stats in (a_first, b_first):  # recall does not depend on the order: 8 thresholds at 1, two at 1/2
+        assert stats['AR'] == pytest.approx((8 + 2 * 0.5) / 10, abs=1e-9)
+
+
+def test_oks_of_the_nms_by_hand():
+    """oks_iou (the NMS's OKS, every joint, mean of the two areas): one of 17 joints off by WRIST_OFFSET."""
+    from nni_hrnas.data.keypoint_utils import oks_iou
+
+    g = np.zeros((17, 3))
+    g[:, 0] = np.arange(17) * 5.0
+    d = g.copy()
+    d[9, 0] += WRIST_OFFSET
+    oks = oks_iou(g, np.stack([g, d]), AREA, np.array([AREA, AREA]), COCO_SIGMAS)
+    assert oks == pytest.approx([1.0, (16 + 0.5) / 17], abs=1e-12)

@@ -116,6 +116,70 @@ def test_flip_back_swaps_pairs():
     assert np.array_equal(flip_back(heat.numpy()[..., ::-1], COCO_FLIP_PAIRS), heat[:, perm].numpy())
 
 
+class MirroredConvs(torch.nn.Module):
+    """Mirror-symmetric by construction: joint ``b`` of a left/right pair is joint ``a``'s 3x3 filter
+    mirrored, unpaired joints have mirror-symmetric filters ('same' padding, stride 1), so the heatmaps of
+    a flipped image are the flipped heatmaps with the pairs swapped."""
+
+    def __init__(self, pairs, joints=17, channels=3):
+        super().__init__()
+        w = torch.randn(joints, channels, 3, 3, generator=torch.Generator().manual_seed(0))
+        paired = {j for pair in pairs for j in pair}
+        for k in range(joints):
+            if k not in paired:
+                w[k] = (w[k] + w[k].flip(-1)) / 2
+        for a, b in pairs:
+            w[b] = w[a].flip(-1)
+        self.weight = torch.nn.Parameter(w)
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight, padding=1)
+
+
+class ShiftRight(torch.nn.Module):
+    """Asymmetric: each heatmap is its input channel moved one pixel to the right (zeros enter on the left)."""
+
+    def forward(self, x):
+        return torch.nn.functional.pad(x, (1, 0))[..., :-1]
+
+
+def test_flip_test_of_a_mirror_symmetric_network_is_its_plain_output():
+    module = get_task('coco_keypoints').make_lightning_module(flip_test=True, shift_heatmap=False)
+    net = MirroredConvs(COCO_FLIP_PAIRS)
+    module.set_model(net)
+    x = torch.randn(2, 3, 12, 10, generator=torch.Generator().manual_seed(1))
+    plain = net(x)
+    assert not torch.allclose(plain, plain.flip(-1), atol=1e-3)  # the heatmaps themselves are not symmetric
+    with torch.no_grad():
+        torch.testing.assert_close(module.predict_heatmaps(x), plain, rtol=1e-5, atol=1e-5)
+    # HRNet's one-pixel shift of the flipped half: column j takes column j - 1, column 0 stays
+    module.shift_heatmap = True
+    shifted = plain.clone()
+    shifted[..., 1:] = plain[..., :-1]
+    with torch.no_grad():
+        torch.testing.assert_close(module.predict_heatmaps(x), (plain + shifted) / 2, rtol=1e-5, atol=1e-5)
+
+
+def test_flip_test_of_an_asymmetric_network_by_hand():
+    """ShiftRight on one-hot inputs, W = 8. Left eye (joint 1) at (2, 3): plain output at (2, 4); the
+    flipped input has it at column 4, the net moves it to 5, flipped back that is column 2 and joint 2
+    (the right eye), HRNet's shift moves it to column 3. Nose (joint 0, unpaired) at (1, 5): plain (1, 6);
+    flipped: column 2 -> 3 -> back 4 -> shifted 5."""
+    module = get_task('coco_keypoints').make_lightning_module(flip_test=True)
+    module.set_model(ShiftRight())
+    x = torch.zeros(1, 17, 4, 8)
+    x[0, 1, 2, 3] = 1.0
+    x[0, 0, 1, 5] = 1.0
+    expected = torch.zeros(1, 17, 4, 8)
+    expected[0, 1, 2, 4] = expected[0, 2, 2, 3] = 0.5
+    expected[0, 0, 1, 6] = expected[0, 0, 1, 5] = 0.5
+    assert torch.equal(module.predict_heatmaps(x), expected)
+    module.flip_test = False
+    plain = torch.zeros(1, 17, 4, 8)
+    plain[0, 1, 2, 4] = plain[0, 0, 1, 6] = 1.0
+    assert torch.equal(module.predict_heatmaps(x), plain)
+
+
 def test_segmentation_on_cityscapes_layout(cityscapes_root):
     spec = get_task('cityscapes')
     ev = spec.make_evaluator(TinySeg(3, 19, 8), root=str(cityscapes_root), smoke=True, batch_size=2,

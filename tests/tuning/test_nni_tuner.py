@@ -43,7 +43,13 @@ def test_multi_objective_trials_are_told_with_metric_and_macs():
             assert t.values == [expected["default"], expected["macs"]]
             assert t.user_attrs["arch"] == {"p0_b0_n0_k3": 4}
     assert [t.user_attrs["nni_parameter_id"] for t in trials] == list(range(6))
-    assert tuner.study.best_trials  # a Pareto front exists
+    # the Pareto front, by hand: trials no other trial beats on metric (higher) and MACs (lower) at once;
+    # in fake_search a smaller lambda gives both, so the front is the completed trial of the smallest lambda
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    front = [t.number for t in done if not any(o.values[0] >= t.values[0] and o.values[1] <= t.values[1]
+                                               and o.values != t.values for o in done)]
+    assert front == [min(done, key=lambda t: t.params["lambda"]).number]
+    assert sorted(t.number for t in tuner.study.best_trials) == front
 
 
 def test_nan_metric_is_a_failed_trial():

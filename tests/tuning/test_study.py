@@ -5,6 +5,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from collected import assert_row_is_the_result, collect_rows
 
 from nni_hrnas.cli import main
 from nni_hrnas.tuning.study import StudyError, StudySettings, create_study, run_study
@@ -20,10 +21,15 @@ def test_two_workers_on_sqlite_lose_no_trial_and_resume_adds(tmp_path, monkeypat
                              out=str(tmp_path / "runs"))
     study = run_study(settings)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    collected = collect_rows(url)  # the analysis reads this real Optuna study, trial by trial
+    assert sorted(collected["trial"]) == sorted(str(t.number) for t in study.trials)
     for trial in study.trials:
         result = json.loads((Path(trial.user_attrs["run_dir"]) / "result.json").read_text())
         assert trial.values == [result["metric"], result["macs"]]
         assert result["lambda"] == pytest.approx(trial.params["lambda"]) and result["eps"] == trial.params["eps"]
+        row = collected[collected["trial"] == str(trial.number)].iloc[0]
+        assert row["kind"] == "optuna" and row["task"] == "digits_seg"
+        assert_row_is_the_result(row, {k: result[k] for k in ("metric", "macs", "params", "lambda", "eps", "arch")})
     # the same command again adds to the same study
     assert main(["study", "--task", "digits_seg", "--storage", url, "--n-trials", "1", "--epochs", "1",
                  "--out", str(tmp_path / "runs"), "--json"]) == 0
