@@ -424,14 +424,13 @@ def cmd_export(args) -> int:
     """``hrnas export``: returns the exit status (0 done, 2 bad input or failed check)."""
     import sys
 
-    from search_spaces import ConfigError
 
     try:
         settings = ExportSettings(formats=ExportSettings.parse_formats(args.formats), fuse=args.fuse,
                                   input_size=args.input, opset=args.opset, dynamic_batch=args.dynamic_batch,
                                   force=args.force)
         info = export_deployment(args.run_dir, args.out, settings)
-    except (DeployError, ConfigError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError) as exc:  # DeployError, ConfigError, a broken run folder
         print(f"hrnas export: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -461,11 +460,10 @@ def cmd_bench(args) -> int:
     """``hrnas bench``: one JSON line with median and percentiles; returns the exit status."""
     import sys
 
-    from search_spaces import ConfigError
 
     try:
         report = bench(args.source, args.runtime, args.batch, args.threads, args.warmup, args.repeats, args.fuse)
-    except (DeployError, ConfigError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # DeployError, ConfigError, a broken run folder
         print(f"hrnas bench: error: {exc}", file=sys.stderr)
         return 2
     line = json.dumps(report)

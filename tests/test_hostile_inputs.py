@@ -206,7 +206,6 @@ CASES = {
     "result: config of the wrong type": (export_with(edit_result(lambda r: r.update(config="digits"))), "config"),
     "result: config with an unknown field": (export_with(edit_result(lambda r: r["config"].update(colour=1))),
                                              "colour"),
-    "result: no macs": (export_with(edit_result(lambda r: r.pop("macs"))), "macs"),
     "weights: truncated": (export_with(truncate("model.safetensors")), "model.safetensors"),
     "weights: of another space": (export_with(weights_of_another_space), "model.safetensors"),
     "run: arch of another space": (export_with(lambda run: (run / "arch.json").write_text(json.dumps(
