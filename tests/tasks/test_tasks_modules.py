@@ -37,12 +37,12 @@ class Oracle(torch.nn.Module):
 
 
 def test_registry_names_and_errors(monkeypatch):
-    assert task_names() == ['cityscapes', 'ade20k', 'coco_keypoints', 'imagenet', 'digits_seg', 'digits_cls',
-                            'digits_kp']
+    assert task_names() == ['cityscapes', 'ade20k', 'coco_keypoints', 'imagenet', 'kitti', 'kitti_sim', 'digits_seg',
+                            'digits_cls', 'digits_kp']
     for name in task_names():
         spec = get_task(name)
         assert spec.name == name == spec.default_preset
-        assert spec.kind in ('segmentation', 'keypoints', 'classification')
+        assert spec.kind in ('segmentation', 'keypoints', 'classification', 'detection')
         assert len(spec.train_input_size) == 3 and spec.num_outputs > 0
     assert get_task('digits_seg').train_input_size == (1, 64, 64) and get_task('digits_seg').num_outputs == 11
     assert get_task('coco_keypoints').train_input_size == (3, 256, 192)
