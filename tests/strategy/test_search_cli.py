@@ -21,7 +21,6 @@ def test_search_json_run_folder_export_and_reload(tmp_path, monkeypatch, capfd):
     out, err = capfd.readouterr()
     result = json.loads(out)  # exactly one JSON object on stdout, logs went to stderr
     assert {"macs", "params", "metric", "arch", "search_seconds"} <= set(result) and "epoch 1/1" in err
-    assert "Experiment initialized" not in err and "training_service" not in err  # NNI's life cycle: its log only
     for key in ("metric_name", "arch_max", "lambda", "eps", "seed", "task", "preset", "search_cost", "trajectory"):
         assert key in result
     assert result["strategy"] == "hrnas" and result["task"] == "digits_seg" and result["preset"] == "tiny"
@@ -120,3 +119,28 @@ def test_two_process_cli_search_writes_one_run_folder(tmp_path, monkeypatch, cap
                                                       "search_checkpoint.pt"]
     assert len(list((run / "nni").iterdir())) == 1  # one NNI experiment: the ranks did not run their own
     assert load_searched_model(run).cost(tuple(result["input_size"])).macs == result["macs"]
+
+
+def test_cli_logging_keeps_nni_life_cycle_off_the_console_but_not_its_warnings():
+    import logging
+
+    from nni_hrnas.logs import setup_cli_logging
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Collect()
+    logging.getLogger("nni").addHandler(handler)  # where NNI's console handler sits
+    try:
+        setup_cli_logging()
+        logging.getLogger("nni.nas.experiment.experiment").info("Experiment initialized successfully.")
+        logging.getLogger("nni.experiment.experiment").info("Experiment stopped")
+        config = logging.getLogger("nni.nas.experiment.config.experiment")
+        config.warning("`training_service` will be ignored for sequential execution engine.")
+        config.warning("another warning")
+    finally:
+        logging.getLogger("nni").removeHandler(handler)
+    assert seen == ["another warning"]
