@@ -224,10 +224,7 @@ class HRNASNetwork(nn.Module):
 
     def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
         """Total exact per-image cost at ``input_size`` (see :meth:`cost_breakdown`)."""
-        total = costs.Cost()
-        for part in self.cost_breakdown(input_size).values():
-            total += part
-        return total
+        return sum(self.cost_breakdown(input_size).values(), costs.Cost())
 
 
 class HRNASSpace(ModelSpace):

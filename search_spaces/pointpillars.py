@@ -108,10 +108,7 @@ class PointPillarsRPN(nn.Module):
         return groups
 
     def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
-        total = costs.Cost()
-        for part in self.cost_breakdown(input_size).values():
-            total += part
-        return total
+        return sum(self.cost_breakdown(input_size).values(), costs.Cost())
 
 
 #: the published car RPN, and a CPU-sized one on the simulator's grid (half the widths)
