@@ -92,7 +92,9 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_retried_by_the_next_study
     orphan = study.ask({"lambda": optuna.distributions.FloatDistribution(*settings.lambda_range, log=True),
                         "eps": optuna.distributions.FloatDistribution(*settings.eps_range, log=True)})
     study._storage.record_heartbeat(orphan._trial_id)  # its process beat once, then died
-    time.sleep(2.5)  # past the grace period (two heartbeat intervals): Optuna's own rule, not a race
+    # past the grace period (two heartbeat intervals, "more than 2 s"): SQLite's CURRENT_TIMESTAMP keeps
+    # whole seconds, so a 2.5 s wait reads as 2 s half the time; 3.2 s always reads as 3 s or more
+    time.sleep(3.2)
     after = run_study(settings, fast_objective)
     assert [t.state for t in after.trials] == [State.FAIL, State.COMPLETE]
     retry = after.trials[1]
