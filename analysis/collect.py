@@ -699,6 +699,8 @@ def _read_study(study, spec: str, problems: list[Problem], studies: dict[str, An
             Problem(src, f"{len(trials) - len(done)} unfinished or failed trial(s) left out", "warning")
         )
     sattrs = study.user_attrs
+    # `hrnas study` records its StudySettings whole; a study of another producer may set the keys itself
+    recorded = sattrs.get("settings") if isinstance(sattrs.get("settings"), dict) else {}
     rows = []
     no_macs = 0
     for t in done:
@@ -711,8 +713,8 @@ def _read_study(study, spec: str, problems: list[Problem], studies: dict[str, An
             trial=str(t.number),
             status="finished",
             strategy=str(sattrs.get("strategy", "hrnas")),
-            task=sattrs.get("task"),
-            preset=sattrs.get("preset"),
+            task=sattrs.get("task", recorded.get("task")),
+            preset=sattrs.get("preset", recorded.get("preset")),
             metric_name=names[metric_idx] or sattrs.get("metric_name"),
         )
         res = dict(attrs)
@@ -767,8 +769,16 @@ def _is_journal(path: Path) -> bool:
     return isinstance(first, dict) and "op_code" in first
 
 
-def _discover(folder: Path, depth: int = 0) -> list[tuple[str, Path]]:
-    """(kind, path) of every source below ``folder``; the shallowest claim wins."""
+def _discover(folder: Path, depth: int = 0, seen: set[Path] | None = None) -> list[tuple[str, Path]]:
+    """(kind, path) of every source below ``folder``; the shallowest claim wins.
+
+    Each folder is read once, however many links lead to it (NNI's ``_latest`` links to the newest
+    experiment of its working directory, which is also listed under its id)."""
+    seen = set() if seen is None else seen
+    real = folder.resolve()
+    if real in seen:
+        return []
+    seen.add(real)
     if (folder / "results.csv").is_file():
         return [("compare", folder)]
     if (folder / "result.json").is_file():
@@ -786,7 +796,7 @@ def _discover(folder: Path, depth: int = 0) -> list[tuple[str, Path]]:
         if entry.name.startswith(".") or entry.name in ("__pycache__", "node_modules"):
             continue
         if entry.is_dir():
-            found.extend(_discover(entry, depth + 1))
+            found.extend(_discover(entry, depth + 1, seen))
         elif entry.suffix in _OPTUNA_SUFFIXES and _is_sqlite_with(entry, "studies"):
             found.append(("optuna", entry))
         elif entry.suffix in _JOURNAL_SUFFIXES and _is_journal(entry):

@@ -107,6 +107,9 @@ def test_nni_finished_experiment(tmp_path):
     # the NNI root (several experiments) and the sqlite file itself work too
     copy_nni(tmp_path, "fixstop02")
     assert len(collect([tmp_path]).table) == 9
+    # NNI links `_latest` to the newest experiment: that experiment is still read once
+    (tmp_path / "_latest").symlink_to(tmp_path / "fixstop02", target_is_directory=True)
+    assert sorted(collect([tmp_path]).table["experiment"].value_counts()) == [3, 6]
     assert len(collect([exp / "db" / "nni.sqlite"]).table) == 6
 
 

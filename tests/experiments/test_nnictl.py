@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from collected import assert_metric
+from collected import assert_metric, assert_row_is_the_result, collect_rows
 from nni.experiment.config import ExperimentConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +76,14 @@ def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
         value = json.loads(json.loads(data))
         assert value["epoch"] in (1, 2) and value["macs"] > 0
         assert_metric(value["default"])
+    # the analysis reads this real (stopped) experiment folder: one row per trial, as NNI exported it,
+    # though NNI's `_latest` link leads to the experiment a second time
+    assert (tmp_path / "exp" / "_latest").resolve() == database.parents[1].resolve()
+    collected = collect_rows(tmp_path / "exp")
+    assert len(collected) == 2 and set(collected["kind"]) == {"nni"}
+    for row in results:
+        value = row["value"] if isinstance(row["value"], dict) else json.loads(row["value"])
+        got = collected[collected["trial"] == row["trialJobId"]].iloc[0]
+        assert got["lambda"] == pytest.approx(row["parameter"]["lambda"])
+        assert got["eps"] == pytest.approx(row["parameter"]["eps"])
+        assert_row_is_the_result(got, {k: value[k] for k in ("default", "macs", "params", "arch", "search_seconds")})

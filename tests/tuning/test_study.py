@@ -28,8 +28,9 @@ def test_two_workers_on_sqlite_lose_no_trial_and_resume_adds(tmp_path, monkeypat
         assert trial.values == [result["metric"], result["macs"]]
         assert result["lambda"] == pytest.approx(trial.params["lambda"]) and result["eps"] == trial.params["eps"]
         row = collected[collected["trial"] == str(trial.number)].iloc[0]
-        assert row["kind"] == "optuna"  # its task is not collected yet (None): left open
-        assert_row_is_the_result(row, {k: result[k] for k in ("metric", "macs", "params", "lambda", "eps", "arch")})
+        assert row["kind"] == "optuna" and row["experiment"] == study.study_name
+        assert_row_is_the_result(row, {k: result[k] for k in ("metric", "macs", "params", "lambda", "eps", "arch",
+                                                               "task", "metric_name", "search_seconds")})
     # the same command again adds to the same study
     assert main(["study", "--task", "digits_seg", "--storage", url, "--n-trials", "1", "--epochs", "1",
                  "--out", str(tmp_path / "runs"), "--json"]) == 0
