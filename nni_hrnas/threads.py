@@ -49,3 +49,13 @@ def limit_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def enter_forked_rank(world_size: int) -> None:
+    """Call first in each training process that Fabric forked on this machine's CPU.
+
+    The ranks share the cores; and a process forked from one whose OpenMP pool had run with
+    several threads can wait forever on that pool's threads, which the fork did not copy, unless
+    it runs on no more threads than its share (one, when two ranks share two cores).
+    """
+    limit_threads(threads_per_worker(world_size))

@@ -36,7 +36,9 @@ def test_supernet_cost_at_paper_input_size(name, transformer):
     assert predicted == counted  # exact, not only within 1%
 
 
-# Random samples run on real CPU tensors at a small input of the preset's aspect ratio (fast);
+# Random samples run on real CPU tensors at a small input of the preset's aspect ratio: faster than
+# the meta device, whose shape functions run as Python decompositions (digits_seg, one architecture:
+# 1.9 s counted on meta, 0.8 s on CPU at this size);
 # the paper-size runs above and test_other_input_sizes check how costs scale with the input.
 SMALL_INPUTS = {"cityscapes": (3, 64, 128), "ade20k": (3, 64, 64), "coco_keypoints": (3, 128, 96),
                 "imagenet": (3, 64, 64), "kitti": (64, 128, 112)}

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..threads import enter_forked_rank
 from .checkpoint import save_checkpoint
 from .ema import EMA
 from .policy import PruningPolicy
@@ -284,9 +285,7 @@ def search_worker(fabric, job: SearchJob) -> SearchOutcome:
     if fabric.world_size > 1:
         _die_with_parent()
         if fabric.device.type == "cpu":
-            # the ranks share this machine's cores; and a rank forked from a process whose OpenMP pool
-            # had run with several threads can wait forever on that pool's (not forked) threads
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // fabric.world_size))
+            enter_forked_rank(fabric.world_size)
     try:
         outcome = _SearchLoop(fabric, job).run()
     except (SearchDiverged, _Stopped) as exc:  # every rank stops at the same step: hand the error back

@@ -83,6 +83,9 @@ def test_bf16_mixed_search_prunes_and_exports_float32(tmp_path):
 
 def _evaluate_on_two(fabric, task_name: str) -> dict:
     from nni_hrnas.strategy import evaluate
+    from nni_hrnas.threads import enter_forked_rank
+
+    enter_forked_rank(fabric.world_size)  # as the search's ranks do: without it a forked rank can hang
 
     loader, module, net = _evaluation_case(task_name)
     metric = evaluate(module, net, loader, fabric)
