@@ -113,6 +113,9 @@ def test_every_head_exports_and_matches(preset, fuse, dynamic, size, tmp_path):
 def test_edge_architectures_export_and_match(tokens, p_zero, size, tmp_path):
     space = HRNASSpace.from_preset("tiny")
     arch = _arch(space, seed=2, p_zero=p_zero, tokens=tokens)
+    if tokens == "few":  # a transformer in every third block: each one exported costs seconds
+        for i, label in enumerate(label for label in sorted(arch) if label.endswith("_tok")):
+            arch[label] = arch[label] if i % 3 == 0 else 0
     net = _run_folder(tmp_path / "run", "tiny", arch)
     export_deployment(tmp_path / "run", tmp_path / "out", ExportSettings(formats=("torch", "onnx"), input_size=size,
                                                                          fuse=p_zero < 1.0))
@@ -123,7 +126,7 @@ def test_edge_architectures_export_and_match(tokens, p_zero, size, tmp_path):
 def tiny_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     space = HRNASSpace.from_preset("tiny")
-    net = _run_folder(root / "run", "tiny", _arch(space, seed=5))
+    net = _run_folder(root / "run", "tiny", _arch(space, seed=5, p_zero=0.85))  # sparse: exports in seconds
     export_deployment(root / "run", root / "out", ExportSettings(formats=("torch", "onnx"), dynamic_batch=True))
     return root, net
 
