@@ -302,48 +302,23 @@ def _short(value: Any) -> str:
 # ---- the folder ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class RunFolder:
     """The files of one search's run folder (see the module docstring)."""
 
-    path: Path
-
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "path", Path(path))
+        self.path = Path(path)
+        self.result_path = self.path / RESULT_FILE
+        self.arch_path = self.path / ARCH_FILE
+        self.weights_path = self.path / WEIGHTS_FILE
+        self.checkpoint_path = self.path / CHECKPOINT_FILE
+        self.bench_path = self.path / BENCH_FILE
+        self.nni_dir = self.path / NNI_DIR
+        self.export_dir = self.path / EXPORT_DIR  # where hrnas export writes without --out
+        #: what a finished search leaves and an export copies
+        self.searched_files = (self.arch_path, self.weights_path, self.result_path)
 
-    @property
-    def result_path(self) -> Path:
-        return self.path / RESULT_FILE
-
-    @property
-    def arch_path(self) -> Path:
-        return self.path / ARCH_FILE
-
-    @property
-    def weights_path(self) -> Path:
-        return self.path / WEIGHTS_FILE
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.path / CHECKPOINT_FILE
-
-    @property
-    def bench_path(self) -> Path:
-        return self.path / BENCH_FILE
-
-    @property
-    def nni_dir(self) -> Path:
-        return self.path / NNI_DIR
-
-    @property
-    def export_dir(self) -> Path:
-        """Where ``hrnas export`` writes without ``--out``."""
-        return self.path / EXPORT_DIR
-
-    @property
-    def searched_files(self) -> tuple[Path, Path, Path]:
-        """What a finished search leaves and an export copies: arch, weights, result."""
-        return self.arch_path, self.weights_path, self.result_path
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
 
     def has_result(self) -> bool:
         return self.result_path.is_file()
