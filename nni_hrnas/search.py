@@ -288,10 +288,9 @@ def run_search(settings: SearchSettings,
         model = experiment.export_top_models(formatter="instance")[0]
     finally:
         experiment.stop()
-    result = dataclasses.replace(
-        SearchResult.from_dict(strategy.result, source="the strategy's result"), task=settings.task,
-        preset=settings.preset, arch=dict(arch), config=dataclasses.asdict(space.config),
-        run_seconds=time.perf_counter() - started, smoke=settings.smoke, run_dir=str(run_dir))
+    result = dataclasses.replace(strategy.result, task=settings.task, preset=settings.preset, arch=dict(arch),
+                                 config=dataclasses.asdict(space.config), run_seconds=time.perf_counter() - started,
+                                 smoke=settings.smoke, run_dir=str(run_dir))
     if rank == 0 and strategy.is_global_zero:
         folder.save(arch, model, result)
     return result
