@@ -173,7 +173,8 @@ def _empty_row() -> dict[str, Any]:
 
 
 def _fill_from_result(row: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
-    """Fill a row from a ``result.json``-like dict (also used for NNI final dicts and Optuna attrs)."""
+    """Fill a row from a results.csv row, an NNI final dict or an Optuna trial's attributes: records by
+    other producers, in result.json's spelling or NNI's (run folders are read by :func:`_fill_from_run`)."""
     metric = res.get("metric", res.get("default"))
     row["metric"] = _num(metric)
     row["metric_name"] = res.get("metric_name") or row.get("metric_name")
