@@ -35,6 +35,8 @@ from typing import Any
 
 import pandas as pd
 
+from nni_hrnas.run_folder import ARCH_FILE, BENCH_FILE, RESULT_FILE, RunFolder, RunFolderError, SearchResult
+
 #: The columns of the tidy table, in order. ``arch``/``arch_max`` hold dicts, ``trajectory`` a list of
 #: dicts (one per prune step) or None.
 COLUMNS = [
@@ -171,7 +173,8 @@ def _empty_row() -> dict[str, Any]:
 
 
 def _fill_from_result(row: dict[str, Any], res: dict[str, Any]) -> dict[str, Any]:
-    """Fill a row from a ``result.json``-like dict (also used for NNI final dicts and Optuna attrs)."""
+    """Fill a row from a results.csv row, an NNI final dict or an Optuna trial's attributes: records by
+    other producers, in result.json's spelling or NNI's (run folders are read by :func:`_fill_from_run`)."""
     metric = res.get("metric", res.get("default"))
     row["metric"] = _num(metric)
     row["metric_name"] = res.get("metric_name") or row.get("metric_name")
@@ -225,14 +228,11 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _read_run(folder: Path, problems: list[Problem]) -> dict[str, Any] | None:
-    result = folder / "result.json"
+    run = RunFolder(folder)
     try:
-        res = json.loads(result.read_text())
-    except (OSError, ValueError) as err:
-        problems.append(Problem(str(folder), f"result.json cannot be read ({err}); run left out"))
-        return None
-    if not isinstance(res, dict):
-        problems.append(Problem(str(folder), "result.json is not a JSON object; run left out"))
+        res = run.load_result()
+    except (OSError, RunFolderError) as err:
+        problems.append(Problem(str(folder), f"{RESULT_FILE} cannot be read ({err}); run left out"))
         return None
     row = _empty_row()
     row.update(
@@ -244,31 +244,58 @@ def _read_run(folder: Path, problems: list[Problem]) -> dict[str, Any] | None:
         status="finished",
         strategy="hrnas",
     )
-    _fill_from_result(row, res)
-    if row["arch"] is None and (folder / "arch.json").exists():
+    _fill_from_run(row, res)
+    if row["arch"] is None and run.arch_path.exists():
         try:
-            row["arch"] = _arch(json.loads((folder / "arch.json").read_text()))
-        except (OSError, ValueError) as err:
-            problems.append(Problem(str(folder), f"arch.json cannot be read ({err})", "warning"))
-    _fill_latency(row, folder, problems)
+            row["arch"] = _arch(run.load_arch())
+        except (OSError, RunFolderError) as err:
+            problems.append(Problem(str(folder), f"{ARCH_FILE} cannot be read ({err})", "warning"))
+    _fill_latency(row, run.bench_path, problems)
     if row["metric"] is None or row["macs"] is None:
         problems.append(
             Problem(
                 str(folder),
-                "result.json has no metric or no macs: listed in the table, left out of the fronts",
+                f"{RESULT_FILE} has no metric or no macs: listed in the table, left out of the fronts",
                 "warning",
             )
         )
     return row
 
 
+def _fill_from_run(row: dict[str, Any], res: SearchResult) -> None:
+    """Fill a row from a run folder's result (the fields it has; the others stay as they are)."""
+    cost = res.search_cost
+    values = {
+        "metric": _num(res.metric),
+        "metric_name": res.metric_name or None,
+        "macs": res.macs,
+        "params": res.params,
+        "search_seconds": _num(res.search_seconds),
+        "lambda": _num(res.lambda_),
+        "eps": _num(res.eps),
+        "seed": res.seed,
+        "task": res.task,
+        "preset": res.preset,
+        "strategy": res.strategy,
+        "cost_wall_seconds": _num(cost.wall_seconds) if cost else None,
+        "cost_epochs": cost.epochs if cost else None,
+        "cost_images_seen": cost.images_seen if cost else None,
+        "cost_mac_epochs": _num(cost.mac_epochs) if cost else None,
+        "arch": res.arch or None,
+        "arch_max": res.arch_max or None,
+        "trajectory": _trajectory(res.trajectory),
+    }
+    row.update({k: v for k, v in values.items() if v is not None})
+    if row["cost_wall_seconds"] is None:
+        row["cost_wall_seconds"] = row["search_seconds"]
+
+
 #: What ``hrnas bench RUN --record`` appends to (``nni_hrnas.deploy.BENCH_RECORD``): one JSON line per measurement.
-BENCH_RECORD = "bench.jsonl"
+BENCH_RECORD = BENCH_FILE
 
 
-def _fill_latency(row: dict[str, Any], folder: Path, problems: list[Problem]) -> None:
+def _fill_latency(row: dict[str, Any], path: Path, problems: list[Problem]) -> None:
     """The run's latency: its latest batch-1 ``hrnas bench`` record (else its latest record), if any."""
-    path = folder / BENCH_RECORD
     if not path.is_file():
         return
     records = []
@@ -290,7 +317,7 @@ def _fill_latency(row: dict[str, Any], folder: Path, problems: list[Problem]) ->
 def _read_compare(folder: Path, problems: list[Problem]) -> list[dict[str, Any]]:
     """``results.csv`` rows, merged with the run folders below ``folder`` where they match."""
     csv = folder / "results.csv"
-    runs = [r for r in (_read_run(p.parent, problems) for p in sorted(folder.rglob("result.json"))) if r]
+    runs = [r for r in (_read_run(p.parent, problems) for p in sorted(folder.rglob(RESULT_FILE))) if r]
     try:
         table = pd.read_csv(csv)
     except Exception as err:  # noqa: BLE001 - pandas raises many kinds; all mean "unreadable"
@@ -781,7 +808,7 @@ def _discover(folder: Path, depth: int = 0, seen: set[Path] | None = None) -> li
     seen.add(real)
     if (folder / "results.csv").is_file():
         return [("compare", folder)]
-    if (folder / "result.json").is_file():
+    if RunFolder(folder).has_result():
         return [("run", folder)]
     if (folder / "db" / "nni.sqlite").is_file():
         return [("nni", folder / "db" / "nni.sqlite")]
@@ -816,12 +843,12 @@ def _read_one(spec: str, problems: list[Problem], studies: dict[str, Any]) -> li
             return _read_nni(path, problems)
         if _is_sqlite_with(path, "studies") or _is_journal(path):
             return _read_optuna(str(path), problems, studies)
-        if path.name == "result.json":
+        if path.name == RESULT_FILE:
             return [r for r in [_read_run(path.parent, problems)] if r]
         if path.name == "results.csv":
             return _read_compare(path.parent, problems)
         problems.append(
-            Problem(spec, "is neither an NNI database, an Optuna storage, result.json nor results.csv")
+            Problem(spec, f"is neither an NNI database, an Optuna storage, {RESULT_FILE} nor results.csv")
         )
         return []
     found = _discover(path)
@@ -829,7 +856,7 @@ def _read_one(spec: str, problems: list[Problem], studies: dict[str, Any]) -> li
         problems.append(
             Problem(
                 spec,
-                "no results found (looked for result.json, results.csv, db/nni.sqlite, "
+                f"no results found (looked for {RESULT_FILE}, results.csv, db/nni.sqlite, "
                 "Optuna .db/.sqlite files and journal files)",
             )
         )

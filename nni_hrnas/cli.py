@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from nni_hrnas import labels
 from nni_hrnas.logs import setup_cli_logging
+from nni_hrnas.run_folder import RunFolder, SearchResult
 
 _log = logging.getLogger("nni_hrnas")
 
@@ -137,23 +138,23 @@ def _flops_rpn(args: argparse.Namespace, config) -> int:
     return 0
 
 
-def architecture_summary(result: dict) -> list[str]:
+def architecture_summary(result: SearchResult) -> list[str]:
     """Lines describing a searched architecture per branch: kept / supernet units and MACs."""
     import torch
 
     from search_spaces import HRNASConfig, HRNASNetwork
 
-    config = HRNASConfig(**result["config"])
+    config = HRNASConfig(**result.config)
     with torch.device("meta"):
-        network = HRNASNetwork(config, {k: int(v) for k, v in result["arch"].items()})
+        network = HRNASNetwork(config, {k: int(v) for k, v in result.arch.items()})
     _, branches = aggregate(network.cost_breakdown())
     kept: dict[str, list[int]] = {}
     for slot, _ in network.searching_blocks():
         key = slot.group.partition(".")[2] or slot.group
         totals = kept.setdefault(key, [0, 0, 0, 0])  # channels kept, channels max, tokens kept, tokens max
-        for label, value in result["arch"].items():
+        for label, value in result.arch.items():
             if labels.split_label(label)[0] == slot.label:
-                maximum = result.get("arch_max", {}).get(label, value)
+                maximum = (result.arch_max or {}).get(label, value)
                 index = 2 if labels.is_tokens(label) else 0
                 totals[index] += value
                 totals[index + 1] += maximum
@@ -183,17 +184,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from search_spaces import HRNASSpace
 
     out = Path(args.out)
-    settings = SearchSettings(task="digits_seg", out=str(out), resume=(out / "search_checkpoint.pt").exists(),
+    settings = SearchSettings(task="digits_seg", out=str(out), resume=RunFolder(out).has_checkpoint(),
                               seed=args.seed)
     result = run_search(settings)
-    wall = float(result["run_seconds"])
+    wall = float(result.run_seconds)
     references: list[tuple[str, baselines.TrainedRun, str]] = []
     if args.baselines:
         spec = get_task(settings.task)
         space = HRNASSpace.from_preset(settings.preset, input_size=spec.input_size(), num_outputs=spec.num_outputs)
         budget = f"same time as the search ({wall:.0f} s)"
         for kind, arch in (("supernet", space.max_sample()),
-                           ("uniform", baselines.uniform_sample(space, result["macs"], spec.input_size()))):
+                           ("uniform", baselines.uniform_sample(space, result.macs, spec.input_size()))):
             _log.info("training the %s for %.0f s (same data and recipe as the search)", kind, wall)
             run = baselines.train_for_time(settings.task, space, arch, wall, name=kind, seed=args.seed,
                                            recipe="search")
@@ -204,20 +205,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report = out / "report.html"
     sources = [str(out)] + ([str(out / "baselines")] if references else [])
     write_report(sources, report, title="HR-NAS on digits_seg (embedded demo)")
-    cost = result["search_cost"]
-    name = result["metric_name"]
-    shrink = result.get("shrink_epochs") or result["epochs"]
-    print(f"HR-NAS search of digits_seg ({result['epochs']} epochs: {shrink} shrinking, "
-          f"{result['epochs'] - shrink} training the final architecture; lambda {result['lambda']}, "
-          f"eps {result['eps']}):")
-    print(f"  {name} {result['metric']:.4f}; {_format_count(result['macs'])} MACs "
-          f"(supernet {_format_count(result['macs_max'])}), {_format_count(result['params'])} params")
-    print(f"  search cost: {wall:.0f} s wall, {cost['epochs']} epochs, "
-          f"{cost['images_seen']} images, {cost['mac_epochs'] / 1e6:.1f} M MAC-epochs")
+    cost = result.search_cost
+    name = result.metric_name
+    shrink = result.shrink_epochs or result.epochs
+    print(f"HR-NAS search of digits_seg ({result.epochs} epochs: {shrink} shrinking, "
+          f"{result.epochs - shrink} training the final architecture; lambda {result.lambda_}, "
+          f"eps {result.eps}):")
+    print(f"  {name} {result.metric:.4f}; {_format_count(result.macs)} MACs "
+          f"(supernet {_format_count(result.macs_max)}), {_format_count(result.params)} params")
+    print(f"  search cost: {wall:.0f} s wall, {cost.epochs} epochs, "
+          f"{cost.images_seen} images, {cost.mac_epochs / 1e6:.1f} M MAC-epochs")
     if references:
         print(f"  the alternatives, trained from scratch on the same data for the same {wall:.0f} s:")
         for kind, run, _ in references:
-            ratio = result["metric"] / run.metric if run.metric > 0 else float("inf")
+            ratio = result.metric / run.metric if run.metric > 0 else float("inf")
             print(f"    {BASELINE_NAMES[kind]:<46} {_format_count(run.macs):>8} MACs, {run.epochs:>3} epochs: "
                   f"{name} {run.metric:.4f} (search / this: {ratio:.2f}x)")
     print("\n".join("  " + line for line in architecture_summary(result)))

@@ -302,10 +302,9 @@ class Comparison:
             result = run_search(SearchSettings(task=self.settings.task, lambda_=lam, seed=self.settings.seed,
                                                epochs=epochs, out=str(Path(self.settings.out) / f"hrnas-{i}"),
                                                **self.settings.device.flags()))
-            meter.images += int(result["search_cost"]["images_seen"])
-            metric = self.evaluate(result["arch"], meter)
-            rows.append(self.row("hrnas", result["arch"], metric, meter, lambda_=lam,
-                                 searched_metric=result["metric"]))
+            meter.images += int(result.search_cost.images_seen)
+            metric = self.evaluate(result.arch, meter)
+            rows.append(self.row("hrnas", result.arch, metric, meter, lambda_=lam, searched_metric=result.metric))
         return rows
 
     def run(self, done: Callable[[str, list[dict]], None] | None = None,

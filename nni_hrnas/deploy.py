@@ -6,7 +6,7 @@
     DIR/model.onnx         torch's ONNX exporter, simplified by onnxslim, checked by onnx's checker
     DIR/model_card.json    task, input and normalisation, outputs, MACs, params, metric, search, checks
     DIR/model_card.md      the same for people, with how to load each file
-    DIR/arch.json, DIR/model.safetensors, DIR/result.json   the run folder's files (as before)
+    DIR/arch.json, DIR/model.safetensors, DIR/result.json   the run folder's files (nni_hrnas.run_folder)
 
 Without ``--format`` only the last three are copied (what ``hrnas export`` always did).
 ``--fuse`` exports the inference form (:func:`~nni_hrnas.ops.fuse.fuse_for_inference`: BNs folded,
@@ -41,7 +41,15 @@ import torch
 from torch import nn
 
 from nni_hrnas.latency import RUNTIMES, onnxruntime_runner, time_latency
-from nni_hrnas.strategy.checkpoint import ARCH_NAME, RESULT_NAME, WEIGHTS_NAME, atomic_write_json
+from nni_hrnas.run_folder import (
+    ARCH_FILE,
+    BENCH_FILE,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+    RunFolder,
+    SearchResult,
+    atomic_write_json,
+)
 
 FORMATS = ("torch", "onnx")
 TORCH_FILE = "model.pt2"
@@ -49,7 +57,7 @@ ONNX_FILE = "model.onnx"
 CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
 #: ``hrnas bench --record`` appends its JSON line here, in the measured folder; the report reads it
-BENCH_RECORD = "bench.jsonl"
+BENCH_RECORD = BENCH_FILE
 #: ONNX opsets we export to: torch's exporter writes opset 18 natively (and converts up); onnxruntime
 #: 1.2x runs up to 23. Lower opsets would go through onnx's version converter, which fails on
 #: several of the ops here (e.g. LayerNormalization, opset 17+).
@@ -100,10 +108,10 @@ class ExportSettings:
 
 def run_fingerprint(run_dir: Path) -> str:
     """The identity of a searched model: SHA-256 over its weights file and its architecture."""
+    folder = RunFolder(run_dir)
     digest = hashlib.sha256()
-    digest.update((run_dir / WEIGHTS_NAME).read_bytes())
-    arch = json.loads((run_dir / ARCH_NAME).read_text())
-    digest.update(json.dumps(arch, sort_keys=True).encode())
+    digest.update(folder.weights_path.read_bytes())
+    digest.update(json.dumps(folder.load_arch(), sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -117,12 +125,13 @@ def _held_fingerprint(out: Path) -> str | None:
             return str(json.loads(card.read_text())["fingerprint"])
         except (ValueError, KeyError, TypeError):
             return "unknown"
-    if (out / WEIGHTS_NAME).is_file() and (out / ARCH_NAME).is_file():
+    held = RunFolder(out)
+    if held.weights_path.is_file() and held.arch_path.is_file():
         try:
             return run_fingerprint(out)
         except ValueError:
             return "unknown"
-    if any((out / name).exists() for name in (TORCH_FILE, ONNX_FILE, WEIGHTS_NAME, ARCH_NAME)):
+    if any((out / name).exists() for name in (TORCH_FILE, ONNX_FILE, WEIGHTS_FILE, ARCH_FILE)):
         return "unknown"
     return None
 
@@ -237,9 +246,19 @@ def _card_markdown(card: dict[str, Any]) -> str:
                   f"session = ort.InferenceSession('{ONNX_FILE}', providers=['CPUExecutionProvider'])",
                   f"y = session.run(None, {{'input': np.zeros((1, {', '.join(map(str, card['input_size']))}), "
                   "np.float32)})[0]"]
-    lines += ["# with this project: nni_hrnas.search.load_searched_model(folder) reloads arch.json + "
-              "model.safetensors", "```", ""]
+    lines += [f"# with this project: nni_hrnas.search.load_searched_model(folder) reloads {ARCH_FILE} + "
+              f"{WEIGHTS_FILE}", "```", ""]
     return "\n".join(lines)
+
+
+def _card_search(result: SearchResult) -> dict[str, Any]:
+    """The model card's ``search`` section: how the network was searched (None where the run did not say)."""
+    cost = result.search_cost
+    return {"preset": result.preset, "lambda": result.lambda_, "eps": result.eps, "epochs": result.epochs,
+            "shrink_epochs": result.shrink_epochs, "prune_every": result.prune_every,
+            "path_overhead": result.path_overhead, "target_macs": result.target_macs, "seed": result.seed,
+            "search_seconds": result.search_seconds, "search_cost": cost.to_dict() if cost else None,
+            "macs_max": result.macs_max}
 
 
 def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
@@ -251,16 +270,16 @@ def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
     network cannot take). Nothing in ``out_dir`` is replaced unless every check passed.
     """
     from nni_hrnas.ops.fuse import fuse_for_inference
-    from nni_hrnas.search import load_searched_model
     from search_spaces import check_input_size
 
     settings = settings or ExportSettings()
-    run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else run_dir / "export"
-    model = load_searched_model(run_dir)
-    result = json.loads((run_dir / RESULT_NAME).read_text())
+    folder = RunFolder(run_dir)
+    run_dir = folder.path
+    out = Path(out_dir) if out_dir is not None else folder.export_dir
+    model = folder.load_model()
+    result = folder.load_result()
     config = model.config
-    size = check_input_size(config, tuple(settings.input_size or result.get("input_size") or config.input_size))
+    size = check_input_size(config, tuple(settings.input_size or result.input_size or config.input_size))
     fingerprint = run_fingerprint(run_dir)
     _check_destination(out, fingerprint, settings.force)
     created = not out.exists()
@@ -270,17 +289,14 @@ def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
         files = _write_formats(model, fuse_for_inference(model) if settings.fuse else model, size, settings, staging)
         card = dict(
             format="hrnas-model-card", version=1, fingerprint=fingerprint, run_dir=str(run_dir),
-            task=result.get("task", config.task), preset=result.get("preset"), input_size=list(size),
+            task=result.task or config.task, preset=result.preset, input_size=list(size),
             macs=model.cost(size).macs, params=sum(p.numel() for p in model.parameters()),
-            metric=result.get("metric"), metric_name=result.get("metric_name", "metric"),
-            io=_task_io(str(result.get("task", config.task)), config, size),
+            metric=result.metric, metric_name=result.metric_name or "metric",
+            io=_task_io(str(result.task or config.task), config, size),
             fuse=settings.fuse, dynamic_batch=settings.dynamic_batch, opset=settings.opset if ONNX_FILE in files
             else None, tolerance=settings.tolerance,
             checked_batches=list(DYNAMIC_CHECK_BATCHES if settings.dynamic_batch else CHECK_BATCHES),
-            files=files, arch=result.get("arch"),
-            search={k: result.get(k) for k in ("preset", "lambda", "eps", "epochs", "shrink_epochs", "prune_every",
-                                               "path_overhead", "target_macs", "seed", "search_seconds",
-                                               "search_cost", "macs_max")})
+            files=files, arch=result.arch, search=_card_search(result))
         if settings.formats:
             atomic_write_json(staging / CARD_JSON, card)
             (staging / CARD_MD).write_text(_card_markdown(card))
@@ -293,9 +309,7 @@ def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
         for name in written:
             os.replace(staging / name, out / name)
         if out.resolve() != run_dir.resolve():
-            for name in (ARCH_NAME, WEIGHTS_NAME):
-                shutil.copyfile(run_dir / name, out / name)
-            atomic_write_json(out / RESULT_NAME, result)
+            folder.copy_to(out, result)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created and not any(out.iterdir()):
@@ -371,13 +385,11 @@ def bench(source: str | Path, runtime: str = "torch", batch: int = 1, threads: i
         else:
             run = onnxruntime_runner(str(source / file), x, threads)
         kind = "export"
-    elif (source / RESULT_NAME).is_file() or (source / WEIGHTS_NAME).is_file():
+    elif (folder := RunFolder(source)).has_result() or folder.weights_path.is_file():
         from nni_hrnas.ops.fuse import fuse_for_inference
-        from nni_hrnas.search import load_searched_model
 
-        model = load_searched_model(source)
-        result = json.loads((source / RESULT_NAME).read_text())
-        size = tuple(result.get("input_size") or model.config.input_size)
+        model = folder.load_model()
+        size = tuple(folder.load_result().input_size or model.config.input_size)
         macs, form = model.cost(size).macs, "fused" if fuse else "plain"
         model = fuse_for_inference(model) if fuse else model
         x = torch.randn(batch, *size)
@@ -389,7 +401,7 @@ def bench(source: str | Path, runtime: str = "torch", batch: int = 1, threads: i
             run = onnxruntime_runner(onnx_bytes(model, x), x, threads)
         kind = "run"
     else:
-        raise DeployError(f"{source} is neither a run folder (result.json, model.safetensors) nor an export "
+        raise DeployError(f"{source} is neither a run folder ({RESULT_FILE}, {WEIGHTS_FILE}) nor an export "
                           f"folder ({CARD_JSON}); give one written by hrnas search or hrnas export")
     stats = time_latency(run, warmup=warmup, repeats=repeats)
     return dict(source=str(source), kind=kind, runtime=runtime, form=form, batch=batch, threads=threads,

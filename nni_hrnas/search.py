@@ -2,13 +2,8 @@
 
 Composes the task (``nni_hrnas.tasks.get_task``), the space (``HRNASSpace.from_preset``) and the
 strategy (:class:`~nni_hrnas.strategy.ProgressiveShrinking`) through NNI's ``NasExperiment``, and
-writes a run folder::
-
-    RUN_DIR/arch.json               the NNI architecture dict (space.freeze(arch) rebuilds it)
-    RUN_DIR/model.safetensors       the searched network's trained (EMA) weights
-    RUN_DIR/result.json             macs, params, metric, arch, search cost, trajectory, ...
-    RUN_DIR/search_checkpoint.pt    the checkpoint --resume continues from (written every epoch)
-    RUN_DIR/nni/                    NNI's experiment folder
+writes a run folder (:class:`~nni_hrnas.run_folder.RunFolder`: arch, trained weights, ``result.json``
+holding a :class:`~nni_hrnas.run_folder.SearchResult`, the search checkpoint, NNI's experiment folder).
 
 NNI runs the one-shot strategy in-process with its sequential engine: no web server is started.
 (If one were, NNI binds it on all interfaces; we pass a free loopback-chosen port all the same.)
@@ -24,7 +19,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -38,15 +32,7 @@ import torch
 from torch import nn
 
 from nni_hrnas.data.common import smoke_mode
-from nni_hrnas.strategy.checkpoint import (
-    ARCH_NAME,
-    CHECKPOINT_NAME,
-    RESULT_NAME,
-    WEIGHTS_NAME,
-    atomic_write_json,
-    load_weights,
-    save_searched,
-)
+from nni_hrnas.run_folder import ARCH_FILE, RESULT_FILE, WEIGHTS_FILE, RunFolder, SearchResult
 
 _logger = logging.getLogger("nni_hrnas.search")
 
@@ -266,8 +252,8 @@ def build_search(settings: SearchSettings, run_dir: Path | None = None,
 
 
 def run_search(settings: SearchSettings,
-               on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run one search and write its run folder; returns the ``result.json`` dict.
+               on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
+    """Run one search and write its run folder; returns what its ``result.json`` holds.
 
     ``on_epoch_end`` is the strategy's per-epoch callback (see :class:`ProgressiveShrinking`), e.g.
     to report intermediate values to an Optuna trial; what it raises stops the search and reaches
@@ -276,7 +262,8 @@ def run_search(settings: SearchSettings,
     from nni.nas.experiment import NasExperiment
 
     run_dir = settings.run_dir()
-    if (run_dir / CHECKPOINT_NAME).exists() and not settings.resume:
+    folder = RunFolder(run_dir)
+    if folder.has_checkpoint() and not settings.resume:
         raise SearchError(f"invalid out={str(run_dir)!r}: it holds a search checkpoint; pass --resume to continue "
                           "it, or choose another --out (nothing was overwritten)")
     space, evaluator, strategy = build_search(settings, run_dir, on_epoch_end)
@@ -292,7 +279,7 @@ def run_search(settings: SearchSettings,
     experiment = NasExperiment(space, evaluator, strategy)
     # under torchrun / SLURM every process runs this function: only rank zero writes the run folder
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) if strategy.devices.world_size > 1 else 0
-    nni_dir = run_dir / "nni" if rank == 0 else Path(tempfile.mkdtemp(prefix=f"hrnas-nni-rank{rank}-"))
+    nni_dir = folder.nni_dir if rank == 0 else Path(tempfile.mkdtemp(prefix=f"hrnas-nni-rank{rank}-"))
     experiment.config.experiment_working_directory = str(nni_dir.resolve())
     started = time.perf_counter()
     try:
@@ -301,64 +288,32 @@ def run_search(settings: SearchSettings,
         model = experiment.export_top_models(formatter="instance")[0]
     finally:
         experiment.stop()
-    result = dict(strategy.result)
-    result.update(task=settings.task, preset=settings.preset, arch=dict(arch),
-                  config=dataclasses.asdict(space.config), run_seconds=time.perf_counter() - started,
-                  smoke=settings.smoke, run_dir=str(run_dir))
+    result = dataclasses.replace(strategy.result, task=settings.task, preset=settings.preset, arch=dict(arch),
+                                 config=dataclasses.asdict(space.config), run_seconds=time.perf_counter() - started,
+                                 smoke=settings.smoke, run_dir=str(run_dir))
     if rank == 0 and strategy.is_global_zero:
-        save_searched(run_dir, arch, model, result)
+        folder.save(arch, model, result)
     return result
 
 
 def load_searched_model(run_dir: str | Path, fuse: bool = False) -> nn.Module:
-    """The searched network of a run folder with its trained weights, in eval mode.
-
-    ``fuse=True`` returns its inference form (:func:`nni_hrnas.ops.fuse.fuse_for_inference`: BNs
-    folded, each block's kernel paths merged): the same outputs to float tolerance, fewer ops.
-    """
-    from search_spaces import HRNASNetwork, load_arch
-    from search_spaces.config import HRNASConfig
-
-    run_dir = Path(run_dir)
-    for name in (ARCH_NAME, WEIGHTS_NAME, RESULT_NAME):
-        if not (run_dir / name).exists():
-            hint = (" (the search did not finish: continue it with hrnas search --resume --out "
-                    f"{run_dir})") if (run_dir / CHECKPOINT_NAME).exists() else ""
-            raise FileNotFoundError(f"{run_dir / name} is missing{hint}")
-    try:
-        result = json.loads((run_dir / RESULT_NAME).read_text())
-        config = HRNASConfig(**result["config"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{run_dir / RESULT_NAME} is not a result.json as hrnas search writes it "
-                         f"({type(exc).__name__}: {exc}); restore it from the search's run folder") from None
-    model = HRNASNetwork(config, load_arch(run_dir / ARCH_NAME, config))
-    try:
-        model.load_state_dict(load_weights(run_dir / WEIGHTS_NAME), strict=True)
-    except Exception as exc:  # noqa: BLE001 - safetensors' errors, torch's key/shape mismatches (many lines)
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ValueError(f"{run_dir / WEIGHTS_NAME} does not hold this run's weights ({type(exc).__name__}: "
-                         f"{detail}); restore it from the search's run folder") from None
-    if fuse:
-        from nni_hrnas.ops.fuse import fuse_for_inference
-
-        return fuse_for_inference(model)
-    return model.eval()
+    """The searched network of a run folder with its trained weights, in eval mode (see
+    :meth:`RunFolder.load_model <nni_hrnas.run_folder.RunFolder.load_model>`; ``fuse``: its inference form)."""
+    return RunFolder(run_dir).load_model(fuse=fuse)
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Check a run folder reloads, and copy its arch, weights and result to ``out_dir``."""
-    run_dir = Path(run_dir)
-    model = load_searched_model(run_dir)
-    result = json.loads((run_dir / RESULT_NAME).read_text())
-    out = Path(out_dir) if out_dir is not None else run_dir / "export"
+    folder = RunFolder(run_dir)
+    model = folder.load_model()
+    result = folder.load_result()
+    out = Path(out_dir) if out_dir is not None else folder.export_dir
     out.mkdir(parents=True, exist_ok=True)
-    if out.resolve() != run_dir.resolve():
-        for name in (ARCH_NAME, WEIGHTS_NAME):
-            shutil.copyfile(run_dir / name, out / name)
-        atomic_write_json(out / RESULT_NAME, result)
+    if out.resolve() != folder.path.resolve():
+        folder.copy_to(out, result)
     params = sum(p.numel() for p in model.parameters())
-    return {"out": str(out), "macs": result["macs"], "params": params, "metric": result.get("metric"),
-            "arch": result["arch"], "files": [ARCH_NAME, WEIGHTS_NAME, RESULT_NAME]}
+    return {"out": str(out), "macs": result.macs, "params": params, "metric": result.metric,
+            "arch": result.arch, "files": [path.name for path in folder.searched_files]}
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -373,7 +328,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                              "transformer.placement=all, kernels=3,5, granularity=8")
     parser.add_argument("--lambda", dest="lambda_", type=float, metavar="L", help="penalty weight (default: per task)")
     parser.add_argument("--eps", type=float, default=1e-3, help="remove units with |gamma| < eps (default 1e-3)")
-    parser.add_argument("--target-macs", type=float, metavar="M", help="MACs budget; the result lands within 5%% of it (result.json says above or below)")
+    parser.add_argument("--target-macs", type=float, metavar="M", help=f"MACs budget; the result lands within 5%% of it ({RESULT_FILE} says above or below)")
     parser.add_argument("--epochs", type=int, help="search epochs (default: per task)")
     parser.add_argument("--prune-every", type=int, help="epochs between prune steps (default: per task)")
     parser.add_argument("--warmup-epochs", type=float, help="epochs over which lambda ramps up from 0")
@@ -439,7 +394,7 @@ def device_settings(args: argparse.Namespace, check_machine: bool = True):
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The arguments of ``hrnas export``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by hrnas search")
-    parser.add_argument("--out", help="where to write arch.json, model.safetensors, result.json "
+    parser.add_argument("--out", help=f"where to write {ARCH_FILE}, {WEIGHTS_FILE}, {RESULT_FILE} "
                                       "(default: RUN_DIR/export)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
@@ -512,11 +467,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"hrnas search: the search diverged: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result.to_dict()))
     else:
-        print(f"searched {settings.task}: {result['macs']:,} MACs ({result['macs_max']:,} before), "
-              f"{result['params']:,} params, {result['metric_name']} {result['metric']:.4f}, "
-              f"{result['search_seconds']:.0f} s; run folder {result['run_dir']}")
+        print(f"searched {settings.task}: {result.macs:,} MACs ({result.macs_max:,} before), "
+              f"{result.params:,} params, {result.metric_name} {result.metric:.4f}, "
+              f"{result.search_seconds:.0f} s; run folder {result.run_dir}")
     return 0
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import nni
 
+from nni_hrnas.run_folder import RunFolder, SearchResult
+
 
 @contextlib.contextmanager
 def outer_trial_state() -> Iterator[None]:
@@ -46,10 +48,10 @@ def outer_trial_state() -> Iterator[None]:
             setattr(trial_module, name, value)
 
 
-def final_result(result: dict[str, Any]) -> dict[str, Any]:
+def final_result(result: SearchResult) -> dict[str, Any]:
     """The dict a trial reports: NNI keeps all of it for HPO experiments and hands it to the tuner."""
-    return {"default": float(result["metric"]), "macs": int(result["macs"]), "params": int(result["params"]),
-            "arch": result["arch"], "search_seconds": float(result["search_seconds"])}
+    return {"default": float(result.metric), "macs": int(result.macs), "params": int(result.params),
+            "arch": result.arch, "search_seconds": float(result.search_seconds)}
 
 
 def report_epoch(epoch: dict[str, Any]) -> None:
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(os.environ.get("NNI_OUTPUT_DIR", ".")) / "search"
     settings = SearchSettings(task=args.task, preset=args.preset, lambda_=float(params["lambda"]),
                               eps=float(params["eps"]), epochs=args.epochs, seed=args.seed,
-                              data_root=args.data_root, out=str(out), resume=(out / "search_checkpoint.pt").exists(),
+                              data_root=args.data_root, out=str(out), resume=RunFolder(out).has_checkpoint(),
                               **device_kwargs(args))
     with outer_trial_state():
         result = run_search(settings, on_epoch_end=report_epoch)

@@ -1,4 +1,4 @@
-"""Search checkpoints (one file, replaced atomically) and the searched model's files.
+"""Search checkpoints (one file, replaced atomically); the run folder's files are :mod:`nni_hrnas.run_folder`'s.
 
 Checkpoints are written with ``torch.save`` to a temporary file and moved over the old one
 (``os.replace``), so a kill at any moment leaves either the previous or the new checkpoint, never a
@@ -8,10 +8,7 @@ torn one. They hold tensors and plain Python values only and are read with
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,36 +16,18 @@ from typing import Any
 import torch
 from torch import nn
 
-CHECKPOINT_NAME = "search_checkpoint.pt"
-ARCH_NAME = "arch.json"
-WEIGHTS_NAME = "model.safetensors"
-RESULT_NAME = "result.json"
+from nni_hrnas.run_folder import CHECKPOINT_FILE, RunFolder, SearchResult, atomic_write_bytes, load_weights
+
+#: The checkpoint's name inside ``checkpoint_dir`` (the run folder defines it).
+CHECKPOINT_NAME = CHECKPOINT_FILE
 CHECKPOINT_FORMAT = 1
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CheckpointError", "load_checkpoint", "load_weights",
+           "save_checkpoint", "save_searched"]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is corrupt, or belongs to another search (the message says which and why)."""
-
-
-def atomic_write_bytes(path: Path, writer) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
-    atomic_write_bytes(path, lambda f: f.write(data))
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
@@ -81,18 +60,5 @@ def load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any
 
 
 def save_searched(out_dir: Path, arch: Mapping[str, int], model: nn.Module, result: Mapping[str, Any]) -> None:
-    """Write ``arch.json``, ``model.safetensors`` and ``result.json`` into ``out_dir``."""
-    from safetensors.torch import save
-
-    out_dir = Path(out_dir)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    data = save(state, metadata={"format": "hrnas-searched", "labels": str(len(arch))})
-    atomic_write_bytes(out_dir / WEIGHTS_NAME, lambda f: f.write(data))
-    atomic_write_json(out_dir / ARCH_NAME, dict(arch))
-    atomic_write_json(out_dir / RESULT_NAME, dict(result))
-
-
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
+    """Write a run folder's arch, weights and result (a ``result.json``-shaped mapping) into ``out_dir``."""
+    RunFolder(out_dir).save(arch, model, SearchResult.from_dict(dict(result)))

@@ -34,7 +34,7 @@ freshly pruned one; the EMA network is evaluated every ``prune_every`` epochs an
 goes below it (it removes fewer of the units under eps instead), and if the MACs are still above
 the target after the last shrinking epoch, that step removes the least important units until they
 are at or just under it. Either way the result lands within one unit's
-cost of the target; ``result['target']`` says on which side and how far.
+cost of the target; ``result.target`` says on which side and how far.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ from nni.nas.evaluator.pytorch import Lightning
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import ModelStatus, RawFormatModelSpace
 from torch import nn
+
+from nni_hrnas.run_folder import SearchResult
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .loop import DeviceSettings, SearchDiverged, SearchJob, SearchOutcome, search_worker
@@ -75,7 +77,7 @@ class ProgressiveShrinking(OneShotStrategy):
         epochs: search epochs (default: the evaluator trainer's ``max_epochs``).
         target_macs: optional MACs budget: the result lands next to it (just above when the
             search reached it early, at or just below when the final step had to prune to it;
-            ``result['target']`` says which), within ``target_tolerance``; a budget below the
+            ``result.target`` says which), within ``target_tolerance``; a budget below the
             network's minimum (stem, shortcuts and head alone) is an error.
         input_size: (C, H, W) the unit costs are computed at (default: the training samples' size).
         ema_decay: decay of the weight EMA used for evaluation and export.
@@ -137,7 +139,7 @@ class ProgressiveShrinking(OneShotStrategy):
         self.on_epoch_end = on_epoch_end
         self.devices = devices or DeviceSettings()
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        self.result: dict[str, Any] | None = None
+        self.result: SearchResult | None = None
         self.model: nn.Module | None = None
         self.is_global_zero = True  # False in the other processes of a search launched by torchrun / SLURM
         self._final: RawFormatModelSpace | None = None
@@ -304,27 +306,22 @@ class ProgressiveShrinking(OneShotStrategy):
         self._final = frozen
 
     def _result(self, model: nn.Module, state: RunState, epochs: int, metric_name: str,
-                resumed_at_epoch: int | None) -> dict[str, Any]:
+                resumed_at_epoch: int | None) -> SearchResult:
         macs, params = self._macs_params(model)
         d = self.devices
-        result: dict[str, Any] = {
-            "macs": macs, "params": params, "metric": state.metric, "metric_name": metric_name,
-            "arch": dict(model.arch), "arch_max": dict(self._supernet_arch),
-            "macs_max": state.start_macs, "macs_min": self.minimum_macs,
-            "search_seconds": state.wall_seconds, "lambda": self.lambda_, "eps": self.eps,
-            "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
-            "seed": self.seed, "input_size": list(self.input_size), "strategy": "hrnas",
-            "path_overhead": self.path_overhead, "shrink_epochs": self.policy().shrink_end(epochs),
-            "search_cost": state.search_cost(),
-            "trajectory": state.trajectory, "target_macs": self.target_macs,
-            "resumed_at_epoch": resumed_at_epoch,
-            "devices": {"accelerator": d.resolved_accelerator(), "devices": d.devices, "num_nodes": d.num_nodes,
-                        "world_size": d.world_size, "precision": d.precision, "channels_last": d.channels_last},
-        }
         target = self.policy().target_report(macs, state.lambda_scale)
-        if target is not None:
-            result["target"] = target
-            if not target["within_tolerance"]:
-                _logger.warning("the search ended %.1f%% %s the target of %s MACs",
-                                100 * abs(target["relative_error"]), target["side"], f"{self.target_macs:,}")
-        return result
+        if target is not None and not target["within_tolerance"]:
+            _logger.warning("the search ended %.1f%% %s the target of %s MACs",
+                            100 * abs(target["relative_error"]), target["side"], f"{self.target_macs:,}")
+        return SearchResult(
+            macs=macs, params=params, metric=state.metric, metric_name=metric_name,
+            arch=dict(model.arch), arch_max=dict(self._supernet_arch),
+            macs_max=state.start_macs, macs_min=self.minimum_macs,
+            search_seconds=state.wall_seconds, lambda_=self.lambda_, eps=self.eps,
+            prune_every=self.prune_every, warmup_epochs=self.warmup_epochs, epochs=epochs,
+            seed=self.seed, input_size=tuple(self.input_size), strategy="hrnas",
+            path_overhead=self.path_overhead, shrink_epochs=self.policy().shrink_end(epochs),
+            search_cost=state.search_cost(), trajectory=state.trajectory, target_macs=self.target_macs,
+            target=target, resumed_at_epoch=resumed_at_epoch,
+            devices={"accelerator": d.resolved_accelerator(), "devices": d.devices, "num_nodes": d.num_nodes,
+                     "world_size": d.world_size, "precision": d.precision, "channels_last": d.channels_last})

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nni_hrnas.run_folder import SearchCost
+
 from .checkpoint import CheckpointError, load_checkpoint
 
 
@@ -40,9 +42,9 @@ class RunState:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-    def search_cost(self) -> dict[str, Any]:
-        return {"wall_seconds": self.wall_seconds, "epochs": self.epoch, "images_seen": self.images_seen,
-                "mac_epochs": self.mac_epochs, "macs_processed": self.macs_processed}
+    def search_cost(self) -> SearchCost:
+        return SearchCost(wall_seconds=self.wall_seconds, epochs=self.epoch, images_seen=self.images_seen,
+                          mac_epochs=self.mac_epochs, macs_processed=self.macs_processed)
 
 
 def rng_state() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from nni_hrnas.run_folder import RunFolder
 from nni_hrnas.strategy.loop import DeviceSettings
 from nni_hrnas.threads import limit_threads, threads_per_worker
 
@@ -171,16 +172,16 @@ def make_objective(settings: StudySettings):
 
         result = run_search(SearchSettings(task=settings.task, lambda_=lam, eps=eps, epochs=settings.epochs,
                                            seed=settings.seed, out=str(run_dir),
-                                           resume=(run_dir / "search_checkpoint.pt").exists(),
+                                           resume=RunFolder(run_dir).has_checkpoint(),
                                            **settings.device.flags()),
                             on_epoch_end=report if settings.mode == "single" else None)
-        for key in ("macs", "params", "arch", "search_seconds", "metric_name"):
-            trial.set_user_attr(key, result[key])
+        for name in ("macs", "params", "arch", "search_seconds", "metric_name"):  # user attrs named as the fields
+            trial.set_user_attr(name, getattr(result, name))
         if settings.mode == "multi":
-            return float(result["metric"]), float(result["macs"])
+            return float(result.metric), float(result.macs)
         if settings.macs_limit is not None:
-            trial.set_constraint("macs_over_limit", float(result["macs"]) - settings.macs_limit)
-        return float(result["metric"])
+            trial.set_constraint("macs_over_limit", float(result.macs) - settings.macs_limit)
+        return float(result.metric)
 
     return objective
 

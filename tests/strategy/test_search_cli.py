@@ -8,6 +8,7 @@ import pytest
 import torch
 from collected import assert_row_is_the_result, collect_rows
 
+from nni_hrnas.run_folder import RunFolder
 from nni_hrnas.search import SearchError, SearchSettings, load_searched_model, main
 
 ARGS = ["search", "--task", "digits_seg", "--preset", "tiny", "--epochs", "1", "--lambda", "0.01"]
@@ -28,6 +29,8 @@ def test_search_json_run_folder_export_and_reload(tmp_path, monkeypatch, capfd):
     for name in ("arch.json", "model.safetensors", "result.json", "search_checkpoint.pt"):
         assert (run / name).exists()
     assert json.loads((run / "arch.json").read_text()) == result["arch"]
+    # the run folder's typed result is what --json printed and result.json holds, key for key
+    assert RunFolder(run).load_result().to_dict() == result == json.loads((run / "result.json").read_text())
     model = load_searched_model(run)
     assert model.cost(tuple(result["input_size"])).macs == result["macs"]
     # the analysis reads this real run folder: one row holding result.json's values
