@@ -270,7 +270,7 @@ def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
     network cannot take). Nothing in ``out_dir`` is replaced unless every check passed.
     """
     from nni_hrnas.ops.fuse import fuse_for_inference
-    from search_spaces import check_input_size
+    from search_spaces.config import check_input_size
 
     settings = settings or ExportSettings()
     folder = RunFolder(run_dir)
