@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import nni
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,8 @@ class ClassificationModule(TaskModule):
     metric_name = 'top1'
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.1, optimizer: str = 'rmsprop',
-                 learning_rate: float = 0.016, weight_decay: float = 1e-5, schedule: str = 'exp', **kwargs):
+                 learning_rate: float = 0.016, weight_decay: float = 1e-5, schedule: str = 'exp',
+                 **kwargs: Any) -> None:
         super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          schedule=schedule, **kwargs)
         self.num_classes = num_classes

@@ -36,7 +36,7 @@ class DetectionModule(TaskModule):
 
     def __init__(self, pillars: PillarSettings | dict | None = None, anchors: AnchorSettings | dict | None = None,
                  post: DecodeSettings | dict | None = None, optimizer: str = 'adamw', learning_rate: float = 2e-3,
-                 weight_decay: float = 1e-2, schedule: str = 'onecycle', **kwargs):
+                 weight_decay: float = 1e-2, schedule: str = 'onecycle', **kwargs: Any) -> None:
         super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          schedule=schedule, **kwargs)
         self.pillars = _settings(PillarSettings, pillars)

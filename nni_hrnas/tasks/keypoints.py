@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import nni
 import numpy as np
@@ -50,7 +51,8 @@ class KeypointsModule(TaskModule):
                  flip_pairs: Sequence[Sequence[int]] = COCO_FLIP_PAIRS, sigmas: Sequence[float] | None = None,
                  shift_heatmap: bool = True, use_target_weight: bool = True, oks_nms_thresh: float | None = 0.9,
                  optimizer: str = 'adam', learning_rate: float = 1e-3, weight_decay: float = 1e-8,
-                 schedule: str = 'multistep', milestones: Sequence[float] = (170, 200), **kwargs):
+                 schedule: str = 'multistep', milestones: Sequence[float] = (170, 200),
+                 **kwargs: Any) -> None:
         super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          schedule=schedule, milestones=milestones, **kwargs)
         self.num_joints = num_joints

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ class MeanIoU(torchmetrics.Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs):
+    def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.ignore_index = ignore_index

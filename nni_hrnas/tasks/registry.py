@@ -246,6 +246,7 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def task_names() -> list[str]:
+    """The names of the registered tasks (what ``--task`` accepts)."""
     return list(TASKS)
 
 

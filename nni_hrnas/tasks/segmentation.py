@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import nni
 import torch
 import torch.nn.functional as F
@@ -23,7 +26,7 @@ class SegmentationModule(TaskModule):
 
     def __init__(self, num_classes: int, ignore_index: int = 255, optimizer: str = 'adamw',
                  learning_rate: float = 1e-3, weight_decay: float = 1e-5, schedule: str = 'onecycle',
-                 class_names=None, **kwargs):
+                 class_names: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          schedule=schedule, **kwargs)
         self.num_classes = num_classes
