@@ -221,6 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hrnas`` parser: one subcommand per command, each module adding its own flags."""
     parser = argparse.ArgumentParser(prog="hrnas", description="HR-NAS for NNI: search spaces, search, analysis.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from nni_hrnas.strategy.loop import DeviceSettings
 
 _log = logging.getLogger("nni_hrnas.compare")
@@ -326,8 +328,8 @@ class Comparison:
         return rows
 
 
-def run_compare(settings: CompareSettings, resume: bool = False):
-    """Run the comparison, write ``results.csv`` and ``report.html`` under ``settings.out``.
+def run_compare(settings: CompareSettings, resume: bool = False) -> pd.DataFrame:
+    """Run the comparison, write ``results.csv`` and ``report.html`` under ``settings.out``; returns the table.
 
     The table is rewritten after every strategy, so an interrupted comparison loses at most the
     strategy it was running; ``resume=True`` keeps the strategies already in the table (for the
@@ -362,6 +364,7 @@ def run_compare(settings: CompareSettings, resume: bool = False):
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``hrnas compare``."""
     parser.add_argument("--task", required=True)
     parser.add_argument("--budget", required=True, help="per strategy: 20m, 90s, 1h (wall clock) or 50000img")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated: {', '.join(STRATEGIES)}")
@@ -381,6 +384,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """``hrnas compare``: returns the exit status (2 for bad input, with one line saying why)."""
     from nni_hrnas.search import SearchError, _stdout_to_stderr, device_settings
 
     try:

@@ -19,6 +19,7 @@ CostFn = Callable[[torch.nn.Module], dict]
 
 
 def count_params(model: torch.nn.Module) -> int:
+    """The number of parameters of ``model``."""
     return int(sum(p.numel() for p in model.parameters()))
 
 

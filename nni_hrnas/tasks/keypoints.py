@@ -14,7 +14,8 @@ from .base import TaskModule
 from .metrics import keypoint_results, oks_ap
 
 
-def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None = None):
+def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor,
+                    target_weight: torch.Tensor | None = None) -> torch.Tensor:
     """HRNet's JointsMSELoss: 0.5 * mean over joints of the MSE of (weighted) heatmaps."""
     b, k = pred.shape[:2]
     p = pred.reshape(b, k, -1)

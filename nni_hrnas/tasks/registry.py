@@ -28,6 +28,8 @@ SMOKE_LIMITS = {'train': 16, 'val': 8}
 
 
 def quiet_mode() -> bool:
+    """True when ``CI`` or ``HRNAS_QUIET`` is set: the evaluators' trainers show no progress bar and
+    keep no Lightning logs."""
     return any(os.environ.get(v, '').strip().lower() not in ('', '0', 'false', 'no')
                for v in ('CI', 'HRNAS_QUIET'))
 

@@ -152,7 +152,7 @@ def create_study(settings: StudySettings) -> optuna.Study:
     return study
 
 
-def make_objective(settings: StudySettings):
+def make_objective(settings: StudySettings) -> Callable[[optuna.Trial], Any]:
     """The trial function: one HR-NAS search with the sampled lambda and eps."""
     from nni_hrnas.search import SearchSettings, run_search
 
