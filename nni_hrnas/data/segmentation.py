@@ -100,4 +100,5 @@ class SegmentationFolder(SkippingMixin, Dataset):
 
 
 def ignore_lut(size: int = 256) -> np.ndarray:
+    """A lookup table that maps every stored id to the ignore index (fill in the known ids)."""
     return np.full(size, IGNORE_INDEX, dtype=np.uint8)

@@ -164,6 +164,6 @@ def rotated_nms(boxes: ArrayLike, scores: ArrayLike, threshold: float,
     return order[np.asarray(keep, dtype=np.int64)]
 
 
-def limit_period(angle, period: float = 2 * np.pi, offset: float = 0.5):
+def limit_period(angle: ArrayLike, period: float = 2 * np.pi, offset: float = 0.5) -> np.ndarray:
     """``angle`` wrapped into [-offset * period, (1 - offset) * period)."""
     return angle - np.floor(angle / period + offset) * period

@@ -119,6 +119,7 @@ def pillarise(points: torch.Tensor, settings: PillarSettings, max_pillars: int |
 
 
 def pillar_count(packed: torch.Tensor) -> int:
+    """The number of non-empty pillars in ``packed`` (rows whose point count is not 0)."""
     return int((packed[..., 0] > 0).sum())
 
 
