@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from nni_hrnas.detection.boxes import as_boxes, bev_iou, corners_3d, limit_period
 from nni_hrnas.detection.kitti_eval import Annotations
@@ -176,7 +177,7 @@ def labels_to_lidar(rows: LabelRows, calib: Calibration) -> np.ndarray:
     return np.column_stack([xyz, rows.hwl[:, 2], rows.hwl[:, 1], rows.hwl[:, 0], yaw]).reshape(-1, 7)
 
 
-def lidar_to_label_angle(yaw):
+def lidar_to_label_angle(yaw: ArrayLike) -> np.ndarray:
     """KITTI's rotation_y of a LiDAR yaw (the inverse of :func:`labels_to_lidar`'s)."""
     return limit_period(-np.asarray(yaw) - np.pi / 2)
 
