@@ -78,6 +78,7 @@ class ReferencePoint:
     how: str = "given"
 
     def describe(self, metric_name: str = "metric") -> str:
+        """One line for the report: the point and where it came from."""
         return f"{metric_name} = {self.metric:.4g}, MACs = {self.macs:.4g} ({self.how})"
 
 

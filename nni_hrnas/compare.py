@@ -50,6 +50,7 @@ class Budget:
     images: int | None = None
 
     def describe(self) -> str:
+        """The budget in words: '1200 s wall clock' or '8000 images'."""
         return f"{self.seconds:.0f} s wall clock" if self.seconds is not None else f"{self.images} images"
 
 

@@ -108,6 +108,7 @@ class PointPillarsRPN(nn.Module):
         return groups
 
     def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
+        """The exact total cost: the sum of :meth:`cost_breakdown`."""
         return sum(self.cost_breakdown(input_size).values(), costs.Cost())
 
 

@@ -95,6 +95,7 @@ class DeviceSettings:
 
     @property
     def world_size(self) -> int:
+        """The number of processes: devices per node times nodes."""
         return self.devices * self.num_nodes
 
     def resolved_accelerator(self) -> str:

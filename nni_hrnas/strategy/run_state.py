@@ -40,9 +40,11 @@ class RunState:
     trajectory: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict (what the checkpoint stores)."""
         return dict(self.__dict__)
 
     def search_cost(self) -> SearchCost:
+        """What the search consumed so far, as the result records it."""
         return SearchCost(wall_seconds=self.wall_seconds, epochs=self.epoch, images_seen=self.images_seen,
                           mac_epochs=self.mac_epochs, macs_processed=self.macs_processed)
 

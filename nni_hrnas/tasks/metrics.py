@@ -50,6 +50,7 @@ class MeanIoU(torchmetrics.Metric):
         self.confmat += torch.bincount(idx, minlength=self.num_classes ** 2).view(self.num_classes, -1)
 
     def per_class(self) -> torch.Tensor:
+        """The IoU of each class (NaN for a class absent from both prediction and target)."""
         return iou_from_confusion(self.confmat)
 
     def compute(self) -> torch.Tensor:

@@ -62,9 +62,11 @@ class TaskSpec:
 
     @property
     def in_channels(self) -> int:
+        """The input's channels."""
         return self.train_input_size[0]
 
     def input_size(self, smoke: bool | None = None) -> tuple[int, int, int]:
+        """(C, H, W) the model sees in training, the smaller one under smoke."""
         return self.smoke_input_size if (smoke_mode() if smoke is None else smoke) else self.train_input_size
 
     def make_datasets(self, root: str | None = None, smoke: bool | None = None, seed: int = 0, **kwargs):
