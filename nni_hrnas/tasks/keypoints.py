@@ -84,6 +84,7 @@ class KeypointsModule(TaskModule):
         self._outputs = []
 
     def predict_heatmaps(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's heatmaps of ``x``, averaged with those of the flipped input under ``flip_test``."""
         out = self._heatmaps(x)
         if self.flip_test:
             flipped = flip_back(self._heatmaps(x.flip(-1)), self.flip_pairs)
@@ -110,13 +111,16 @@ class KeypointsModule(TaskModule):
                                '(or set module.coco_gt) to compute the OKS AP.')
         return ds.coco_gt()
 
-    def validation_state(self):
+    def validation_state(self) -> Any:
+        """This process's predictions (one dict of arrays per batch)."""
         return list(self._outputs)
 
-    def merge_validation_states(self, states) -> None:
+    def merge_validation_states(self, states: list[Any]) -> None:
+        """The predictions of all processes, concatenated."""
         self._outputs = [o for part in states for o in part]
 
     def compute_metric(self) -> float:
+        """COCO keypoint AP (OKS) of the predictions, after HRNet's rescoring and OKS NMS."""
         if not self._outputs:
             return 0.0
         cat = {k: np.concatenate([o[k] for o in self._outputs]) for k in self._outputs[0]}
