@@ -15,12 +15,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..data import ade20k, cityscapes, coco_keypoints, digits, imagenet, kitti
 from ..data.common import smoke_mode
 from ..detection.pillars import SIM_PILLARS, PillarSettings
 from .base import TaskModule
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .evaluator import TaskEvaluator
 
 Kind = Literal['segmentation', 'keypoints', 'classification', 'detection']
 
@@ -69,21 +74,23 @@ class TaskSpec:
         """(C, H, W) the model sees in training, the smaller one under smoke."""
         return self.smoke_input_size if (smoke_mode() if smoke is None else smoke) else self.train_input_size
 
-    def make_datasets(self, root: str | None = None, smoke: bool | None = None, seed: int = 0, **kwargs):
+    def make_datasets(self, root: str | None = None, smoke: bool | None = None, seed: int = 0,
+                      **kwargs: Any) -> tuple[Any, Any]:
         """(train, val) data sets; ``kwargs`` go to the loaders (e.g. ``on_error='skip'``)."""
         smoke = smoke_mode() if smoke is None else smoke
         return self.datasets_fn(root=root, smoke=smoke, seed=seed, **kwargs)
 
-    def make_lightning_module(self, **kwargs) -> TaskModule:
+    def make_lightning_module(self, **kwargs: Any) -> TaskModule:
         """The task's Lightning module; ``kwargs`` override the task defaults (optimizer,
         learning_rate, weight_decay, schedule, warmup_epochs, milestones, cost_fn, ...)."""
         return self.module_fn(**{**self.module_defaults, **kwargs})
 
-    def make_evaluator(self, model=None, epochs: int | None = None, batch_size: int | None = None, *,
-                       root: str | None = None, smoke: bool | None = None, seed: int = 0,
-                       cost_fn=None, datasets: tuple[Any, Any] | None = None, num_workers: int | None = None,
+    def make_evaluator(self, model: nn.Module | None = None, epochs: int | None = None,
+                       batch_size: int | None = None, *, root: str | None = None, smoke: bool | None = None,
+                       seed: int = 0, cost_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
+                       datasets: tuple[Any, Any] | None = None, num_workers: int | None = None,
                        module_kwargs: dict[str, Any] | None = None, dataset_kwargs: dict[str, Any] | None = None,
-                       **trainer_kwargs):
+                       **trainer_kwargs: Any) -> TaskEvaluator:
         """An NNI ``Lightning`` evaluator (traced ``Trainer`` and ``DataLoader``s).
 
         ``model`` (optional) is set on the module at once; the evaluator sets it again in
