@@ -28,8 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+    from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 
     from nni_hrnas.strategy.loop import DeviceSettings
+    from nni_hrnas.tasks.evaluator import TaskEvaluator
+    from search_spaces import HRNASSpace
 
 _log = logging.getLogger("nni_hrnas.compare")
 
@@ -133,7 +136,7 @@ class Comparison:
         self.train_images = len(self.datasets[0])
 
     @staticmethod
-    def space_for(task: str):
+    def space_for(task: str) -> HRNASSpace:
         """The space every strategy searches for ``task``: its preset at the task's input size."""
         from nni_hrnas.tasks.registry import get_task
         from search_spaces import HRNASSpace
@@ -148,7 +151,7 @@ class Comparison:
 
     # -- the common evaluation ------------------------------------------------------------------
 
-    def evaluator(self, epochs: int, **trainer_kwargs: Any):
+    def evaluator(self, epochs: int, **trainer_kwargs: Any) -> TaskEvaluator:
         """The task's NNI Lightning evaluator on the shared data sets."""
         # NNI's evaluators train with a Lightning Trainer on the same devices as the HR-NAS searches
         trainer_kwargs = {**self.settings.device.trainer_kwargs(), **trainer_kwargs}
@@ -167,6 +170,7 @@ class Comparison:
         return float(evaluator.module.final_result["default"])
 
     def row(self, strategy: str, arch: dict[str, int], metric: float, meter: _Meter, **extra: Any) -> dict:
+        """One row of results.csv: the architecture's metric, exact MACs and params, and the budget used."""
         net = self.space.freeze(arch)
         cost = net.cost()
         return {"strategy": strategy, "task": self.settings.task, "metric": metric,
@@ -177,6 +181,7 @@ class Comparison:
     # -- strategies ------------------------------------------------------------------------------
 
     def run_multi_trial(self, name: str) -> list[dict]:
+        """Random, evolution or TPE through NNI's NasExperiment: each sampled subnet trained and evaluated."""
         import nni.nas.strategy as strategies
         from nni.nas.experiment import NasExperiment, NasExperimentConfig
 
@@ -203,6 +208,7 @@ class Comparison:
         return [self.row(name, dict(m.sample), float(m.metric), meter) for m in models]
 
     def run_one_shot(self, name: str) -> list[dict]:
+        """SPOS, DARTS or GumbelDARTS: the supernet trained on 70% of the budget, its exports evaluated."""
         import datetime
 
         # imported from their module: through nni.nas.strategy, a first import after the multi-trial
@@ -240,7 +246,7 @@ class Comparison:
             rows.append(self.row(name, dict(arch), self.evaluate(dict(arch), meter), meter))
         return rows
 
-    def rank_with_supernet(self, strategy, meter: _Meter, candidates: int = 32,
+    def rank_with_supernet(self, strategy: OneShotStrategy, meter: _Meter, candidates: int = 32,
                            calibration_batches: int = 2) -> list[dict[str, int]]:
         """SPOS's second stage, which NNI's RandomOneShot leaves to users ("another search process").
 
@@ -287,6 +293,7 @@ class Comparison:
         return [arch for _, _, arch in ranked]
 
     def run_hrnas(self) -> list[dict]:
+        """HR-NAS searches over a sweep of lambda (``--hrnas-lambdas``), each searched network evaluated."""
         from nni_hrnas.search import SearchSettings, run_search
 
         meter = _Meter(self.settings.parsed_budget)

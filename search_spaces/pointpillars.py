@@ -42,10 +42,12 @@ class RPNConfig:
 
     @property
     def input_size(self) -> tuple[int, int, int]:
+        """(C, H, W) of the pseudo-image (the pillar settings')."""
         return self.pillars.input_size
 
     @property
     def max_stride(self) -> int:
+        """The total downsampling of the RPN's blocks (one stride 2 per block)."""
         return 2 ** len(self.layers)
 
 

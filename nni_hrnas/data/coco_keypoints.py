@@ -248,6 +248,6 @@ class COCOKeypoints(SkippingMixin, Dataset):
         return (to_tensor(crop, IMAGENET_MEAN, IMAGENET_STD), torch.from_numpy(heat),
                 torch.from_numpy(weight)[:, None], meta)
 
-    def coco_gt(self):
+    def coco_gt(self) -> COCO:
         """The pycocotools ``COCO`` object of the split (for OKS AP)."""
         return self.coco

@@ -64,6 +64,7 @@ class SimSettings:
             raise ValueError(f'sim azimuth_step={self.azimuth_step!r}: expected degrees in (0, 10)')
 
     def key(self) -> str:
+        """A short hash of every setting: the simulated data set's cache folder name."""
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
 

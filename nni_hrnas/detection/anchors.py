@@ -39,10 +39,12 @@ class AnchorSettings:
 
     @property
     def per_location(self) -> int:
+        """Anchors per location: one per rotation."""
         return len(self.rotations)
 
     @property
     def num_outputs(self) -> int:
+        """Output channels the head needs: class, 7 box residuals and 2 direction logits per anchor."""
         return self.per_location * PER_ANCHOR
 
 

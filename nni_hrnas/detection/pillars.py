@@ -61,6 +61,7 @@ class PillarSettings:
         return (self.channels, *self.grid)
 
     def packed_width(self) -> int:
+        """Columns of a packed pillar row: the header (count, row, col) and x, y, z, r per point."""
         return HEADER + 4 * self.max_points
 
 

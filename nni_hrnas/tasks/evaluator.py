@@ -6,6 +6,7 @@ from typing import Any
 
 import nni
 from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Trainer
+from torch import nn
 
 
 @nni.trace  # evaluators must be traceable: NNI re-creates and serialises them
@@ -32,7 +33,8 @@ class TaskEvaluator(Lightning):
                          val_dataloaders=val_dataloaders, **kwargs)
         self.trainer_kwargs = dict(trainer_kwargs)
 
-    def evaluate(self, model):
+    def evaluate(self, model: nn.Module) -> Any:
+        """Train and validate ``model`` as NNI's evaluator does, on a fresh ``Trainer`` after the first."""
         trainer = self.trainer
         if trainer.state.finished or trainer.fit_loop.epoch_progress.current.processed:
             self.trainer = Trainer(**self.trainer_kwargs)
