@@ -9,6 +9,7 @@ from analysis.pareto import ReferencePoint
 
 
 def build_parser(prog: str = "hrnas report") -> argparse.ArgumentParser:
+    """The flags of ``hrnas report`` (also ``python -m analysis``)."""
     p = argparse.ArgumentParser(
         prog=prog,
         description="Collect HR-NAS results (run folders, compare folders, NNI experiment directories, "
@@ -112,4 +113,5 @@ def report_main(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    """``python -m analysis``: :func:`report_main`, its status as the exit status."""
     sys.exit(report_main())

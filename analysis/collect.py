@@ -122,6 +122,7 @@ class Collection:
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems that kept a source out (warnings left out)."""
         return [p for p in self.problems if p.level == "error"]
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ from analysis.collect import BASELINE_NAMES, baseline_label, baseline_mask, run_
 from analysis.pareto import MIN_FRONT_POINTS, ReferencePoint, pareto_mask
 from nni_hrnas import labels
 
+if TYPE_CHECKING:
+    import optuna
+
 PALETTE = qualitative.Plotly
 KERNEL_COLORS = {"k3": "#1f77b4", "k5": "#ff7f0e", "k7": "#2ca02c"}
 REMOVED_COLOR = "rgba(150,150,150,0.35)"
@@ -29,7 +33,7 @@ BASELINE_SYMBOLS = {"uniform": "diamond-open", "random": "square-open", "superne
 BASELINE_COLOR = "#333333"
 
 
-def macs_scale(values) -> tuple[float, str]:
+def macs_scale(values: Iterable[float | None]) -> tuple[float, str]:
     """A divisor and unit (G or M) for MACs axes."""
     vals = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=float)
     top = float(vals.max()) if vals.size else 0.0
@@ -41,6 +45,7 @@ def macs_scale(values) -> tuple[float, str]:
 
 
 def macs_title(unit: str) -> str:
+    """The MACs axis title for ``unit`` (from :func:`macs_scale`)."""
     return f"MACs ({unit}; the paper's 'FLOPs')" if unit else "MACs (the paper's 'FLOPs')"
 
 
@@ -49,7 +54,8 @@ def _metric_title(table: pd.DataFrame) -> str:
     return " / ".join(map(str, names)) if names else "metric (higher is better)"
 
 
-def strategy_colors(strategies) -> dict[str, str]:
+def strategy_colors(strategies: Iterable[object]) -> dict[str, str]:
+    """One colour per strategy, HR-NAS first, so that a strategy keeps its colour across figures."""
     ordered = sorted({str(s) for s in strategies}, key=lambda s: (s != "hrnas", s))
     return {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(ordered)}
 
@@ -611,7 +617,7 @@ def lambda_eps_figure(table: pd.DataFrame, *, title: str = "lambda / eps study")
     return log_lambda_axes(fig)
 
 
-def optuna_figures(study, *, metric_name: str = "metric") -> tuple[list[tuple[str, go.Figure]], list[str]]:
+def optuna_figures(study: optuna.Study, *, metric_name: str = "metric") -> tuple[list[tuple[str, go.Figure]], list[str]]:
     """Optuna's own plots that fit the study: Pareto front, parameter importances, history.
 
     Returns (figures as (title, figure), reasons for the plots that could not be drawn).

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 #: The fewest points that make a Pareto front or a hypervolume worth drawing: one point's "front" is
 #: the point itself, and its hypervolume only measures the distance to the reference point.
 MIN_FRONT_POINTS = 2
 
 
-def pareto_mask(metric, macs) -> np.ndarray:
+def pareto_mask(metric: ArrayLike, macs: ArrayLike) -> np.ndarray:
     """True where a point is not dominated (higher metric is better, fewer MACs are better).
 
     A point is dominated when another is at least as good in both objectives and strictly better in
@@ -47,7 +48,7 @@ def pareto_mask(metric, macs) -> np.ndarray:
     return mask
 
 
-def hypervolume_2d(metric, macs, ref_metric: float, ref_macs: float) -> float:
+def hypervolume_2d(metric: ArrayLike, macs: ArrayLike, ref_metric: float, ref_macs: float) -> float:
     """Exact area dominated by the points, bounded by the reference point (ref_metric, ref_macs).
 
     Points that do not strictly beat the reference in both objectives add nothing.
@@ -77,6 +78,7 @@ class ReferencePoint:
     how: str = "given"
 
     def describe(self, metric_name: str = "metric") -> str:
+        """One line for the report: the point and where it came from."""
         return f"{metric_name} = {self.metric:.4g}, MACs = {self.macs:.4g} ({self.how})"
 
 

@@ -305,6 +305,7 @@ def render_html(
     sources: list[str],
     files: list[str],
 ) -> str:
+    """The report's HTML page: summary, what could not be included, figures, hypervolumes, results."""
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style>",

@@ -68,9 +68,9 @@ def fabric_images_per_second(args, batch_size: int, **device) -> float:
 def plain_images_per_second(args, batch_size: int) -> float:
     """The same training as the search loop, written as a plain PyTorch loop."""
     from nni_hrnas.search import build_search
-    from nni_hrnas.strategy import EMA, mean_unit_macs, penalty, unit_groups
+    from nni_hrnas.strategy.ema import EMA
     from nni_hrnas.strategy.loop import configure_optimizers
-    from nni_hrnas.strategy.units import clip_zero_crossings_
+    from nni_hrnas.strategy.units import clip_zero_crossings_, mean_unit_macs, penalty, unit_groups
 
     settings = _settings(args, batch_size)
     space, evaluator, strategy = build_search(settings)

@@ -56,14 +56,8 @@ def cmd_flops(args: argparse.Namespace) -> int:
     """MACs and params of a preset's supernet (or of an architecture file) at an input size."""
     import torch
 
-    from search_spaces import (
-        HRNASNetwork,
-        check_input_size,
-        choice_maxima,
-        get_preset,
-        load_arch,
-        parse_space_overrides,
-    )
+    from search_spaces import HRNASNetwork, choice_maxima, get_preset, load_arch
+    from search_spaces.config import check_input_size, parse_space_overrides
     from search_spaces.pointpillars import RPN_PRESETS
 
     if args.preset in RPN_PRESETS:
@@ -227,6 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hrnas`` parser: one subcommand per command, each module adding its own flags."""
     parser = argparse.ArgumentParser(prog="hrnas", description="HR-NAS for NNI: search spaces, search, analysis.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True)

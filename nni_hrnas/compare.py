@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
+
     from nni_hrnas.strategy.loop import DeviceSettings
+    from nni_hrnas.tasks.evaluator import TaskEvaluator
+    from search_spaces import HRNASSpace
 
 _log = logging.getLogger("nni_hrnas.compare")
 
@@ -48,6 +53,7 @@ class Budget:
     images: int | None = None
 
     def describe(self) -> str:
+        """The budget in words: '1200 s wall clock' or '8000 images'."""
         return f"{self.seconds:.0f} s wall clock" if self.seconds is not None else f"{self.images} images"
 
 
@@ -130,7 +136,7 @@ class Comparison:
         self.train_images = len(self.datasets[0])
 
     @staticmethod
-    def space_for(task: str):
+    def space_for(task: str) -> HRNASSpace:
         """The space every strategy searches for ``task``: its preset at the task's input size."""
         from nni_hrnas.tasks.registry import get_task
         from search_spaces import HRNASSpace
@@ -145,7 +151,7 @@ class Comparison:
 
     # -- the common evaluation ------------------------------------------------------------------
 
-    def evaluator(self, epochs: int, **trainer_kwargs: Any):
+    def evaluator(self, epochs: int, **trainer_kwargs: Any) -> TaskEvaluator:
         """The task's NNI Lightning evaluator on the shared data sets."""
         # NNI's evaluators train with a Lightning Trainer on the same devices as the HR-NAS searches
         trainer_kwargs = {**self.settings.device.trainer_kwargs(), **trainer_kwargs}
@@ -164,6 +170,7 @@ class Comparison:
         return float(evaluator.module.final_result["default"])
 
     def row(self, strategy: str, arch: dict[str, int], metric: float, meter: _Meter, **extra: Any) -> dict:
+        """One row of results.csv: the architecture's metric, exact MACs and params, and the budget used."""
         net = self.space.freeze(arch)
         cost = net.cost()
         return {"strategy": strategy, "task": self.settings.task, "metric": metric,
@@ -174,6 +181,7 @@ class Comparison:
     # -- strategies ------------------------------------------------------------------------------
 
     def run_multi_trial(self, name: str) -> list[dict]:
+        """Random, evolution or TPE through NNI's NasExperiment: each sampled subnet trained and evaluated."""
         import nni.nas.strategy as strategies
         from nni.nas.experiment import NasExperiment, NasExperimentConfig
 
@@ -200,6 +208,7 @@ class Comparison:
         return [self.row(name, dict(m.sample), float(m.metric), meter) for m in models]
 
     def run_one_shot(self, name: str) -> list[dict]:
+        """SPOS, DARTS or GumbelDARTS: the supernet trained on 70% of the budget, its exports evaluated."""
         import datetime
 
         # imported from their module: through nni.nas.strategy, a first import after the multi-trial
@@ -237,7 +246,7 @@ class Comparison:
             rows.append(self.row(name, dict(arch), self.evaluate(dict(arch), meter), meter))
         return rows
 
-    def rank_with_supernet(self, strategy, meter: _Meter, candidates: int = 32,
+    def rank_with_supernet(self, strategy: OneShotStrategy, meter: _Meter, candidates: int = 32,
                            calibration_batches: int = 2) -> list[dict[str, int]]:
         """SPOS's second stage, which NNI's RandomOneShot leaves to users ("another search process").
 
@@ -284,6 +293,7 @@ class Comparison:
         return [arch for _, _, arch in ranked]
 
     def run_hrnas(self) -> list[dict]:
+        """HR-NAS searches over a sweep of lambda (``--hrnas-lambdas``), each searched network evaluated."""
         from nni_hrnas.search import SearchSettings, run_search
 
         meter = _Meter(self.settings.parsed_budget)
@@ -326,8 +336,8 @@ class Comparison:
         return rows
 
 
-def run_compare(settings: CompareSettings, resume: bool = False):
-    """Run the comparison, write ``results.csv`` and ``report.html`` under ``settings.out``.
+def run_compare(settings: CompareSettings, resume: bool = False) -> pd.DataFrame:
+    """Run the comparison, write ``results.csv`` and ``report.html`` under ``settings.out``; returns the table.
 
     The table is rewritten after every strategy, so an interrupted comparison loses at most the
     strategy it was running; ``resume=True`` keeps the strategies already in the table (for the
@@ -362,6 +372,7 @@ def run_compare(settings: CompareSettings, resume: bool = False):
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``hrnas compare``."""
     parser.add_argument("--task", required=True)
     parser.add_argument("--budget", required=True, help="per strategy: 20m, 90s, 1h (wall clock) or 50000img")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated: {', '.join(STRATEGIES)}")
@@ -381,6 +392,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """``hrnas compare``: returns the exit status (2 for bad input, with one line saying why)."""
     from nni_hrnas.search import SearchError, _stdout_to_stderr, device_settings
 
     try:

@@ -216,6 +216,7 @@ def check_config(path: str | Path, port: int | None = None) -> list[str]:
 
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``hrnas check``."""
     parser.add_argument("config", metavar="CONFIG", help="an nnictl experiment config, e.g. experiments/digits.yml")
     parser.add_argument("--port", type=int, help="the port you will pass to nnictl create")
     return parser

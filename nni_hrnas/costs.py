@@ -39,6 +39,7 @@ class Cost:
                     self.interp + other.interp, self.norm_act + other.norm_act)
 
     def as_dict(self) -> dict[str, int]:
+        """The counters by name (macs, params, interp, norm_act)."""
         return asdict(self)
 
 

@@ -27,6 +27,7 @@ a symbolic dimension (checked by guards when called); height and width stay thos
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
@@ -270,7 +271,7 @@ def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
     network cannot take). Nothing in ``out_dir`` is replaced unless every check passed.
     """
     from nni_hrnas.ops.fuse import fuse_for_inference
-    from search_spaces import check_input_size
+    from search_spaces.config import check_input_size
 
     settings = settings or ExportSettings()
     folder = RunFolder(run_dir)
@@ -412,7 +413,7 @@ def bench(source: str | Path, runtime: str = "torch", batch: int = 1, threads: i
 # ---- command line ------------------------------------------------------------------------------
 
 
-def add_export_arguments(parser):
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of ``hrnas export`` (the run folder copy, and the deployable formats)."""
     from nni_hrnas.cli import parse_input_size
 
@@ -432,7 +433,7 @@ def add_export_arguments(parser):
     return parser
 
 
-def cmd_export(args) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     """``hrnas export``: returns the exit status (0 done, 2 bad input or failed check)."""
     import sys
 
@@ -454,7 +455,7 @@ def cmd_export(args) -> int:
     return 0
 
 
-def add_bench_arguments(parser):
+def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of ``hrnas bench``."""
     parser.add_argument("source", metavar="RUN_OR_EXPORT", help="a run folder or an export folder")
     parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help="default torch")
@@ -468,7 +469,7 @@ def add_bench_arguments(parser):
     return parser
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     """``hrnas bench``: one JSON line with median and percentiles; returns the exit status."""
     import sys
 

@@ -41,18 +41,22 @@ class BlockPlace(NamedTuple):
 
 
 def parallel_block(stage: int, branch: int, index: int) -> str:
+    """The block ``index`` of branch ``branch`` in parallel module ``stage``: ``p{stage}_b{branch}_n{index}``."""
     return f"p{stage}_b{branch}_n{index}"
 
 
 def fusion_block(stage: int, out_branch: int, in_branch: int) -> str:
+    """The fusion block before module ``stage`` from ``in_branch`` to ``out_branch``: ``f{stage}_o{out}_i{in}``."""
     return f"f{stage}_o{out_branch}_i{in_branch}"
 
 
 def cls_branch_block(branch: int) -> str:
+    """The classification head's block on branch ``branch``: ``cls_b{branch}``."""
     return f"cls_b{branch}"
 
 
 def cls_down_block(index: int) -> str:
+    """The classification head's downsampling block ``index``: ``cls_d{index}``."""
     return f"cls_d{index}"
 
 
@@ -62,6 +66,7 @@ def kernel_choice(kernel: int) -> str:
 
 
 def choice_label(block: str, choice: str) -> str:
+    """The label of ``choice`` (``k{K}`` or ``tok``) of ``block``: ``{block}_{choice}``."""
     return f"{block}_{choice}"
 
 
@@ -75,6 +80,7 @@ def split_label(label: str) -> tuple[str, str]:
 
 
 def is_label(label: str) -> bool:
+    """Whether ``label`` is a choice label of the space (see :func:`split_label`)."""
     try:
         split_label(label)
     except ValueError:

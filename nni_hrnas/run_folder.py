@@ -163,9 +163,11 @@ class SearchCost:
 
     @classmethod
     def from_dict(cls, data: Any) -> SearchCost:
+        """The search cost of ``result.json``'s ``search_cost`` object, checked field by field."""
         return _from_dict(cls, _object(data), "search_cost.")
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``search_cost`` object of ``result.json``."""
         return _to_dict(self)
 
 
@@ -321,6 +323,7 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     def has_result(self) -> bool:
+        """Whether the search finished here (its ``result.json`` is written)."""
         return self.result_path.is_file()
 
     def has_checkpoint(self) -> bool:

@@ -422,7 +422,7 @@ def _setup_logging() -> None:
 
 
 def _space_arg(items: list[str] | None) -> dict[str, Any] | None:
-    from search_spaces import ConfigError, parse_space_overrides
+    from search_spaces.config import ConfigError, parse_space_overrides
 
     try:
         return parse_space_overrides(items) if items else None

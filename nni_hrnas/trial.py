@@ -62,6 +62,7 @@ def report_epoch(epoch: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the trial (``python -m nni_hrnas.trial``); returns the exit status."""
     from nni_hrnas.search import SearchSettings, add_device_arguments, device_kwargs, run_search
 
     parser = argparse.ArgumentParser(prog="python -m nni_hrnas.trial", description=__doc__)

@@ -1,22 +1,13 @@
-"""NNI model spaces: the HR-NAS multi-branch space and its presets."""
+"""NNI model spaces: the HR-NAS multi-branch space and its presets.
 
-from .config import (
-    ConfigError,
-    HRNASConfig,
-    StageConfig,
-    TransformerConfig,
-    check_input_size,
-    parse_space_overrides,
-)
-from .hrnas import (
-    HRNASNetwork,
-    HRNASSpace,
-    choice_maxima,
-    load_arch,
-    plan_blocks,
-    validate_sample,
-    width_choices,
-)
+Exported here is what users call: the space and the network it freezes to, its typed config and
+presets, and reading or checking an architecture. The building plan (``plan_blocks``, the width grid
+``width_choices``) and the command-line helpers (``parse_space_overrides``, ``check_input_size``)
+stay in :mod:`.hrnas` and :mod:`.config`.
+"""
+
+from .config import ConfigError, HRNASConfig, StageConfig, TransformerConfig
+from .hrnas import HRNASNetwork, HRNASSpace, choice_maxima, load_arch, validate_sample
 from .presets import PRESETS, get_preset
 
 __all__ = [
@@ -27,12 +18,8 @@ __all__ = [
     "HRNASSpace",
     "StageConfig",
     "TransformerConfig",
-    "check_input_size",
     "choice_maxima",
     "get_preset",
-    "plan_blocks",
     "load_arch",
-    "parse_space_overrides",
     "validate_sample",
-    "width_choices",
 ]

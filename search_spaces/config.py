@@ -125,6 +125,7 @@ class HRNASConfig:
 
     @property
     def in_channels(self) -> int:
+        """The input's channels."""
         return self.input_size[0]
 
     @property

@@ -42,10 +42,12 @@ class RPNConfig:
 
     @property
     def input_size(self) -> tuple[int, int, int]:
+        """(C, H, W) of the pseudo-image (the pillar settings')."""
         return self.pillars.input_size
 
     @property
     def max_stride(self) -> int:
+        """The total downsampling of the RPN's blocks (one stride 2 per block)."""
         return 2 ** len(self.layers)
 
 
@@ -108,6 +110,7 @@ class PointPillarsRPN(nn.Module):
         return groups
 
     def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
+        """The exact total cost: the sum of :meth:`cost_breakdown`."""
         return sum(self.cost_breakdown(input_size).values(), costs.Cost())
 
 

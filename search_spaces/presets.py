@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from nni_hrnas.detection.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
 from nni_hrnas.detection.pillars import PillarSettings
 
@@ -50,7 +52,7 @@ PRESETS: dict[str, HRNASConfig] = {
 }
 
 
-def get_preset(name: str, **overrides) -> HRNASConfig:
+def get_preset(name: str, **overrides: Any) -> HRNASConfig:
     """The preset ``name`` with validated ``overrides`` of any :class:`HRNASConfig` field."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")

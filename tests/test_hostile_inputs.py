@@ -63,7 +63,7 @@ def arch_with(**change) -> callable:
 
 def run_folder(tmp: Path) -> Path:
     """A searched run folder as hrnas search writes it (digits_seg supernet, untrained)."""
-    from nni_hrnas.strategy import save_searched
+    from nni_hrnas.strategy.checkpoint import save_searched
     from search_spaces import HRNASNetwork, get_preset
 
     config, arch = get_preset("digits_seg"), digits_arch()

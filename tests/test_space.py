@@ -6,7 +6,8 @@ import pytest
 import torch
 from reference import parameter_count
 
-from search_spaces import PRESETS, ConfigError, HRNASSpace, get_preset, width_choices
+from search_spaces import PRESETS, ConfigError, HRNASSpace, get_preset
+from search_spaces.hrnas import width_choices
 
 
 @pytest.fixture(scope="module")

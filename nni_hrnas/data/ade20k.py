@@ -23,6 +23,7 @@ SPLITS = {'train': 'training', 'training': 'training', 'val': 'validation', 'val
 
 
 def label_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The id-to-train-id table (0 'other' -> ignored, c -> c - 1) and which stored ids are valid."""
     lut = ignore_lut()
     lut[1:NUM_CLASSES + 1] = np.arange(NUM_CLASSES, dtype=np.uint8)
     known = np.zeros(256, dtype=bool)
@@ -31,6 +32,7 @@ def label_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    """(image, annotation) paths of ``split``; a one-line error for a missing folder or unpaired file."""
     if (root / 'ADEChallengeData2016').is_dir():
         root = root / 'ADEChallengeData2016'
     sub = SPLITS.get(split)
@@ -50,6 +52,7 @@ def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
 
 
 def default_pipeline(smoke: bool = False) -> SegPipeline:
+    """The resize and crop sizes of mmseg's ADE20K recipe, or small ones under smoke."""
     if smoke:
         return SegPipeline(scale=(128, 512), crop=(128, 128), eval_scale=(128, 512))
     return SegPipeline(scale=(512, 2048), crop=(512, 512), eval_scale=(512, 2048))
@@ -58,6 +61,7 @@ def default_pipeline(smoke: bool = False) -> SegPipeline:
 def ADE20K(root: str | None = None, split: str = 'train', train: bool | None = None,
            pipeline: SegPipeline | None = None, on_error: str = 'raise', smoke: bool = False,
            limit: int | None = None) -> SegmentationFolder:
+    """The ADE20K ``split`` as a :class:`SegmentationFolder` ((3, H, W) float, (H, W) int64)."""
     path = resolve_root(root, ENV_VAR, 'ADE20K', 'ADEChallengeData2016/{images,annotations}/', SOURCE)
     lut, known = label_tables()
     pairs = find_pairs(path, split)

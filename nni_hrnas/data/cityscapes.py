@@ -42,6 +42,7 @@ def label_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    """(leftImg8bit, gtFine) paths of ``split``; a one-line error for a missing folder or unpaired file."""
     image_dir = root / 'leftImg8bit' / split
     label_dir = root / 'gtFine' / split
     for d in (image_dir, label_dir):
@@ -58,6 +59,7 @@ def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
 
 
 def default_pipeline(smoke: bool = False) -> SegPipeline:
+    """The resize and crop sizes of mmseg's Cityscapes recipe, or small ones under smoke."""
     if smoke:
         return SegPipeline(scale=(256, 512), crop=(128, 256), eval_scale=(256, 512))
     return SegPipeline(scale=(1024, 2048), crop=(512, 1024), eval_scale=None)

@@ -19,6 +19,7 @@ import io
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -47,13 +48,17 @@ from .keypoint_utils import (
     warp_image,
 )
 
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO  # an optional extra: [coco]
+
 ENV_VAR = 'COCO_ROOT'
 SOURCE = ('https://cocodataset.org/ (train2017.zip, val2017.zip and annotations_trainval2017.zip; '
           'detections e.g. from the HRNet repository)')
 NUM_JOINTS = 17
 
 
-def load_coco(ann_file: Path):
+def load_coco(ann_file: Path) -> COCO:
+    """A pycocotools ``COCO`` of ``ann_file``, its prints silenced; without pycocotools, how to install it."""
     try:
         from pycocotools.coco import COCO
     except ImportError as exc:  # pragma: no cover
@@ -70,7 +75,7 @@ class COCOKeypoints(SkippingMixin, Dataset):
     sigmas = COCO_SIGMAS
 
     def __init__(self, root: str | None = None, split: str = 'train', train: bool | None = None,
-                 image_size=(192, 256), sigma: float = 2.0, detections: str | None = None,
+                 image_size: tuple[int, int] = (192, 256), sigma: float = 2.0, detections: str | None = None,
                  det_score_thresh: float = 0.0, on_error: str = 'raise', limit: int | None = None,
                  scale_factor: float = 0.35, rotation_factor: float = 40.0, flip: bool = True,
                  half_body_prob: float = 0.3, num_joints_half_body: int = 8):
@@ -243,6 +248,6 @@ class COCOKeypoints(SkippingMixin, Dataset):
         return (to_tensor(crop, IMAGENET_MEAN, IMAGENET_STD), torch.from_numpy(heat),
                 torch.from_numpy(weight)[:, None], meta)
 
-    def coco_gt(self):
+    def coco_gt(self) -> COCO:
         """The pycocotools ``COCO`` object of the split (for OKS AP)."""
         return self.coco

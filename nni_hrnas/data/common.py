@@ -61,6 +61,7 @@ def resolve_root(root: str | os.PathLike | None, env_var: str, name: str, expect
 
 
 def check_on_error(on_error: str) -> str:
+    """``on_error`` if it is one of ``'raise'``, ``'skip'``; a ``ValueError`` naming the choices if not."""
     if on_error not in ON_ERROR_CHOICES:
         raise ValueError(f'on_error must be one of {ON_ERROR_CHOICES}, not {on_error!r}')
     return on_error
@@ -157,7 +158,11 @@ def pair_files(images: dict[str, Path], labels: dict[str, Path], what: str, imag
 # numpy transforms for segmentation (image uint8 (H, W, 3), label uint8 (H, W))
 # ---------------------------------------------------------------------------------------------
 
-def resize_pair(image: np.ndarray, label: np.ndarray | None, size_hw: tuple[int, int]):
+#: An image and its label map (None for an image alone), as the transforms take and return them.
+ImageLabel = tuple[np.ndarray, np.ndarray | None]
+
+
+def resize_pair(image: np.ndarray, label: np.ndarray | None, size_hw: tuple[int, int]) -> ImageLabel:
     """Bilinear for the image, nearest for the label."""
     h, w = size_hw
     img = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
@@ -173,13 +178,16 @@ def rescale_to(image_hw: tuple[int, int], scale_hw: tuple[int, int]) -> tuple[in
     return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
 
 
-def random_resize(image, label, scale_hw, ratio_range, rng: np.random.Generator):
+def random_resize(image: np.ndarray, label: np.ndarray | None, scale_hw: tuple[int, int],
+                  ratio_range: tuple[float, float], rng: np.random.Generator) -> ImageLabel:
+    """mmseg's ``Resize`` with ``ratio_range``: ``scale_hw`` times a random ratio, aspect ratio kept."""
     ratio = rng.uniform(*ratio_range)
     target = (int(scale_hw[0] * ratio), int(scale_hw[1] * ratio))
     return resize_pair(image, label, rescale_to(image.shape[:2], target))
 
 
-def pad_to(image, label, size_hw, pad_label: int = IGNORE_INDEX):
+def pad_to(image: np.ndarray, label: np.ndarray | None, size_hw: tuple[int, int],
+           pad_label: int = IGNORE_INDEX) -> ImageLabel:
     """Pad at the bottom and right up to ``size_hw`` (image with 0, label with ``pad_label``)."""
     h, w = image.shape[:2]
     ph, pw = max(size_hw[0] - h, 0), max(size_hw[1] - w, 0)
@@ -191,8 +199,9 @@ def pad_to(image, label, size_hw, pad_label: int = IGNORE_INDEX):
     return image, label
 
 
-def random_crop(image, label, size_hw, rng: np.random.Generator, cat_max_ratio: float = 1.0,
-                ignore_index: int = IGNORE_INDEX):
+def random_crop(image: np.ndarray, label: np.ndarray | None, size_hw: tuple[int, int],
+                rng: np.random.Generator, cat_max_ratio: float = 1.0,
+                ignore_index: int = IGNORE_INDEX) -> ImageLabel:
     """Random crop; images smaller than the crop are padded first (label padded with ignore).
 
     ``cat_max_ratio < 1`` re-draws the crop (up to 10 times) when one class covers more than that
@@ -215,7 +224,9 @@ def random_crop(image, label, size_hw, rng: np.random.Generator, cat_max_ratio: 
     return image, label
 
 
-def random_flip(image, label, rng: np.random.Generator, prob: float = 0.5):
+def random_flip(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator,
+                prob: float = 0.5) -> ImageLabel:
+    """Flip image and label left-right with probability ``prob``."""
     if rng.random() < prob:
         image = image[:, ::-1]
         label = None if label is None else label[:, ::-1]
@@ -223,7 +234,9 @@ def random_flip(image, label, rng: np.random.Generator, prob: float = 0.5):
 
 
 def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightness_delta: int = 32,
-                           contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5), hue_delta: int = 18):
+                           contrast_range: tuple[float, float] = (0.5, 1.5),
+                           saturation_range: tuple[float, float] = (0.5, 1.5),
+                           hue_delta: int = 18) -> np.ndarray:
     """mmseg's PhotoMetricDistortion: brightness, contrast (before or after), saturation, hue."""
     img = image.astype(np.float32)
     if rng.integers(2):
@@ -262,6 +275,7 @@ def to_tensor(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
 
 
 def label_tensor(label: np.ndarray) -> torch.Tensor:
+    """A label map as the int64 tensor the losses take."""
     return torch.from_numpy(np.asarray(label).astype(np.int64))
 
 

@@ -54,6 +54,7 @@ RIM = 0.10  # below INK, above RIM: ignore
 
 
 def cache_dir() -> Path:
+    """Where the generated data sets are cached: ``HRNAS_CACHE``, else ``~/.cache/nni_hrnas`` (created)."""
     d = Path(os.environ.get('HRNAS_CACHE') or Path.home() / '.cache' / 'nni_hrnas').expanduser()
     d.mkdir(parents=True, exist_ok=True)
     return d
@@ -112,7 +113,10 @@ def _finish(canvas: np.ndarray, rng: np.random.Generator, noise: float = 0.04) -
     return (np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def make_seg_canvas(pool_images, pool_labels, rng: np.random.Generator, size: int = SEG_CANVAS):
+def make_seg_canvas(pool_images: np.ndarray, pool_labels: np.ndarray, rng: np.random.Generator,
+                    size: int = SEG_CANVAS) -> tuple[np.ndarray, np.ndarray]:
+    """A canvas of 2-5 digits of the pool among clutter, and its label map (0 background, 1 + d digit d,
+    255 ignored rim)."""
     canvas = np.zeros((size, size), np.float32)
     label = np.zeros((size, size), np.uint8)
     _clutter(canvas, pool_images, rng, int(rng.integers(2, 7)), (6, 14))
@@ -146,7 +150,9 @@ def make_seg_canvas(pool_images, pool_labels, rng: np.random.Generator, size: in
     return _finish(canvas, rng), label
 
 
-def make_cls_image(digit, rng: np.random.Generator, size: int = CLS_SIZE, pool=None):
+def make_cls_image(digit: np.ndarray, rng: np.random.Generator, size: int = CLS_SIZE,
+                   pool: np.ndarray | None = None) -> np.ndarray:
+    """One digit, scaled and placed at random, over a little clutter from ``pool`` if given."""
     canvas = np.zeros((size, size), np.float32)
     if pool is not None:
         _clutter(canvas, pool, rng, int(rng.integers(0, 3)), (4, 8))
@@ -157,8 +163,10 @@ def make_cls_image(digit, rng: np.random.Generator, size: int = CLS_SIZE, pool=N
     return _finish(canvas, rng)
 
 
-def make_kp_image(digit, rng: np.random.Generator, pool, size: int = KP_CANVAS):
-    """One digit among clutter; keypoints (4, 2) in canvas pixels (x, y) and the ink box (x, y, w, h)."""
+def make_kp_image(digit: np.ndarray, rng: np.random.Generator, pool: np.ndarray,
+                  size: int = KP_CANVAS) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One digit among clutter; keypoints (4, 2) in canvas pixels (x, y) and the ink box (x, y, w, h);
+    None when the digit left no ink on the canvas."""
     s = rng.uniform(20, 44)
     dh, dw = int(round(s)), int(round(s * rng.uniform(0.75, 1.05)))
     patch = _resize(digit, dw, dh, angle=float(rng.uniform(-25, 25))) * rng.uniform(0.6, 1.0)
@@ -238,7 +246,9 @@ DEFAULT_SIZES = {'seg': (3000, 500), 'cls': (4000, 720), 'kp': (3000, 500)}
 SMOKE_SIZES = {'seg': (256, 128), 'cls': (256, 128), 'kp': (256, 128)}
 
 
-def load_arrays(kind: str, seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None):
+def load_arrays(kind: str, seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
+                ) -> dict[str, np.ndarray]:
+    """The ``kind`` ('seg', 'cls', 'kp') arrays of ``sizes`` (train, val) samples, built once and cached."""
     sizes = sizes or (SMOKE_SIZES if smoke else DEFAULT_SIZES)[kind]
     return _cached(f'digits_{kind}', seed, tuple(sizes), lambda: _build(kind, seed, *sizes))
 
@@ -278,7 +288,8 @@ class DigitsKeypoints(Dataset):
     sigmas = KP_SIGMAS
     num_joints = KP_NUM_JOINTS
 
-    def __init__(self, images, keypoints, boxes, train: bool = False):
+    def __init__(self, images: np.ndarray, keypoints: np.ndarray, boxes: np.ndarray,
+                 train: bool = False) -> None:
         self.images = _normalise(images)
         self.keypoints = keypoints.astype(np.float32)
         self.boxes = boxes.astype(np.float32)
@@ -325,17 +336,23 @@ class DigitsKeypoints(Dataset):
         return self._coco
 
 
-def digits_seg(seed: int = 0, smoke: bool = False, sizes=None):
+def digits_seg(seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
+               ) -> tuple[DigitsSegmentation, DigitsSegmentation]:
+    """(train, val) of the digits segmentation set."""
     a = load_arrays('seg', seed, smoke, sizes)
     return DigitsSegmentation(a['train_x'], a['train_y'], True), DigitsSegmentation(a['val_x'], a['val_y'])
 
 
-def digits_cls(seed: int = 0, smoke: bool = False, sizes=None):
+def digits_cls(seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
+               ) -> tuple[DigitsClassification, DigitsClassification]:
+    """(train, val) of the digits classification set."""
     a = load_arrays('cls', seed, smoke, sizes)
     return DigitsClassification(a['train_x'], a['train_y'], True), DigitsClassification(a['val_x'], a['val_y'])
 
 
-def digits_kp(seed: int = 0, smoke: bool = False, sizes=None):
+def digits_kp(seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
+              ) -> tuple[DigitsKeypoints, DigitsKeypoints]:
+    """(train, val) of the digits keypoints set."""
     a = load_arrays('kp', seed, smoke, sizes)
     return (DigitsKeypoints(a['train_x'], a['train_kp'], a['train_box'], True),
             DigitsKeypoints(a['val_x'], a['val_kp'], a['val_box']))

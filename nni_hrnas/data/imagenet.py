@@ -35,10 +35,14 @@ EXTENSIONS = ('.jpeg', '.jpg', '.png')
 
 
 def list_classes(split_dir: Path) -> list[str]:
+    """The class folders (wnids) of ``split_dir``, sorted: their order gives the label ids."""
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir())
 
 
-def scan_split(root: Path, split: str, classes: list[str] | None = None):
+def scan_split(root: Path, split: str, classes: list[str] | None = None
+               ) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(path, label id) of every image of ``split`` and the class list; one-line errors for loose images,
+    unknown or empty class folders."""
     split_dir = root / split
     if not split_dir.is_dir():
         raise DataRootError(f'ImageNet: expected the folder {str(split_dir)!r} (set {ENV_VAR} to the folder '
@@ -70,7 +74,10 @@ def scan_split(root: Path, split: str, classes: list[str] | None = None):
     return samples, classes
 
 
-def random_resized_crop_box(h: int, w: int, rng: np.random.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+def random_resized_crop_box(h: int, w: int, rng: np.random.Generator,
+                            scale: tuple[float, float] = (0.08, 1.0),
+                            ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of torchvision's ``RandomResizedCrop`` box, with its fallback."""
     area = h * w
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
@@ -91,8 +98,11 @@ def random_resized_crop_box(h: int, w: int, rng: np.random.Generator, scale=(0.0
 
 
 class ImageFolderClassification(SkippingMixin, Dataset):
-    def __init__(self, samples, classes, train: bool, size: int = 224, crop_pct: float = 0.875,
-                 on_error: str = 'raise'):
+    """Items: ``(image (3, size, size) float, label int64)``. Training: a random resized crop (bicubic) and a
+    flip; evaluation: the short side resized to ``size / crop_pct``, then the centre crop."""
+
+    def __init__(self, samples: list[tuple[Path, int]], classes: list[str], train: bool, size: int = 224,
+                 crop_pct: float = 0.875, on_error: str = 'raise') -> None:
         self.samples = samples
         self.classes = classes
         self.train = train
@@ -126,7 +136,9 @@ class ImageFolderClassification(SkippingMixin, Dataset):
 
 
 def ImageNet(root: str | None = None, split: str = 'train', train: bool | None = None, size: int = 224,
-             on_error: str = 'raise', classes: list[str] | None = None, limit: int | None = None):
+             on_error: str = 'raise', classes: list[str] | None = None,
+             limit: int | None = None) -> ImageFolderClassification:
+    """The ImageNet ``split`` (class folders under the root), labels in the order of train/'s classes."""
     path = resolve_root(root, ENV_VAR, 'ImageNet', 'train/<wnid>/ and val/<wnid>/', SOURCE)
     if classes is None and split != 'train' and (path / 'train').is_dir():
         classes = list_classes(path / 'train')

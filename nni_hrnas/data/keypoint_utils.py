@@ -3,7 +3,14 @@ heatmaps, and heatmap -> image coordinates. Pure numpy, shared by the data sets 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import torch
 
 PIXEL_STD = 200.0
 
@@ -13,7 +20,8 @@ COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1
 COCO_UPPER_BODY = tuple(range(11))
 
 
-def box_to_center_scale(box, aspect_ratio: float, padding: float = 1.25):
+def box_to_center_scale(box: ArrayLike, aspect_ratio: float,
+                        padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
     """(x, y, w, h) -> center (2,), scale (2,) in units of 200 px, widened to the input aspect."""
     x, y, w, h = [float(v) for v in box]
     center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
@@ -38,7 +46,8 @@ def _affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a, dst).T  # (2, 3)
 
 
-def get_affine_transform(center, scale, rot: float, output_size, shift=(0.0, 0.0), inv: bool = False):
+def get_affine_transform(center: ArrayLike, scale: ArrayLike, rot: float, output_size: tuple[int, int],
+                         shift: tuple[float, float] = (0.0, 0.0), inv: bool = False) -> np.ndarray:
     """HRNet's get_affine_transform: (image -> output) or, with ``inv``, (output -> image).
 
     ``output_size`` is (w, h).
@@ -67,7 +76,8 @@ def affine_points(points: np.ndarray, mat: np.ndarray) -> np.ndarray:
     return pts @ mat[:, :2].T + mat[:, 2]
 
 
-def warp_image(image: np.ndarray, center, scale, rot: float, output_size) -> np.ndarray:
+def warp_image(image: np.ndarray, center: ArrayLike, scale: ArrayLike, rot: float,
+               output_size: tuple[int, int]) -> np.ndarray:
     """Crop-and-warp an (H, W, C) uint8 image into ``output_size`` (w, h), bilinear, zero fill."""
     from PIL import Image
     inv = get_affine_transform(center, scale, rot, output_size, inv=True)  # output -> input
@@ -77,7 +87,8 @@ def warp_image(image: np.ndarray, center, scale, rot: float, output_size) -> np.
     return np.asarray(out)
 
 
-def gaussian_heatmaps(joints: np.ndarray, visible: np.ndarray, image_size, heatmap_size, sigma: float = 2.0):
+def gaussian_heatmaps(joints: np.ndarray, visible: np.ndarray, image_size: tuple[int, int],
+                      heatmap_size: tuple[int, int], sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """HRNet's Gaussian targets: joints (K, 2) in input pixels -> (K, Hh, Wh) heatmaps and (K,) weights.
 
     A joint whose Gaussian falls wholly outside the heatmap gets weight 0. ``image_size`` and
@@ -104,7 +115,7 @@ def gaussian_heatmaps(joints: np.ndarray, visible: np.ndarray, image_size, heatm
     return heat.reshape(num, hh, wh), weight.astype(np.float32)
 
 
-def heatmap_maxima(heatmaps: np.ndarray):
+def heatmap_maxima(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, K, H, W) -> coords (N, K, 2) in heatmap pixels with HRNet's quarter offset, maxvals (N, K)."""
     n, k, h, w = heatmaps.shape
     flat = heatmaps.reshape(n, k, -1)
@@ -125,7 +136,8 @@ def heatmap_maxima(heatmaps: np.ndarray):
     return coords, maxvals
 
 
-def final_predictions(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarray):
+def final_predictions(heatmaps: np.ndarray, centers: np.ndarray,
+                      scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps (N, K, H, W) -> image coordinates (N, K, 2) and maxvals (N, K) (HRNet get_final_preds)."""
     coords, maxvals = heatmap_maxima(heatmaps)
     h, w = heatmaps.shape[2:]
@@ -136,7 +148,8 @@ def final_predictions(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndar
     return out, maxvals
 
 
-def flip_back(heatmaps, flip_pairs):
+def flip_back(heatmaps: np.ndarray | torch.Tensor,
+              flip_pairs: Sequence[Sequence[int]]) -> np.ndarray | torch.Tensor:
     """Flip (N, K, H, W) heatmaps of a flipped input back, swapping left/right joints."""
     out = heatmaps[..., ::-1].copy() if isinstance(heatmaps, np.ndarray) else heatmaps.flip(-1).clone()
     for a, b in flip_pairs:
@@ -156,7 +169,8 @@ def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, areas_d: np.ndarray, si
     return np.exp(-e).mean(axis=1)
 
 
-def oks_nms(poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray, thresh: float = 0.9):
+def oks_nms(poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+            thresh: float = 0.9) -> list[int]:
     """Indices kept by greedy OKS non-maximum suppression (HRNet's oks_nms)."""
     order = np.argsort(-scores)
     keep = []

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from nni_hrnas.detection.boxes import as_boxes, bev_iou, corners_3d, limit_period
 from nni_hrnas.detection.kitti_eval import Annotations
@@ -58,6 +59,7 @@ class Calibration:
         return (homo @ (self.R0 @ self.velo_to_cam).T)[:, :3]
 
     def rect_to_lidar(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) points of the rectified camera frame to the LiDAR frame (undoes :meth:`lidar_to_rect`)."""
         homo = np.concatenate([points[:, :3], np.ones((len(points), 1))], 1)
         return (homo @ np.linalg.inv(self.R0 @ self.velo_to_cam).T)[:, :3]
 
@@ -67,7 +69,7 @@ class Calibration:
         depth = homo[:, 2]
         return homo[:, :2] / np.where(np.abs(depth) < 1e-9, 1e-9, depth)[:, None], depth
 
-    def boxes_to_image(self, boxes, image_size: tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
+    def boxes_to_image(self, boxes: ArrayLike, image_size: tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
         """The 2D boxes (N, 4) of LiDAR boxes projected into the image, clipped to it (KITTI's
         ``x1, y1, x2, y2``); boxes behind the camera get an empty box."""
         corners = corners_3d(boxes).reshape(-1, 3)
@@ -78,6 +80,7 @@ class Calibration:
         return np.where((depth > 0.1).all(1)[:, None], out, 0.0)
 
     def in_view(self, points: np.ndarray, image_size: tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
+        """Which LiDAR points project in front of the camera and inside the image."""
         uv, depth = self.rect_to_image(self.lidar_to_rect(points))
         w, h = image_size
         return (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
@@ -176,7 +179,7 @@ def labels_to_lidar(rows: LabelRows, calib: Calibration) -> np.ndarray:
     return np.column_stack([xyz, rows.hwl[:, 2], rows.hwl[:, 1], rows.hwl[:, 0], yaw]).reshape(-1, 7)
 
 
-def lidar_to_label_angle(yaw):
+def lidar_to_label_angle(yaw: ArrayLike) -> np.ndarray:
     """KITTI's rotation_y of a LiDAR yaw (the inverse of :func:`labels_to_lidar`'s)."""
     return limit_period(-np.asarray(yaw) - np.pi / 2)
 
@@ -303,6 +306,7 @@ class KittiDetection(torch.utils.data.Dataset):
         return self.root / 'training' / sub / f'{frame}.{ext}'
 
     def calibration(self, index: int) -> Calibration:
+        """The calibration of frame ``index``."""
         return read_calib(self._path('calib', self.ids[index], 'txt'))
 
     def annotations(self, index: int) -> Annotations:

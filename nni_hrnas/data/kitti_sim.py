@@ -64,6 +64,7 @@ class SimSettings:
             raise ValueError(f'sim azimuth_step={self.azimuth_step!r}: expected degrees in (0, 10)')
 
     def key(self) -> str:
+        """A short hash of every setting: the simulated data set's cache folder name."""
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -98,8 +99,10 @@ def ray_box_distances(directions: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(hit, near, np.inf)
 
 
-def cast(directions: np.ndarray, boxes: np.ndarray, settings: SimSettings, rng: np.random.Generator):
-    """Points (N, 4), what each ray hit first (-1 ground) and the (R, B) box distances."""
+def cast(directions: np.ndarray, boxes: np.ndarray, settings: SimSettings,
+         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """xyz (N, 3) and reflectance (N,) of the returns, what each hit first (-1 ground) and the (R, B)
+    distances to the boxes."""
     dist = ray_box_distances(directions, boxes)
     ground = np.where(directions[:, 2] < -1e-6, -SENSOR_HEIGHT / np.minimum(directions[:, 2], -1e-6), np.inf)
     all_t = np.concatenate([ground[:, None], dist], 1)
@@ -134,7 +137,8 @@ def _place(rng, sizes, x_range, existing, y_limit, lateral=0.9, tries=60):
     return out
 
 
-def make_scene(settings: SimSettings, rng: np.random.Generator):
+def make_scene(settings: SimSettings,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """One scene: points (N, 4) float32, boxes (B, 7), class names ('Car', 'Van' or '' for clutter), occluded share."""
     cars = [(rng.normal(3.9, 0.4), rng.normal(1.6, 0.1), rng.normal(1.56, 0.1))
             for _ in range(rng.integers(settings.cars[0], settings.cars[1] + 1))]

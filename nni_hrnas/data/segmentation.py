@@ -64,7 +64,8 @@ class SegmentationFolder(SkippingMixin, Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def map_label(self, raw: np.ndarray, path) -> np.ndarray:
+    def map_label(self, raw: np.ndarray, path: str | Path) -> np.ndarray:
+        """Stored ids to train ids; an unknown id is a :class:`DataFormatError` naming ``path``."""
         raw = raw.astype(np.int64)
         if raw.min() < 0 or raw.max() >= len(self.known) or not self.known[raw].all():
             values = np.unique(raw)
@@ -74,6 +75,7 @@ class SegmentationFolder(SkippingMixin, Dataset):
         return self.lut[raw]
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image and train-id label map of sample ``index``, before any transform."""
         img_path, lab_path = self.pairs[index]
         image = read_image(img_path)
         raw = read_label(lab_path)
@@ -100,4 +102,5 @@ class SegmentationFolder(SkippingMixin, Dataset):
 
 
 def ignore_lut(size: int = 256) -> np.ndarray:
+    """A lookup table that maps every stored id to the ignore index (fill in the known ids)."""
     return np.full(size, IGNORE_INDEX, dtype=np.uint8)

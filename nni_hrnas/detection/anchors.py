@@ -39,15 +39,17 @@ class AnchorSettings:
 
     @property
     def per_location(self) -> int:
+        """Anchors per location: one per rotation."""
         return len(self.rotations)
 
     @property
     def num_outputs(self) -> int:
+        """Output channels the head needs: class, 7 box residuals and 2 direction logits per anchor."""
         return self.per_location * PER_ANCHOR
 
 
 def make_anchors(settings: AnchorSettings, pillars: PillarSettings, height: int, width: int,
-                 device=None) -> torch.Tensor:
+                 device: torch.device | str | None = None) -> torch.Tensor:
     """(H * W * A, 7) anchors at the centres of an H x W map over the pillar range (row-major, then rotation)."""
     x0, x1 = pillars.x_range
     y0, y1 = pillars.y_range
@@ -64,7 +66,7 @@ def make_anchors(settings: AnchorSettings, pillars: PillarSettings, height: int,
     return out.reshape(-1, BOX_CODE)
 
 
-def split_outputs(out: torch.Tensor, per_location: int):
+def split_outputs(out: torch.Tensor, per_location: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, A*10, H, W) -> class logits (B, HWA), box residuals (B, HWA, 7), direction logits (B, HWA, 2),
     in the anchors' order."""
     b, c, h, w = out.shape
@@ -88,6 +90,8 @@ def _nearest_bev(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def nearest_bev_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, M) IoU of the boxes turned axis-aligned (to the nearest of 0 / 90 degrees), as PointPillars
+    matches anchors."""
     ra, rb = _nearest_bev(a), _nearest_bev(b)
     iw = (torch.minimum(ra[:, None, 2], rb[None, :, 2]) - torch.maximum(ra[:, None, 0], rb[None, :, 0])).clamp(min=0)
     ih = (torch.minimum(ra[:, None, 3], rb[None, :, 3]) - torch.maximum(ra[:, None, 1], rb[None, :, 1])).clamp(min=0)
@@ -98,6 +102,8 @@ def nearest_bev_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def encode(boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """(N, 7) residuals of ``boxes`` against their ``anchors`` (SECOND's encoding: centre over the anchor's
+    diagonal or height, log size ratios, angle difference); :func:`decode` inverts it."""
     diag = torch.sqrt(anchors[:, 3] ** 2 + anchors[:, 4] ** 2)
     return torch.stack([(boxes[:, 0] - anchors[:, 0]) / diag, (boxes[:, 1] - anchors[:, 1]) / diag,
                         (boxes[:, 2] - anchors[:, 2]) / anchors[:, 5], torch.log(boxes[:, 3] / anchors[:, 3]),
@@ -106,6 +112,7 @@ def encode(boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
 
 
 def decode(codes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Boxes from the residuals ``codes`` of :func:`encode` (size ratios clamped at e^5)."""
     diag = torch.sqrt(anchors[..., 3] ** 2 + anchors[..., 4] ** 2)
     return torch.stack([codes[..., 0] * diag + anchors[..., 0], codes[..., 1] * diag + anchors[..., 1],
                         codes[..., 2] * anchors[..., 5] + anchors[..., 2],
@@ -119,7 +126,8 @@ def direction_bin(yaw: torch.Tensor) -> torch.Tensor:
     return (torch.remainder(yaw, 2 * math.pi) >= math.pi).long()
 
 
-def assign(anchors: torch.Tensor, gt: torch.Tensor, settings: AnchorSettings):
+def assign(anchors: torch.Tensor, gt: torch.Tensor,
+           settings: AnchorSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels (K,) 1 positive / 0 negative / -1 ignored, and the matched ground truth (K, 7)."""
     labels = torch.zeros(len(anchors), dtype=torch.long, device=anchors.device)
     matched = torch.zeros(len(anchors), BOX_CODE, device=anchors.device)
@@ -139,6 +147,7 @@ def assign(anchors: torch.Tensor, gt: torch.Tensor, settings: AnchorSettings):
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """The element-wise focal loss (Lin et al. 2017) of ``logits`` against 0/1 ``targets``, not reduced."""
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
     p_t = p * targets + (1 - p) * (1 - targets)

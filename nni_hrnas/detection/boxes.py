@@ -10,12 +10,13 @@ centroid (no per-pair Python loop).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 BOX_DIM = 7
 _EPS = 1e-9
 
 
-def as_boxes(boxes) -> np.ndarray:
+def as_boxes(boxes: ArrayLike) -> np.ndarray:
     """``boxes`` as a float64 (N, 7) array; a clear error for another shape."""
     b = np.asarray(boxes, dtype=np.float64)
     if b.ndim == 1 and b.size == 0:
@@ -25,7 +26,7 @@ def as_boxes(boxes) -> np.ndarray:
     return b
 
 
-def bev_corners(boxes) -> np.ndarray:
+def bev_corners(boxes: ArrayLike) -> np.ndarray:
     """(N, 4, 2) BEV corners, counter-clockwise."""
     b = as_boxes(boxes)
     c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
@@ -37,7 +38,7 @@ def bev_corners(boxes) -> np.ndarray:
     return np.stack([x, y], -1)
 
 
-def corners_3d(boxes) -> np.ndarray:
+def corners_3d(boxes: ArrayLike) -> np.ndarray:
     """(N, 8, 3) corners: the four BEV corners at the bottom, then at the top."""
     b = as_boxes(boxes)
     bev = bev_corners(b)
@@ -111,7 +112,7 @@ def _pairs(a, b):
     return a, b, ia.ravel(), ib.ravel()
 
 
-def bev_intersection(a, b) -> np.ndarray:
+def bev_intersection(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """(N, M) BEV intersection areas of every box of ``a`` with every box of ``b``."""
     a, b, ia, ib = _pairs(a, b)
     out = np.zeros(len(ia))
@@ -123,7 +124,7 @@ def bev_intersection(a, b) -> np.ndarray:
     return out.reshape(len(a), len(b))
 
 
-def bev_iou(a, b) -> np.ndarray:
+def bev_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """(N, M) rotated bird's-eye-view IoU."""
     a, b = as_boxes(a), as_boxes(b)
     inter = bev_intersection(a, b)
@@ -131,7 +132,7 @@ def bev_iou(a, b) -> np.ndarray:
     return inter / np.maximum(union, _EPS)
 
 
-def iou_3d(a, b) -> np.ndarray:
+def iou_3d(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """(N, M) 3D IoU: BEV intersection times the overlap of the height intervals, over the union."""
     a, b = as_boxes(a), as_boxes(b)
     inter = bev_intersection(a, b)
@@ -142,7 +143,8 @@ def iou_3d(a, b) -> np.ndarray:
     return inter / np.maximum(union, _EPS)
 
 
-def rotated_nms(boxes, scores, threshold: float, max_output: int | None = None) -> np.ndarray:
+def rotated_nms(boxes: ArrayLike, scores: ArrayLike, threshold: float,
+                max_output: int | None = None) -> np.ndarray:
     """Greedy NMS on rotated BEV IoU: indices of the kept boxes, best score first."""
     boxes = as_boxes(boxes)
     scores = np.asarray(scores, dtype=np.float64)
@@ -162,6 +164,6 @@ def rotated_nms(boxes, scores, threshold: float, max_output: int | None = None) 
     return order[np.asarray(keep, dtype=np.int64)]
 
 
-def limit_period(angle, period: float = 2 * np.pi, offset: float = 0.5):
+def limit_period(angle: ArrayLike, period: float = 2 * np.pi, offset: float = 0.5) -> np.ndarray:
     """``angle`` wrapped into [-offset * period, (1 - offset) * period)."""
     return angle - np.floor(angle / period + offset) * period

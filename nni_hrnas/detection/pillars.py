@@ -61,6 +61,7 @@ class PillarSettings:
         return (self.channels, *self.grid)
 
     def packed_width(self) -> int:
+        """Columns of a packed pillar row: the header (count, row, col) and x, y, z, r per point."""
         return HEADER + 4 * self.max_points
 
 
@@ -119,6 +120,7 @@ def pillarise(points: torch.Tensor, settings: PillarSettings, max_pillars: int |
 
 
 def pillar_count(packed: torch.Tensor) -> int:
+    """The number of non-empty pillars in ``packed`` (rows whose point count is not 0)."""
     return int((packed[..., 0] > 0).sum())
 
 

@@ -40,6 +40,7 @@ class FusedMixConv(nn.Module):
     @classmethod
     @torch.no_grad()
     def from_block(cls, block: SearchingBlock) -> FusedMixConv:
+        """The fused form of ``block``'s kernel paths, with the weights and BNs they hold now."""
         paths = list(block.paths.values())
         expand_w, expand_b, dws, project_w = [], [], nn.ModuleList(), []
         for path in paths:

@@ -43,14 +43,16 @@ def positional_channels(kind: str, pos_dim: int) -> int:
     return {"map": 2, "sinusoidal": pos_dim, "learned": pos_dim, "none": 0}[kind]
 
 
-def coordinate_map(height: int, width: int, device=None, dtype=None) -> torch.Tensor:
+def coordinate_map(height: int, width: int, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> torch.Tensor:
     """The paper's 2-channel positional map (Eq. 2): P[0, i, j] = i / h, P[1, i, j] = j / w."""
     rows = torch.arange(height, device=device, dtype=dtype) / height
     cols = torch.arange(width, device=device, dtype=dtype) / width
     return torch.stack(torch.meshgrid(rows, cols, indexing="ij"))
 
 
-def sinusoidal_map(height: int, width: int, channels: int, device=None, dtype=None) -> torch.Tensor:
+def sinusoidal_map(height: int, width: int, channels: int, device: torch.device | str | None = None,
+                   dtype: torch.dtype | None = None) -> torch.Tensor:
     """DETR-style 2D sine/cosine encoding with ``channels`` channels (half for rows, half for columns)."""
     if channels % 4:
         raise ValueError(f"sinusoidal positional encoding needs pos_dim divisible by 4, got {channels}")

@@ -31,6 +31,7 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write ``payload`` (tensors and plain values) to ``path`` atomically, tagged with the checkpoint format."""
     atomic_write_bytes(path, lambda f: torch.save(dict(payload, format=CHECKPOINT_FORMAT), f))
 
 

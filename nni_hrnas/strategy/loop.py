@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,10 @@ from .policy import PruningPolicy
 from .prune import rebuild, recalibrate_bn, slice_optimizer_, units_removed
 from .run_state import RunState, rng_state, set_rng_state
 from .units import clip_zero_crossings_, mean_unit_macs, penalty, unit_groups
+
+if TYPE_CHECKING:
+    from lightning_fabric import Fabric
+    from pytorch_lightning import LightningModule
 
 _logger = logging.getLogger("nni_hrnas.strategy")
 
@@ -91,6 +95,7 @@ class DeviceSettings:
 
     @property
     def world_size(self) -> int:
+        """The number of processes: devices per node times nodes."""
         return self.devices * self.num_nodes
 
     def resolved_accelerator(self) -> str:
@@ -132,7 +137,7 @@ class DeviceSettings:
         return {"accelerator": self.resolved_accelerator(), "devices": self.devices, "num_nodes": self.num_nodes,
                 "precision": self.precision, **({"strategy": "ddp_fork"} if self.world_size > 1 else {})}
 
-    def fabric(self):
+    def fabric(self) -> Fabric:
         """The ``lightning_fabric.Fabric`` of these settings (processes are started by ``launch``)."""
         from lightning_fabric import Fabric
 
@@ -157,7 +162,8 @@ class _TrainerShim:
         self.barebones = True
 
 
-def configure_optimizers(module, epochs: int, steps_per_epoch: int):
+def configure_optimizers(module: LightningModule, epochs: int, steps_per_epoch: int
+                         ) -> tuple[torch.optim.Optimizer, Any, str]:
     """``(optimizer, scheduler or None, interval)`` from the task module's ``configure_optimizers``."""
     module._trainer = _TrainerShim(epochs, steps_per_epoch)
     try:
@@ -189,7 +195,7 @@ def _batch_input(batch):
 
 
 @torch.no_grad()
-def average_bn_statistics(model: nn.Module, seen: int, fabric) -> None:
+def average_bn_statistics(model: nn.Module, seen: int, fabric: Fabric | None) -> None:
     """Average the recalibrated BN statistics over the ranks, weighted by the batches each saw.
 
     A recalibration with ``momentum=None`` keeps the mean of the per-batch statistics, so the weighted
@@ -212,7 +218,8 @@ def average_bn_statistics(model: nn.Module, seen: int, fabric) -> None:
         offset += 2 * n
 
 
-def evaluate(module, model: nn.Module, loader: torch.utils.data.DataLoader, fabric=None) -> float:
+def evaluate(module: LightningModule, model: nn.Module, loader: torch.utils.data.DataLoader,
+             fabric: Fabric | None = None) -> float:
     """The task metric of ``model`` on the whole validation set of ``loader``.
 
     With several processes each validates every ``world``-th sample (a disjoint shard, no padding) and
@@ -280,7 +287,7 @@ class SearchOutcome:
     error: BaseException | None = None
 
 
-def search_worker(fabric, job: SearchJob) -> SearchOutcome:
+def search_worker(fabric: Fabric, job: SearchJob) -> SearchOutcome:
     """The search in one process (Fabric's ``launch`` runs it on every rank)."""
     if fabric.world_size > 1:
         _die_with_parent()

@@ -17,13 +17,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .prune import Keep, budget_keep, ranked_units, threshold_keep, widths_after
 from .units import UnitGroup, WidthCost
+
+if TYPE_CHECKING:  # for the annotation only: the strategy does not import the space
+    from search_spaces import HRNASSpace
 
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
@@ -43,7 +46,7 @@ def check_number(name: str, value: Any, low: float | None = None, high: float | 
         raise ValueError(f"{name} must be {kind} {' and '.join(x for x in (lo, hi) if x)}, got {value!r}")
 
 
-def minimum_macs(space, input_size: tuple[int, int, int]) -> int:
+def minimum_macs(space: HRNASSpace, input_size: tuple[int, int, int]) -> int:
     """The fewest MACs a search of ``space`` can reach: every unit removed (stem, shortcuts and head)."""
     from search_spaces import HRNASNetwork
 

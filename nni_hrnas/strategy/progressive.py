@@ -205,6 +205,7 @@ class ProgressiveShrinking(OneShotStrategy):
 
     @property
     def checkpoint_path(self) -> Path | None:
+        """Where the search checkpoint is written (None without ``checkpoint_dir``)."""
         return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_NAME
 
     # ---- helpers ------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ def keep_without(groups: Iterable[UnitGroup], removed: Iterable[tuple[str, int]]
 
 
 def widths_after(arch: Mapping[str, int], keep: Keep) -> dict[str, int]:
+    """The architecture ``arch`` once each label in ``keep`` keeps only its kept units."""
     widths = dict(arch)
     for label, idx in keep.items():
         widths[label] = int(idx.numel())
@@ -158,6 +159,7 @@ def budget_keep(groups: list[UnitGroup], arch: Mapping[str, int], width_cost: Wi
 
 
 def units_removed(groups: Iterable[UnitGroup], keep: Keep) -> int:
+    """How many units of ``groups`` a prune step with ``keep`` removes."""
     return sum(g.count - int(keep[g.label].numel()) for g in groups if g.label in keep)
 
 

@@ -40,9 +40,11 @@ class RunState:
     trajectory: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict (what the checkpoint stores)."""
         return dict(self.__dict__)
 
     def search_cost(self) -> SearchCost:
+        """What the search consumed so far, as the result records it."""
         return SearchCost(wall_seconds=self.wall_seconds, epochs=self.epoch, images_seen=self.images_seen,
                           mac_epochs=self.mac_epochs, macs_processed=self.macs_processed)
 
@@ -57,6 +59,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the host RNGs from what :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))

@@ -33,6 +33,7 @@ class UnitGroup:
 
     @property
     def count(self) -> int:
+        """The number of units (channels or tokens) the group has now."""
         return int(self.bn.weight.shape[0])
 
     def unit_cost(self) -> torch.Tensor | float:

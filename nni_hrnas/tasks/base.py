@@ -19,6 +19,7 @@ CostFn = Callable[[torch.nn.Module], dict]
 
 
 def count_params(model: torch.nn.Module) -> int:
+    """The number of parameters of ``model``."""
     return int(sum(p.numel() for p in model.parameters()))
 
 
@@ -133,6 +134,7 @@ class TaskModule(LightningModule):
 
     # ---- metrics and reporting ---------------------------------------------------------------
     def compute_metric(self) -> float:  # pragma: no cover - abstract
+        """The task metric over the validation data seen since the last reset (higher is better)."""
         raise NotImplementedError
 
     def on_fit_start(self):
@@ -188,11 +190,13 @@ class TaskModule(LightningModule):
             self._final_report()
 
     def costs(self) -> dict[str, Any]:
+        """The model's costs for the report: ``cost_fn(model)`` when given, else its parameter count."""
         if self.cost_fn is not None:
             return dict(self.cost_fn(self.model))
         return {'params': count_params(self.model)}
 
     def result_dict(self) -> dict[str, Any]:
+        """What goes to NNI: the last metric as ``default`` and under its name, with the costs."""
         metric = self.history[-1] if self.history else float('nan')
         out: dict[str, Any] = {'default': metric, self.metric_name: metric}
         out.update(self.costs())

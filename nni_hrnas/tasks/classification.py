@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import nni
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,8 @@ class ClassificationModule(TaskModule):
     metric_name = 'top1'
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.1, optimizer: str = 'rmsprop',
-                 learning_rate: float = 0.016, weight_decay: float = 1e-5, schedule: str = 'exp', **kwargs):
+                 learning_rate: float = 0.016, weight_decay: float = 1e-5, schedule: str = 'exp',
+                 **kwargs: Any) -> None:
         super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          schedule=schedule, **kwargs)
         self.num_classes = num_classes
@@ -47,14 +50,17 @@ class ClassificationModule(TaskModule):
         self._correct += torch.stack([hit[:, 0].sum(), hit.any(dim=1).sum()])
         self._seen += len(y)
 
-    def validation_state(self):
+    def validation_state(self) -> Any:
+        """This process's (top-1, top-5) correct counts and the samples seen."""
         return self._correct.clone(), self._seen
 
-    def merge_validation_states(self, states) -> None:
+    def merge_validation_states(self, states: list[Any]) -> None:
+        """The counts of all processes: the sums of theirs."""
         self._correct = sum((c for c, _ in states), torch.zeros(2, dtype=torch.long))
         self._seen = sum(n for _, n in states)
 
     def compute_metric(self) -> float:
+        """Top-1 accuracy (top-5 in ``extra_metrics``)."""
         seen = max(self._seen, 1)
         self.extra_metrics = {'top5': float(self._correct[1]) / seen}
         return float(self._correct[0]) / seen

@@ -36,7 +36,7 @@ class DetectionModule(TaskModule):
 
     def __init__(self, pillars: PillarSettings | dict | None = None, anchors: AnchorSettings | dict | None = None,
                  post: DecodeSettings | dict | None = None, optimizer: str = 'adamw', learning_rate: float = 2e-3,
-                 weight_decay: float = 1e-2, schedule: str = 'onecycle', **kwargs):
+                 weight_decay: float = 1e-2, schedule: str = 'onecycle', **kwargs: Any) -> None:
         super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          schedule=schedule, **kwargs)
         self.pillars = _settings(PillarSettings, pillars)
@@ -62,13 +62,15 @@ class DetectionModule(TaskModule):
                                       strict=True):
             self._outputs.append((int(i), boxes.cpu().double().numpy(), scores.cpu().double().numpy()))
 
-    def validation_state(self):
+    def validation_state(self) -> Any:
+        """This process's detections (frame index, boxes, scores) per frame."""
         return list(self._outputs)
 
-    def merge_validation_states(self, states) -> None:
+    def merge_validation_states(self, states: list[Any]) -> None:
+        """The detections of all processes, concatenated."""
         self._outputs = [o for part in states for o in part]
 
-    def evaluate_outputs(self, outputs) -> dict[str, float]:
+    def evaluate_outputs(self, outputs: list[Any]) -> dict[str, float]:
         """KITTI AP of ``[(frame index, boxes, scores)]`` against ``val_frames``."""
         if self.val_frames is None:
             raise RuntimeError('DetectionModule needs val_frames (the validation data set) to compute the KITTI AP')
@@ -83,6 +85,7 @@ class DetectionModule(TaskModule):
         return {k: (0.0 if np.isnan(v) else v) for k, v in ap.items()}
 
     def compute_metric(self) -> float:
+        """Moderate 3D AP (R40) for cars, the other APs in ``extra_metrics``."""
         if not self._outputs:
             return 0.0
         ap = self.evaluate_outputs(self._outputs)
@@ -94,5 +97,6 @@ class DetectionModule(TaskModule):
         return ap['3d_moderate_R40']
 
     def settings_dict(self) -> dict[str, Any]:
+        """The pillar, anchor and decoding settings as plain dicts."""
         return {'pillars': dataclasses.asdict(self.pillars), 'anchors': dataclasses.asdict(self.anchors),
                 'post': dataclasses.asdict(self.post)}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import nni
-from nni.nas.evaluator.pytorch import Lightning, Trainer
+from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Trainer
+from torch import nn
 
 
 @nni.trace  # evaluators must be traceable: NNI re-creates and serialises them
@@ -25,13 +26,15 @@ class TaskEvaluator(Lightning):
         train_dataloaders, val_dataloaders: NNI's traced data loaders.
     """
 
-    def __init__(self, module, trainer_kwargs: dict[str, Any], train_dataloaders=None, val_dataloaders=None,
+    def __init__(self, module: LightningModule, trainer_kwargs: dict[str, Any],
+                 train_dataloaders: DataLoader | None = None, val_dataloaders: DataLoader | None = None,
                  **kwargs: Any) -> None:
         super().__init__(module, Trainer(**trainer_kwargs), train_dataloaders=train_dataloaders,
                          val_dataloaders=val_dataloaders, **kwargs)
         self.trainer_kwargs = dict(trainer_kwargs)
 
-    def evaluate(self, model):
+    def evaluate(self, model: nn.Module) -> Any:
+        """Train and validate ``model`` as NNI's evaluator does, on a fresh ``Trainer`` after the first."""
         trainer = self.trainer
         if trainer.state.finished or trainer.fit_loop.epoch_progress.current.processed:
             self.trainer = Trainer(**self.trainer_kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import nni
 import numpy as np
@@ -13,7 +14,8 @@ from .base import TaskModule
 from .metrics import keypoint_results, oks_ap
 
 
-def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None = None):
+def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor,
+                    target_weight: torch.Tensor | None = None) -> torch.Tensor:
     """HRNet's JointsMSELoss: 0.5 * mean over joints of the MSE of (weighted) heatmaps."""
     b, k = pred.shape[:2]
     p = pred.reshape(b, k, -1)
@@ -50,7 +52,8 @@ class KeypointsModule(TaskModule):
                  flip_pairs: Sequence[Sequence[int]] = COCO_FLIP_PAIRS, sigmas: Sequence[float] | None = None,
                  shift_heatmap: bool = True, use_target_weight: bool = True, oks_nms_thresh: float | None = 0.9,
                  optimizer: str = 'adam', learning_rate: float = 1e-3, weight_decay: float = 1e-8,
-                 schedule: str = 'multistep', milestones: Sequence[float] = (170, 200), **kwargs):
+                 schedule: str = 'multistep', milestones: Sequence[float] = (170, 200),
+                 **kwargs: Any) -> None:
         super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          schedule=schedule, milestones=milestones, **kwargs)
         self.num_joints = num_joints
@@ -81,6 +84,7 @@ class KeypointsModule(TaskModule):
         self._outputs = []
 
     def predict_heatmaps(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's heatmaps of ``x``, averaged with those of the flipped input under ``flip_test``."""
         out = self._heatmaps(x)
         if self.flip_test:
             flipped = flip_back(self._heatmaps(x.flip(-1)), self.flip_pairs)
@@ -107,13 +111,16 @@ class KeypointsModule(TaskModule):
                                '(or set module.coco_gt) to compute the OKS AP.')
         return ds.coco_gt()
 
-    def validation_state(self):
+    def validation_state(self) -> Any:
+        """This process's predictions (one dict of arrays per batch)."""
         return list(self._outputs)
 
-    def merge_validation_states(self, states) -> None:
+    def merge_validation_states(self, states: list[Any]) -> None:
+        """The predictions of all processes, concatenated."""
         self._outputs = [o for part in states for o in part]
 
     def compute_metric(self) -> float:
+        """COCO keypoint AP (OKS) of the predictions, after HRNet's rescoring and OKS NMS."""
         if not self._outputs:
             return 0.0
         cat = {k: np.concatenate([o[k] for o in self._outputs]) for k in self._outputs[0]}

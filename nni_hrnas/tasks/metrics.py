@@ -5,12 +5,17 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torchmetrics
+from numpy.typing import ArrayLike
 
 from ..data.keypoint_utils import COCO_SIGMAS, oks_nms
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO  # an optional extra: [coco]
 
 
 class MeanIoU(torchmetrics.Metric):
@@ -25,7 +30,7 @@ class MeanIoU(torchmetrics.Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs):
+    def __init__(self, num_classes: int, ignore_index: int = 255, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -45,6 +50,7 @@ class MeanIoU(torchmetrics.Metric):
         self.confmat += torch.bincount(idx, minlength=self.num_classes ** 2).view(self.num_classes, -1)
 
     def per_class(self) -> torch.Tensor:
+        """The IoU of each class (NaN for a class absent from both prediction and target)."""
         return iou_from_confusion(self.confmat)
 
     def compute(self) -> torch.Tensor:
@@ -71,7 +77,7 @@ def topk_accuracy(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] 
 OKS_STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
 
 
-def oks_ap(coco_gt, results: list[dict], sigmas: np.ndarray | None = None,
+def oks_ap(coco_gt: COCO, results: list[dict], sigmas: np.ndarray | None = None,
            image_ids: Sequence[int] | None = None) -> dict[str, float]:
     """COCO keypoint AP (OKS) of ``results`` (COCO results format: image_id, category_id,
     keypoints [x, y, score] * K, score) against the pycocotools ``coco_gt``.
@@ -96,7 +102,8 @@ def oks_ap(coco_gt, results: list[dict], sigmas: np.ndarray | None = None,
     return {name: float(max(v, 0.0)) for name, v in zip(OKS_STAT_NAMES, ev.stats, strict=False)}
 
 
-def keypoint_results(coords: np.ndarray, maxvals: np.ndarray, image_ids, box_scores, areas,
+def keypoint_results(coords: np.ndarray, maxvals: np.ndarray, image_ids: ArrayLike, box_scores: ArrayLike,
+                     areas: ArrayLike,
                      sigmas: np.ndarray = COCO_SIGMAS, in_vis_thresh: float = 0.2,
                      nms_thresh: float | None = 0.9, category_id: int = 1) -> list[dict]:
     """HRNet's post-processing: rescore (box score x mean confident joint score), OKS NMS per image,

@@ -15,12 +15,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..data import ade20k, cityscapes, coco_keypoints, digits, imagenet, kitti
 from ..data.common import smoke_mode
 from ..detection.pillars import SIM_PILLARS, PillarSettings
 from .base import TaskModule
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .evaluator import TaskEvaluator
 
 Kind = Literal['segmentation', 'keypoints', 'classification', 'detection']
 
@@ -28,6 +33,8 @@ SMOKE_LIMITS = {'train': 16, 'val': 8}
 
 
 def quiet_mode() -> bool:
+    """True when ``CI`` or ``HRNAS_QUIET`` is set: the evaluators' trainers show no progress bar and
+    keep no Lightning logs."""
     return any(os.environ.get(v, '').strip().lower() not in ('', '0', 'false', 'no')
                for v in ('CI', 'HRNAS_QUIET'))
 
@@ -60,26 +67,30 @@ class TaskSpec:
 
     @property
     def in_channels(self) -> int:
+        """The input's channels."""
         return self.train_input_size[0]
 
     def input_size(self, smoke: bool | None = None) -> tuple[int, int, int]:
+        """(C, H, W) the model sees in training, the smaller one under smoke."""
         return self.smoke_input_size if (smoke_mode() if smoke is None else smoke) else self.train_input_size
 
-    def make_datasets(self, root: str | None = None, smoke: bool | None = None, seed: int = 0, **kwargs):
+    def make_datasets(self, root: str | None = None, smoke: bool | None = None, seed: int = 0,
+                      **kwargs: Any) -> tuple[Any, Any]:
         """(train, val) data sets; ``kwargs`` go to the loaders (e.g. ``on_error='skip'``)."""
         smoke = smoke_mode() if smoke is None else smoke
         return self.datasets_fn(root=root, smoke=smoke, seed=seed, **kwargs)
 
-    def make_lightning_module(self, **kwargs) -> TaskModule:
+    def make_lightning_module(self, **kwargs: Any) -> TaskModule:
         """The task's Lightning module; ``kwargs`` override the task defaults (optimizer,
         learning_rate, weight_decay, schedule, warmup_epochs, milestones, cost_fn, ...)."""
         return self.module_fn(**{**self.module_defaults, **kwargs})
 
-    def make_evaluator(self, model=None, epochs: int | None = None, batch_size: int | None = None, *,
-                       root: str | None = None, smoke: bool | None = None, seed: int = 0,
-                       cost_fn=None, datasets: tuple[Any, Any] | None = None, num_workers: int | None = None,
+    def make_evaluator(self, model: nn.Module | None = None, epochs: int | None = None,
+                       batch_size: int | None = None, *, root: str | None = None, smoke: bool | None = None,
+                       seed: int = 0, cost_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
+                       datasets: tuple[Any, Any] | None = None, num_workers: int | None = None,
                        module_kwargs: dict[str, Any] | None = None, dataset_kwargs: dict[str, Any] | None = None,
-                       **trainer_kwargs):
+                       **trainer_kwargs: Any) -> TaskEvaluator:
         """An NNI ``Lightning`` evaluator (traced ``Trainer`` and ``DataLoader``s).
 
         ``model`` (optional) is set on the module at once; the evaluator sets it again in
@@ -246,6 +257,7 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def task_names() -> list[str]:
+    """The names of the registered tasks (what ``--task`` accepts)."""
     return list(TASKS)
 
 

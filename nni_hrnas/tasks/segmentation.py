@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import nni
 import torch
 import torch.nn.functional as F
@@ -23,7 +26,7 @@ class SegmentationModule(TaskModule):
 
     def __init__(self, num_classes: int, ignore_index: int = 255, optimizer: str = 'adamw',
                  learning_rate: float = 1e-3, weight_decay: float = 1e-5, schedule: str = 'onecycle',
-                 class_names=None, **kwargs):
+                 class_names: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
                          schedule=schedule, **kwargs)
         self.num_classes = num_classes
@@ -53,13 +56,16 @@ class SegmentationModule(TaskModule):
         self.log('val_loss', F.cross_entropy(logits, y, ignore_index=self.ignore_index), prog_bar=False)
         self.val_miou.update(logits.argmax(dim=1), y)
 
-    def validation_state(self):
+    def validation_state(self) -> Any:
+        """This process's confusion matrix."""
         return self.val_miou.confmat.detach().cpu().clone()
 
-    def merge_validation_states(self, states) -> None:
+    def merge_validation_states(self, states: list[Any]) -> None:
+        """The confusion matrix of all processes: the sum of theirs."""
         self.val_miou.confmat.copy_(torch.stack(list(states)).sum(0).to(self.val_miou.confmat.device))
 
     def compute_metric(self) -> float:
+        """mIoU over the classes present (per-class IoUs kept in ``per_class_iou``)."""
         value = float(self.val_miou.compute())
         per_class = self.val_miou.per_class().tolist()
         self.per_class_iou = per_class

@@ -87,9 +87,11 @@ class OptunaTuner(Tuner):
         self.trials: dict[int, optuna.Trial] = {}
 
     def update_search_space(self, search_space: dict) -> None:
+        """NNI's search space (the config's ``searchSpace``) as Optuna distributions."""
         self.distributions = {name: to_optuna_distribution(name, spec) for name, spec in search_space.items()}
 
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict:
+        """The next trial's parameters: one ``study.ask`` (the Optuna trial keeps NNI's parameter id)."""
         if not self.distributions:
             raise RuntimeError("the search space is empty: give lambda and eps ranges in the config's searchSpace")
         trial = self.study.ask(self.distributions)
@@ -107,6 +109,8 @@ class OptunaTuner(Tuner):
         return metric, result
 
     def receive_trial_result(self, parameter_id: int, parameters: dict, value: Any, **kwargs: Any) -> None:
+        """``study.tell`` the trial's final result (the metric, and MACs when multi-objective); a value that
+        is not finite fails the trial."""
         trial = self.trials.pop(parameter_id, None)
         if trial is None:
             _log.warning("result for unknown parameter id %s ignored", parameter_id)
@@ -123,6 +127,7 @@ class OptunaTuner(Tuner):
         self.study.tell(trial, values)
 
     def trial_end(self, parameter_id: int, success: bool, **kwargs: Any) -> None:
+        """A trial that ended without a final result (failed or killed) is told FAIL."""
         trial = self.trials.pop(parameter_id, None)
         if trial is not None:  # ended without a final result: failed or killed
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)

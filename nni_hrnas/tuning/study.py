@@ -93,6 +93,7 @@ class StudySettings:
         self.validate()
 
     def validate(self) -> None:
+        """Check every setting: a :class:`StudyError` naming the first bad one and what is allowed."""
         if not isinstance(self.n_trials, int) or self.n_trials < 1:
             raise StudyError(f"invalid n_trials={self.n_trials!r}: expected an integer >= 1")
         if not isinstance(self.workers, int) or self.workers < 1:
@@ -152,7 +153,7 @@ def create_study(settings: StudySettings) -> optuna.Study:
     return study
 
 
-def make_objective(settings: StudySettings):
+def make_objective(settings: StudySettings) -> Callable[[optuna.Trial], Any]:
     """The trial function: one HR-NAS search with the sampled lambda and eps."""
     from nni_hrnas.search import SearchSettings, run_search
 

@@ -46,7 +46,8 @@ def main(config_path: str) -> None:
     from tiny_data import tiny_evaluator
 
     import nni_hrnas.strategy.loop as loop
-    from nni_hrnas.strategy import DeviceSettings, save_searched
+    from nni_hrnas.strategy import DeviceSettings
+    from nni_hrnas.strategy.checkpoint import save_searched
 
     cfg = json.loads(Path(config_path).read_text())
     out = Path(cfg["dir"])

@@ -9,8 +9,8 @@ import torch
 from search_helpers import run_worker, tiny_search, training_calls
 
 from nni_hrnas.search import load_searched_model
-from nni_hrnas.strategy import DeviceSettings, save_searched
-from nni_hrnas.strategy.checkpoint import CHECKPOINT_NAME
+from nni_hrnas.strategy import DeviceSettings
+from nni_hrnas.strategy.checkpoint import CHECKPOINT_NAME, save_searched
 
 # 96 training images: 48 a rank, 3 steps an epoch on either rank; 17 validation images: uneven shards
 TWO = dict(devices=2, epochs=3, evaluator=dict(n_train=96, n_val=17), **{"lambda": 0.2})
@@ -82,7 +82,7 @@ def test_bf16_mixed_search_prunes_and_exports_float32(tmp_path):
 
 
 def _evaluate_on_two(fabric, task_name: str) -> dict:
-    from nni_hrnas.strategy import evaluate
+    from nni_hrnas.strategy.loop import evaluate
     from nni_hrnas.threads import enter_forked_rank
 
     enter_forked_rank(fabric.world_size)  # as the search's ranks do: without it a forked rank can hang
@@ -113,7 +113,7 @@ def _evaluation_case(task_name: str):
 def test_metrics_gathered_from_two_processes_equal_one_process(task_name):
     """mIoU, top-1/top-5 and OKS AP of the same network and validation set: two processes, each on
     its shard, merged, give the one-process value."""
-    from nni_hrnas.strategy import evaluate
+    from nni_hrnas.strategy.loop import evaluate
 
     fabric = DeviceSettings(accelerator="cpu", devices=2).fabric()
     two = fabric.launch(_evaluate_on_two, task_name)

@@ -11,20 +11,10 @@ import torch
 import torch.nn.functional as F
 from reference import torch_counted_macs
 
-from nni_hrnas.strategy import (
-    EMA,
-    PruningPolicy,
-    WidthCost,
-    mean_unit_macs,
-    penalty,
-    rebuild,
-    recalibrate_bn,
-    slice_optimizer_,
-    slice_spec,
-    threshold_keep,
-    unit_groups,
-)
-from nni_hrnas.strategy.units import clip_zero_crossings_
+from nni_hrnas.strategy.ema import EMA
+from nni_hrnas.strategy.policy import PruningPolicy
+from nni_hrnas.strategy.prune import rebuild, recalibrate_bn, slice_optimizer_, slice_spec, threshold_keep
+from nni_hrnas.strategy.units import WidthCost, clip_zero_crossings_, mean_unit_macs, penalty, unit_groups
 from search_spaces import HRNASNetwork, HRNASSpace
 
 EPS = 1e-3

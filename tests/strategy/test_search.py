@@ -23,8 +23,8 @@ from search_helpers import (
 from tiny_data import tiny_digits, tiny_evaluator
 
 from nni_hrnas.search import load_searched_model
-from nni_hrnas.strategy import CheckpointError, ProgressiveShrinking, SearchDiverged, save_searched
-from nni_hrnas.strategy.checkpoint import CHECKPOINT_NAME
+from nni_hrnas.strategy import CheckpointError, ProgressiveShrinking, SearchDiverged
+from nni_hrnas.strategy.checkpoint import CHECKPOINT_NAME, save_searched
 from search_spaces import HRNASSpace
 
 SIZE = (3, 32, 32)
@@ -314,7 +314,7 @@ def test_path_overhead_removes_whole_paths():
 def test_each_evaluation_starts_from_a_clean_metric(task_name):
     """The strategy evaluates after every prune step: each metric is that network's alone (a task
     that accumulates in validation_step resets in on_validation_epoch_start), checked by hand."""
-    from nni_hrnas.strategy import evaluate
+    from nni_hrnas.strategy.loop import evaluate
     from nni_hrnas.tasks.registry import get_task
 
     spec = get_task(task_name)
