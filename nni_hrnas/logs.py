@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 
 class _CurrentStderr(logging.StreamHandler):
@@ -37,9 +38,19 @@ def setup_cli_logging(verbose: bool = False) -> None:
     # experiment about a setting we never set (sequential engines have no training service).
     for name in ("nni.experiment", "nni.nas.experiment"):
         logging.getLogger(name).setLevel(logging.WARNING if not verbose else logging.DEBUG)
+    if not verbose:
+        for message in _KNOWN_NOISE:
+            warnings.filterwarnings("ignore", message=message)
     config_logger = logging.getLogger("nni.nas.experiment.config.experiment")
     if not verbose and not any(isinstance(f, _UnsetTrainingService) for f in config_logger.filters):
         config_logger.addFilter(_UnsetTrainingService())
+
+
+#: Warnings about Lightning's own internals that a user cannot act on: task modules log their metrics
+#: through ``self.log`` also when our Fabric loop (not a Trainer) runs them, and Lightning 2.x calls a
+#: torch pytree API that torch 2.13 deprecates. ``--verbose`` shows them.
+_KNOWN_NOISE = (r"You are trying to `self\.log\(\)` but the `self\.trainer` reference is not registered",
+                r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 class _UnsetTrainingService(logging.Filter):

@@ -147,3 +147,18 @@ def test_cli_logging_keeps_nni_life_cycle_off_the_console_but_not_its_warnings()
     finally:
         logging.getLogger("nni").removeHandler(handler)
     assert seen == ["another warning"]
+
+
+def test_cli_logging_hides_lightnings_internal_warnings_but_not_others():
+    import warnings
+
+    from nni_hrnas.logs import setup_cli_logging
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setup_cli_logging()
+        warnings.warn("You are trying to `self.log()` but the `self.trainer` reference is not registered on the "
+                      "model yet.", UserWarning, stacklevel=2)
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=2)
+        warnings.warn("a warning the user should see", UserWarning, stacklevel=2)
+    assert [str(w.message) for w in caught] == ["a warning the user should see"]
