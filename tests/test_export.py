@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from reference import parameter_count
+from reference import parameter_count, randomize_bn
 
 from nni_hrnas.cli import main
 from nni_hrnas.deploy import DeployError, ExportSettings, bench, export_deployment
@@ -24,18 +24,6 @@ from search_spaces import HRNASSpace
 #: Not importable where the standalone model is loaded (the subprocess test)
 PROJECT_AND_NNI = ("nni", "nni_hrnas", "search_spaces", "analysis", "lightning", "pytorch_lightning",
                    "lightning_fabric")
-
-
-def _randomize_bn(model: torch.nn.Module, seed: int) -> None:
-    """BN statistics and affine parameters as after training (fresh BNs would hide folding errors)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.randn(n, generator=g))
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
 
 
 def _arch(space: HRNASSpace, seed: int, p_zero: float = 0.3, tokens: str = "random") -> dict[str, int]:
@@ -56,7 +44,7 @@ def _run_folder(path: Path, preset: str, arch: dict[str, int], seed: int = 0) ->
     space = HRNASSpace.from_preset(preset)
     torch.manual_seed(seed)
     net = space.freeze(arch)
-    _randomize_bn(net, seed)
+    randomize_bn(net, seed)
     net.eval()
     task = {"segmentation": "digits_seg", "classification": "digits_cls", "keypoints": "digits_kp"}[space.config.task]
     result = {"task": task, "preset": preset, "config": dataclasses.asdict(space.config),
@@ -185,7 +173,7 @@ def test_onnxruntime_latency_runner_computes_the_kernel_path():
     from nni_hrnas.ops import KernelPath
 
     path = KernelPath(8, 8, 12, 5, 1).eval()
-    _randomize_bn(path, seed=3)
+    randomize_bn(path, seed=3)
     x = torch.randn(1, 8, 16, 16)
     (got,) = _runner(path, x, "onnxruntime")()
     with torch.no_grad():

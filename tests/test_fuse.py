@@ -4,23 +4,11 @@ import random
 
 import pytest
 import torch
-from reference import torch_counted_macs
+from reference import randomize_bn, torch_counted_macs
 
 from nni_hrnas.ops import SearchingBlock
 from nni_hrnas.ops.fuse import FusedSearchingBlock, fuse_for_inference
 from search_spaces import HRNASSpace
-
-
-def _randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial BN statistics and affine parameters, as after training."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.randn(n, generator=g))
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -32,7 +20,7 @@ def _randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
 def test_fused_block_equals_the_block(kwargs):
     torch.manual_seed(0)
     block = SearchingBlock(6, 10 if kwargs.get("stride") else 6, **kwargs)
-    _randomize_bn(block)
+    randomize_bn(block)
     block.eval()
     fused = fuse_for_inference(block)
     assert isinstance(fused, FusedSearchingBlock)
@@ -50,7 +38,7 @@ def test_fused_network_same_outputs_and_macs_fewer_ops():
     rng = random.Random(3)
     arch = {label: rng.choice(values) for label, values in space.choices().items()}
     net = space.freeze(arch)
-    _randomize_bn(net, seed=1)
+    randomize_bn(net, seed=1)
     net.eval()
     fused = fuse_for_inference(net)
     x = torch.randn(2, *net.config.input_size)
