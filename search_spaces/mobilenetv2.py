@@ -26,11 +26,11 @@ from .plugin import (
     DEFAULT_TOKENS,
     PluginConfig,
     PSPHead,
+    block_transformer_cost,
     check_image_size,
     check_images,
     check_trainable,
     init_like_torchvision,
-    transformer_cost,
 )
 
 #: (expansion t, channels c, blocks n, first stride s) of the seven stages (MobileNetV2 paper, Table 2)
@@ -183,7 +183,7 @@ class MobileNetV2(nn.Module):
         for i, block in enumerate(self.blocks()):
             groups[f"block{i}"] = block.conv_cost(hw)
             if block.transformer is not None:
-                groups[f"block{i}.transformer"] = transformer_cost(block.transformer, hw)
+                groups[f"block{i}.transformer"] = block_transformer_cost(block.transformer, hw)
             hw = costs.strided(hw, block.stride)
         c_last = self.blocks()[-1].out_channels
         if c.task == "classification":

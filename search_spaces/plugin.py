@@ -140,7 +140,7 @@ class PluginConfig:
         raise NotImplementedError
 
 
-def transformer_cost(transformer: LightweightTransformer | None, in_hw: costs.HW) -> costs.Cost:
+def block_transformer_cost(transformer: LightweightTransformer | None, in_hw: costs.HW) -> costs.Cost:
     """Exact cost of a block's transformer (nothing for None) on a ``in_hw`` input."""
     return costs.Cost() if transformer is None else costs.transformer_module_cost(transformer, in_hw)
 

@@ -28,11 +28,11 @@ from .plugin import (
     DEFAULT_TOKENS,
     PluginConfig,
     PSPHead,
+    block_transformer_cost,
     check_image_size,
     check_images,
     check_trainable,
     init_like_torchvision,
-    transformer_cost,
 )
 
 STAGE_REPEATS = (4, 8, 4)
@@ -193,7 +193,7 @@ class ShuffleNetV2(nn.Module):
         for i, block in enumerate(self.blocks()):
             groups[f"block{i}"] = block.conv_cost(hw)
             if block.transformer is not None:
-                groups[f"block{i}.transformer"] = transformer_cost(block.transformer, hw)
+                groups[f"block{i}.transformer"] = block_transformer_cost(block.transformer, hw)
             hw = costs.strided(hw, block.stride)
         c_last, c5 = c.stage_channels[3], c.stage_channels[4]
         if c.task == "classification":
