@@ -8,6 +8,8 @@ from nni_hrnas.detection.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
 from nni_hrnas.detection.pillars import PillarSettings
 
 from .config import HRNASConfig, TransformerConfig
+from .mobilenetv2 import MOBILENETV2_PRESETS
+from .shufflenetv2 import SHUFFLENETV2_PRESETS
 
 _SMALL_STAGES = (
     (1, [1], [16]),
@@ -50,6 +52,9 @@ PRESETS: dict[str, HRNASConfig] = {
                                 (4, [1, 1, 1, 1], [8, 8, 8, 8]), (4, [1, 1, 1, 1], [8, 8, 8, 8])),
                         expansion=1, transformer=TransformerConfig(tokens=4, size=2), head_channels=8),
 }
+
+#: the fixed Table 8 plug-in networks (name -> config; ``.build()`` makes the network)
+PLUGIN_PRESETS = {**MOBILENETV2_PRESETS, **SHUFFLENETV2_PRESETS}
 
 
 def get_preset(name: str, **overrides: Any) -> HRNASConfig:
