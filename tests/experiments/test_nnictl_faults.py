@@ -158,7 +158,7 @@ def test_stop_in_a_trial_and_resume_keep_the_finished_trials_and_the_tuner_histo
     cut = [trial for trial, state in before.items() if trial not in finished]
     assert finished and cut, before
     # `nnictl resume` on a free port (the stopped experiment released this one) runs to the trial count
-    nnictl("resume", experiment_id, "--port", str(free_port), "--experiment_dir", str(folder))
+    nnictl("resume", experiment_id, "--port", str(free_port), "--experiment_dir", str(folder.parent))
     try:
         after = wait_for(database, lambda s: len(s) == 3 and all(v in ENDED for v in s.values()),
                          "3 ended trials after the resume")
@@ -171,10 +171,13 @@ def test_stop_in_a_trial_and_resume_keep_the_finished_trials_and_the_tuner_histo
     for trial, metric in finished.items():
         assert after[trial] == "SUCCEEDED"
         assert results[trial]["value"] == metric
+    # NNI runs the cut trial again (same id and parameters) and then new ones up to the trial count
+    assert all(after[trial] == "SUCCEEDED" for trial in after), after
     new = [trial for trial in after if trial not in before]
-    assert new and all(after[trial] == "SUCCEEDED" for trial in new), after
-    # the resumed tuner (a new process, its Optuna study in memory) got the finished trials replayed
-    # (OptunaTuner.import_data logs each replay)
+    assert len(new) == 3 - len(before), after
+    # the resumed tuner (a new process, its Optuna study in memory) got the trials finished before the
+    # stop replayed at its start, and the cut trial's result once it finished (OptunaTuner.import_data
+    # logs the trials each replay added to the study)
     log = (folder / "log" / "dispatcher.log").read_text()
     replays = [int(n) for n in re.findall(r"replayed (\d+) finished trials into study 'hrnas-digits'", log)]
-    assert replays and replays[0] == len(finished), log[-3000:]
+    assert replays == [len(finished)] + [1] * len(cut), log[-3000:]
