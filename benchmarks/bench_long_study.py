@@ -45,7 +45,9 @@ def main() -> None:
                "--study-name", name, "--n-trials", str(args.trials), "--workers", str(args.workers),
                "--epochs", str(args.epochs), "--out", str(work / "runs"), "--json"]
     start = time.perf_counter()
-    study_process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # stdout to a file, not a pipe read at the end: a pipe that nobody drains blocks its writers
+    summary_file = (work / "summary.jsonl").open("w+")
+    study_process = subprocess.Popen(command, env=env, stdout=summary_file, stderr=subprocess.DEVNULL, text=True)
     parent = psutil.Process(study_process.pid)
     rss: dict[int, list[float]] = {}
     seen: set[int] = set()
@@ -65,7 +67,9 @@ def main() -> None:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         time.sleep(args.interval)
-    out, _ = study_process.communicate()
+    study_process.wait()
+    summary_file.seek(0)
+    out = summary_file.read()
     wall = time.perf_counter() - start
     leaked = [pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     study = optuna.load_study(study_name=name, storage=storage)

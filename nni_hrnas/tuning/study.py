@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import sys
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any
 
 import optuna
 
+from nni_hrnas.logs import setup_cli_logging
 from nni_hrnas.run_folder import RunFolder
 from nni_hrnas.strategy.loop import DeviceSettings
 from nni_hrnas.threads import limit_threads, threads_per_worker
@@ -196,6 +198,12 @@ MAX_RESTARTS = 3
 def _worker(settings: StudySettings, n_trials: int, threads: int, objective: ObjectiveFactory = make_objective,
             token: str = "", done: Any = None) -> None:
     """One worker: ``n_trials`` trials, each tagged with the worker's ``token`` and counted in ``done``."""
+    # The study's standard output carries the parent's summary alone (``--json``). A spawned worker
+    # starts with NNI's own handler, which logs to stdout: sent on, those lines fill a pipe that a
+    # caller reads only at the end, and both workers block in a write (a 50-trial study hung so).
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    setup_cli_logging()
     limit_threads(threads)
     study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage, settings.heartbeat),
                               pruner=make_pruner(settings))

@@ -12,7 +12,7 @@ from nni_hrnas.tuning.study import StudyError, StudySettings, create_study, run_
 
 
 @pytest.mark.slow
-def test_two_workers_on_sqlite_lose_no_trial_and_resume_adds(tmp_path, monkeypatch):
+def test_two_workers_on_sqlite_lose_no_trial_and_resume_adds(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     monkeypatch.setenv("HRNAS_QUIET", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two worker processes share the two cores
@@ -21,6 +21,9 @@ def test_two_workers_on_sqlite_lose_no_trial_and_resume_adds(tmp_path, monkeypat
                              out=str(tmp_path / "runs"))
     study = run_study(settings)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    # the workers wrote nothing on the study's standard output (NNI logs there by default): it is the
+    # parent's, for --json, and a caller that reads it only at the end must not see the workers block
+    assert capfd.readouterr().out == ""
     collected = collect_rows(url)  # the analysis reads this real Optuna study, trial by trial
     assert sorted(collected["trial"]) == sorted(str(t.number) for t in study.trials)
     for trial in study.trials:
