@@ -81,7 +81,7 @@ def onnxruntime_runner(model: str | bytes, x: torch.Tensor, threads: int = 1) ->
     ``threads`` sets the intra-op threads; inter-op parallelism is off (one sequential graph), as
     for a latency measurement at a fixed thread budget.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # local: an optional dependency (the onnx extra), needed only on this path
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -11,17 +11,12 @@ from typing import Any
 from nni_hrnas.detection.pillars import PillarSettings
 from nni_hrnas.ops import POSITIONAL_ENCODINGS, TransformerSettings
 
-TASK_KINDS = ("segmentation", "keypoints", "classification", "detection")
+from .errors import ConfigError, check_positive
+from .heads import HEADS, TaskHead
+
+TASK_KINDS = tuple(HEADS)
 PLACEMENTS = ("identity", "all", "none")
 MAX_BRANCHES = 4
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field, the value and what is allowed."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str) -> None:
-        self.field_name, self.value, self.allowed = field_name, value, allowed
-        super().__init__(f"invalid {field_name}={value!r}: {allowed}")
 
 
 @dataclass(frozen=True)
@@ -129,6 +124,11 @@ class HRNASConfig:
         return self.input_size[0]
 
     @property
+    def head(self) -> TaskHead:
+        """The task head of :attr:`task` (see :mod:`search_spaces.heads`)."""
+        return HEADS[self.task](self)
+
+    @property
     def max_stride(self) -> int:
         """The coarsest feature stride: every input side must be a multiple of it."""
         return 4 * 2 ** (max(s.branches for s in self.stages) - 1)
@@ -137,12 +137,12 @@ class HRNASConfig:
         """Raise :class:`ConfigError` naming the first invalid field."""
         if self.task not in TASK_KINDS:
             raise ConfigError("task", self.task, f"allowed: {', '.join(TASK_KINDS)}")
-        _positive("num_outputs", self.num_outputs)
-        _positive("stem_channels", self.stem_channels)
-        _positive("expansion", self.expansion)
-        _positive("head_channels", self.head_channels)
-        _positive("granularity", self.granularity)
-        _positive("token_granularity", self.token_granularity)
+        check_positive("num_outputs", self.num_outputs)
+        check_positive("stem_channels", self.stem_channels)
+        check_positive("expansion", self.expansion)
+        check_positive("head_channels", self.head_channels)
+        check_positive("granularity", self.granularity)
+        check_positive("token_granularity", self.token_granularity)
         if len(self.input_size) != 3:
             raise ConfigError("input_size", self.input_size, "expected (channels, height, width)")
         if not self.kernels or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in self.kernels):
@@ -153,18 +153,12 @@ class HRNASConfig:
             raise ConfigError("dropout", self.dropout, "expected 0 <= dropout < 1")
         self._validate_stages()
         self._validate_transformer()
-        if self.task == "classification":
-            last = self.stages[-1].branches
-            if len(self.cls_channels) != last:
-                raise ConfigError("cls_channels", self.cls_channels,
-                                  f"expected one width per branch of the last stage ({last})")
-            for i, c in enumerate(self.cls_channels):
-                _positive(f"cls_channels[{i}]", c)
-            _positive("cls_final_channels", self.cls_final_channels)
+        self.head.validate()
         check_input_size(self, self.input_size, field_name="input_size")
         if self.pillars is not None:
-            if self.task != "detection":
-                raise ConfigError("pillars", self.pillars, "a pillar front end needs task='detection'")
+            if not self.head.takes_pillars:
+                kinds = " or ".join(f"task={kind!r}" for kind, head in HEADS.items() if head.takes_pillars)
+                raise ConfigError("pillars", self.pillars, f"a pillar front end needs {kinds}")
             if self.input_size != self.pillars.input_size:
                 raise ConfigError("input_size", self.input_size,
                                   f"the pillar grid makes a {self.pillars.input_size} pseudo-image; use that size")
@@ -186,8 +180,8 @@ class HRNASConfig:
                 raise ConfigError(f"{name}.channels", stage.channels,
                                   f"expected {stage.branches} entries (one per branch)")
             for b, (n, c) in enumerate(zip(stage.blocks, stage.channels, strict=True)):
-                _positive(f"{name}.blocks[{b}]", n)
-                _positive(f"{name}.channels[{b}]", c)
+                check_positive(f"{name}.blocks[{b}]", n)
+                check_positive(f"{name}.channels[{b}]", c)
             previous = stage.branches
 
     def _validate_transformer(self) -> None:
@@ -198,12 +192,12 @@ class HRNASConfig:
             raise ConfigError("transformer.placement", t.placement, f"allowed: {', '.join(PLACEMENTS)}")
         if t.pos_encoding not in POSITIONAL_ENCODINGS:
             raise ConfigError("transformer.pos_encoding", t.pos_encoding, f"allowed: {', '.join(POSITIONAL_ENCODINGS)}")
-        _positive("transformer.tokens", t.tokens)
-        _positive("transformer.size", t.size)
-        _positive("transformer.heads", t.heads)
-        _positive("transformer.ffn_ratio", t.ffn_ratio)
+        check_positive("transformer.tokens", t.tokens)
+        check_positive("transformer.size", t.size)
+        check_positive("transformer.heads", t.heads)
+        check_positive("transformer.ffn_ratio", t.ffn_ratio)
         dim = t.dim if t.dim is not None else t.size * t.size
-        _positive("transformer.dim", dim)
+        check_positive("transformer.dim", dim)
         if dim % t.heads:
             raise ConfigError("transformer.dim", dim, f"must be divisible by transformer.heads={t.heads}")
         if t.pos_encoding == "sinusoidal" and t.pos_dim % 4:
@@ -282,11 +276,6 @@ def _parse_value(text: str) -> Any:
                 return tuple(parts)
         return text
     return tuple(value) if isinstance(value, list) else value
-
-
-def _positive(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(name, value, "expected a positive integer")
 
 
 def check_input_size(config: HRNASConfig, size: tuple[int, ...], field_name: str = "input") -> tuple[int, int, int]:

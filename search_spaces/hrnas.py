@@ -81,13 +81,8 @@ def plan_blocks(config: HRNASConfig) -> list[BlockSlot]:
             for n in range(stage.blocks[b]):
                 add(labels.parallel_block(s, b, n), stage.channels[b], stage.channels[b], 1, 4 * 2**b, f"stage{s}.b{b}")
         prev_channels = stage.channels
-    if config.task == "classification":
-        for b, c in enumerate(prev_channels):
-            add(labels.cls_branch_block(b), c, config.cls_channels[b], 1, 4 * 2**b, "head")
-        for i in range(len(prev_channels) - 1):
-            add(labels.cls_down_block(i), config.cls_channels[i], config.cls_channels[i + 1], 2, 4 * 2**i, "head")
-    else:
-        add(labels.HEAD, sum(prev_channels), config.head_channels, 1, 4, "head")
+    for block in config.head.blocks():
+        add(block.label, block.in_channels, block.out_channels, block.stride, block.input_stride, "head")
     return slots
 
 
@@ -141,14 +136,9 @@ class HRNASNetwork(nn.Module):
         self.act = nn.ReLU(inplace=True)
         if config.pillars is not None:
             self.frontend = PillarFrontEnd(config.pillars)
-        if config.task == "classification":
-            final = config.cls_final_channels
-            self.cls_final = nn.Sequential(nn.Conv2d(config.cls_channels[-1], final, 1, bias=False),
-                                           nn.BatchNorm2d(final), nn.ReLU(inplace=True))
-            self.dropout = nn.Dropout(config.dropout)
-            self.classifier = nn.Linear(final, config.num_outputs)
-        else:
-            self.classifier = nn.Conv2d(config.head_channels, config.num_outputs, 1)
+        self.task_head = config.head
+        for name, layer in self.task_head.layers().items():  # top-level names: the state-dict keys stay flat
+            self.add_module(name, layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 3 and self.config.pillars is not None:  # packed pillars: the pseudo-image first
@@ -159,26 +149,22 @@ class HRNASNetwork(nn.Module):
                 feats = [self._fuse(s, o, feats) for o in range(stage.branches)]
             for b in range(stage.branches):
                 for n in range(stage.blocks[b]):
-                    feats[b] = self.blocks[f"p{s}_b{b}_n{n}"](feats[b])
-        if self.config.task == "classification":
-            y = self.blocks["cls_b0"](feats[0])
-            for i in range(1, len(feats)):
-                y = self.blocks[f"cls_d{i - 1}"](y) + self.blocks[f"cls_b{i}"](feats[i])
-            y = self.cls_final(y).mean((2, 3))
-            return self.classifier(self.dropout(y))
-        size = feats[0].shape[-2:]
-        up = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
-        return self.classifier(self.act(self.blocks["head"](torch.cat(up, dim=1))))
+                    feats[b] = self.blocks[labels.parallel_block(s, b, n)](feats[b])
+        return self.task_head.forward(self, feats)
 
     def _fuse(self, stage: int, out_branch: int, feats: list[torch.Tensor]) -> torch.Tensor:
         total = None
         for i in _fusion_inputs(out_branch, len(feats)):
-            y = self.blocks[f"f{stage}_o{out_branch}_i{i}"](feats[i])
+            y = self.blocks[labels.fusion_block(stage, out_branch, i)](feats[i])
             if i == out_branch + 1:  # to the exact size of branch out_branch: odd sizes round up
                 y = F.interpolate(y, size=feats[out_branch].shape[-2:], mode="bilinear", align_corners=False)
             total = y if total is None else total + y
         # not in place: with one input whose block is empty (identity), total is that block's input
         return F.relu(total)
+
+    def with_widths(self, widths: Mapping[str, int]) -> HRNASNetwork:
+        """A new plain network of this one's config with ``widths`` (fresh weights, not validated)."""
+        return type(self)(self.config, widths)
 
     def searching_blocks(self) -> Iterator[tuple[BlockSlot, SearchingBlock]]:
         """Every searching block with its slot (label, shapes, input stride, group)."""
@@ -209,17 +195,7 @@ class HRNASNetwork(nn.Module):
         for s, stage in enumerate(config.stages[1:], start=1):  # the ReLU after each fusion sum
             for o, ch in enumerate(stage.channels):
                 groups[f"fusion{s}.b{o}"] += costs.activation_cost(ch, hw(4 * 2**o))
-        last = config.stages[-1].channels
-        if config.task == "classification":
-            final, last_hw = config.cls_final_channels, hw(4 * 2 ** (len(last) - 1))
-            groups["head"] += (costs.conv_cost(config.cls_channels[-1], final, 1, last_hw)
-                               + costs.batchnorm_cost(final, last_hw, act=True)
-                               + costs.linear_cost(final, config.num_outputs))
-        else:
-            for ch in last[1:]:
-                groups["head"] += costs.interpolate_cost(ch, hw(4))
-            groups["head"] += (costs.activation_cost(config.head_channels, hw(4))
-                               + costs.conv_cost(config.head_channels, config.num_outputs, 1, hw(4), bias=True))
+        groups["head"] += self.task_head.cost(height, width)
         return groups
 
     def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
@@ -278,9 +254,19 @@ class HRNASSpace(ModelSpace):
         return {label: next(v for v in self._values(label, self._maxima[label]) if v >= w)
                 for label, w in widths.items()}
 
+    @property
+    def granular(self) -> bool:
+        """Whether some widths move in steps coarser than 1 (then a pruned count is rounded up, see :meth:`round_up`)."""
+        return self.config.granularity > 1 or self.config.token_granularity > 1
+
     def validate_sample(self, sample: Mapping[str, Any]) -> dict[str, int]:
         """Check that ``sample`` names an allowed value for every choice; return it as a plain dict."""
         return validate_sample(self.config, sample)
+
+    def build_network(self, arch: Mapping[str, int]) -> HRNASNetwork:
+        """A plain network with widths ``arch``, not validated (the strategy's own pruned widths; users call
+        :meth:`freeze`)."""
+        return HRNASNetwork(self.config, arch)
 
     @classmethod
     def create_fixed_module(cls, sample: Mapping[str, Any], config: HRNASConfig) -> HRNASNetwork:  # type: ignore[override]

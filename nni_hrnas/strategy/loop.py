@@ -23,10 +23,12 @@ All ranks stay in step:
 from __future__ import annotations
 
 import copy
+import ctypes
 import logging
 import os
 import pickle
 import random
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from lightning_fabric import Fabric
+from lightning_fabric.strategies import DDPStrategy
 from torch import nn
 
 from ..threads import enter_forked_rank
@@ -45,8 +49,7 @@ from .prune import rebuild, recalibrate_bn, slice_optimizer_, units_removed
 from .run_state import RunState, rng_state, set_rng_state
 from .units import clip_zero_crossings_, mean_unit_macs, penalty, unit_groups
 
-if TYPE_CHECKING:
-    from lightning_fabric import Fabric
+if TYPE_CHECKING:  # annotations only: the loop just calls the task module's methods (Lightning not imported)
     from pytorch_lightning import LightningModule
 
 _logger = logging.getLogger("nni_hrnas.strategy")
@@ -139,12 +142,8 @@ class DeviceSettings:
 
     def fabric(self) -> Fabric:
         """The ``lightning_fabric.Fabric`` of these settings (processes are started by ``launch``)."""
-        from lightning_fabric import Fabric
-
         strategy: Any = "auto"
         if self.world_size > 1:
-            from lightning_fabric.strategies import DDPStrategy
-
             # forked from this process (no pickling, and the caller gets rank zero's result back); under
             # torchrun or SLURM the processes exist already and Fabric uses them instead
             strategy = DDPStrategy(start_method="fork")
@@ -310,9 +309,6 @@ def search_worker(fabric: Fabric, job: SearchJob) -> SearchOutcome:
 def _die_with_parent() -> None:
     """A rank forked by Fabric ends with the launching process, even one killed with SIGKILL (Linux)."""
     try:
-        import ctypes
-        import signal
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the collective timeout ends an orphaned rank instead
         pass
@@ -327,14 +323,24 @@ class _Stopped(Exception):
 
 
 class _SearchLoop:
+    """One rank's search: :meth:`run` is start (or resume), then per epoch train, prune or evaluate,
+    checkpoint and report."""
+
     def __init__(self, fabric, job: SearchJob) -> None:
         self.fabric, self.job = fabric, job
         self.rank, self.world = _rank_world(fabric)
         self.policy = job.policy
         self.raw_optimizer = None
         self.optimizer = None
+        self.scheduler: Any = None  # the phase's learning-rate schedule, stepped per "step" or "epoch"
+        self.interval = "epoch"
+        self.ema: EMA | None = None
         self.model: nn.Module | None = None  # the live network
         self.wrapped: nn.Module | None = None  # the same, set up by Fabric (device, precision, DDP)
+        self.groups: list = []  # the live network's unit groups (what the penalty weighs)
+        self.state = RunState()
+        self.steps_per_epoch = 1
+        self.last_good = "none (no epoch finished)"  # named when the loss diverges
 
     # ---- seeds and data -------------------------------------------------------------------------
 
@@ -406,9 +412,26 @@ class _SearchLoop:
     # ---- the search -------------------------------------------------------------------------------
 
     def run(self) -> SearchOutcome:
-        job, fabric, policy = self.job, self.fabric, self.policy
-        module, payload = job.module, job.payload
-        steps_per_epoch = max(len(self._loader(0)), 1)
+        """The whole search on this rank; rank zero's outcome is the searched (EMA) network."""
+        resumed_at = self._start()
+        while self.state.epoch < self.job.epochs:
+            epoch = self.state.epoch
+            started = time.perf_counter()
+            lam = self._train_epoch(epoch)
+            self._end_of_epoch(epoch, lam)
+            self.state.epoch = epoch + 1
+            self.state.wall_seconds += time.perf_counter() - started
+            self._save_checkpoint()
+            self._report_epoch(lam)
+        weights = {k: v.detach().cpu().clone() for k, v in self.ema.model.state_dict().items()}
+        return SearchOutcome(arch=dict(self.ema.model.arch), weights=weights, state=self.state.as_dict(),
+                             resumed_at_epoch=resumed_at)
+
+    def _start(self) -> int | None:
+        """The supernet (fresh) or the checkpoint's network, optimizer, EMA and state (resumed): the
+        epoch resumed at, or None."""
+        job, policy, payload = self.job, self.policy, self.job.payload
+        self.steps_per_epoch = max(len(self._loader(0)), 1)
         state = RunState()
         if payload is None:
             self._reseed(-1, per_rank=False)  # the same initial weights on every rank
@@ -418,107 +441,120 @@ class _SearchLoop:
         else:
             model = job.build(dict(payload["arch"]))
             model.load_state_dict(payload["model"])
-        module.set_model(model)
         start = 0 if payload is None else int(payload["state"]["epoch"])
-        self.raw_optimizer, scheduler, interval = configure_optimizers(
-            module, policy.phase_epochs(min(start, job.epochs - 1), job.epochs), steps_per_epoch)
-        self._setup(model)
-        ema = EMA(self.model, job.ema_decay)
+        self._begin_phase(model, policy.phase_epochs(min(start, job.epochs - 1), job.epochs))
         if payload is not None:
             self.raw_optimizer.load_state_dict(payload["optimizer"])
-            if scheduler is not None and payload.get("scheduler") is not None:
-                scheduler.load_state_dict(payload["scheduler"])
-            ema.model.load_state_dict(payload["ema"])
-            ema.updates = int(payload["ema_updates"])
+            if self.scheduler is not None and payload.get("scheduler") is not None:
+                self.scheduler.load_state_dict(payload["scheduler"])
+            self.ema.model.load_state_dict(payload["ema"])
+            self.ema.updates = int(payload["ema_updates"])
             state = RunState(**payload["state"])
             if "rng" in payload:
                 set_rng_state(payload["rng"])
             self._log("resumed the search from %s at epoch %d", job.checkpoint_path, state.epoch)
+            self.last_good = f"{job.checkpoint_path} (end of epoch {state.epoch})"
         else:
             macs, params = self._macs_params(model)
             state.trajectory.append({"step": 0, "epoch": 0, "macs": macs, "params": params, "metric": None,
                                      "units_removed": 0, "lambda": 0.0})
-        resumed_at = state.epoch if payload is not None else None
+        self.state = state
+        self.groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
+        return state.epoch if payload is not None else None
 
-        groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
-        metric_name = getattr(module, "metric_name", "metric")
-        path = job.checkpoint_path
-        last_good = f"{path} (end of epoch {state.epoch})" if payload is not None else "none (no epoch finished)"
-        while state.epoch < job.epochs:
-            epoch = state.epoch
-            started = time.perf_counter()
-            self._reseed(epoch)
-            self.model.train()
-            macs_now = self._macs_params(self.model)[0]
-            images, lam = 0, 0.0
-            for i, batch in enumerate(self._loader(epoch)):
-                batch = self._to_device(batch)
-                lam = policy.lambda_at(epoch + i / steps_per_epoch, state.lambda_scale, job.epochs)
-                out = module.training_step(batch, i)
-                task_loss = out["loss"] if isinstance(out, dict) else out
-                loss = task_loss + lam * penalty(groups, state.normaliser) if lam > 0 else task_loss
-                bad = ~torch.isfinite(loss.detach())
-                if self.world > 1:  # any rank's NaN stops all of them at this step
-                    bad = self.fabric.all_reduce(bad.float(), reduce_op="sum") > 0
-                if bool(bad):
-                    raise SearchDiverged(
-                        f"the search loss is {loss.item()} (task loss {task_loss.item()}) on some rank at epoch "
-                        f"{epoch}, batch {i} (global step {state.global_step}); the last good checkpoint is "
-                        f"{last_good}, kept as it was. Lower the learning rate or lambda and resume")
-                self.optimizer.zero_grad(set_to_none=True)
-                fabric.backward(loss)
-                before = [g.bn.weight.detach().clone() for g in groups] if lam > 0 else None
-                self.optimizer.step()
-                if before is not None:
-                    clip_zero_crossings_(groups, before, lam, state.normaliser)
-                if scheduler is not None and interval == "step":
-                    scheduler.step()
-                ema.update(self.model)
-                state.global_step += 1
-                images += len(_batch_input(batch))
-            if scheduler is not None and interval == "epoch":
-                scheduler.step()
-            images_all = int(self._all_sum(images))
-            state.images_seen += images_all
-            state.mac_epochs += macs_now
-            state.macs_processed += float(macs_now) * images_all
+    def _begin_phase(self, model: nn.Module, phase_epochs: int) -> None:
+        """``model`` becomes the live network, with an optimizer, schedule and EMA of its own for ``phase_epochs``."""
+        module = self.job.module
+        module.set_model(model)
+        self.raw_optimizer, self.scheduler, self.interval = configure_optimizers(
+            module, phase_epochs, self.steps_per_epoch)
+        self._setup(model)
+        self.ema = EMA(self.model, self.job.ema_decay)
 
-            if policy.prunes_after(epoch, job.epochs):
-                groups = self._prune_step(state, ema, epoch, lam)
-                if epoch + 1 == policy.shrink_end(job.epochs) < job.epochs:
-                    # the final architecture: trained afresh (optimizer, schedule, EMA) for the epochs left;
-                    # a copy, so that no parameter keeps the hooks of the data-parallel wrapper it had
-                    model = copy.deepcopy(self.model)
-                    module.set_model(model)
-                    self.raw_optimizer, scheduler, interval = configure_optimizers(
-                        module, job.epochs - policy.shrink_end(job.epochs), steps_per_epoch)
-                    self._setup(model)
-                    ema = EMA(self.model, job.ema_decay)
-                    groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
-            elif policy.evaluates_after(epoch, job.epochs):
-                self._evaluate_step(state, ema, epoch)
-            state.epoch = epoch + 1
-            state.wall_seconds += time.perf_counter() - started
-            if path is not None and fabric.is_global_zero:
-                save_checkpoint(path, {
-                    "fingerprint": job.fingerprint, "arch": dict(self.model.arch), "model": self.model.state_dict(),
-                    "ema": ema.model.state_dict(), "ema_updates": ema.updates,
-                    "optimizer": self.raw_optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "state": state.as_dict(), "rng": rng_state()})
-                last_good = f"{path} (end of epoch {state.epoch})"
-            macs, params = self._macs_params(self.model)
-            self._log("epoch %d/%d: %s MACs, %s %.4f, lambda %.3g", state.epoch, job.epochs, f"{macs:,}",
-                      metric_name, state.metric, lam)
-            self._epoch_callback(state, macs, params, lam)
+    def _train_epoch(self, epoch: int) -> float:
+        """One pass over this rank's shard of the training data; counts the images and MACs processed.
+        Returns the penalty weight of the last step."""
+        state = self.state
+        self._reseed(epoch)
+        self.model.train()
+        macs_now = self._macs_params(self.model)[0]
+        images, lam = 0, 0.0
+        for i, batch in enumerate(self._loader(epoch)):
+            batch = self._to_device(batch)
+            lam = self.policy.lambda_at(epoch + i / self.steps_per_epoch, state.lambda_scale, self.job.epochs)
+            self._train_step(batch, epoch, i, lam)
+            images += len(_batch_input(batch))
+        if self.scheduler is not None and self.interval == "epoch":
+            self.scheduler.step()
+        images_all = int(self._all_sum(images))
+        state.images_seen += images_all
+        state.mac_epochs += macs_now
+        state.macs_processed += float(macs_now) * images_all
+        return lam
 
-        weights = {k: v.detach().cpu().clone() for k, v in ema.model.state_dict().items()}
-        return SearchOutcome(arch=dict(ema.model.arch), weights=weights, state=state.as_dict(),
-                             resumed_at_epoch=resumed_at)
+    def _train_step(self, batch: Any, epoch: int, i: int, lam: float) -> None:
+        """Task loss plus ``lam`` times the penalty, one optimizer step, exact zeros kept, EMA updated."""
+        state, groups = self.state, self.groups
+        out = self.job.module.training_step(batch, i)
+        task_loss = out["loss"] if isinstance(out, dict) else out
+        loss = task_loss + lam * penalty(groups, state.normaliser) if lam > 0 else task_loss
+        bad = ~torch.isfinite(loss.detach())
+        if self.world > 1:  # any rank's NaN stops all of them at this step
+            bad = self.fabric.all_reduce(bad.float(), reduce_op="sum") > 0
+        if bool(bad):
+            raise SearchDiverged(
+                f"the search loss is {loss.item()} (task loss {task_loss.item()}) on some rank at epoch "
+                f"{epoch}, batch {i} (global step {state.global_step}); the last good checkpoint is "
+                f"{self.last_good}, kept as it was. Lower the learning rate or lambda and resume")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.fabric.backward(loss)
+        before = [g.bn.weight.detach().clone() for g in groups] if lam > 0 else None
+        self.optimizer.step()
+        if before is not None:
+            clip_zero_crossings_(groups, before, lam, state.normaliser)
+        if self.scheduler is not None and self.interval == "step":
+            self.scheduler.step()
+        self.ema.update(self.model)
+        state.global_step += 1
 
-    def _epoch_callback(self, state: RunState, macs: int, params: int, lam: float) -> None:
+    def _end_of_epoch(self, epoch: int, lam: float) -> None:
+        """Shrinking phase: a prune step when due, and after the last one the training phase begins;
+        training phase: an evaluation when due."""
+        job, policy = self.job, self.policy
+        if policy.prunes_after(epoch, job.epochs):
+            self._prune_step(epoch, lam)
+            if epoch + 1 == policy.shrink_end(job.epochs) < job.epochs:
+                # the final architecture: trained afresh (optimizer, schedule, EMA) for the epochs left;
+                # a copy, so that no parameter keeps the hooks of the data-parallel wrapper it had
+                self._begin_phase(copy.deepcopy(self.model), job.epochs - policy.shrink_end(job.epochs))
+                self.groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
+        elif policy.evaluates_after(epoch, job.epochs):
+            self._evaluate_step(epoch)
+
+    def _save_checkpoint(self) -> None:
+        """Rank zero writes the checkpoint of the epoch just finished (when the search has a checkpoint path)."""
+        path, ema = self.job.checkpoint_path, self.ema
+        if path is None or not self.fabric.is_global_zero:
+            return
+        save_checkpoint(path, {
+            "fingerprint": self.job.fingerprint, "arch": dict(self.model.arch), "model": self.model.state_dict(),
+            "ema": ema.model.state_dict(), "ema_updates": ema.updates,
+            "optimizer": self.raw_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "state": self.state.as_dict(), "rng": rng_state()})
+        self.last_good = f"{path} (end of epoch {self.state.epoch})"
+
+    def _report_epoch(self, lam: float) -> None:
+        """Log the epoch and call the epoch callback."""
+        state = self.state
+        macs, params = self._macs_params(self.model)
+        self._log("epoch %d/%d: %s MACs, %s %.4f, lambda %.3g", state.epoch, self.job.epochs, f"{macs:,}",
+                  getattr(self.job.module, "metric_name", "metric"), state.metric, lam)
+        self._epoch_callback(macs, params, lam)
+
+    def _epoch_callback(self, macs: int, params: int, lam: float) -> None:
         """Rank zero calls ``on_epoch_end``; what it raises stops every rank after this epoch."""
-        error = None
+        state, error = self.state, None
         if self.job.on_epoch_end is not None and self.rank == 0:
             evaluated = state.trajectory[-1]["epoch"] == state.epoch
             try:
@@ -538,21 +574,22 @@ class _SearchLoop:
             recalibrate_bn(model, inputs)
         average_bn_statistics(model, len(inputs), self.fabric)
 
-    def _evaluate_ema(self, state: RunState, ema: EMA) -> None:
-        state.metric = evaluate(self.job.module, ema.model, self.job.val_loader, self.fabric)
+    def _evaluate_ema(self) -> None:
+        self.state.metric = evaluate(self.job.module, self.ema.model, self.job.val_loader, self.fabric)
         self.job.module.set_model(self.wrapped)
 
-    def _evaluate_step(self, state: RunState, ema: EMA, epoch: int) -> None:
+    def _evaluate_step(self, epoch: int) -> None:
         """Evaluate the EMA network in the training phase (BN statistics recalibrated as after a prune)."""
-        self._recalibrate(ema.model, self._calibration_inputs(epoch))
-        self._evaluate_ema(state, ema)
+        state = self.state
+        self._recalibrate(self.ema.model, self._calibration_inputs(epoch))
+        self._evaluate_ema()
         macs, params = self._macs_params(self.model)
         state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
                                  "metric": state.metric, "units_removed": 0, "lambda": 0.0})
 
-    def _prune_step(self, state: RunState, ema: EMA, epoch: int, lam: float) -> list:
+    def _prune_step(self, epoch: int, lam: float) -> None:
         """One prune step; the last of the shrinking phase lands on the budget."""
-        job, policy, fabric = self.job, self.policy, self.fabric
+        job, policy, fabric, state, ema = self.job, self.policy, self.fabric, self.state, self.ema
         shrink_end = policy.shrink_end(job.epochs)
         inputs = self._calibration_inputs(epoch)
         self._recalibrate(self.model, inputs)
@@ -567,11 +604,11 @@ class _SearchLoop:
             ema.replace(rebuild(ema.model, keep))
             self._setup(new)
             groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
+        self.groups = groups
         self._recalibrate(ema.model, inputs)
-        self._evaluate_ema(state, ema)
+        self._evaluate_ema()
         macs, params = self._macs_params(self.model)
         state.prune_step += 1
         state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
                                  "metric": state.metric, "units_removed": removed, "lambda": lam})
         state.lambda_scale = policy.next_lambda_scale(state.lambda_scale, macs, state.start_macs, epoch, shrink_end)
-        return groups

@@ -17,16 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch import nn
 
+from .interface import ShrinkableNetwork, ShrinkableSpace
 from .prune import Keep, budget_keep, ranked_units, threshold_keep, widths_after
 from .units import UnitGroup, WidthCost
-
-if TYPE_CHECKING:  # for the annotation only: the strategy does not import the space
-    from search_spaces import HRNASSpace
 
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
@@ -46,12 +43,10 @@ def check_number(name: str, value: Any, low: float | None = None, high: float | 
         raise ValueError(f"{name} must be {kind} {' and '.join(x for x in (lo, hi) if x)}, got {value!r}")
 
 
-def minimum_macs(space: HRNASSpace, input_size: tuple[int, int, int]) -> int:
+def minimum_macs(space: ShrinkableSpace, input_size: tuple[int, int, int]) -> int:
     """The fewest MACs a search of ``space`` can reach: every unit removed (stem, shortcuts and head)."""
-    from search_spaces import HRNASNetwork
-
     with torch.device("meta"):
-        empty = HRNASNetwork(space.config, {k: 0 for k in space.max_sample()})
+        empty = space.build_network({k: 0 for k in space.max_sample()})
     return int(empty.cost(tuple(input_size)).macs)
 
 
@@ -100,7 +95,7 @@ class PruningPolicy:
         end = self.shrink_end(epochs)
         return end if epoch < end else epochs - end
 
-    def keep(self, groups: list[UnitGroup], model: nn.Module, last: bool) -> Keep:
+    def keep(self, groups: list[UnitGroup], model: ShrinkableNetwork, last: bool) -> Keep:
         """The units that stay: |gamma| >= eps, bounded by the budget (never below it; at the last step
         at or just under it)."""
         keep = threshold_keep(groups, self.eps, self.round_up)

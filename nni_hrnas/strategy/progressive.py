@@ -57,6 +57,7 @@ from torch import nn
 from nni_hrnas.run_folder import SearchResult
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
+from .interface import ShrinkableSpace
 from .loop import DeviceSettings, SearchDiverged, SearchJob, SearchOutcome, search_worker
 from .policy import PruningPolicy, check_number, minimum_macs
 from .run_state import RunState, read_resumable
@@ -156,8 +157,9 @@ class ProgressiveShrinking(OneShotStrategy):
             raise TypeError("ProgressiveShrinking needs the raw model format (NasExperiment picks it for one-shot "
                             f"strategies); got {type(model_space).__name__}")
         space = model_space.model_space
-        if not all(hasattr(space, a) for a in ("config", "max_sample", "freeze")):
-            raise TypeError(f"ProgressiveShrinking searches an HRNASSpace, got {type(space).__name__}")
+        if not isinstance(space, ShrinkableSpace):
+            raise TypeError(f"ProgressiveShrinking searches an HRNASSpace (a space with the members of "
+                            f"nni_hrnas.strategy.interface.ShrinkableSpace), got {type(space).__name__}")
         evaluator = model_space.evaluator
         if not isinstance(evaluator, Lightning):
             raise TypeError(f"ProgressiveShrinking needs an NNI Lightning evaluator, got {type(evaluator).__name__}")
@@ -217,17 +219,14 @@ class ProgressiveShrinking(OneShotStrategy):
         return tuple(int(v) for v in x.shape)
 
     def _build(self, arch: dict[str, int]) -> nn.Module:
-        from search_spaces import HRNASNetwork
-
-        return HRNASNetwork(self._space.config, arch)
+        return self._space.build_network(arch)
 
     def _round_up(self, label: str, count: int) -> int:
         return self._space.round_up({label: count})[label]
 
     def policy(self) -> PruningPolicy:
         """The pruning policy of this search (``_initialize`` must have run: it needs the space)."""
-        config = self._space.config
-        granular = config.granularity > 1 or config.token_granularity > 1
+        granular = self._space.granular
         return PruningPolicy(lambda_=self.lambda_, eps=self.eps, prune_every=self.prune_every,
                              warmup_epochs=self.warmup_epochs, input_size=self.input_size,
                              target_macs=self.target_macs, target_tolerance=self.target_tolerance,

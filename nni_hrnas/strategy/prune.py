@@ -36,7 +36,7 @@ _DIM0_TRANSFORMER = ("proj", "proj_bn", "queries", "pos_decoder", "token_bn")
 
 
 def slice_spec(name: str) -> tuple[str, int] | None:
-    """``(choice label, dim)`` a state-dict entry of an ``HRNASNetwork`` is sliced along, or None."""
+    """``(choice label, dim)`` a state-dict entry of a :class:`~.interface.ShrinkableNetwork` is sliced along, or None."""
     parts = name.split(".")
     if len(parts) < 5 or parts[0] != "blocks":
         return None
@@ -176,7 +176,7 @@ def _removed_offsets(net: nn.Module, keep: Keep) -> dict[str, torch.Tensor]:
     for label, block in net.blocks.items():
         total = None
         for name, path in block.paths.items():
-            idx = keep.get(f"{label}_{name}")
+            idx = keep.get(labels.choice_label(label, name))
             if idx is None:
                 continue
             mask = torch.ones(path.dw_bn.weight.shape[0], dtype=torch.bool)
@@ -201,16 +201,15 @@ def _removed_offsets(net: nn.Module, keep: Keep) -> dict[str, torch.Tensor]:
 
 
 def rebuild(net: nn.Module, keep: Keep) -> nn.Module:
-    """A new ``HRNASNetwork`` with only the kept units, its weights copied by index.
+    """A new network (``net.with_widths``) with only the kept units, its weights copied by index.
 
     Its outputs equal those of ``net`` with the removed units masked (gamma 0, emptied MixConvs
     and transformers dropped, removed tokens left out of attention), in train and eval mode.
     """
-    cls = type(net)
     widths = widths_after(net.arch, keep)
     offsets = _removed_offsets(net, keep)
     device = next(net.parameters()).device
-    new = cls(net.config, widths).to(device)
+    new = net.with_widths(widths).to(device)
     old_state = net.state_dict()
     state = {}
     for name, target in new.state_dict().items():

@@ -16,6 +16,8 @@ from torch import nn
 
 from nni_hrnas import costs, labels
 
+from .interface import ShrinkableNetwork
+
 HW = tuple[int, int]
 
 
@@ -54,13 +56,14 @@ class UnitGroup:
 
 
 def block_input_hw(input_size: tuple[int, int, int], input_stride: int) -> HW:
-    """Spatial size of a block's input, as :meth:`HRNASNetwork.cost_breakdown` computes it."""
+    """Spatial size of a block's input, as the network's ``cost`` computes it (``search_spaces.HRNASNetwork``)."""
     _, height, width = input_size
     return height // input_stride, width // input_stride
 
 
-def unit_groups(net: nn.Module, input_size: tuple[int, int, int], path_overhead: float = 0.0) -> list[UnitGroup]:
-    """Every group of search units of ``net`` (an ``HRNASNetwork``), costed at ``input_size`` (C, H, W).
+def unit_groups(net: ShrinkableNetwork, input_size: tuple[int, int, int],
+                path_overhead: float = 0.0) -> list[UnitGroup]:
+    """Every group of search units of ``net``, costed at ``input_size`` (C, H, W).
 
     Costs come from the cost model at the given (training) input size: the same network searched
     at 64x64 and at 512x1024 weighs its branches differently. ``path_overhead`` (MAC-equivalents,
@@ -110,7 +113,7 @@ class WidthCost:
     ``O_T(n)`` (0 at n = 0); everything else (stem, shortcuts, head, interpolations) is fixed.
     """
 
-    def __init__(self, net: nn.Module, input_size: tuple[int, int, int]) -> None:
+    def __init__(self, net: ShrinkableNetwork, input_size: tuple[int, int, int]) -> None:
         self.input_size = tuple(input_size)
         self.kernel_unit: dict[str, int] = {}
         self.transformers: dict[str, tuple[nn.Module, HW]] = {}

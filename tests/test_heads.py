@@ -1,0 +1,76 @@
+"""Task heads (search_spaces/heads.py): one per task kind, chosen from the config; each keeps the layer
+names, block labels and costs that checkpoints, architectures and results written before rely on."""
+
+import dataclasses
+
+import pytest
+
+from nni_hrnas import costs
+from nni_hrnas.detection.pillars import PillarSettings
+from search_spaces import ConfigError, HRNASSpace, get_preset
+from search_spaces.config import TASK_KINDS
+from search_spaces.heads import HEADS, ClassificationHead, DenseHead, DetectionHead
+from search_spaces.hrnas import plan_blocks
+
+
+def test_every_task_kind_has_one_head_chosen_from_the_config():
+    assert TASK_KINDS == ("segmentation", "keypoints", "classification", "detection") == tuple(HEADS)
+    kinds = {name: type(get_preset(name).head) for name in ("cityscapes", "coco_keypoints", "imagenet", "kitti")}
+    assert kinds == {"cityscapes": DenseHead, "coco_keypoints": DenseHead, "imagenet": ClassificationHead,
+                     "kitti": DetectionHead}
+    space = HRNASSpace.from_preset("digits_cls")
+    assert type(space.freeze(space.max_sample()).task_head) is ClassificationHead
+
+
+# What checkpoints written before the heads became objects hold (flat names, not under a head module),
+# and the labels of the heads' searching blocks that architecture files hold.
+HEAD_STATE = {
+    "digits_seg": {"classifier.weight": (11, 32, 1, 1), "classifier.bias": (11,)},
+    "kitti_sim": {"classifier.weight": (20, 32, 1, 1), "classifier.bias": (20,)},
+    "digits_cls": {"cls_final.0.weight": (256, 96, 1, 1), "cls_final.1.weight": (256,), "cls_final.1.bias": (256,),
+                   "cls_final.1.running_mean": (256,), "cls_final.1.running_var": (256,),
+                   "cls_final.1.num_batches_tracked": (), "classifier.weight": (10, 256), "classifier.bias": (10,)},
+}
+HEAD_BLOCKS = {
+    "digits_seg": ["head"],
+    "kitti_sim": ["head"],
+    "digits_cls": ["cls_b0", "cls_b1", "cls_b2", "cls_b3", "cls_d0", "cls_d1", "cls_d2"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_STATE))
+def test_head_layers_and_blocks_keep_their_names(name):
+    space = HRNASSpace.from_preset(name)
+    net = space.freeze(space.max_sample())
+    state = net.state_dict()
+    own = {k: tuple(v.shape) for k, v in state.items() if not k.startswith(("stem.", "blocks.", "frontend."))}
+    assert own == HEAD_STATE[name]
+    assert list(own) == list(HEAD_STATE[name])  # registered in the same order: the same safetensors layout
+    assert [s.label for s in plan_blocks(space.config) if s.group == "head"] == HEAD_BLOCKS[name]
+
+
+def test_head_costs_are_the_hand_counted_ones():
+    """digits_cls at 32x32: cls_final 96 -> 256 at the coarsest branch (1/32: 1x1), BN + ReLU, and a
+    256 -> 10 linear. digits_seg at 64x64, all at 1/4 (16x16): three branches (32, 48, 64 channels)
+    upsampled, ReLU over the 32-channel head block, a 1x1 conv 32 -> 11 with bias."""
+    cls = get_preset("digits_cls").head.cost(32, 32)
+    assert cls == costs.Cost(macs=96 * 256 + 256 * 10, params=96 * 256 + 2 * 256 + 256 * 10 + 10, norm_act=2 * 256)
+    seg = get_preset("digits_seg").head.cost(64, 64)
+    assert seg == costs.Cost(macs=32 * 11 * 16 * 16, params=32 * 11 + 11, interp=(32 + 48 + 64) * 16 * 16,
+                             norm_act=32 * 16 * 16)
+
+
+def test_each_head_checks_its_own_fields():
+    with pytest.raises(ConfigError, match=r"cls_channels=\(1, 2\): expected one width per branch of the last stage \(4\)"):
+        get_preset("digits_cls", cls_channels=(1, 2))
+    with pytest.raises(ConfigError, match="cls_final_channels=0"):
+        get_preset("digits_cls", cls_final_channels=0)
+    get_preset("digits_seg", cls_channels=(1, 2))  # a dense head does not read them
+
+
+def test_only_the_detection_head_takes_a_pillar_front_end():
+    assert [kind for kind, head in HEADS.items() if head.takes_pillars] == ["detection"]
+    sim = get_preset("kitti_sim")
+    with pytest.raises(ConfigError, match="a pillar front end needs task='detection'"):
+        dataclasses.replace(sim, task="segmentation")
+    assert get_preset("kitti").pillars == PillarSettings()
