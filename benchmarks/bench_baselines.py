@@ -46,14 +46,14 @@ def _latency_per_mmac(net: torch.nn.Module, input_size, macs: int, batch: int, r
 
 def _measure(task: str, seed: int, random_count: int, recipe: str, out: Path, done: set[tuple], write) -> None:
     from nni_hrnas import baselines
-    from nni_hrnas.search import TASK_DEFAULTS, SearchSettings, load_searched_model, run_search
+    from nni_hrnas.search import SearchSettings, load_searched_model, run_search
     from nni_hrnas.tasks.registry import get_task
     from search_spaces import HRNASSpace
 
     spec = get_task(task)
     input_size = spec.input_size(False)
     space = HRNASSpace.from_preset(spec.default_preset, input_size=input_size, num_outputs=spec.num_outputs)
-    sizes = TASK_DEFAULTS.get(task, {}).get("data_sizes")
+    sizes = spec.search.data_sizes
     datasets = spec.make_datasets(seed=seed, smoke=False, **({"sizes": tuple(sizes)} if sizes else {}))
     run_dir = out / f"{task}-seed{seed}"
 

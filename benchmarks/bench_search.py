@@ -3,7 +3,7 @@
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_search.py [--task digits_seg] [--epochs N] [--json]
 
 Both runs use the same task, data, batch size, optimizer, schedule and epochs (the search's
-defaults for the task, see nni_hrnas.search.TASK_DEFAULTS). Plain training is the NNI Lightning
+defaults for the task: its record's ``search`` in nni_hrnas.tasks.registry.TASKS). Plain training is the NNI Lightning
 evaluator fitting the unpruned supernet (what a user would run without the search); the search
 is `run_search` (penalty, BN recalibration, pruning, EMA evaluation, checkpoints every epoch).
 The ratio search / plain is the figure (goal <= 0.8: the network shrinks as it goes).

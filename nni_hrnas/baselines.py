@@ -128,26 +128,24 @@ class TrainedRun:
         return asdict(self)
 
 
-#: Training recipes: ``task`` is the task's own (``TaskSpec`` defaults: batch size, optimizer,
-#: schedule); ``search`` is the one the search trains with (the task's search defaults).
+#: Training recipes: ``task`` is the task's own (its record's ``train``: batch size, optimizer,
+#: schedule); ``search`` is the one the search trains with (its record's ``search``).
 RECIPES = ("task", "search")
 
 
 def _recipe(task: str, recipe: str = "task"):
     """(task spec, data sizes, batch size, module kwargs) of ``recipe``; data are the search's either way."""
     from nni_hrnas.data.common import smoke_mode
-    from nni_hrnas.search import TASK_DEFAULTS
     from nni_hrnas.tasks.registry import get_task
 
     if recipe not in RECIPES:
         raise BaselineError(f"unknown recipe {recipe!r}; allowed: {', '.join(RECIPES)}")
     spec = get_task(task)
-    defaults = TASK_DEFAULTS.get(task, {})
-    sizes = None if smoke_mode() else defaults.get("data_sizes")  # the search's data, smoke included
+    search = spec.search
+    sizes = None if smoke_mode() else search.data_sizes  # the search's data, smoke included
     if recipe == "search":
-        return spec, sizes, defaults.get("batch_size") or spec.default_batch_size, dict(
-            defaults.get("module_kwargs") or {})
-    return spec, sizes, spec.default_batch_size, {}
+        return spec, sizes, search.batch_size or spec.train.batch_size, dict(search.module_kwargs or {})
+    return spec, sizes, spec.train.batch_size, {}
 
 
 def seconds_per_epoch(task: str, space, arch: Mapping[str, int], datasets, recipe: str = "task",

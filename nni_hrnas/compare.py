@@ -124,14 +124,13 @@ class Comparison:
     """Runs the strategies of ``settings`` on one task; :meth:`run` returns the results table."""
 
     def __init__(self, settings: CompareSettings) -> None:
-        from nni_hrnas.search import TASK_DEFAULTS
         from nni_hrnas.tasks.registry import get_task
 
         self.settings = settings
         self.spec = get_task(settings.task)
-        self.defaults = TASK_DEFAULTS.get(settings.task, {})
+        self.defaults = self.spec.search  # every strategy trains with the search's recipe and data
         self.space = self.space_for(settings.task)
-        sizes = self.defaults.get("data_sizes")
+        sizes = self.defaults.data_sizes
         self.datasets = self.spec.make_datasets(seed=settings.seed, **({"sizes": tuple(sizes)} if sizes else {}))
         self.train_images = len(self.datasets[0])
 
@@ -156,7 +155,7 @@ class Comparison:
         # NNI's evaluators train with a Lightning Trainer on the same devices as the HR-NAS searches
         trainer_kwargs = {**self.settings.device.trainer_kwargs(), **trainer_kwargs}
         return self.spec.make_evaluator(None, epochs=epochs, datasets=self.datasets, seed=self.settings.seed,
-                                        module_kwargs=self.defaults.get("module_kwargs"),
+                                        module_kwargs=self.defaults.module_kwargs,
                                         enable_progress_bar=False, logger=False, **trainer_kwargs)
 
     def evaluate(self, arch: dict[str, int], meter: _Meter) -> float:
@@ -262,7 +261,7 @@ class Comparison:
         from nni_hrnas.strategy.prune import recalibrate_bn
 
         supernet, oneshot = strategy.supernet, strategy.oneshot_module
-        task = self.spec.make_lightning_module(**(self.defaults.get("module_kwargs") or {}))
+        task = self.spec.make_lightning_module(**(self.defaults.module_kwargs or {}))
         task.set_model(supernet)  # a module of its own: the trained one is bound to a finished Trainer
         rng = random.Random(self.settings.seed)
         g = torch.Generator().manual_seed(self.settings.seed)
@@ -297,7 +296,7 @@ class Comparison:
         from nni_hrnas.search import SearchSettings, run_search
 
         meter = _Meter(self.settings.parsed_budget)
-        center = self.defaults.get("lambda_", 1.4e-4)
+        center = self.defaults.lambda_
         k = self.settings.hrnas_lambdas
         lambdas = [center * 10 ** (2 * (i - (k - 1) / 2) / max(k - 1, 1)) for i in range(k)]
         epochs = SearchSettings(task=self.settings.task).epochs

@@ -15,16 +15,16 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import inspect
 import json
 import logging
-import math
 import os
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,73 +33,137 @@ from torch import nn
 
 from nni_hrnas.data.common import smoke_mode
 from nni_hrnas.run_folder import ARCH_FILE, RESULT_FILE, WEIGHTS_FILE, RunFolder, SearchResult
+from nni_hrnas.settings import (
+    Check,
+    add_arguments,
+    forwarded,
+    forwarded_names,
+    from_args,
+    integer,
+    is_number,
+    number,
+    one_of,
+    setting,
+    settings_of,
+)
+from nni_hrnas.settings import check as check_settings
+from nni_hrnas.strategy import (
+    CheckpointError,
+    DeviceSettings,
+    ProgressiveShrinking,
+    SearchDiverged,
+    minimum_macs,
+)
+from nni_hrnas.strategy.loop import ACCELERATORS, PRECISIONS
 
 _logger = logging.getLogger("nni_hrnas.search")
 
-#: Per-task search defaults. The real tasks follow the official code's settings (penalty, prune
-#: every 5 epochs, 5 warm-up epochs, shrinking throughout, networks used as searched). The digits
-#: tasks are ours, for a search of a few minutes on 2 CPU cores, chosen by measurement (README,
-#: "Searched network vs the alternatives"): a stronger penalty, small batches and a learning
-#: rate that moves BN gammas far enough in a few hundred steps; shrinking in the first 3 of 10
-#: epochs, so that the last 7 train the final architecture (pruned up to the last epoch, the
-#: network was returned untrained: half the uniform network's metric); and a per-path overhead
-#: of 1 M MAC-equivalents (Eq. 7 adapted to latency) so that no thin kernel paths are kept that
-#: cost little MACs but much CPU time.
-_DIGITS_SEARCH = dict(lambda_=1e-3, prune_every=1, warmup_epochs=1.0, epochs=10, shrink_epochs=3, batch_size=8,
-                      module_kwargs=dict(optimizer="adamw", learning_rate=1e-2, schedule="cosine"),
-                      recalibration_batches=4, path_overhead=1e6)
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cityscapes": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
-    "ade20k": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
-    "coco_keypoints": dict(lambda_=1e-6, prune_every=5, warmup_epochs=5.0),
-    "imagenet": dict(lambda_=1.8e-4, prune_every=5, warmup_epochs=5.0),
-    "digits_seg": dict(_DIGITS_SEARCH, epochs=15, data_sizes=(640, 192)),
-    "digits_cls": dict(_DIGITS_SEARCH, data_sizes=(1280, 360)),
-    "digits_kp": dict(_DIGITS_SEARCH, data_sizes=(640, 192)),
-    # detection (issue 13): PointPillars trains 160 epochs; kitti_sim is the simulator at CPU scale
-    "kitti": dict(lambda_=1.4e-4, prune_every=5, warmup_epochs=5.0),
-    "kitti_sim": dict(_DIGITS_SEARCH, data_sizes=(160, 48), batch_size=4,
-                      module_kwargs=dict(optimizer="adamw", learning_rate=3e-3, schedule="onecycle")),
-}
 SMOKE_EPOCHS = 2
+DEVICES = "devices (Lightning Fabric)"  # the flag group of the device settings
 
 
 class SearchError(ValueError):
     """A search setting is invalid; the message names it."""
 
 
-@dataclass
-class SearchSettings:
-    """Everything one search needs. ``None`` means: the task's default (see :data:`TASK_DEFAULTS`)."""
+def _space_arg(items: list[str] | None) -> dict[str, Any] | None:
+    from search_spaces.config import ConfigError, parse_space_overrides
 
-    task: str
-    preset: str | None = None
-    space: dict[str, Any] | None = None  # overrides of the preset's config (``--space KEY=VALUE``)
-    lambda_: float | None = None
-    eps: float = 1e-3
-    epochs: int | None = None
-    prune_every: int | None = None
-    warmup_epochs: float | None = None
-    shrink_epochs: int | None = None
-    target_macs: float | None = None
-    seed: int = 0
-    batch_size: int | None = None
-    out: str | None = None
-    resume: bool = False
-    smoke: bool = field(default_factory=smoke_mode)
-    data_root: str | None = None
-    data_sizes: tuple[int, int] | None = None
-    module_kwargs: dict[str, Any] | None = None
-    recalibration_batches: int | None = None
-    ema_decay: float = 0.999
-    path_overhead: float | str | None = None  # MAC-equivalents, or "auto": measured here at latency_batch
-    latency_batch: int = 1
-    latency_runtime: str = "torch"  # where "auto" measures: torch, or onnxruntime (the deployment runtime)
-    accelerator: str = "auto"  # where the search trains (Lightning Fabric): auto, cpu, cuda / gpu
-    devices: int = 1  # processes per node, one per device, data parallel
-    num_nodes: int = 1
-    precision: str = "32-true"  # 32-true, bf16-mixed, 16-mixed (CUDA)
-    channels_last: bool = True  # the live network and its inputs channels-last (faster, see bench_fabric.py)
+    try:
+        return parse_space_overrides(items) if items else None
+    except ConfigError as exc:
+        raise SearchError(f"invalid --space: {exc}") from None
+
+
+def _overhead_arg(text: str | float | None) -> float | str | None:
+    if text is None or isinstance(text, (int, float)) and not isinstance(text, bool):
+        return text
+    text = str(text).strip().lower()
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise SearchError(f"invalid path_overhead={text!r}: expected a number of MAC-equivalents or 'auto'") from None
+
+
+_OVERHEAD = Check(lambda v: v == "auto" or is_number(v) and v >= 0,
+                  "expected a number of MAC-equivalents >= 0, or 'auto' (measured on this machine)")
+
+
+#: DeviceSettings' defaults, the search flags' defaults
+_DEVICE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(DeviceSettings)}
+
+
+@dataclass(kw_only=True)
+class SearchSettings:
+    """Everything one search needs, each setting declared once (its flag, help and check included).
+
+    ``None`` means: the task's default (its record's ``search``, :class:`~nni_hrnas.tasks.SearchDefaults`),
+    else the strategy's own default (:func:`strategy_defaults`). ``forward=True`` settings are the
+    :class:`~nni_hrnas.strategy.ProgressiveShrinking` arguments of the same name.
+    """
+
+    task: str = setting(help="task name (e.g. digits_seg, cityscapes)")
+    preset: str | None = setting(None, help="space preset (default: the task's)")
+    space: dict[str, Any] | None = setting(
+        None, action="append", metavar="KEY=VALUE", from_cli=_space_arg,
+        help="override a field of the preset's config, repeatable: transformer=false, "
+             "transformer.placement=all, kernels=3,5, granularity=8")
+    lambda_: float | None = setting(None, type=float, metavar="L", check=number(0), forward=True,
+                                    help="penalty weight (default: per task)")
+    eps: float | None = setting(None, type=float, forward=True,
+                                check=Check(lambda v: is_number(v) and 0 < v < 1, "expected 0 < eps < 1"),
+                                help="remove units with |gamma| < eps (default: per task, else the strategy's: 1e-3)")
+    target_macs: float | None = setting(
+        None, type=float, metavar="M", forward=True,
+        check=Check(lambda v: is_number(v) and v > 0, "expected a positive number of MACs").or_none(),
+        help=f"MACs budget; the result lands within 5%% of it ({RESULT_FILE} says above or below)")
+    epochs: int | None = setting(None, type=int, check=integer(1), forward=True,
+                                 help="search epochs (default: per task)")
+    prune_every: int | None = setting(None, type=int, check=integer(1), forward=True,
+                                      help="epochs between prune steps (default: per task)")
+    warmup_epochs: float | None = setting(None, type=float, check=number(0), forward=True,
+                                          help="epochs over which lambda ramps up from 0")
+    shrink_epochs: int | None = setting(
+        None, type=int, metavar="N", forward=True,
+        check=integer(1, "epochs of pruning before the final architecture is trained").or_none(),
+        help="prune during the first N epochs, then train the final architecture for the rest "
+             "(default: per task; the real tasks shrink throughout, as the paper)")
+    batch_size: int | None = setting(None, type=int, check=integer(1).or_none(),
+                                     help="training batch size (default: the task's)")
+    path_overhead: float | str | None = setting(
+        None, metavar="MACS|auto", from_cli=_overhead_arg, check=_OVERHEAD, forward=True,
+        help="fixed cost of each kernel path in MAC-equivalents, so that whole paths are removed "
+             "(Eq. 7 adapted to latency); 'auto' measures it on this machine (default: per task; "
+             "0, the paper's MAC-only cost, on the real tasks)")
+    latency_batch: int = setting(1, type=int, check=integer(1), help="batch size 'auto' measures at (default 1)")
+    latency_runtime: str = setting("torch", choices=("torch", "onnxruntime"), check=one_of("torch", "onnxruntime"),
+                                   help="runtime 'auto' measures in: the one you deploy on (default torch)")
+    seed: int = setting(0, type=int, check=integer(0), forward=True)
+    data_root: str | None = setting(None, help="data folder (default: the task's environment variable)")
+    out: str | None = setting(None, help="run folder (default: runs/hrnas-TASK-TIME)")
+    resume: bool = setting(False, action="store_true", forward=True,
+                           help="continue the search checkpointed in --out")
+    # set from Python only: the task's record, or a caller such as bench_fabric.py, gives them
+    smoke: bool = setting(default_factory=smoke_mode, cli=False)
+    data_sizes: tuple[int, int] | None = setting(None, cli=False)  # (train, val) samples of the CPU tasks
+    module_kwargs: dict[str, Any] | None = setting(None, cli=False)  # overrides of the task's training recipe
+    recalibration_batches: int | None = setting(None, cli=False, forward=True)
+    ema_decay: float | None = setting(None, cli=False, forward=True)
+    # where the search trains (Lightning Fabric); checked by DeviceSettings
+    accelerator: str = setting(_DEVICE_DEFAULTS["accelerator"], group=DEVICES,
+                               help=f"{', '.join(ACCELERATORS)} (default auto: the GPU when there is one)")
+    devices: int = setting(_DEVICE_DEFAULTS["devices"], type=int, group=DEVICES,
+                           help="processes per node, one per device, training data parallel on the task's batch "
+                                "size each (default 1)")
+    num_nodes: int = setting(_DEVICE_DEFAULTS["num_nodes"], type=int, group=DEVICES,
+                             help="machines; start each node's processes with torchrun (default 1)")
+    precision: str = setting(_DEVICE_DEFAULTS["precision"], group=DEVICES,
+                             help=f"{', '.join(PRECISIONS)} (default 32-true)")
+    channels_last: bool = setting(_DEVICE_DEFAULTS["channels_last"], flag="--no-channels-last", action="store_false",
+                                  group=DEVICES, help="keep the network in the default (NCHW) memory layout; "
+                                                      "channels-last is faster here")
 
     def __post_init__(self) -> None:
         from nni_hrnas.tasks.registry import get_task
@@ -108,25 +172,12 @@ class SearchSettings:
             spec = get_task(self.task)
         except ValueError as exc:
             raise SearchError(str(exc)) from None
-        defaults = TASK_DEFAULTS.get(self.task, {})
-        for name in ("lambda_", "prune_every", "warmup_epochs", "shrink_epochs", "epochs", "batch_size", "data_sizes",
-                     "path_overhead", "module_kwargs", "recalibration_batches"):
-            if getattr(self, name) is None and name in defaults:
-                setattr(self, name, defaults[name])
         if self.preset is None:
             self.preset = spec.default_preset
-        if self.lambda_ is None:
-            self.lambda_ = 1.4e-4
-        if self.prune_every is None:
-            self.prune_every = 5
-        if self.warmup_epochs is None:
-            self.warmup_epochs = 0.0
-        if self.recalibration_batches is None:
-            self.recalibration_batches = 10
-        if self.path_overhead is None:
-            self.path_overhead = 0.0
-        if self.epochs is None:
-            self.epochs = spec.default_epochs
+        for defaults in (spec.search.resolve(spec.train), strategy_defaults()):
+            for name, value in defaults.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, copy.deepcopy(value))
         if self.smoke:
             self.epochs = min(self.epochs, SMOKE_EPOCHS)
             if self.shrink_epochs is not None:
@@ -141,13 +192,12 @@ class SearchSettings:
                          self.latency_runtime, self.latency_batch, f"{self.path_overhead:,.0f}")
 
     def validate(self) -> None:
+        """Each setting's declared check, then those that involve more than one (preset and space,
+        resume and out, the devices against this machine): a :class:`SearchError` naming the first bad one."""
         from search_spaces.presets import PRESETS
 
-        def bad(name: str, value: Any, allowed: str) -> SearchError:
-            return SearchError(f"invalid {name}={value!r}: {allowed}")
-
         if self.preset not in PRESETS:
-            raise bad("preset", self.preset, f"known presets: {', '.join(PRESETS)}")
+            raise SearchError(f"invalid preset={self.preset!r}: known presets: {', '.join(PRESETS)}")
         if self.space:
             from search_spaces import ConfigError, get_preset
 
@@ -155,46 +205,23 @@ class SearchSettings:
                 get_preset(self.preset, **copy.deepcopy(self.space))
             except (ConfigError, TypeError) as exc:
                 raise SearchError(f"invalid --space: {exc}") from None
-        if not _finite(self.lambda_) or self.lambda_ < 0:
-            raise bad("lambda", self.lambda_, "expected a number >= 0")
-        if not _finite(self.eps) or not 0 < self.eps < 1:
-            raise bad("eps", self.eps, "expected 0 < eps < 1")
-        if not _int(self.epochs) or self.epochs < 1:
-            raise bad("epochs", self.epochs, "expected an integer >= 1")
-        if not _int(self.prune_every) or self.prune_every < 1:
-            raise bad("prune_every", self.prune_every, "expected an integer >= 1")
-        if self.shrink_epochs is not None and (not _int(self.shrink_epochs) or self.shrink_epochs < 1):
-            raise bad("shrink_epochs", self.shrink_epochs, "expected an integer >= 1 (epochs of pruning before the "
-                      "final architecture is trained)")
-        if not _finite(self.warmup_epochs) or self.warmup_epochs < 0:
-            raise bad("warmup_epochs", self.warmup_epochs, "expected a number >= 0")
-        if self.target_macs is not None and (not _finite(self.target_macs) or self.target_macs <= 0):
-            raise bad("target_macs", self.target_macs, "expected a positive number of MACs")
-        if not _int(self.seed) or self.seed < 0:
-            raise bad("seed", self.seed, "expected an integer >= 0")
-        if self.batch_size is not None and (not _int(self.batch_size) or self.batch_size < 1):
-            raise bad("batch_size", self.batch_size, "expected an integer >= 1")
-        if self.path_overhead != "auto" and (not _finite(self.path_overhead) or self.path_overhead < 0):
-            raise bad("path_overhead", self.path_overhead, "expected a number of MAC-equivalents >= 0, or 'auto' "
-                      "(measured on this machine)")
-        if not _int(self.latency_batch) or self.latency_batch < 1:
-            raise bad("latency_batch", self.latency_batch, "expected an integer >= 1")
-        if self.latency_runtime not in ("torch", "onnxruntime"):
-            raise bad("latency_runtime", self.latency_runtime, "expected torch or onnxruntime")
+        check_settings(self, SearchError)
         if self.resume and not self.out:
-            raise bad("resume", True, "--resume needs --out RUN_DIR (the folder of the search to continue)")
+            raise SearchError("invalid resume=True: --resume needs --out RUN_DIR (the folder of the search to "
+                              "continue)")
         try:
             self.device_settings().check_machine()
         except ValueError as exc:
             raise SearchError(str(exc)) from None
 
-    def device_settings(self):
-        """The :class:`~nni_hrnas.strategy.DeviceSettings` of this search (flags checked, not the machine)."""
-        from nni_hrnas.strategy.loop import DeviceSettings
+    def strategy_kwargs(self) -> dict[str, Any]:
+        """The :class:`~nni_hrnas.strategy.ProgressiveShrinking` arguments these settings give by name."""
+        return forwarded(self)
 
+    def device_settings(self) -> DeviceSettings:
+        """The :class:`~nni_hrnas.strategy.DeviceSettings` of this search (flags checked, not the machine)."""
         try:
-            return DeviceSettings(accelerator=self.accelerator, devices=self.devices, num_nodes=self.num_nodes,
-                                  precision=self.precision, channels_last=self.channels_last)
+            return DeviceSettings(**{name: getattr(self, name) for name in _device_names()})
         except ValueError as exc:
             raise SearchError(str(exc)) from None
 
@@ -204,12 +231,15 @@ class SearchSettings:
         return Path("runs") / f"hrnas-{self.task}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _device_names() -> list[str]:
+    """The settings of the devices group: ``DeviceSettings`` arguments of the same names."""
+    return [f.name for f, meta in settings_of(SearchSettings) if meta.group == DEVICES]
 
 
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def strategy_defaults() -> dict[str, Any]:
+    """The strategy's own defaults of the forwarded settings (read from its signature, not repeated here)."""
+    parameters = inspect.signature(ProgressiveShrinking).parameters
+    return {name: parameters[name].default for name in forwarded_names(SearchSettings)}
 
 
 def free_port() -> int:
@@ -221,7 +251,6 @@ def free_port() -> int:
 def build_search(settings: SearchSettings, run_dir: Path | None = None,
                  on_epoch_end: Callable[[dict[str, Any]], None] | None = None):
     """The (space, evaluator, strategy) triple of a search, without running it."""
-    from nni_hrnas.strategy import ProgressiveShrinking
     from nni_hrnas.tasks.registry import get_task
     from search_spaces import HRNASSpace
 
@@ -241,13 +270,8 @@ def build_search(settings: SearchSettings, run_dir: Path | None = None,
                                     root=settings.data_root, smoke=settings.smoke, seed=settings.seed,
                                     module_kwargs=settings.module_kwargs, dataset_kwargs=dataset_kwargs,
                                     enable_progress_bar=False, logger=False)
-    strategy = ProgressiveShrinking(
-        lambda_=settings.lambda_, eps=settings.eps, prune_every=settings.prune_every,
-        warmup_epochs=settings.warmup_epochs, epochs=settings.epochs, shrink_epochs=settings.shrink_epochs,
-        target_macs=settings.target_macs,
-        input_size=input_size, ema_decay=settings.ema_decay, recalibration_batches=settings.recalibration_batches,
-        seed=settings.seed, checkpoint_dir=run_dir, resume=settings.resume,
-        path_overhead=float(settings.path_overhead), on_epoch_end=on_epoch_end, devices=settings.device_settings())
+    strategy = ProgressiveShrinking(**settings.strategy_kwargs(), input_size=input_size, checkpoint_dir=run_dir,
+                                    on_epoch_end=on_epoch_end, devices=settings.device_settings())
     return space, evaluator, strategy
 
 
@@ -268,8 +292,6 @@ def run_search(settings: SearchSettings,
                           "it, or choose another --out (nothing was overwritten)")
     space, evaluator, strategy = build_search(settings, run_dir, on_epoch_end)
     if settings.target_macs is not None:  # refuse an unreachable budget before anything starts
-        from nni_hrnas.strategy import minimum_macs
-
         floor = minimum_macs(space, strategy.input_size)
         if settings.target_macs < floor:
             raise SearchError(f"invalid target_macs={settings.target_macs:,.0f}: below what this network can reach; "
@@ -320,68 +342,33 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags of ``hrnas search`` (see the README, "Searching")."""
-    parser.add_argument("--task", required=True, help="task name (e.g. digits_seg, cityscapes)")
-    parser.add_argument("--preset", help="space preset (default: the task's)")
-    parser.add_argument("--space", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field of the preset's config, repeatable: transformer=false, "
-                             "transformer.placement=all, kernels=3,5, granularity=8")
-    parser.add_argument("--lambda", dest="lambda_", type=float, metavar="L", help="penalty weight (default: per task)")
-    parser.add_argument("--eps", type=float, default=1e-3, help="remove units with |gamma| < eps (default 1e-3)")
-    parser.add_argument("--target-macs", type=float, metavar="M", help=f"MACs budget; the result lands within 5%% of it ({RESULT_FILE} says above or below)")
-    parser.add_argument("--epochs", type=int, help="search epochs (default: per task)")
-    parser.add_argument("--prune-every", type=int, help="epochs between prune steps (default: per task)")
-    parser.add_argument("--warmup-epochs", type=float, help="epochs over which lambda ramps up from 0")
-    parser.add_argument("--shrink-epochs", type=int, metavar="N",
-                        help="prune during the first N epochs, then train the final architecture for the rest "
-                             "(default: per task; the real tasks shrink throughout, as the paper)")
-    parser.add_argument("--batch-size", type=int, help="training batch size (default: the task's)")
-    parser.add_argument("--path-overhead", metavar="MACS|auto",
-                        help="fixed cost of each kernel path in MAC-equivalents, so that whole paths are removed "
-                             "(Eq. 7 adapted to latency); 'auto' measures it on this machine (default: per task; "
-                             "0, the paper's MAC-only cost, on the real tasks)")
-    parser.add_argument("--latency-batch", type=int, default=1, help="batch size 'auto' measures at (default 1)")
-    parser.add_argument("--latency-runtime", choices=("torch", "onnxruntime"), default="torch",
-                        help="runtime 'auto' measures in: the one you deploy on (default torch)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", help="data folder (default: the task's environment variable)")
-    parser.add_argument("--out", help="run folder (default: runs/hrnas-TASK-TIME)")
-    parser.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
+    """The flags of ``hrnas search`` (see the README, "Searching"): one per :class:`SearchSettings` setting."""
+    add_arguments(parser, SearchSettings, groups=(None,))
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, logs on stderr")
-    add_device_arguments(parser)
-    return parser
+    return add_device_arguments(parser)
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--accelerator --devices --num-nodes --precision``: where searches train (Lightning Fabric)."""
-    from nni_hrnas.strategy.loop import ACCELERATORS, PRECISIONS
-
-    group = parser.add_argument_group("devices (Lightning Fabric)")
-    group.add_argument("--accelerator", default="auto", help=f"{', '.join(ACCELERATORS)} (default auto: "
-                       "the GPU when there is one)")
-    group.add_argument("--devices", type=int, default=1, help="processes per node, one per device, training "
-                       "data parallel on the task's batch size each (default 1)")
-    group.add_argument("--num-nodes", type=int, default=1, help="machines; start each node's processes with "
-                       "torchrun (default 1)")
-    group.add_argument("--precision", default="32-true", help=f"{', '.join(PRECISIONS)} (default 32-true)")
-    group.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                       help="keep the network in the default (NCHW) memory layout; channels-last is faster here")
-    return parser
+    """``--accelerator --devices --num-nodes --precision --no-channels-last``: where searches train (Lightning Fabric)."""
+    return add_arguments(parser, SearchSettings, groups=(DEVICES,))
 
 
 def device_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The device flags of ``args`` as :class:`SearchSettings` keyword arguments."""
-    return {name: getattr(args, name) for name in ("accelerator", "devices", "num_nodes", "precision", "channels_last")
-            if getattr(args, name, None) is not None}
+    return {name: value for name, value in search_kwargs(args).items() if name in _device_names()}
 
 
-def device_settings(args: argparse.Namespace, check_machine: bool = True):
+def search_kwargs(args: argparse.Namespace | dict[str, Any], *, public: bool = False) -> dict[str, Any]:
+    """:class:`SearchSettings` keyword arguments from parsed flags (or, ``public=True``, from a mapping
+    keyed by the settings' public names, ``lambda`` for ``lambda_``: an NNI tuner's parameters)."""
+    return from_args(SearchSettings, args, public=public)
+
+
+def device_settings(args: argparse.Namespace, check_machine: bool = True) -> DeviceSettings:
     """The :class:`~nni_hrnas.strategy.DeviceSettings` of the device flags, checked against this machine.
 
     Raises ``SearchError`` naming the flag and the fix (before anything trains).
     """
-    from nni_hrnas.strategy.loop import DeviceSettings
-
     try:
         settings = DeviceSettings(**device_kwargs(args))
         if check_machine:
@@ -421,43 +408,11 @@ def _setup_logging() -> None:
     setup_cli_logging()
 
 
-def _space_arg(items: list[str] | None) -> dict[str, Any] | None:
-    from search_spaces.config import ConfigError, parse_space_overrides
-
-    try:
-        return parse_space_overrides(items) if items else None
-    except ConfigError as exc:
-        raise SearchError(f"invalid --space: {exc}") from None
-
-
-def _overhead_arg(text: str | None) -> float | str | None:
-    if text is None:
-        return None
-    text = str(text).strip().lower()
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise SearchError(f"invalid path_overhead={text!r}: expected a number of MAC-equivalents or 'auto'") from None
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     """``hrnas search``: returns the exit status (0 done, 1 failed, 2 bad input)."""
-    from nni_hrnas.strategy import CheckpointError, SearchDiverged
-
     _setup_logging()
     try:
-        settings = SearchSettings(
-            task=args.task, preset=args.preset, space=_space_arg(getattr(args, "space", None)),
-            lambda_=args.lambda_, eps=args.eps, epochs=args.epochs,
-            prune_every=getattr(args, "prune_every", None), warmup_epochs=getattr(args, "warmup_epochs", None),
-            shrink_epochs=getattr(args, "shrink_epochs", None),
-            target_macs=args.target_macs, seed=args.seed, batch_size=getattr(args, "batch_size", None),
-            out=args.out, resume=args.resume, data_root=getattr(args, "data_root", None),
-            path_overhead=_overhead_arg(getattr(args, "path_overhead", None)),
-            latency_batch=getattr(args, "latency_batch", 1),
-            latency_runtime=getattr(args, "latency_runtime", "torch"), **device_kwargs(args))
+        settings = SearchSettings(**search_kwargs(args))
         with _stdout_to_stderr():
             result = run_search(settings)
     except (SearchError, CheckpointError, ValueError, FileNotFoundError) as exc:

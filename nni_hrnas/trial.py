@@ -1,6 +1,8 @@
 """What an nnictl trial runs: one whole HR-NAS search with the lambda and eps the tuner picked.
 
-``trialCommand: python -m nni_hrnas.trial --task cityscapes`` (see experiments/*.yml). The search
+``trialCommand: python -m nni_hrnas.trial --task cityscapes`` (see experiments/*.yml); the trial
+takes every ``hrnas search`` flag but ``--out`` and ``--resume``, and the tuner's parameters
+(``lambda``, ``eps``, or any other search setting by its name) override them. The search
 reports ``{'default': metric, 'macs': ...}`` after every evaluated epoch as an intermediate result
 (what NNI's web UI plots and its assessors read) and ends with the final dict
 ``{'default': metric, 'macs', 'params', 'arch', 'search_seconds'}``.
@@ -23,6 +25,7 @@ from typing import Any
 import nni
 
 from nni_hrnas.run_folder import RunFolder, SearchResult
+from nni_hrnas.settings import add_arguments, unknown_keys
 
 
 @contextlib.contextmanager
@@ -61,19 +64,47 @@ def report_epoch(epoch: dict[str, Any]) -> None:
                                         "epoch": int(epoch["epoch"])})
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the trial (``python -m nni_hrnas.trial``); returns the exit status."""
-    from nni_hrnas.search import SearchSettings, add_device_arguments, device_kwargs, run_search
+#: Search settings the trial sets itself: its run folder is the trial's output folder, resumed
+#: when a checkpoint is there (NNI re-ran the trial).
+_TRIAL_OWNED = ("out", "resume")
+#: The tuner's parameters every HR-NAS experiment searches over.
+_TUNED = ("lambda", "eps")
 
-    parser = argparse.ArgumentParser(prog="python -m nni_hrnas.trial", description=__doc__)
-    add_device_arguments(parser)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--preset")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root")
+
+def build_parser() -> argparse.ArgumentParser:
+    """The trial's flags: every ``hrnas search`` setting (the same declarations) but the run folder, and ``--threads``."""
+    from nni_hrnas.search import SearchSettings
+
+    parser = argparse.ArgumentParser(prog="python -m nni_hrnas.trial", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, SearchSettings, exclude=_TRIAL_OWNED)
     parser.add_argument("--threads", type=int, help="torch threads of this trial (default: this machine's cores "
                                                     "divided by the experiment's trialConcurrency)")
+    return parser
+
+
+def trial_settings(args: argparse.Namespace, params: dict[str, Any], out: Path):
+    """The :class:`~nni_hrnas.search.SearchSettings` of a trial: its flags, then the tuner's parameters
+    (named as the settings' public names: ``lambda``, ``eps``, ``shrink_epochs``, ...) over them."""
+    from nni_hrnas.search import SearchError, SearchSettings, search_kwargs
+
+    missing = set(_TUNED) - set(params)
+    if missing:
+        raise SystemExit(f"the tuner gave no {sorted(missing)}: the config's searchSpace must define lambda and eps")
+    unknown = unknown_keys(SearchSettings, params)
+    if unknown:
+        raise SearchError(f"the tuner gave {unknown}, which name no search setting: the config's searchSpace keys "
+                          "must be settings of hrnas search (lambda, eps, shrink_epochs, ...)")
+    flags = {name: value for name, value in search_kwargs(args).items() if value is not None}
+    return SearchSettings(**{**flags, **search_kwargs(params, public=True)}, out=str(out),
+                          resume=RunFolder(out).has_checkpoint())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the trial (``python -m nni_hrnas.trial``); returns the exit status."""
+    from nni_hrnas.search import run_search
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     from nni_hrnas.compat import nni_trial_concurrency
     from nni_hrnas.threads import limit_threads, threads_per_worker
@@ -83,14 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     params = nni.get_next_parameter() or {}
-    missing = {"lambda", "eps"} - set(params)
-    if missing:
-        raise SystemExit(f"the tuner gave no {sorted(missing)}: the config's searchSpace must define lambda and eps")
     out = Path(os.environ.get("NNI_OUTPUT_DIR", ".")) / "search"
-    settings = SearchSettings(task=args.task, preset=args.preset, lambda_=float(params["lambda"]),
-                              eps=float(params["eps"]), epochs=args.epochs, seed=args.seed,
-                              data_root=args.data_root, out=str(out), resume=RunFolder(out).has_checkpoint(),
-                              **device_kwargs(args))
+    settings = trial_settings(args, params, out)
     with outer_trial_state():
         result = run_search(settings, on_epoch_end=report_epoch)
     nni.report_final_result(final_result(result))

@@ -8,8 +8,8 @@ kitti, kitti_sim, digits_seg, digits_cls, digits_kp``; its ``make_evaluator(...)
 
 from .classification import ClassificationModule
 from .keypoints import KeypointsModule
-from .registry import TASKS, TaskSpec, get_task, task_names
+from .registry import TASKS, SearchDefaults, TaskSpec, TrainingRecipe, get_task, task_names
 from .segmentation import SegmentationModule
 
-__all__ = ['TASKS', 'ClassificationModule', 'KeypointsModule', 'SegmentationModule', 'TaskSpec', 'get_task',
-           'task_names']
+__all__ = ['TASKS', 'ClassificationModule', 'KeypointsModule', 'SearchDefaults', 'SegmentationModule', 'TaskSpec',
+           'TrainingRecipe', 'get_task', 'task_names']

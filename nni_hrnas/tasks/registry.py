@@ -7,6 +7,11 @@ Data roots come from the ``root`` argument, else the task's environment variable
 (``CITYSCAPES_ROOT``, ``ADE20K_ROOT``, ``COCO_ROOT``, ``IMAGENET_ROOT``, ``KITTI_ROOT``), else a clear
 error; ``kitti_sim`` writes its simulated scenes once under ``$HRNAS_CACHE`` unless given a root.
 ``HRNAS_SMOKE=1`` (or ``smoke=True``) shrinks data, inputs and epochs to a check of a minute.
+
+Each task is one keyword-built :class:`TaskSpec` in :data:`TASKS` holding all its defaults: its
+plain-training recipe (:class:`TrainingRecipe`) and the search's defaults (:class:`SearchDefaults`),
+each marked ``source='official'`` (the HR-NAS code's / the dataset's settings) or ``'cpu'`` (ours,
+for a CPU).
 Progress bars and Lightning's logger are on, except when ``CI`` or ``HRNAS_QUIET`` is set.
 """
 
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..data import ade20k, cityscapes, coco_keypoints, digits, imagenet, kitti
@@ -39,13 +44,75 @@ def quiet_mode() -> bool:
                for v in ('CI', 'HRNAS_QUIET'))
 
 
-@dataclass(frozen=True)
+#: Where a recipe's values come from: ``'official'`` the HR-NAS code's (or, for KITTI, PointPillars'
+#: and the dataset's) reference settings; ``'cpu'`` ours, measured for a run of minutes on 2 CPU
+#: cores; ``'adapted'`` ours for a full-size task the paper does not search (an official recipe
+#: carried over).
+Source = Literal['official', 'cpu', 'adapted']
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRecipe:
+    """How the task's network is trained on its own (``make_evaluator`` with nothing overridden).
+
+    ``batch_size`` is per process; with ``base_batch_size`` (the recipe's global batch) the learning
+    rate is scaled by ``batch_size / base_batch_size`` unless a learning rate is given.
+    ``module_kwargs`` are the optimizer, learning rate, schedule and loss options of the task module.
+    """
+
+    source: Source
+    epochs: int
+    batch_size: int
+    module_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
+    base_batch_size: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchDefaults:
+    """What ``hrnas search`` uses for a setting not given; the names are ``SearchSettings``' own.
+
+    A second recipe next to :class:`TrainingRecipe`, not a copy of it: on the full-size tasks the
+    search trains with the task's recipe for its whole schedule (the paper's); on the CPU tasks it
+    trains with a recipe of its own (smaller batches, a learning rate that moves BN gammas in a few
+    hundred steps). ``None`` means: ``epochs``, ``batch_size``, ``module_kwargs`` the training
+    recipe's; ``shrink_epochs`` shrinking throughout (the paper); ``data_sizes`` the whole data set;
+    ``eps``, ``ema_decay``, ``recalibration_batches``, ``path_overhead`` the strategy's own defaults
+    (``ProgressiveShrinking``; its path overhead 0 is the paper's MAC-only cost).
+    ``module_kwargs`` override the training recipe's (the rest of it still applies).
+    """
+
+    source: Source
+    lambda_: float
+    prune_every: int
+    warmup_epochs: float
+    epochs: int | None = None
+    shrink_epochs: int | None = None
+    batch_size: int | None = None
+    module_kwargs: dict[str, Any] | None = None
+    data_sizes: tuple[int, int] | None = None
+    eps: float | None = None
+    ema_decay: float | None = None
+    recalibration_batches: int | None = None
+    path_overhead: float | None = None
+
+    def resolve(self, train: TrainingRecipe) -> dict[str, Any]:
+        """The search's values by ``SearchSettings`` name: ``None`` left for the strategy's defaults,
+        the epochs the training recipe's when not set here."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'source'}
+        if values['epochs'] is None:
+            values['epochs'] = train.epochs
+        return values
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskSpec:
-    """Everything the search needs to know about a task.
+    """Everything the search needs to know about a task: one record per task, built by keyword.
 
     ``train_input_size`` is the (C, H, W) the model sees in training (``smoke_input_size`` under
     smoke); ``num_outputs`` the classes, or heatmaps for keypoints; ``metric`` the name of the
-    ``'default'`` metric (higher is better).
+    ``'default'`` metric (higher is better); ``module_args`` the task module's structure (classes,
+    joints, pillar grid); ``train`` the plain-training recipe and ``search`` the search's defaults,
+    each saying where its values come from (``source``).
     """
 
     name: str
@@ -56,13 +123,12 @@ class TaskSpec:
     num_outputs: int
     metric: str
     root_env: str | None
-    default_epochs: int
-    default_batch_size: int
     val_batch_size: int
     datasets_fn: Callable[..., tuple[Any, Any]] = field(repr=False)
     module_fn: Callable[..., TaskModule] = field(repr=False)
-    module_defaults: dict[str, Any] = field(default_factory=dict, repr=False)
-    base_batch_size: int | None = None  # the learning rate scales with batch_size / base_batch_size
+    module_args: dict[str, Any] = field(default_factory=dict, repr=False)
+    train: TrainingRecipe
+    search: SearchDefaults
     num_workers: int = 0
 
     @property
@@ -83,7 +149,7 @@ class TaskSpec:
     def make_lightning_module(self, **kwargs: Any) -> TaskModule:
         """The task's Lightning module; ``kwargs`` override the task defaults (optimizer,
         learning_rate, weight_decay, schedule, warmup_epochs, milestones, cost_fn, ...)."""
-        return self.module_fn(**{**self.module_defaults, **kwargs})
+        return self.module_fn(**{**self.module_args, **self.train.module_kwargs, **kwargs})
 
     def make_evaluator(self, model: nn.Module | None = None, epochs: int | None = None,
                        batch_size: int | None = None, *, root: str | None = None, smoke: bool | None = None,
@@ -101,8 +167,8 @@ class TaskSpec:
         from .evaluator import TaskEvaluator
 
         smoke = smoke_mode() if smoke is None else smoke
-        epochs = 1 if smoke else (epochs or self.default_epochs)
-        batch_size = batch_size or self.default_batch_size
+        epochs = 1 if smoke else (epochs or self.train.epochs)
+        batch_size = batch_size or self.train.batch_size
         train_ds, val_ds = datasets or self.make_datasets(root, smoke, seed, **(dataset_kwargs or {}))
         batch_size = max(1, min(batch_size, len(train_ds)))
         workers = self.num_workers if num_workers is None else num_workers
@@ -112,8 +178,9 @@ class TaskSpec:
         val_dl = DataLoader(val_ds, batch_size=min(self.val_batch_size, batch_size) if self.val_batch_size > 1
                             else 1, shuffle=False, **loader_kw)
         mkw = dict(module_kwargs or {})
-        if self.base_batch_size and 'learning_rate' not in mkw and 'learning_rate' in self.module_defaults:
-            mkw['learning_rate'] = self.module_defaults['learning_rate'] * batch_size / self.base_batch_size
+        base, recipe = self.train.base_batch_size, self.train.module_kwargs
+        if base and 'learning_rate' not in mkw and 'learning_rate' in recipe:
+            mkw['learning_rate'] = recipe['learning_rate'] * batch_size / base
         module = self.make_lightning_module(cost_fn=cost_fn, **mkw)
         if model is not None:
             module.set_model(model)
@@ -210,49 +277,107 @@ def _classification(**kw):
     return ClassificationModule(**kw)
 
 
+# ---- the records ------------------------------------------------------------------------------
+
+# The official recipes (HR-NAS code; PointPillars' for KITTI): batch_size per process, the learning
+# rate scaled from the official global batch (base_batch_size).
 _SEG_REAL = dict(optimizer='adamw', learning_rate=0.04, weight_decay=1e-5, schedule='onecycle')
 _KP_REAL = dict(optimizer='adam', learning_rate=1e-3, weight_decay=1e-8, schedule='multistep', milestones=(170, 200))
 _CLS_REAL = dict(optimizer='rmsprop', learning_rate=0.016, weight_decay=1e-5, schedule='exp', label_smoothing=0.1)
+# The CPU tasks' plain training: one short AdamW recipe.
+_CPU_TRAIN = dict(optimizer='adamw', learning_rate=3e-3, weight_decay=1e-4, schedule='onecycle')
+
+
+def _paper_search(lambda_: float, source: Source = 'official') -> SearchDefaults:
+    """The official code's search: its penalty, a prune step every 5 epochs after 5 warm-up epochs,
+    shrinking throughout the task's training schedule, the MAC-only cost."""
+    return SearchDefaults(source=source, lambda_=lambda_, prune_every=5, warmup_epochs=5.0)
+
+
+def _cpu_search(**overrides: Any) -> SearchDefaults:
+    """Ours, for a search of a few minutes on 2 CPU cores, chosen by measurement (README, "Searched
+    network vs the alternatives"): a stronger penalty, small batches and a learning rate that moves
+    BN gammas far enough in a few hundred steps; shrinking in the first 3 of 10 epochs, so that the
+    last 7 train the final architecture (pruned up to the last epoch, the network was returned
+    untrained: half the uniform network's metric); and a per-path overhead of 1 M MAC-equivalents
+    (Eq. 7 adapted to latency) so that no thin kernel paths are kept that cost little MACs but much
+    CPU time."""
+    values: dict[str, Any] = dict(
+        source='cpu', lambda_=1e-3, prune_every=1, warmup_epochs=1.0, epochs=10, shrink_epochs=3, batch_size=8,
+        module_kwargs=dict(optimizer='adamw', learning_rate=1e-2, schedule='cosine'), recalibration_batches=4,
+        path_overhead=1e6)
+    return SearchDefaults(**{**values, **overrides})
+
 
 TASKS: dict[str, TaskSpec] = {
     'cityscapes': TaskSpec(
-        'cityscapes', 'segmentation', 'cityscapes', (3, 512, 1024), (3, 128, 256), 19, 'miou', 'CITYSCAPES_ROOT',
-        430, 4, 1, _cityscapes, _segmentation, dict(num_classes=19, **_SEG_REAL), base_batch_size=32, num_workers=2),
+        name='cityscapes', kind='segmentation', default_preset='cityscapes', train_input_size=(3, 512, 1024),
+        smoke_input_size=(3, 128, 256), num_outputs=19, metric='miou', root_env='CITYSCAPES_ROOT', val_batch_size=1,
+        datasets_fn=_cityscapes, module_fn=_segmentation, module_args=dict(num_classes=19), num_workers=2,
+        train=TrainingRecipe(source='official', epochs=430, batch_size=4, base_batch_size=32, module_kwargs=_SEG_REAL),
+        search=_paper_search(lambda_=1.4e-4)),
     'ade20k': TaskSpec(
-        'ade20k', 'segmentation', 'ade20k', (3, 512, 512), (3, 128, 128), 150, 'miou', 'ADE20K_ROOT',
-        200, 8, 1, _ade20k, _segmentation, dict(num_classes=150, **_SEG_REAL), base_batch_size=32, num_workers=2),
+        name='ade20k', kind='segmentation', default_preset='ade20k', train_input_size=(3, 512, 512),
+        smoke_input_size=(3, 128, 128), num_outputs=150, metric='miou', root_env='ADE20K_ROOT', val_batch_size=1,
+        datasets_fn=_ade20k, module_fn=_segmentation, module_args=dict(num_classes=150), num_workers=2,
+        train=TrainingRecipe(source='official', epochs=200, batch_size=8, base_batch_size=32, module_kwargs=_SEG_REAL),
+        search=_paper_search(lambda_=1.4e-4)),
     'coco_keypoints': TaskSpec(
-        'coco_keypoints', 'keypoints', 'coco_keypoints', (3, 256, 192), (3, 256, 192), 17, 'ap', 'COCO_ROOT',
-        210, 32, 32, _coco, _keypoints, dict(num_joints=17, **_KP_REAL), base_batch_size=384, num_workers=2),
+        name='coco_keypoints', kind='keypoints', default_preset='coco_keypoints', train_input_size=(3, 256, 192),
+        smoke_input_size=(3, 256, 192), num_outputs=17, metric='ap', root_env='COCO_ROOT', val_batch_size=32,
+        datasets_fn=_coco, module_fn=_keypoints, module_args=dict(num_joints=17), num_workers=2,
+        train=TrainingRecipe(source='official', epochs=210, batch_size=32, base_batch_size=384, module_kwargs=_KP_REAL),
+        search=_paper_search(lambda_=1e-6)),
     'imagenet': TaskSpec(
-        'imagenet', 'classification', 'imagenet', (3, 224, 224), (3, 64, 64), 1000, 'top1', 'IMAGENET_ROOT',
-        350, 64, 64, _imagenet, _classification, dict(num_classes=1000, **_CLS_REAL), base_batch_size=256,
-        num_workers=2),
-    # PointPillars' car setting: 160 epochs of Adam (one cycle), batch 2 per device; moderate 3D AP (R40)
+        name='imagenet', kind='classification', default_preset='imagenet', train_input_size=(3, 224, 224),
+        smoke_input_size=(3, 64, 64), num_outputs=1000, metric='top1', root_env='IMAGENET_ROOT', val_batch_size=64,
+        datasets_fn=_imagenet, module_fn=_classification, module_args=dict(num_classes=1000), num_workers=2,
+        train=TrainingRecipe(source='official', epochs=350, batch_size=64, base_batch_size=256,
+                             module_kwargs=_CLS_REAL),
+        search=_paper_search(lambda_=1.8e-4)),
+    # PointPillars' car setting: 160 epochs of Adam (one cycle), batch 2 per device; moderate 3D AP (R40).
+    # The paper searches no detector: the search is its Cityscapes schedule, carried over.
     'kitti': TaskSpec(
-        'kitti', 'detection', 'kitti', (64, 496, 432), (64, 496, 432), 20, 'ap3d_moderate', 'KITTI_ROOT',
-        160, 2, 2, _kitti, _detection, dict(pillars=PillarSettings(), optimizer='adamw', learning_rate=2e-3,
-                                            weight_decay=1e-2, schedule='onecycle'), base_batch_size=2, num_workers=2),
+        name='kitti', kind='detection', default_preset='kitti', train_input_size=(64, 496, 432),
+        smoke_input_size=(64, 496, 432), num_outputs=20, metric='ap3d_moderate', root_env='KITTI_ROOT',
+        val_batch_size=2, datasets_fn=_kitti, module_fn=_detection, module_args=dict(pillars=PillarSettings()),
+        num_workers=2,
+        train=TrainingRecipe(source='official', epochs=160, batch_size=2, base_batch_size=2,
+                             module_kwargs=dict(optimizer='adamw', learning_rate=2e-3, weight_decay=1e-2,
+                                                schedule='onecycle')),
+        search=_paper_search(lambda_=1.4e-4, source='adapted')),
+    # the KITTI simulator at CPU scale
     'kitti_sim': TaskSpec(
-        'kitti_sim', 'detection', 'kitti_sim', (32, 128, 128), (32, 128, 128), 20, 'ap3d_moderate', None,
-        10, 4, 8, _kitti_sim, _detection, dict(pillars=SIM_PILLARS, anchors=dict(z_centre=-0.95),
-                                               optimizer='adamw', learning_rate=3e-3, weight_decay=1e-2,
-                                               schedule='onecycle')),
+        name='kitti_sim', kind='detection', default_preset='kitti_sim', train_input_size=(32, 128, 128),
+        smoke_input_size=(32, 128, 128), num_outputs=20, metric='ap3d_moderate', root_env=None, val_batch_size=8,
+        datasets_fn=_kitti_sim, module_fn=_detection,
+        module_args=dict(pillars=SIM_PILLARS, anchors=dict(z_centre=-0.95)),
+        train=TrainingRecipe(source='cpu', epochs=10, batch_size=4,
+                             module_kwargs=dict(optimizer='adamw', learning_rate=3e-3, weight_decay=1e-2,
+                                                schedule='onecycle')),
+        search=_cpu_search(data_sizes=(160, 48), batch_size=4,
+                           module_kwargs=dict(optimizer='adamw', learning_rate=3e-3, schedule='onecycle'))),
     'digits_seg': TaskSpec(
-        'digits_seg', 'segmentation', 'digits_seg', (1, 64, 64), (1, 64, 64), digits.SEG_NUM_CLASSES, 'miou', None,
-        10, 32, 100, _digits(digits.digits_seg), _segmentation,
-        dict(num_classes=digits.SEG_NUM_CLASSES, optimizer='adamw', learning_rate=3e-3, weight_decay=1e-4,
-             schedule='onecycle')),
+        name='digits_seg', kind='segmentation', default_preset='digits_seg', train_input_size=(1, 64, 64),
+        smoke_input_size=(1, 64, 64), num_outputs=digits.SEG_NUM_CLASSES, metric='miou', root_env=None,
+        val_batch_size=100, datasets_fn=_digits(digits.digits_seg), module_fn=_segmentation,
+        module_args=dict(num_classes=digits.SEG_NUM_CLASSES),
+        train=TrainingRecipe(source='cpu', epochs=10, batch_size=32, module_kwargs=_CPU_TRAIN),
+        search=_cpu_search(epochs=15, data_sizes=(640, 192))),
     'digits_cls': TaskSpec(
-        'digits_cls', 'classification', 'digits_cls', (1, 32, 32), (1, 32, 32), 10, 'top1', None,
-        10, 64, 200, _digits(digits.digits_cls), _classification,
-        dict(num_classes=10, optimizer='adamw', learning_rate=3e-3, weight_decay=1e-4, schedule='onecycle',
-             label_smoothing=0.1)),
+        name='digits_cls', kind='classification', default_preset='digits_cls', train_input_size=(1, 32, 32),
+        smoke_input_size=(1, 32, 32), num_outputs=10, metric='top1', root_env=None, val_batch_size=200,
+        datasets_fn=_digits(digits.digits_cls), module_fn=_classification, module_args=dict(num_classes=10),
+        train=TrainingRecipe(source='cpu', epochs=10, batch_size=64, module_kwargs=dict(_CPU_TRAIN, label_smoothing=0.1)),
+        search=_cpu_search(data_sizes=(1280, 360))),
     'digits_kp': TaskSpec(
-        'digits_kp', 'keypoints', 'digits_kp', (1, 64, 64), (1, 64, 64), digits.KP_NUM_JOINTS, 'ap', None,
-        10, 32, 100, _digits(digits.digits_kp), _keypoints,
-        dict(num_joints=digits.KP_NUM_JOINTS, flip_pairs=digits.KP_FLIP_PAIRS, sigmas=tuple(digits.KP_SIGMAS),
-             optimizer='adamw', learning_rate=3e-3, weight_decay=1e-4, schedule='onecycle', milestones=())),
+        name='digits_kp', kind='keypoints', default_preset='digits_kp', train_input_size=(1, 64, 64),
+        smoke_input_size=(1, 64, 64), num_outputs=digits.KP_NUM_JOINTS, metric='ap', root_env=None,
+        val_batch_size=100, datasets_fn=_digits(digits.digits_kp), module_fn=_keypoints,
+        module_args=dict(num_joints=digits.KP_NUM_JOINTS, flip_pairs=digits.KP_FLIP_PAIRS,
+                         sigmas=tuple(digits.KP_SIGMAS)),
+        train=TrainingRecipe(source='cpu', epochs=10, batch_size=32, module_kwargs=dict(_CPU_TRAIN, milestones=())),
+        search=_cpu_search(data_sizes=(640, 192))),
 }
 
 

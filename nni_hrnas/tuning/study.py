@@ -88,9 +88,12 @@ class StudySettings:
         if self.out is None:
             self.out = str(Path("runs") / self.study_name)
         if self.lambda_range is None:
-            from nni_hrnas.search import TASK_DEFAULTS
+            from nni_hrnas.tasks.registry import get_task
 
-            center = TASK_DEFAULTS.get(self.task, {}).get("lambda_", 1.4e-4)
+            try:
+                center = get_task(self.task).search.lambda_
+            except ValueError as exc:
+                raise StudyError(str(exc)) from None
             self.lambda_range = (center / 10, center * 10)
         self.validate()
 
