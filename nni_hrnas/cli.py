@@ -58,10 +58,20 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
     from search_spaces import HRNASNetwork, choice_maxima, get_preset, load_arch
     from search_spaces.config import check_input_size, parse_space_overrides
-    from search_spaces.pointpillars import RPN_PRESETS
+    from search_spaces.pointpillars import RPN_PRESETS, PointPillarsRPN
+    from search_spaces.presets import PLUGIN_PRESETS
 
     if args.preset in RPN_PRESETS:
-        return _flops_rpn(args, RPN_PRESETS[args.preset])
+        config = RPN_PRESETS[args.preset]
+        with torch.device("meta"):
+            network = PointPillarsRPN(config)
+        return _flops_fixed(args, network, config, "PointPillars RPN, fixed",
+                            " (2D network and head; the pillar net's parameters included)")
+    if args.preset in PLUGIN_PRESETS:
+        config = PLUGIN_PRESETS[args.preset]
+        with torch.device("meta"):
+            network = config.build()
+        return _flops_fixed(args, network, config, "Table 8 plug-in network, fixed", "")
     overrides = parse_space_overrides(args.space)
     if args.no_transformer:
         overrides["transformer"] = False
@@ -106,15 +116,10 @@ def cmd_flops(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flops_rpn(args: argparse.Namespace, config) -> int:
-    """MACs and params of a fixed PointPillars RPN (the detection presets' baseline)."""
-    import torch
-
+def _flops_fixed(args: argparse.Namespace, network, config, kind: str, note: str) -> int:
+    """MACs and params of a fixed network (a PointPillars RPN, a Table 8 plug-in network) per group."""
     from search_spaces import ConfigError
-    from search_spaces.pointpillars import PointPillarsRPN
 
-    with torch.device("meta"):
-        network = PointPillarsRPN(config)
     size = tuple(args.input or config.input_size)
     try:
         groups = network.cost_breakdown(size)
@@ -125,8 +130,8 @@ def _flops_rpn(args: argparse.Namespace, config) -> int:
         print(json.dumps({"preset": args.preset, "input": list(size), "macs": total.macs, "params": total.params,
                           "groups": {k: {"macs": c.macs, "params": c.params} for k, c in groups.items()}}))
         return 0
-    print(f"{args.preset} (PointPillars RPN, fixed) at {'x'.join(map(str, size))}: {_format_count(total.macs)} MACs, "
-          f"{_format_count(total.params)} params (2D network and head; the pillar net's parameters included)")
+    print(f"{args.preset} ({kind}) at {'x'.join(map(str, size))}: {_format_count(total.macs)} MACs, "
+          f"{_format_count(total.params)} params{note}")
     for key, c in groups.items():
         print(f"{key:<12}{_format_count(c.macs):>12}{_format_count(c.params):>12}")
     return 0
@@ -231,9 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     flops = sub.add_parser("flops", help="MACs and params of a preset (per stage and branch)",
                            description="Exact MACs (the paper's 'FLOPs') and params, computed analytically.")
     from search_spaces.pointpillars import RPN_PRESETS
+    from search_spaces.presets import PLUGIN_PRESETS
 
-    flops.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(RPN_PRESETS),
-                       help="space preset (or a fixed PointPillars RPN baseline)")
+    flops.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(RPN_PRESETS) + sorted(PLUGIN_PRESETS),
+                       help="space preset (or a fixed network: a PointPillars RPN, a Table 8 plug-in network)")
     flops.add_argument("--input", type=parse_input_size, default=None,
                        help="input size CxHxW (default: the preset's paper input size)")
     flops.add_argument("--no-transformer", action="store_true", help="the space without transformers")

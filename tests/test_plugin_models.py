@@ -1,5 +1,7 @@
 """The Table 8 plug-in networks: torchvision's parameter counts, the transformer's exact share, costs vs torch's counter."""
 
+import json
+
 import pytest
 import torch
 from reference import parameter_count, torch_counted_macs
@@ -142,3 +144,14 @@ def test_bad_config_is_one_clear_line():
     _one_line_error(ConfigError, lambda: PLUGIN_PRESETS["mobilenetv2"].replace(widht_mult=2.0),
                     "widht_mult.*unknown field; known fields: .*width_mult")
     _one_line_error(ConfigError, lambda: MobileNetV2Config(transformer={"size": 8, "heads": 3}), "divisible by transformer.heads")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hrnas_flops_reports_the_published_figures(family, capsys):
+    from nni_hrnas.cli import main
+
+    assert main(["flops", "--preset", family, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"] == TORCHVISION_PARAMS[family]
+    assert report["macs"] / 1e9 == pytest.approx(TORCHVISION_GMACS[family], abs=0.0005)
+    assert sum(group["params"] for group in report["groups"].values()) == report["params"]
