@@ -93,60 +93,102 @@ def pareto_figure(
     if reference_points is not None:
         all_macs += list(reference_points["macs"])
     scale, unit = macs_scale(all_macs)
-    middle = (min(all_macs, default=0.0) + max(all_macs, default=0.0)) / 2
     is_base = baseline_mask(data)
     baselines, data = data[is_base], data[~is_base]
     params = data["params"].astype(float)
     pmax = float(params.max()) if params.notna().any() else 1.0
     if reference_points is not None and reference_points["params"].notna().any():
         pmax = max(pmax, float(reference_points["params"].max()))
-    sizeref = 2.0 * pmax / (42.0**2)
+    bubbles = _Bubbles(scale=scale, unit=unit, pmax=pmax, sizeref=2.0 * pmax / (42.0**2))
     colors = strategy_colors(data["strategy"].fillna("?"))
     fig = go.Figure()
     fronts = 0
     for strat, group in sorted(
         data.groupby(data["strategy"].fillna("?")), key=lambda kv: (kv[0] != "hrnas", kv[0])
     ):
-        color = colors[str(strat)]
-        sizes = group["params"].astype(float).fillna(pmax / 4).to_numpy()
-        mask = pareto_mask(group["metric"], group["macs"])
-        if mask.sum() < MIN_FRONT_POINTS:
-            mask[:] = False  # a one-point "front" is no front
-        fig.add_trace(
-            go.Scatter(
-                x=group["macs"] / scale,
-                y=group["metric"],
-                mode="markers",
-                name=f"{strat}",
-                legendgroup=str(strat),
-                text=[_hover(r, scale, unit) for _, r in group.iterrows()],
-                hovertemplate="%{text}<extra></extra>",
-                marker=dict(
-                    size=sizes,
-                    sizemode="area",
-                    sizeref=sizeref,
-                    sizemin=4,
-                    color=color,
-                    opacity=0.45,
-                    line=dict(width=np.where(mask, 2, 0), color="black"),
-                ),
-            )
+        fronts += _strategy_traces(fig, str(strat), group, colors[str(strat)], bubbles)
+    middle = (min(all_macs, default=0.0) + max(all_macs, default=0.0)) / 2
+    _baseline_traces(fig, baselines, middle, bubbles)
+    if ref is not None:
+        _hv_reference_trace(fig, ref, scale)
+    if reference_points is not None and len(reference_points):
+        _literature_trace(fig, reference_points, bubbles)
+    notes = ["bubble area = parameters"]
+    if fronts:
+        notes.append("outlined bubbles and lines: each strategy's Pareto front")
+    if len(baselines):
+        notes.append("open symbols: reference networks trained from scratch, labelled with their budget")
+    subtitle = "; ".join(notes)
+    if reference_note:
+        subtitle += f"<br>{reference_note}"
+    fig.update_layout(
+        title=dict(text=f"{title}<br><sup>{subtitle}</sup>"),
+        xaxis_title=macs_title(unit),
+        yaxis_title=_metric_title(table),
+        template="plotly_white",
+        height=560,
+        legend=dict(groupclick="togglegroup"),
+    )
+    return fig
+
+
+@dataclass(frozen=True)
+class _Bubbles:
+    """The Pareto figure's MACs axis (``scale``, ``unit``) and bubble sizing (area ~ parameters)."""
+
+    scale: float
+    unit: str
+    pmax: float  # the largest parameter count; a point without one is drawn at a quarter of it
+    sizeref: float
+
+
+def _strategy_traces(fig: go.Figure, strat: str, group: pd.DataFrame, color: str, bubbles: _Bubbles) -> bool:
+    """One strategy's points (front points outlined) and its front as a staircase; True if it has a front."""
+    scale = bubbles.scale
+    sizes = group["params"].astype(float).fillna(bubbles.pmax / 4).to_numpy()
+    mask = pareto_mask(group["metric"], group["macs"])
+    if mask.sum() < MIN_FRONT_POINTS:
+        mask[:] = False  # a one-point "front" is no front
+    fig.add_trace(
+        go.Scatter(
+            x=group["macs"] / scale,
+            y=group["metric"],
+            mode="markers",
+            name=f"{strat}",
+            legendgroup=strat,
+            text=[_hover(r, scale, bubbles.unit) for _, r in group.iterrows()],
+            hovertemplate="%{text}<extra></extra>",
+            marker=dict(
+                size=sizes,
+                sizemode="area",
+                sizeref=bubbles.sizeref,
+                sizemin=4,
+                color=color,
+                opacity=0.45,
+                line=dict(width=np.where(mask, 2, 0), color="black"),
+            ),
         )
-        if not mask.any():
-            continue
-        fronts += 1
-        front = group[mask].sort_values(["macs", "metric"])
-        fig.add_trace(
-            go.Scatter(
-                x=front["macs"] / scale,
-                y=front["metric"],
-                mode="lines",
-                line=dict(color=color, width=3, shape="hv"),
-                name=f"{strat} front",
-                legendgroup=str(strat),
-                hoverinfo="skip",
-            )
+    )
+    if not mask.any():
+        return False
+    front = group[mask].sort_values(["macs", "metric"])
+    fig.add_trace(
+        go.Scatter(
+            x=front["macs"] / scale,
+            y=front["metric"],
+            mode="lines",
+            line=dict(color=color, width=3, shape="hv"),
+            name=f"{strat} front",
+            legendgroup=strat,
+            hoverinfo="skip",
         )
+    )
+    return True
+
+
+def _baseline_traces(fig: go.Figure, baselines: pd.DataFrame, middle: float, bubbles: _Bubbles) -> None:
+    """Reference networks as open symbols, one trace per kind, labelled on the side facing the middle."""
+    scale, unit = bubbles.scale, bubbles.unit
     for strat, group in baselines.groupby("strategy", sort=False):
         fig.add_trace(
             go.Scatter(
@@ -169,58 +211,46 @@ def pareto_figure(
                 ),
             )
         )
-    if ref is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[ref.macs / scale],
-                y=[ref.metric],
-                mode="markers",
-                name="HV reference",
-                marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="black")),
-                hovertemplate=f"hypervolume reference<br>{ref.describe()}<extra></extra>",
-            )
+
+
+def _hv_reference_trace(fig: go.Figure, ref: ReferencePoint, scale: float) -> None:
+    """The hypervolume reference point as a cross."""
+    fig.add_trace(
+        go.Scatter(
+            x=[ref.macs / scale],
+            y=[ref.metric],
+            mode="markers",
+            name="HV reference",
+            marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="black")),
+            hovertemplate=f"hypervolume reference<br>{ref.describe()}<extra></extra>",
         )
-    if reference_points is not None and len(reference_points):
-        rp = reference_points
-        fig.add_trace(
-            go.Scatter(
-                x=rp["macs"] / scale,
-                y=rp["metric"],
-                mode="markers+text",
-                name="reported (papers)",
-                text=rp["model"],
-                textposition="top center",
-                customdata=np.stack([rp["source"].astype(str), rp["params"].fillna(0) / 1e6], axis=-1),
-                hovertemplate="%{text}<br>metric %{y:.4g}<br>MACs %{x:.4g}"
-                + unit
-                + "<br>params %{customdata[1]:.3g}M<br>%{customdata[0]}<extra></extra>",
-                marker=dict(
-                    symbol="star",
-                    color="rgba(0,0,0,0.75)",
-                    size=rp["params"].fillna(pmax / 4).to_numpy(),
-                    sizemode="area",
-                    sizeref=sizeref,
-                    sizemin=8,
-                ),
-            )
-        )
-    notes = ["bubble area = parameters"]
-    if fronts:
-        notes.append("outlined bubbles and lines: each strategy's Pareto front")
-    if len(baselines):
-        notes.append("open symbols: reference networks trained from scratch, labelled with their budget")
-    subtitle = "; ".join(notes)
-    if reference_note:
-        subtitle += f"<br>{reference_note}"
-    fig.update_layout(
-        title=dict(text=f"{title}<br><sup>{subtitle}</sup>"),
-        xaxis_title=macs_title(unit),
-        yaxis_title=_metric_title(table),
-        template="plotly_white",
-        height=560,
-        legend=dict(groupclick="togglegroup"),
     )
-    return fig
+
+
+def _literature_trace(fig: go.Figure, rp: pd.DataFrame, bubbles: _Bubbles) -> None:
+    """Networks reported in papers as named stars, sized by parameters like the searched ones."""
+    fig.add_trace(
+        go.Scatter(
+            x=rp["macs"] / bubbles.scale,
+            y=rp["metric"],
+            mode="markers+text",
+            name="reported (papers)",
+            text=rp["model"],
+            textposition="top center",
+            customdata=np.stack([rp["source"].astype(str), rp["params"].fillna(0) / 1e6], axis=-1),
+            hovertemplate="%{text}<br>metric %{y:.4g}<br>MACs %{x:.4g}"
+            + bubbles.unit
+            + "<br>params %{customdata[1]:.3g}M<br>%{customdata[0]}<extra></extra>",
+            marker=dict(
+                symbol="star",
+                color="rgba(0,0,0,0.75)",
+                size=rp["params"].fillna(bubbles.pmax / 4).to_numpy(),
+                sizemode="area",
+                sizeref=bubbles.sizeref,
+                sizemin=8,
+            ),
+        )
+    )
 
 
 def hypervolume_figure(
