@@ -309,20 +309,10 @@ def parse_arch(arch: dict[str, Any], arch_max: dict[str, Any] | None = None) -> 
         b = blocks.get(name)
         if b is None:
             place = labels.parse_block(name)
-            if place.kind == "parallel":
-                row, stage, pos, short = (
-                    f"branch {place.branch}",
-                    place.stage,
-                    (1, place.index),
-                    f"n{place.index}",
-                )
-            elif place.kind == "fusion":
-                row, stage, pos, short = (
-                    f"branch {place.branch}",
-                    place.stage,
-                    (0, place.index),
-                    f"fuse←b{place.index}",
-                )
+            if place.kind in ("parallel", "fusion"):  # fusion blocks sit before their stage's n0
+                order, prefix = (1, "n") if place.kind == "parallel" else (0, "fuse←b")
+                row, stage, pos = f"branch {place.branch}", place.stage, (order, place.index)
+                short = f"{prefix}{place.index}"
             elif place.kind == "cls_branch":
                 row, stage, pos, short = "head", 5, (1, place.branch), f"cls b{place.branch}"
             elif place.kind == "cls_down":
