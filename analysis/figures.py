@@ -611,36 +611,24 @@ def trajectory_figure(table: pd.DataFrame, *, title: str = "Search trajectory") 
             f"{label}<br>epoch %{{x}} (prune step %{{customdata[0]}})<br>%{{y:.4g}}"
             "<br>units removed %{customdata[1]}<extra></extra>"
         )
-        fig.add_trace(
-            go.Scatter(
-                x=run["x"],
-                y=run["macs"] / scale,
-                mode="lines+markers",
-                name=label,
-                legendgroup=label,
-                line=dict(color=color),
-                customdata=extra,
-                hovertemplate=hover,
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=run["x"],
-                y=run["metric"],
-                mode="lines+markers",
-                name=label,
-                legendgroup=label,
-                showlegend=False,
-                line=dict(color=color),
-                customdata=extra,
-                connectgaps=True,
-                hovertemplate=hover,
-            ),
-            row=1,
-            col=2,
-        )
+        # left panel: MACs (with the legend entry), right panel: metric (gaps joined over unevaluated epochs)
+        panels = ((run["macs"] / scale, {}), (run["metric"], {"showlegend": False, "connectgaps": True}))
+        for col, (y, options) in enumerate(panels, start=1):
+            fig.add_trace(
+                go.Scatter(
+                    x=run["x"],
+                    y=y,
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    line=dict(color=color),
+                    customdata=extra,
+                    hovertemplate=hover,
+                    **options,
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text=macs_title(unit), row=1, col=1)
     fig.update_yaxes(title_text=_metric_title(table), row=1, col=2)
@@ -677,32 +665,24 @@ def lambda_eps_figure(table: pd.DataFrame, *, title: str = "lambda / eps study")
         colorbar=dict(title="log10 eps"),
         line=dict(width=0.5, color="black"),
     )
-    fig.add_trace(
-        go.Scatter(
-            x=data["lambda"],
-            y=data["metric"],
-            mode="markers",
-            marker=marker,
-            text=hover,
-            hovertemplate="%{text}<extra></extra>",
-            name="metric",
-        ),
-        row=1,
-        col=1,
+    panels = (
+        ("metric", data["metric"], marker),
+        ("MACs", data["macs"].astype(float) / scale, {**marker, "showscale": False}),
     )
-    fig.add_trace(
-        go.Scatter(
-            x=data["lambda"],
-            y=data["macs"].astype(float) / scale,
-            mode="markers",
-            marker={**marker, "showscale": False},
-            text=hover,
-            name="MACs",
-            hovertemplate="%{text}<extra></extra>",
-        ),
-        row=1,
-        col=2,
-    )
+    for col, (name, y, panel_marker) in enumerate(panels, start=1):
+        fig.add_trace(
+            go.Scatter(
+                x=data["lambda"],
+                y=y,
+                mode="markers",
+                marker=panel_marker,
+                text=hover,
+                hovertemplate="%{text}<extra></extra>",
+                name=name,
+            ),
+            row=1,
+            col=col,
+        )
     fig.update_xaxes(title_text="lambda")
     fig.update_yaxes(title_text=_metric_title(table), row=1, col=1)
     fig.update_yaxes(title_text=macs_title(unit), row=1, col=2)
