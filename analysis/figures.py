@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from analysis.collect import BASELINE_NAMES, baseline_label, baseline_mask, run_label, trajectories
+from analysis.collect import BASELINE_NAMES, _optuna, baseline_label, baseline_mask, run_label, trajectories
 from analysis.pareto import MIN_FRONT_POINTS, ReferencePoint, pareto_mask
 from nni_hrnas import labels
 
@@ -697,10 +698,8 @@ def optuna_figures(
 
     Returns (figures as (title, figure), reasons for the plots that could not be drawn).
     """
-    import warnings
-
-    from optuna import visualization as vis
-    from optuna.trial import TrialState
+    vis = _optuna().visualization
+    TrialState = _optuna().trial.TrialState
 
     figs: list[tuple[str, go.Figure]] = []
     skipped: list[str] = []
