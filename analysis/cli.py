@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from analysis.pareto import ReferencePoint
+from analysis.report import write_report
 
 
 def build_parser(prog: str = "hrnas report") -> argparse.ArgumentParser:
@@ -72,8 +73,6 @@ def build_parser(prog: str = "hrnas report") -> argparse.ArgumentParser:
 
 def report_main(argv: list[str] | None = None) -> int:
     """Run ``hrnas report``; returns the exit status."""
-    from analysis.report import write_report
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if (args.ref_metric is None) != (args.ref_macs is None):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from analysis.collect import BASELINE_NAMES, baseline_label, baseline_mask, run_label, trajectories
+from analysis.collect import BASELINE_NAMES, _optuna, baseline_label, baseline_mask, run_label, trajectories
 from analysis.pareto import MIN_FRONT_POINTS, ReferencePoint, pareto_mask
 from nni_hrnas import labels
 
@@ -92,60 +94,102 @@ def pareto_figure(
     if reference_points is not None:
         all_macs += list(reference_points["macs"])
     scale, unit = macs_scale(all_macs)
-    middle = (min(all_macs, default=0.0) + max(all_macs, default=0.0)) / 2
     is_base = baseline_mask(data)
     baselines, data = data[is_base], data[~is_base]
     params = data["params"].astype(float)
     pmax = float(params.max()) if params.notna().any() else 1.0
     if reference_points is not None and reference_points["params"].notna().any():
         pmax = max(pmax, float(reference_points["params"].max()))
-    sizeref = 2.0 * pmax / (42.0**2)
+    bubbles = _Bubbles(scale=scale, unit=unit, pmax=pmax, sizeref=2.0 * pmax / (42.0**2))
     colors = strategy_colors(data["strategy"].fillna("?"))
     fig = go.Figure()
     fronts = 0
     for strat, group in sorted(
         data.groupby(data["strategy"].fillna("?")), key=lambda kv: (kv[0] != "hrnas", kv[0])
     ):
-        color = colors[str(strat)]
-        sizes = group["params"].astype(float).fillna(pmax / 4).to_numpy()
-        mask = pareto_mask(group["metric"], group["macs"])
-        if mask.sum() < MIN_FRONT_POINTS:
-            mask[:] = False  # a one-point "front" is no front
-        fig.add_trace(
-            go.Scatter(
-                x=group["macs"] / scale,
-                y=group["metric"],
-                mode="markers",
-                name=f"{strat}",
-                legendgroup=str(strat),
-                text=[_hover(r, scale, unit) for _, r in group.iterrows()],
-                hovertemplate="%{text}<extra></extra>",
-                marker=dict(
-                    size=sizes,
-                    sizemode="area",
-                    sizeref=sizeref,
-                    sizemin=4,
-                    color=color,
-                    opacity=0.45,
-                    line=dict(width=np.where(mask, 2, 0), color="black"),
-                ),
-            )
+        fronts += _strategy_traces(fig, str(strat), group, colors[str(strat)], bubbles)
+    middle = (min(all_macs, default=0.0) + max(all_macs, default=0.0)) / 2
+    _baseline_traces(fig, baselines, middle, bubbles)
+    if ref is not None:
+        _hv_reference_trace(fig, ref, scale)
+    if reference_points is not None and len(reference_points):
+        _literature_trace(fig, reference_points, bubbles)
+    notes = ["bubble area = parameters"]
+    if fronts:
+        notes.append("outlined bubbles and lines: each strategy's Pareto front")
+    if len(baselines):
+        notes.append("open symbols: reference networks trained from scratch, labelled with their budget")
+    subtitle = "; ".join(notes)
+    if reference_note:
+        subtitle += f"<br>{reference_note}"
+    fig.update_layout(
+        title=dict(text=f"{title}<br><sup>{subtitle}</sup>"),
+        xaxis_title=macs_title(unit),
+        yaxis_title=_metric_title(table),
+        template="plotly_white",
+        height=560,
+        legend=dict(groupclick="togglegroup"),
+    )
+    return fig
+
+
+@dataclass(frozen=True)
+class _Bubbles:
+    """The Pareto figure's MACs axis (``scale``, ``unit``) and bubble sizing (area ~ parameters)."""
+
+    scale: float
+    unit: str
+    pmax: float  # the largest parameter count; a point without one is drawn at a quarter of it
+    sizeref: float
+
+
+def _strategy_traces(fig: go.Figure, strat: str, group: pd.DataFrame, color: str, bubbles: _Bubbles) -> bool:
+    """One strategy's points (front points outlined) and its front as a staircase; True if it has a front."""
+    scale = bubbles.scale
+    sizes = group["params"].astype(float).fillna(bubbles.pmax / 4).to_numpy()
+    mask = pareto_mask(group["metric"], group["macs"])
+    if mask.sum() < MIN_FRONT_POINTS:
+        mask[:] = False  # a one-point "front" is no front
+    fig.add_trace(
+        go.Scatter(
+            x=group["macs"] / scale,
+            y=group["metric"],
+            mode="markers",
+            name=f"{strat}",
+            legendgroup=strat,
+            text=[_hover(r, scale, bubbles.unit) for _, r in group.iterrows()],
+            hovertemplate="%{text}<extra></extra>",
+            marker=dict(
+                size=sizes,
+                sizemode="area",
+                sizeref=bubbles.sizeref,
+                sizemin=4,
+                color=color,
+                opacity=0.45,
+                line=dict(width=np.where(mask, 2, 0), color="black"),
+            ),
         )
-        if not mask.any():
-            continue
-        fronts += 1
-        front = group[mask].sort_values(["macs", "metric"])
-        fig.add_trace(
-            go.Scatter(
-                x=front["macs"] / scale,
-                y=front["metric"],
-                mode="lines",
-                line=dict(color=color, width=3, shape="hv"),
-                name=f"{strat} front",
-                legendgroup=str(strat),
-                hoverinfo="skip",
-            )
+    )
+    if not mask.any():
+        return False
+    front = group[mask].sort_values(["macs", "metric"])
+    fig.add_trace(
+        go.Scatter(
+            x=front["macs"] / scale,
+            y=front["metric"],
+            mode="lines",
+            line=dict(color=color, width=3, shape="hv"),
+            name=f"{strat} front",
+            legendgroup=strat,
+            hoverinfo="skip",
         )
+    )
+    return True
+
+
+def _baseline_traces(fig: go.Figure, baselines: pd.DataFrame, middle: float, bubbles: _Bubbles) -> None:
+    """Reference networks as open symbols, one trace per kind, labelled on the side facing the middle."""
+    scale, unit = bubbles.scale, bubbles.unit
     for strat, group in baselines.groupby("strategy", sort=False):
         fig.add_trace(
             go.Scatter(
@@ -168,58 +212,46 @@ def pareto_figure(
                 ),
             )
         )
-    if ref is not None:
-        fig.add_trace(
-            go.Scatter(
-                x=[ref.macs / scale],
-                y=[ref.metric],
-                mode="markers",
-                name="HV reference",
-                marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="black")),
-                hovertemplate=f"hypervolume reference<br>{ref.describe()}<extra></extra>",
-            )
+
+
+def _hv_reference_trace(fig: go.Figure, ref: ReferencePoint, scale: float) -> None:
+    """The hypervolume reference point as a cross."""
+    fig.add_trace(
+        go.Scatter(
+            x=[ref.macs / scale],
+            y=[ref.metric],
+            mode="markers",
+            name="HV reference",
+            marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="black")),
+            hovertemplate=f"hypervolume reference<br>{ref.describe()}<extra></extra>",
         )
-    if reference_points is not None and len(reference_points):
-        rp = reference_points
-        fig.add_trace(
-            go.Scatter(
-                x=rp["macs"] / scale,
-                y=rp["metric"],
-                mode="markers+text",
-                name="reported (papers)",
-                text=rp["model"],
-                textposition="top center",
-                customdata=np.stack([rp["source"].astype(str), rp["params"].fillna(0) / 1e6], axis=-1),
-                hovertemplate="%{text}<br>metric %{y:.4g}<br>MACs %{x:.4g}"
-                + unit
-                + "<br>params %{customdata[1]:.3g}M<br>%{customdata[0]}<extra></extra>",
-                marker=dict(
-                    symbol="star",
-                    color="rgba(0,0,0,0.75)",
-                    size=rp["params"].fillna(pmax / 4).to_numpy(),
-                    sizemode="area",
-                    sizeref=sizeref,
-                    sizemin=8,
-                ),
-            )
-        )
-    notes = ["bubble area = parameters"]
-    if fronts:
-        notes.append("outlined bubbles and lines: each strategy's Pareto front")
-    if len(baselines):
-        notes.append("open symbols: reference networks trained from scratch, labelled with their budget")
-    subtitle = "; ".join(notes)
-    if reference_note:
-        subtitle += f"<br>{reference_note}"
-    fig.update_layout(
-        title=dict(text=f"{title}<br><sup>{subtitle}</sup>"),
-        xaxis_title=macs_title(unit),
-        yaxis_title=_metric_title(table),
-        template="plotly_white",
-        height=560,
-        legend=dict(groupclick="togglegroup"),
     )
-    return fig
+
+
+def _literature_trace(fig: go.Figure, rp: pd.DataFrame, bubbles: _Bubbles) -> None:
+    """Networks reported in papers as named stars, sized by parameters like the searched ones."""
+    fig.add_trace(
+        go.Scatter(
+            x=rp["macs"] / bubbles.scale,
+            y=rp["metric"],
+            mode="markers+text",
+            name="reported (papers)",
+            text=rp["model"],
+            textposition="top center",
+            customdata=np.stack([rp["source"].astype(str), rp["params"].fillna(0) / 1e6], axis=-1),
+            hovertemplate="%{text}<br>metric %{y:.4g}<br>MACs %{x:.4g}"
+            + bubbles.unit
+            + "<br>params %{customdata[1]:.3g}M<br>%{customdata[0]}<extra></extra>",
+            marker=dict(
+                symbol="star",
+                color="rgba(0,0,0,0.75)",
+                size=rp["params"].fillna(bubbles.pmax / 4).to_numpy(),
+                sizemode="area",
+                sizeref=bubbles.sizeref,
+                sizemin=8,
+            ),
+        )
+    )
 
 
 def hypervolume_figure(
@@ -262,6 +294,7 @@ def hypervolume_figure(
 # ----------------------------------------------------------------------------------------------
 # Architectures
 
+
 def parse_arch(arch: dict[str, Any], arch_max: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per searching block: where it sits (row, stage, position) and its kept/max units.
 
@@ -277,18 +310,24 @@ def parse_arch(arch: dict[str, Any], arch_max: dict[str, Any] | None = None) -> 
         b = blocks.get(name)
         if b is None:
             place = labels.parse_block(name)
-            if place.kind == "parallel":
-                row, stage, pos, short = f"branch {place.branch}", place.stage, (1, place.index), f"n{place.index}"
-            elif place.kind == "fusion":
-                row, stage, pos, short = f"branch {place.branch}", place.stage, (0, place.index), f"fuse←b{place.index}"
+            if place.kind in ("parallel", "fusion"):  # fusion blocks sit before their stage's n0
+                order, prefix = (1, "n") if place.kind == "parallel" else (0, "fuse←b")
+                row, stage, pos = f"branch {place.branch}", place.stage, (order, place.index)
+                short = f"{prefix}{place.index}"
             elif place.kind == "cls_branch":
                 row, stage, pos, short = "head", 5, (1, place.branch), f"cls b{place.branch}"
             elif place.kind == "cls_down":
                 row, stage, pos, short = "head", 5, (2, place.index), f"cls d{place.index}"
             else:
                 row, stage, pos, short = "head", 5, (0, 0), "head"
-            b = blocks[name] = {"block": name, "row": row, "stage": stage, "order": pos[0], "index": pos[1],
-                                "short": short}
+            b = blocks[name] = {
+                "block": name,
+                "row": row,
+                "stage": stage,
+                "order": pos[0],
+                "index": pos[1],
+                "short": short,
+            }
         if not labels.is_tokens(choice):
             kernels.add(choice)
         b[choice] = value
@@ -332,147 +371,30 @@ def architecture_figure(
         fig.update_layout(title="no searching blocks recognised in the architecture")
         return fig
     height = 300 * len(rows) + 220
-    spacing = min(120 / height, 0.9 / max(len(rows) - 1, 1))
     fig = make_subplots(
         rows=len(rows),
         cols=1,
         specs=[[{"secondary_y": True}]] * len(rows),
         subplot_titles=[r if r != "head" else "head blocks" for r in rows],
-        vertical_spacing=spacing,
+        vertical_spacing=min(120 / height, 0.9 / max(len(rows) - 1, 1)),
     )
-    hatch = ["", "/"]
-    shown: set[str] = set()
+    legend = _LegendOnce()
     tok_top: dict[int, float] = {}
-    full = {tag: name for (tag, _, _), (name, _, _) in zip(parsed, archs, strict=True)}
-
-    def once(group: str) -> bool:
-        new = group not in shown
-        shown.add(group)
-        return new
-
-    for a, (name, blocks, has_max) in enumerate(parsed):
+    for a, ((name, blocks, has_max), (full, _, _)) in enumerate(zip(parsed, archs, strict=True)):
+        style = _ArchStyle(name=name, full=full, hatch=["", "/"][a], first=a == 0, has_max=has_max)
         for r, rowname in enumerate(rows, start=1):
             sub = blocks[blocks["row"] == rowname]
             if sub.empty:
                 continue
-            # plotly orders each level of a multicategory axis by first appearance: zero-width spaces keep
-            # equal block labels of different stages apart (so fusion blocks stay before their stage's n0)
-            x = [
-                [("stage " + str(s)) if s < 5 else "head" for s in sub["stage"]],
-                [
-                    f"{short}{chr(0x200B) * int(s)}"
-                    for short, s in zip(sub["short"], sub["stage"], strict=True)
-                ],
-            ]
-            base = np.zeros(len(sub))
-            for i, k in enumerate(kernel_columns(blocks)):
-                kept = np.array([_num(v) for v in sub[k]])
-                size = labels.kernel_size(k)
-                fig.add_trace(
-                    go.Bar(
-                        x=x,
-                        y=kept,
-                        base=base.copy(),
-                        offsetgroup=name,
-                        name=f"{size}x{size} kept" + (f" ({name})" if name else ""),
-                        legendgroup=f"{name}{k}",
-                        showlegend=once(f"{name}{k}"),
-                        marker=dict(color=KERNEL_COLORS.get(k, PALETTE[(i + 3) % len(PALETTE)]),
-                                    pattern_shape=hatch[a]),
-                        customdata=np.stack(
-                            [sub["block"], kept, [_num(v) for v in sub[k + "_max"]]], axis=-1
-                        ),
-                        hovertemplate=f"{full[name]}<br>%{{customdata[0]}} {size}x{size}: "
-                        "%{customdata[1]:.0f} of "
-                        "%{customdata[2]:.0f} channels<extra></extra>",
-                    ),
-                    row=r,
-                    col=1,
-                )
-                base = base + kept
+            x = _block_axis(sub)
+            kernels = kernel_columns(blocks)
+            base = _kept_channel_bars(fig, sub, x, kernels, style, legend, r)
             if has_max:
-                total_max = np.array(
-                    [sum(_num(sub.iloc[i][k + "_max"]) for k in kernel_columns(blocks)) for i in range(len(sub))]
-                )
-                removed = np.clip(total_max - base, 0, None)
-                fig.add_trace(
-                    go.Bar(
-                        x=x,
-                        y=removed,
-                        base=base.copy(),
-                        offsetgroup=name,
-                        name="removed channels" + (f" ({name})" if name else ""),
-                        legendgroup=f"{name}removed",
-                        showlegend=once(f"{name}removed"),
-                        marker=dict(color=REMOVED_COLOR, pattern_shape=hatch[a]),
-                        customdata=np.stack([sub["block"], removed, total_max], axis=-1),
-                        hovertemplate=f"{full[name]}<br>%{{customdata[0]}}: "
-                        "%{customdata[1]:.0f} of %{customdata[2]:.0f} "
-                        "depthwise channels removed<extra></extra>",
-                    ),
-                    row=r,
-                    col=1,
-                )
-            tok = np.array(
-                [v if v is not None and not pd.isna(v) else np.nan for v in sub["tok"]], dtype=float
-            )
-            if np.isfinite(tok).any():
-                tok_max = np.array(
-                    [_num(v) if v is not None and not pd.isna(v) else np.nan for v in sub["tok_max"]],
-                    dtype=float,
-                )
-                err = np.where(np.isfinite(tok_max), tok_max - tok, 0.0) if has_max else None
-                fig.add_trace(
-                    go.Scatter(
-                        x=x,
-                        y=tok,
-                        mode="markers",
-                        offsetgroup=name,
-                        name="tokens kept" + (f" ({name})" if name else ""),
-                        legendgroup=f"{name}tok",
-                        showlegend=once(f"{name}tok"),
-                        marker=dict(
-                            symbol="diamond" if a == 0 else "diamond-open", size=10, color=TOKEN_COLOR
-                        ),
-                        error_y=dict(
-                            type="data",
-                            symmetric=False,
-                            array=err,
-                            arrayminus=np.zeros(len(sub)),
-                            color="rgba(148,103,189,0.5)",
-                            thickness=1.5,
-                            width=4,
-                        )
-                        if has_max
-                        else None,
-                        customdata=np.stack([sub["block"], tok, tok_max], axis=-1),
-                        hovertemplate=f"{full[name]}<br>%{{customdata[0]}}: "
-                        "%{customdata[1]:.0f} tokens kept"
-                        + (" of %{customdata[2]:.0f}" if has_max else "")
-                        + "<extra></extra>",
-                    ),
-                    row=r,
-                    col=1,
-                    secondary_y=True,
-                )
-                top = (
-                    np.nanmax(np.concatenate([tok, tok_max]))
-                    if np.isfinite(tok_max).any()
-                    else np.nanmax(tok)
-                )
-                tok_top[r] = max(tok_top.get(r, 0.0), float(top))
-    for r in range(1, len(rows) + 1):
-        fig.update_yaxes(title_text="depthwise channels", row=r, col=1, secondary_y=False, rangemode="tozero")
-        fig.update_yaxes(
-            title_text="tokens",
-            row=r,
-            col=1,
-            secondary_y=True,
-            rangemode="tozero",
-            showgrid=False,
-            tickformat="d",
-            range=[0, tok_top[r] * 1.08] if tok_top.get(r) else None,
-        )
+                _removed_channel_bar(fig, sub, x, kernels, base, style, legend, r)
+            top = _token_markers(fig, sub, x, style, legend, r)
+            if top is not None:
+                tok_top[r] = max(tok_top.get(r, 0.0), top)
+    _architecture_axes(fig, len(rows), tok_top)
     names = "<br>".join(
         (f"{tags[i]} (right, hatched): " if i else (f"{tags[0]} (left): " if len(parsed) > 1 else "")) + name
         for i, (name, _, _) in enumerate(archs)
@@ -490,6 +412,178 @@ def architecture_figure(
         legend=dict(orientation="h", y=-60 / height),
     )
     return fig
+
+
+class _LegendOnce:
+    """Shows each legend group once over the whole figure (the first trace of the group)."""
+
+    def __init__(self) -> None:
+        self.shown: set[str] = set()
+
+    def __call__(self, group: str) -> bool:
+        new = group not in self.shown
+        self.shown.add(group)
+        return new
+
+
+@dataclass(frozen=True)
+class _ArchStyle:
+    """How one of the (up to two) compared architectures is drawn."""
+
+    name: str  # tag in trace names and legend groups ("" for a single architecture, else "A"/"B")
+    full: str  # the architecture's full name, shown on hover
+    hatch: str  # bar pattern: none for the first architecture, hatched for the second
+    first: bool
+    has_max: bool  # the space's maxima are known: removed units and token whiskers can be drawn
+
+    def suffix(self) -> str:
+        return f" ({self.name})" if self.name else ""
+
+
+def _block_axis(sub: pd.DataFrame) -> list[list[str]]:
+    """Two-level (stage, block) categories of one panel's blocks."""
+    # plotly orders each level of a multicategory axis by first appearance: zero-width spaces keep
+    # equal block labels of different stages apart (so fusion blocks stay before their stage's n0)
+    return [
+        [("stage " + str(s)) if s < 5 else "head" for s in sub["stage"]],
+        [f"{short}{chr(0x200B) * int(s)}" for short, s in zip(sub["short"], sub["stage"], strict=True)],
+    ]
+
+
+def _kept_channel_bars(
+    fig: go.Figure,
+    sub: pd.DataFrame,
+    x: list,
+    kernels: list[str],
+    style: _ArchStyle,
+    legend: _LegendOnce,
+    r: int,
+) -> np.ndarray:
+    """Stacked bars of the channels kept per kernel size; returns the stack's height per block."""
+    base = np.zeros(len(sub))
+    for i, k in enumerate(kernels):
+        kept = np.array([_num(v) for v in sub[k]])
+        size = labels.kernel_size(k)
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=kept,
+                base=base.copy(),
+                offsetgroup=style.name,
+                name=f"{size}x{size} kept" + style.suffix(),
+                legendgroup=f"{style.name}{k}",
+                showlegend=legend(f"{style.name}{k}"),
+                marker=dict(
+                    color=KERNEL_COLORS.get(k, PALETTE[(i + 3) % len(PALETTE)]), pattern_shape=style.hatch
+                ),
+                customdata=np.stack([sub["block"], kept, [_num(v) for v in sub[k + "_max"]]], axis=-1),
+                hovertemplate=f"{style.full}<br>%{{customdata[0]}} {size}x{size}: "
+                "%{customdata[1]:.0f} of "
+                "%{customdata[2]:.0f} channels<extra></extra>",
+            ),
+            row=r,
+            col=1,
+        )
+        base = base + kept
+    return base
+
+
+def _removed_channel_bar(
+    fig: go.Figure,
+    sub: pd.DataFrame,
+    x: list,
+    kernels: list[str],
+    base: np.ndarray,
+    style: _ArchStyle,
+    legend: _LegendOnce,
+    r: int,
+) -> None:
+    """Grey bar on top of the kept channels: the depthwise channels the search removed."""
+    total_max = np.array([sum(_num(sub.iloc[i][k + "_max"]) for k in kernels) for i in range(len(sub))])
+    removed = np.clip(total_max - base, 0, None)
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=removed,
+            base=base.copy(),
+            offsetgroup=style.name,
+            name="removed channels" + style.suffix(),
+            legendgroup=f"{style.name}removed",
+            showlegend=legend(f"{style.name}removed"),
+            marker=dict(color=REMOVED_COLOR, pattern_shape=style.hatch),
+            customdata=np.stack([sub["block"], removed, total_max], axis=-1),
+            hovertemplate=f"{style.full}<br>%{{customdata[0]}}: "
+            "%{customdata[1]:.0f} of %{customdata[2]:.0f} "
+            "depthwise channels removed<extra></extra>",
+        ),
+        row=r,
+        col=1,
+    )
+
+
+def _token_markers(
+    fig: go.Figure, sub: pd.DataFrame, x: list, style: _ArchStyle, legend: _LegendOnce, r: int
+) -> float | None:
+    """Diamonds of the transformer tokens kept (right axis), with a whisker up to the maximum; returns
+    the panel's highest token count, or None when no block of the panel has tokens."""
+    tok = np.array([v if v is not None and not pd.isna(v) else np.nan for v in sub["tok"]], dtype=float)
+    if not np.isfinite(tok).any():
+        return None
+    tok_max = np.array(
+        [_num(v) if v is not None and not pd.isna(v) else np.nan for v in sub["tok_max"]],
+        dtype=float,
+    )
+    has_max = style.has_max
+    err = np.where(np.isfinite(tok_max), tok_max - tok, 0.0) if has_max else None
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=tok,
+            mode="markers",
+            offsetgroup=style.name,
+            name="tokens kept" + style.suffix(),
+            legendgroup=f"{style.name}tok",
+            showlegend=legend(f"{style.name}tok"),
+            marker=dict(symbol="diamond" if style.first else "diamond-open", size=10, color=TOKEN_COLOR),
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=err,
+                arrayminus=np.zeros(len(sub)),
+                color="rgba(148,103,189,0.5)",
+                thickness=1.5,
+                width=4,
+            )
+            if has_max
+            else None,
+            customdata=np.stack([sub["block"], tok, tok_max], axis=-1),
+            hovertemplate=f"{style.full}<br>%{{customdata[0]}}: "
+            "%{customdata[1]:.0f} tokens kept"
+            + (" of %{customdata[2]:.0f}" if has_max else "")
+            + "<extra></extra>",
+        ),
+        row=r,
+        col=1,
+        secondary_y=True,
+    )
+    top = np.nanmax(np.concatenate([tok, tok_max])) if np.isfinite(tok_max).any() else np.nanmax(tok)
+    return float(top)
+
+
+def _architecture_axes(fig: go.Figure, n_rows: int, tok_top: dict[int, float]) -> None:
+    """Channels on the left axis, tokens on the right of every panel, both from zero."""
+    for r in range(1, n_rows + 1):
+        fig.update_yaxes(title_text="depthwise channels", row=r, col=1, secondary_y=False, rangemode="tozero")
+        fig.update_yaxes(
+            title_text="tokens",
+            row=r,
+            col=1,
+            secondary_y=True,
+            rangemode="tozero",
+            showgrid=False,
+            tickformat="d",
+            range=[0, tok_top[r] * 1.08] if tok_top.get(r) else None,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,36 +612,24 @@ def trajectory_figure(table: pd.DataFrame, *, title: str = "Search trajectory") 
             f"{label}<br>epoch %{{x}} (prune step %{{customdata[0]}})<br>%{{y:.4g}}"
             "<br>units removed %{customdata[1]}<extra></extra>"
         )
-        fig.add_trace(
-            go.Scatter(
-                x=run["x"],
-                y=run["macs"] / scale,
-                mode="lines+markers",
-                name=label,
-                legendgroup=label,
-                line=dict(color=color),
-                customdata=extra,
-                hovertemplate=hover,
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=run["x"],
-                y=run["metric"],
-                mode="lines+markers",
-                name=label,
-                legendgroup=label,
-                showlegend=False,
-                line=dict(color=color),
-                customdata=extra,
-                connectgaps=True,
-                hovertemplate=hover,
-            ),
-            row=1,
-            col=2,
-        )
+        # left panel: MACs (with the legend entry), right panel: metric (gaps joined over unevaluated epochs)
+        panels = ((run["macs"] / scale, {}), (run["metric"], {"showlegend": False, "connectgaps": True}))
+        for col, (y, options) in enumerate(panels, start=1):
+            fig.add_trace(
+                go.Scatter(
+                    x=run["x"],
+                    y=y,
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    line=dict(color=color),
+                    customdata=extra,
+                    hovertemplate=hover,
+                    **options,
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text=macs_title(unit), row=1, col=1)
     fig.update_yaxes(title_text=_metric_title(table), row=1, col=2)
@@ -584,32 +666,24 @@ def lambda_eps_figure(table: pd.DataFrame, *, title: str = "lambda / eps study")
         colorbar=dict(title="log10 eps"),
         line=dict(width=0.5, color="black"),
     )
-    fig.add_trace(
-        go.Scatter(
-            x=data["lambda"],
-            y=data["metric"],
-            mode="markers",
-            marker=marker,
-            text=hover,
-            hovertemplate="%{text}<extra></extra>",
-            name="metric",
-        ),
-        row=1,
-        col=1,
+    panels = (
+        ("metric", data["metric"], marker),
+        ("MACs", data["macs"].astype(float) / scale, {**marker, "showscale": False}),
     )
-    fig.add_trace(
-        go.Scatter(
-            x=data["lambda"],
-            y=data["macs"].astype(float) / scale,
-            mode="markers",
-            marker={**marker, "showscale": False},
-            text=hover,
-            name="MACs",
-            hovertemplate="%{text}<extra></extra>",
-        ),
-        row=1,
-        col=2,
-    )
+    for col, (name, y, panel_marker) in enumerate(panels, start=1):
+        fig.add_trace(
+            go.Scatter(
+                x=data["lambda"],
+                y=y,
+                mode="markers",
+                marker=panel_marker,
+                text=hover,
+                hovertemplate="%{text}<extra></extra>",
+                name=name,
+            ),
+            row=1,
+            col=col,
+        )
     fig.update_xaxes(title_text="lambda")
     fig.update_yaxes(title_text=_metric_title(table), row=1, col=1)
     fig.update_yaxes(title_text=macs_title(unit), row=1, col=2)
@@ -617,15 +691,15 @@ def lambda_eps_figure(table: pd.DataFrame, *, title: str = "lambda / eps study")
     return log_lambda_axes(fig)
 
 
-def optuna_figures(study: optuna.Study, *, metric_name: str = "metric") -> tuple[list[tuple[str, go.Figure]], list[str]]:
+def optuna_figures(
+    study: optuna.Study, *, metric_name: str = "metric"
+) -> tuple[list[tuple[str, go.Figure]], list[str]]:
     """Optuna's own plots that fit the study: Pareto front, parameter importances, history.
 
     Returns (figures as (title, figure), reasons for the plots that could not be drawn).
     """
-    import warnings
-
-    from optuna import visualization as vis
-    from optuna.trial import TrialState
+    vis = _optuna().visualization
+    TrialState = _optuna().trial.TrialState
 
     figs: list[tuple[str, go.Figure]] = []
     skipped: list[str] = []

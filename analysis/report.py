@@ -124,99 +124,119 @@ def _pick_archs(group: pd.DataFrame, rows: list[int] | None) -> list[tuple[str, 
     return out
 
 
+Figure = tuple[str, str, go.Figure]  # (section, title, figure)
+
+
+@dataclass
+class _FigureContext:
+    """What every per-task figure builder reads (the report's options) and the problems and
+    hypervolume tables they add to."""
+
+    ref: ReferencePoint | None
+    points: pd.DataFrame | None  # literature points, or None when none are drawn
+    arch_rows: list[int] | None
+    problems: list[Problem] = field(default_factory=list)
+    hv_tables: list[pd.DataFrame] = field(default_factory=list)
+
+
 def build_figures(
     coll: Collection,
     *,
     ref: ReferencePoint | None = None,
     reference_points: Any = None,
     arch_rows: list[int] | None = None,
-) -> tuple[list[tuple[str, str, go.Figure]], list[Problem], pd.DataFrame]:
+) -> tuple[list[Figure], list[Problem], pd.DataFrame]:
     """(section, title, figure) for everything that can be drawn, problems, and the per-strategy
     hypervolume table of every task."""
-    table = coll.table
-    figs: list[tuple[str, str, go.Figure]] = []
-    problems: list[Problem] = []
-    hv_tables = []
-    points = None
+    ctx = _FigureContext(ref=ref, points=None, arch_rows=arch_rows)
     if reference_points is not None and reference_points is not False:
         try:
-            points = load_points(None if reference_points is True else reference_points)
+            ctx.points = load_points(None if reference_points is True else reference_points)
         except Exception as err:  # noqa: BLE001
-            problems.append(Problem(str(reference_points), f"reference points not drawn: {err}"))
-    for task, group in _task_groups(table):
-        ok = group[group["metric"].notna() & group["macs"].notna()]
-        if ok.empty:
-            problems.append(Problem(task, "no row has both a metric and MACs: no Pareto figure", "warning"))
-        else:
-            searched = hypervolume_rows(ok)
-            tref = (ref or default_reference(searched)) if len(searched) else None
-            rp = points_for(task, points, float(ok["metric"].max())) if points is not None else None
-            note = PAPER_NOTE if rp is not None and len(rp) else None
-            if points is not None and (rp is None or not len(rp)):
-                problems.append(
-                    Problem(
-                        task,
-                        "no reference points for this task (they are matched by the "
-                        "dataset name in the task)",
-                        "warning",
-                    )
-                )
-            figs.append(
-                (
-                    "Pareto fronts",
-                    f"{task}: metric vs MACs",
-                    F.pareto_figure(
-                        ok,
-                        title=f"{task}: metric vs MACs",
-                        ref=tref,
-                        reference_points=rp,
-                        reference_note=note,
-                    ),
-                )
+            ctx.problems.append(Problem(str(reference_points), f"reference points not drawn: {err}"))
+    figs: list[Figure] = []
+    for task, group in _task_groups(coll.table):
+        for builder in _TASK_FIGURES:
+            figs.extend(builder(task, group, ctx))
+    figs.extend(_study_figures(coll, ctx))
+    hv = pd.concat(ctx.hv_tables, ignore_index=True) if ctx.hv_tables else pd.DataFrame()
+    figs.sort(key=lambda f: SECTIONS.index(f[0]))  # stable: tasks keep their order inside a section
+    return figs, ctx.problems, hv
+
+
+def _pareto_figures(task: str, group: pd.DataFrame, ctx: _FigureContext) -> list[Figure]:
+    """The task's metric-vs-MACs figure and, when a reference point exists, its hypervolume figure."""
+    ok = group[group["metric"].notna() & group["macs"].notna()]
+    if ok.empty:
+        ctx.problems.append(Problem(task, "no row has both a metric and MACs: no Pareto figure", "warning"))
+        return []
+    searched = hypervolume_rows(ok)
+    tref = (ctx.ref or default_reference(searched)) if len(searched) else None
+    points = ctx.points
+    rp = points_for(task, points, float(ok["metric"].max())) if points is not None else None
+    note = PAPER_NOTE if rp is not None and len(rp) else None
+    if points is not None and (rp is None or not len(rp)):
+        ctx.problems.append(
+            Problem(
+                task,
+                "no reference points for this task (they are matched by the dataset name in the task)",
+                "warning",
             )
-            if tref is not None:
-                fronts = front_table(searched, tref)
-                mname = (
-                    str(ok["metric_name"].dropna().iloc[0]) if ok["metric_name"].notna().any() else "metric"
-                )
-                figs.append(
-                    (
-                        "Hypervolume",
-                        f"{task}: hypervolume",
-                        F.hypervolume_figure(
-                            fronts, tref, title=f"{task}: hypervolume per strategy", metric_name=mname
-                        ),
-                    )
-                )
-                fronts.insert(0, "task", task)
-                fronts["reference"] = tref.describe(mname)
-                hv_tables.append(fronts)
-        archs = _pick_archs(group, arch_rows)
-        if archs:
-            try:
-                figs.append(
-                    (
-                        "Architectures",
-                        f"{task}: architecture",
-                        F.architecture_figure(archs, title=f"{task}: searched architecture per block"),
-                    )
-                )
-            except Exception as err:  # noqa: BLE001
-                problems.append(Problem(task, f"architecture figure not drawn ({type(err).__name__}: {err})"))
-            if all(a[2] is None for a in archs):
-                problems.append(
-                    Problem(
-                        task,
-                        "the supernet's maxima (arch_max) are unknown: removed units are not drawn",
-                        "warning",
-                    )
-                )
-        traj = F.trajectory_figure(group, title=f"{task}: search trajectory")
-        if traj is not None:
-            figs.append(("Search trajectories", f"{task}: trajectory", traj))
-        study = F.lambda_eps_figure(group, title=f"{task}: lambda / eps")
-        if study is not None:
-            figs.append(("lambda / eps studies", f"{task}: lambda / eps", study))
+        )
+    title = f"{task}: metric vs MACs"
+    pareto = F.pareto_figure(ok, title=title, ref=tref, reference_points=rp, reference_note=note)
+    figs = [("Pareto fronts", title, pareto)]
+    if tref is not None:
+        fronts = front_table(searched, tref)
+        mname = str(ok["metric_name"].dropna().iloc[0]) if ok["metric_name"].notna().any() else "metric"
+        hv_fig = F.hypervolume_figure(
+            fronts, tref, title=f"{task}: hypervolume per strategy", metric_name=mname
+        )
+        figs.append(("Hypervolume", f"{task}: hypervolume", hv_fig))
+        fronts.insert(0, "task", task)
+        fronts["reference"] = tref.describe(mname)
+        ctx.hv_tables.append(fronts)
+    return figs
+
+
+def _architecture_figures(task: str, group: pd.DataFrame, ctx: _FigureContext) -> list[Figure]:
+    """Up to two of the task's architectures side by side (see :func:`_pick_archs`)."""
+    archs = _pick_archs(group, ctx.arch_rows)
+    if not archs:
+        return []
+    figs = []
+    try:
+        fig = F.architecture_figure(archs, title=f"{task}: searched architecture per block")
+        figs.append(("Architectures", f"{task}: architecture", fig))
+    except Exception as err:  # noqa: BLE001
+        ctx.problems.append(Problem(task, f"architecture figure not drawn ({type(err).__name__}: {err})"))
+    if all(a[2] is None for a in archs):
+        ctx.problems.append(
+            Problem(
+                task, "the supernet's maxima (arch_max) are unknown: removed units are not drawn", "warning"
+            )
+        )
+    return figs
+
+
+def _trajectory_figures(task: str, group: pd.DataFrame, ctx: _FigureContext) -> list[Figure]:
+    traj = F.trajectory_figure(group, title=f"{task}: search trajectory")
+    return [("Search trajectories", f"{task}: trajectory", traj)] if traj is not None else []
+
+
+def _lambda_eps_figures(task: str, group: pd.DataFrame, ctx: _FigureContext) -> list[Figure]:
+    study = F.lambda_eps_figure(group, title=f"{task}: lambda / eps")
+    return [("lambda / eps studies", f"{task}: lambda / eps", study)] if study is not None else []
+
+
+#: The figures drawn for every task, in this order (their problems are reported in this order too).
+_TASK_FIGURES = (_pareto_figures, _architecture_figures, _trajectory_figures, _lambda_eps_figures)
+
+
+def _study_figures(coll: Collection, ctx: _FigureContext) -> list[Figure]:
+    """Optuna's own figures of every Optuna study read."""
+    table = coll.table
+    figs: list[Figure] = []
     for name, st in coll.studies.items():
         mname = (
             table.loc[(table["kind"] == "optuna") & (table["experiment"] == name), "metric_name"]
@@ -230,10 +250,8 @@ def build_figures(
         for title, fig in sfigs:
             figs.append(("lambda / eps studies", f"study {name}: {title}", fig))
         for reason in skipped:
-            problems.append(Problem(f"study {name}", f"figure not drawn: {reason}", "warning"))
-    hv = pd.concat(hv_tables, ignore_index=True) if hv_tables else pd.DataFrame()
-    figs.sort(key=lambda f: SECTIONS.index(f[0]))  # stable: tasks keep their order inside a section
-    return figs, problems, hv
+            ctx.problems.append(Problem(f"study {name}", f"figure not drawn: {reason}", "warning"))
+    return figs
 
 
 _CSS = """
