@@ -42,62 +42,81 @@ class Mutation:
 SEARCH = "tests/strategy/test_search.py"
 MUTATIONS = (
     Mutation(
-        "resume_restarts", "resume looks at its checkpoint, then starts from scratch",
+        "resume_restarts",
+        "resume looks at its checkpoint, then starts from scratch",
         "nni_hrnas/strategy/loop.py",
-        "module, payload = job.module, job.payload",
-        "module, payload = job.module, None",
-        (f"{SEARCH}::test_resume_after_a_nan_stop_continues_where_it_stopped",
-         f"{SEARCH}::test_resume_in_the_training_phase_runs_only_the_epochs_left",
-         f"{SEARCH}::test_sigkill_and_resume_continues_where_it_was_killed"),
+        "job, policy, payload = self.job, self.policy, self.job.payload",
+        "job, policy, payload = self.job, self.policy, None",
+        (
+            f"{SEARCH}::test_resume_after_a_nan_stop_continues_where_it_stopped",
+            f"{SEARCH}::test_resume_in_the_training_phase_runs_only_the_epochs_left",
+            f"{SEARCH}::test_sigkill_and_resume_continues_where_it_was_killed",
+        ),
     ),
     Mutation(
-        "export_raw_weights", "the searched network is exported with the raw instead of the EMA weights",
+        "export_raw_weights",
+        "the searched network is exported with the raw instead of the EMA weights",
         "nni_hrnas/strategy/loop.py",
-        "weights = {k: v.detach().cpu().clone() for k, v in ema.model.state_dict().items()}",
+        "weights = {k: v.detach().cpu().clone() for k, v in self.ema.model.state_dict().items()}",
         "weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}",
-        (f"{SEARCH}::test_the_exported_network_is_the_ema_with_recalibrated_bn_statistics",
-         "tests/strategy/test_search_cli.py::test_search_json_run_folder_export_and_reload"),
+        (
+            f"{SEARCH}::test_the_exported_network_is_the_ema_with_recalibrated_bn_statistics",
+            "tests/strategy/test_search_cli.py::test_search_json_run_folder_export_and_reload",
+        ),
     ),
     Mutation(
-        "penalty_unweighted", "the penalty is the plain L1 of the gammas, without the units' costs",
+        "penalty_unweighted",
+        "the penalty is the plain L1 of the gammas, without the units' costs",
         "nni_hrnas/strategy/units.py",
         "terms = [g.bn.weight.abs().sum() * (g.unit_cost() / normaliser) for g in groups]",
         "terms = [g.bn.weight.abs().sum() * 1.0 for g in groups]",
-        ("tests/strategy/test_prune.py::test_units_costs_and_penalty",
-         "tests/strategy/test_prune.py::test_penalty_weighs_each_gamma_by_the_macs_its_unit_costs"),
+        (
+            "tests/strategy/test_prune.py::test_units_costs_and_penalty",
+            "tests/strategy/test_prune.py::test_penalty_weighs_each_gamma_by_the_macs_its_unit_costs",
+        ),
     ),
     Mutation(
-        "prune_skips_bn_recalibration", "a prune step evaluates and exports without recalibrating BN statistics",
+        "prune_skips_bn_recalibration",
+        "a prune step evaluates and exports without recalibrating BN statistics",
         "nni_hrnas/strategy/loop.py",
-        "        self._recalibrate(ema.model, inputs)\n        self._evaluate_ema(state, ema)\n",
-        "        self._evaluate_ema(state, ema)\n",
-        (f"{SEARCH}::test_the_exported_network_is_the_ema_with_recalibrated_bn_statistics",
-         "tests/strategy/test_prune.py::test_recalibrate_bn_recomputes_statistics"),
+        "        self._recalibrate(ema.model, inputs)\n        self._evaluate_ema()\n",
+        "        self._evaluate_ema()\n",
+        (
+            f"{SEARCH}::test_the_exported_network_is_the_ema_with_recalibrated_bn_statistics",
+            "tests/strategy/test_prune.py::test_recalibrate_bn_recomputes_statistics",
+        ),
     ),
     Mutation(
-        "lambda_warmup_ignored", "lambda starts at its full value instead of ramping up over warmup_epochs",
+        "lambda_warmup_ignored",
+        "lambda starts at its full value instead of ramping up over warmup_epochs",
         "nni_hrnas/strategy/policy.py",
         "ramp = 1.0 if self.warmup_epochs <= 0 else min(1.0, t / self.warmup_epochs)",
         "ramp = 1.0",
         ("tests/strategy/test_prune.py::test_lambda_ramps_up_over_the_warmup_then_stays",),
     ),
     Mutation(
-        "flip_not_back", "the keypoint flip test averages the flipped heatmaps without flipping them back",
+        "flip_not_back",
+        "the keypoint flip test averages the flipped heatmaps without flipping them back",
         "nni_hrnas/tasks/keypoints.py",
         "flipped = flip_back(self._heatmaps(x.flip(-1)), self.flip_pairs)",
         "flipped = self._heatmaps(x.flip(-1))",
-        ("tests/tasks/test_tasks_modules.py::test_flip_back_swaps_pairs",
-         "tests/tasks/test_tasks_modules.py::test_flip_test_of_a_mirror_symmetric_network_is_its_plain_output",
-         "tests/tasks/test_tasks_modules.py::test_flip_test_of_an_asymmetric_network_by_hand"),
+        (
+            "tests/tasks/test_tasks_modules.py::test_flip_back_swaps_pairs",
+            "tests/tasks/test_tasks_modules.py::test_flip_test_of_a_mirror_symmetric_network_is_its_plain_output",
+            "tests/tasks/test_tasks_modules.py::test_flip_test_of_an_asymmetric_network_by_hand",
+        ),
     ),
     Mutation(
-        "flip_pairs_not_swapped", "the keypoint flip test flips back without swapping left and right joints",
+        "flip_pairs_not_swapped",
+        "the keypoint flip test flips back without swapping left and right joints",
         "nni_hrnas/tasks/keypoints.py",
         "flipped = flip_back(self._heatmaps(x.flip(-1)), self.flip_pairs)",
         "flipped = self._heatmaps(x.flip(-1)).flip(-1)",
-        ("tests/tasks/test_tasks_modules.py::test_flip_back_swaps_pairs",
-         "tests/tasks/test_tasks_modules.py::test_flip_test_of_a_mirror_symmetric_network_is_its_plain_output",
-         "tests/tasks/test_tasks_modules.py::test_flip_test_of_an_asymmetric_network_by_hand"),
+        (
+            "tests/tasks/test_tasks_modules.py::test_flip_back_swaps_pairs",
+            "tests/tasks/test_tasks_modules.py::test_flip_test_of_a_mirror_symmetric_network_is_its_plain_output",
+            "tests/tasks/test_tasks_modules.py::test_flip_test_of_an_asymmetric_network_by_hand",
+        ),
     ),
 )
 
@@ -105,11 +124,20 @@ MUTATIONS = (
 def copy_tree(dest: Path, rev: str | None) -> None:
     """The repository's files (not .git, not ignored files) at ``rev`` or as in the working tree."""
     if rev is not None:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
         return
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "-co", "--exclude-standard"],
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "-z", "-co", "--exclude-standard"],
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         src = ROOT / name
         if src.is_file():
@@ -122,8 +150,10 @@ def apply(root: Path, m: Mutation) -> None:
     text = path.read_text()
     count = text.count(m.old)
     if count != 1:
-        raise SystemExit(f"mutation {m.name}: its old text occurs {count} times in {m.path} (expected once); "
-                         "update the mutation to the code")
+        raise SystemExit(
+            f"mutation {m.name}: its old text occurs {count} times in {m.path} (expected once); "
+            "update the mutation to the code"
+        )
     path.write_text(text.replace(m.old, m.new))
 
 
@@ -136,13 +166,25 @@ def test_exists(root: Path, test: str) -> bool:
 
 def run_tests(root: Path, tests: list[str], timeout: float) -> tuple[str, float, str]:
     """('pass' | 'fail' | 'missing' | 'timeout', seconds, last lines) of pytest on ``tests`` in ``root``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(root),
-               HRNAS_QUIET="1", PYTHONDONTWRITEBYTECODE="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONPATH=str(root),
+        HRNAS_QUIET="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     env.pop("HRNAS_SMOKE", None)
     started = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-                              cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return "timeout", time.perf_counter() - started, ""
     seconds = time.perf_counter() - started
@@ -173,11 +215,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_baseline:
             tests = sorted({t for m in chosen for t in m.tests} - missing)
             status, seconds, tail = run_tests(base, tests, args.timeout)
-            print(f"unmutated: {status} in {seconds:.1f}s ({len(tests)} tests; not in this revision: "
-                  f"{sorted(missing) or 'none'})", flush=True)
+            print(
+                f"unmutated: {status} in {seconds:.1f}s ({len(tests)} tests; not in this revision: "
+                f"{sorted(missing) or 'none'})",
+                flush=True,
+            )
             if status != "pass":
                 print(tail)
-                raise SystemExit("the named tests fail without any mutation: fix them before reading the table")
+                raise SystemExit(
+                    "the named tests fail without any mutation: fix them before reading the table"
+                )
         rows = []
         for m in chosen:
             work = Path(tmp) / m.name
@@ -188,8 +235,12 @@ def main(argv: list[str] | None = None) -> int:
                 status, seconds, tail = "missing", 0.0, ""
             else:
                 status, seconds, tail = run_tests(work, present, args.timeout)
-            verdict = {"fail": "caught", "pass": "NOT caught", "missing": "NOT caught (no such test)",
-                       "timeout": "unknown (timed out)"}[status]
+            verdict = {
+                "fail": "caught",
+                "pass": "NOT caught",
+                "missing": "NOT caught (no such test)",
+                "timeout": "unknown (timed out)",
+            }[status]
             rows.append((m, verdict, seconds, len(present)))
             print(f"{m.name:30s} {verdict:26s} {seconds:6.1f}s  ({len(present)} tests)", flush=True)
             if status == "fail":
