@@ -44,7 +44,9 @@ def _latency_per_mmac(net: torch.nn.Module, input_size, macs: int, batch: int, r
     return _median_seconds(net.eval(), x, repeats) / batch / (macs / 1e6)
 
 
-def _measure(task: str, seed: int, random_count: int, recipe: str, out: Path, done: set[tuple], write) -> None:
+def _measure(
+    task: str, seed: int, random_count: int, recipe: str, out: Path, done: set[tuple], write
+) -> None:
     from nni_hrnas import baselines
     from nni_hrnas.search import SearchSettings, load_searched_model, run_search
     from nni_hrnas.tasks.registry import get_task
@@ -62,25 +64,48 @@ def _measure(task: str, seed: int, random_count: int, recipe: str, out: Path, do
         if key in done:
             return
         net = space.freeze(run.arch) if kind != "hrnas" else load_searched_model(run_dir)
-        record = dict(task=task, seed=seed, kind=kind, budget=budget, metric=run.metric, macs=run.macs,
-                      params=run.params, epochs=run.epochs, train_seconds=run.seconds,
-                      train_seconds_per_mmac=run.train_seconds_per_mmac,
-                      latency1_per_mmac=_latency_per_mmac(net, input_size, run.macs, 1),
-                      latency32_per_mmac=_latency_per_mmac(net, input_size, run.macs, 32), arch=run.arch, **extra)
+        record = dict(
+            task=task,
+            seed=seed,
+            kind=kind,
+            budget=budget,
+            metric=run.metric,
+            macs=run.macs,
+            params=run.params,
+            epochs=run.epochs,
+            train_seconds=run.seconds,
+            train_seconds_per_mmac=run.train_seconds_per_mmac,
+            latency1_per_mmac=_latency_per_mmac(net, input_size, run.macs, 1),
+            latency32_per_mmac=_latency_per_mmac(net, input_size, run.macs, 32),
+            arch=run.arch,
+            **extra,
+        )
         write(record)
         done.add(key)
 
-    settings = SearchSettings(task=task, seed=seed, out=str(run_dir), smoke=False,
-                              resume=(run_dir / "search_checkpoint.pt").exists())
+    settings = SearchSettings(
+        task=task,
+        seed=seed,
+        out=str(run_dir),
+        smoke=False,
+        resume=(run_dir / "search_checkpoint.pt").exists(),
+    )
     if (run_dir / "result.json").exists():
         result = json.loads((run_dir / "result.json").read_text())
     else:
         result = run_search(settings)
     wall = float(result["run_seconds"])
     epochs = int(result["epochs"])
-    searched = baselines.TrainedRun("hrnas", result["arch"], result["macs"], result["params"], result["metric"],
-                                    epochs, wall, wall / max(result["search_cost"]["images_seen"], 1)
-                                    / (result["macs"] / 1e6))
+    searched = baselines.TrainedRun(
+        "hrnas",
+        result["arch"],
+        result["macs"],
+        result["params"],
+        result["metric"],
+        epochs,
+        wall,
+        wall / max(result["search_cost"]["images_seen"], 1) / (result["macs"] / 1e6),
+    )
     row("hrnas", "search", searched, macs_max=result["macs_max"], shrink_epochs=result.get("shrink_epochs"))
 
     uniform = baselines.uniform_sample(space, result["macs"], input_size)
@@ -89,16 +114,24 @@ def _measure(task: str, seed: int, random_count: int, recipe: str, out: Path, do
     for kind, archs in (("uniform", [uniform]), ("random", randoms)):
         if not archs or (task, seed, kind, "time") in done:
             continue
-        runs = [baselines.train_for_time(task, space, a, wall, name=kind, seed=seed, datasets=datasets,
-                                         recipe=recipe) for a in archs]
+        runs = [
+            baselines.train_for_time(
+                task, space, a, wall, name=kind, seed=seed, datasets=datasets, recipe=recipe
+            )
+            for a in archs
+        ]
         best = max(runs, key=lambda r: r.metric)
         row(kind, "time", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
         time_rows.append((kind, best, budget))
     for kind, archs in (("hrnas_retrained", [result["arch"]]), ("uniform", [uniform]), ("random", randoms)):
         if not archs or (task, seed, kind, "epochs") in done:
             continue
-        runs = [baselines.train_architecture(task, space, a, epochs, name=kind, seed=seed, datasets=datasets,
-                                             recipe=recipe) for a in archs]
+        runs = [
+            baselines.train_architecture(
+                task, space, a, epochs, name=kind, seed=seed, datasets=datasets, recipe=recipe
+            )
+            for a in archs
+        ]
         best = max(runs, key=lambda r: r.metric)
         row(kind, "epochs", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
     if time_rows:  # beside the rows of earlier runs of this benchmark (another --random, say)
@@ -118,24 +151,40 @@ def _summary(rows: list[dict]) -> list[dict]:
     table = []
     for (task, budget, kind), rs in sorted(groups.items()):
         metrics = [r["metric"] for r in rs]
-        table.append(dict(task=task, budget=budget, kind=kind, seeds=len(rs), metric_mean=statistics.fmean(metrics),
-                          metric_std=statistics.stdev(metrics) if len(metrics) > 1 else 0.0,
-                          macs_mean=statistics.fmean(r["macs"] for r in rs),
-                          epochs=[r["epochs"] for r in rs],
-                          train_s_per_mmac=statistics.fmean(r["train_seconds_per_mmac"] for r in rs),
-                          lat1_per_mmac=statistics.fmean(r["latency1_per_mmac"] for r in rs),
-                          lat32_per_mmac=statistics.fmean(r["latency32_per_mmac"] for r in rs)))
+        table.append(
+            dict(
+                task=task,
+                budget=budget,
+                kind=kind,
+                seeds=len(rs),
+                metric_mean=statistics.fmean(metrics),
+                metric_std=statistics.stdev(metrics) if len(metrics) > 1 else 0.0,
+                macs_mean=statistics.fmean(r["macs"] for r in rs),
+                epochs=[r["epochs"] for r in rs],
+                train_s_per_mmac=statistics.fmean(r["train_seconds_per_mmac"] for r in rs),
+                lat1_per_mmac=statistics.fmean(r["latency1_per_mmac"] for r in rs),
+                lat32_per_mmac=statistics.fmean(r["latency32_per_mmac"] for r in rs),
+            )
+        )
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", default="digits_seg,digits_cls,digits_kp")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--random", type=int, default=8, help="random architectures per seed (best one counts)")
-    parser.add_argument("--recipe", default="search", choices=("search", "task"),
-                        help="how the alternatives are trained: the search's recipe (batch, optimizer, schedule: "
-                             "the default, the same as the searched network's) or the task's own")
+    parser.add_argument(
+        "--random", type=int, default=8, help="random architectures per seed (best one counts)"
+    )
+    parser.add_argument(
+        "--recipe",
+        default="search",
+        choices=("search", "task"),
+        help="how the alternatives are trained: the search's recipe (batch, optimizer, schedule: "
+        "the default, the same as the searched network's) or the task's own",
+    )
     parser.add_argument("--out", default="runs/bench-baselines")
     parser.add_argument("--summary", metavar="OUT", help="print the summary of a finished run and exit")
     parser.add_argument("--json", action="store_true")
@@ -149,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(table))
         else:
             for t in table:
-                print(f"{t['task']:<11}{t['budget']:<7}{t['kind']:<16} n={t['seeds']}  {t['metric_mean']:.4f} "
-                      f"+- {t['metric_std']:.4f}  {t['macs_mean'] / 1e6:6.2f} M MACs  epochs {t['epochs']}  "
-                      f"train {t['train_s_per_mmac'] * 1e3:.3f} ms/img/MMAC  "
-                      f"lat b1 {t['lat1_per_mmac'] * 1e3:.3f} b32 {t['lat32_per_mmac'] * 1e3:.3f} ms/MMAC")
+                print(
+                    f"{t['task']:<11}{t['budget']:<7}{t['kind']:<16} n={t['seeds']}  {t['metric_mean']:.4f} "
+                    f"+- {t['metric_std']:.4f}  {t['macs_mean'] / 1e6:6.2f} M MACs  epochs {t['epochs']}  "
+                    f"train {t['train_s_per_mmac'] * 1e3:.3f} ms/img/MMAC  "
+                    f"lat b1 {t['lat1_per_mmac'] * 1e3:.3f} b32 {t['lat32_per_mmac'] * 1e3:.3f} ms/MMAC"
+                )
         return 0
 
     from nni_hrnas.search import _stdout_to_stderr
@@ -170,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     def write(record: dict) -> None:
         with rows_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        print(f"{time.strftime('%H:%M:%S')} {record['task']} seed {record['seed']} {record['kind']:<16}"
-              f"{record['budget']:<7} metric {record['metric']:.4f} MACs {record['macs'] / 1e6:.2f} M "
-              f"epochs {record['epochs']}", file=sys.stderr, flush=True)
+        print(
+            f"{time.strftime('%H:%M:%S')} {record['task']} seed {record['seed']} {record['kind']:<16}"
+            f"{record['budget']:<7} metric {record['metric']:.4f} MACs {record['macs'] / 1e6:.2f} M "
+            f"epochs {record['epochs']}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     with _stdout_to_stderr():
         for task in args.tasks.split(","):

@@ -28,7 +28,9 @@ def hypervolumes(table: pd.DataFrame, supernet_macs: float, ref_metric: float = 
     """Per-strategy points, front size, hypervolume and best metric against (ref_metric, supernet MACs)."""
     from analysis.pareto import ReferencePoint, front_table
 
-    ref = ReferencePoint(float(ref_metric), float(supernet_macs), f"metric {ref_metric:g} and the supernet's MACs")
+    ref = ReferencePoint(
+        float(ref_metric), float(supernet_macs), f"metric {ref_metric:g} and the supernet's MACs"
+    )
     return front_table(table, ref).set_index("strategy")
 
 
@@ -42,12 +44,20 @@ def summarize(table: pd.DataFrame, supernet_macs: float, ref_metric: float = 0.0
         ratio = float(fronts.loc["hrnas", "hypervolume"] / others.loc[best_other, "hypervolume"])
     budget_used = table.groupby("strategy")["budget_used"].last()
     fronts = fronts.assign(budget_used=budget_used)
-    return {"supernet_macs": supernet_macs, "ref_metric": ref_metric, "best_nni_strategy": best_other, "hv_ratio": ratio, "goal": 1.1,
-            "table": json.loads(fronts.to_json(orient="index"))}
+    return {
+        "supernet_macs": supernet_macs,
+        "ref_metric": ref_metric,
+        "best_nni_strategy": best_other,
+        "hv_ratio": ratio,
+        "goal": 1.1,
+        "table": json.loads(fronts.to_json(orient="index")),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--task", default="digits_seg")
     parser.add_argument("--budget", default="16000img", help="per strategy (images seen, or wall clock)")
     parser.add_argument("--strategies", default="hrnas,random,evolution,tpe,spos,darts")
@@ -55,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hrnas-lambdas", type=int, default=3)
     parser.add_argument("--results", nargs="+", help="finished compare folders: recompute the figures only")
-    parser.add_argument("--resume", action="store_true", help="keep the strategies already in OUT/results.csv")
-    parser.add_argument("--ref-metric", type=float, default=0.0,
-                        help="the reference point's metric (default 0; e.g. the score of a trivial predictor)")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the strategies already in OUT/results.csv"
+    )
+    parser.add_argument(
+        "--ref-metric",
+        type=float,
+        default=0.0,
+        help="the reference point's metric (default 0; e.g. the score of a trivial predictor)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -68,31 +84,50 @@ def main(argv: list[str] | None = None) -> int:
         tables = [pd.read_csv(Path(folder) / "results.csv") for folder in args.results]
         table = tables[0]
         for later in tables[1:]:
-            table = pd.concat([table[~table["strategy"].isin(set(later["strategy"]))], later], ignore_index=True)
+            table = pd.concat(
+                [table[~table["strategy"].isin(set(later["strategy"]))], later], ignore_index=True
+            )
         if table["task"].nunique() != 1 or table["budget"].nunique() != 1:
-            parser.error(f"the folders hold different tasks or budgets: {sorted(set(table['task']))}, "
-                         f"{sorted(set(table['budget']))}")
+            parser.error(
+                f"the folders hold different tasks or budgets: {sorted(set(table['task']))}, "
+                f"{sorted(set(table['budget']))}"
+            )
         task = str(table["task"].iloc[0])
     else:
-        settings = CompareSettings(task=args.task, budget=args.budget, out=args.out, seed=args.seed,
-                                   strategies=args.strategies.split(","), hrnas_lambdas=args.hrnas_lambdas)
+        settings = CompareSettings(
+            task=args.task,
+            budget=args.budget,
+            out=args.out,
+            seed=args.seed,
+            strategies=args.strategies.split(","),
+            hrnas_lambdas=args.hrnas_lambdas,
+        )
         with _stdout_to_stderr():
             table = run_compare(settings, resume=args.resume)
         task = args.task
     space = Comparison.space_for(task)
     supernet_macs = space.freeze(space.max_sample()).cost().macs
-    report = {"task": task, "budget": str(table["budget"].iloc[0]), **summarize(table, supernet_macs, args.ref_metric)}
+    report = {
+        "task": task,
+        "budget": str(table["budget"].iloc[0]),
+        **summarize(table, supernet_macs, args.ref_metric),
+    }
     if args.json:
         print(json.dumps(report))
         return 0
-    frame = pd.DataFrame(report["table"]).T[["points", "front", "hypervolume", "best_metric", "fewest_macs",
-                                              "budget_used"]]
-    print(f"{task}, budget {report['budget']} per strategy; reference: metric {args.ref_metric:g}, "
-          f"{supernet_macs:,} MACs")
+    frame = pd.DataFrame(report["table"]).T[
+        ["points", "front", "hypervolume", "best_metric", "fewest_macs", "budget_used"]
+    ]
+    print(
+        f"{task}, budget {report['budget']} per strategy; reference: metric {args.ref_metric:g}, "
+        f"{supernet_macs:,} MACs"
+    )
     print(frame.to_string())
     if report["hv_ratio"] is not None:
-        print(f"HR-NAS hypervolume / best NNI strategy ({report['best_nni_strategy']}): "
-              f"{report['hv_ratio']:.2f} (goal >= 1.1)")
+        print(
+            f"HR-NAS hypervolume / best NNI strategy ({report['best_nni_strategy']}): "
+            f"{report['hv_ratio']:.2f} (goal >= 1.1)"
+        )
     return 0
 
 

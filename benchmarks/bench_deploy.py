@@ -107,37 +107,54 @@ def measure(nets: dict[str, torch.nn.Module], size, batches: list[int], repeats:
             export_onnx(fuse_for_inference(net), torch.randn(2, *size), path, dynamic_batch=True)
             for batch in batches:
                 x = torch.randn(batch, *size)
-                reps = max(5, repeats // max(1, batch // 4))  # large batches: fewer repeats, similar wall time
+                reps = max(
+                    5, repeats // max(1, batch // 4)
+                )  # large batches: fewer repeats, similar wall time
                 for runtime in RUNTIMES:
-                    out[name, runtime, batch] = time_latency(_timer(net, runtime, x, path), warmup=3,
-                                                             repeats=reps).median
-                print(f"  {name} batch {batch}: " + ", ".join(f"{rt} {1e3 * out[name, rt, batch]:.2f} ms"
-                                                              for rt in RUNTIMES), file=sys.stderr, flush=True)
+                    out[name, runtime, batch] = time_latency(
+                        _timer(net, runtime, x, path), warmup=3, repeats=reps
+                    ).median
+                print(
+                    f"  {name} batch {batch}: "
+                    + ", ".join(f"{rt} {1e3 * out[name, rt, batch]:.2f} ms" for rt in RUNTIMES),
+                    file=sys.stderr,
+                    flush=True,
+                )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dirs", nargs="+", type=Path, help="folders written by hrnas search (one space)")
-    parser.add_argument("--synthetic", action="store_true", help="also two made-up networks at the first run's MACs")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="also two made-up networks at the first run's MACs"
+    )
     parser.add_argument("--batch", default="1,32", help="comma-separated batch sizes (default 1,32)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed runs at batch 1 (fewer at larger batches)")
+    parser.add_argument(
+        "--repeats", type=int, default=30, help="timed runs at batch 1 (fewer at larger batches)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON line per network and batch")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     batches = [int(b) for b in args.batch.split(",")]
     for run_dir in args.run_dirs:
         if not (run_dir / "result.json").is_file():
-            print(f"bench_deploy: error: {run_dir}/result.json is missing; give folders written by hrnas search",
-                  file=sys.stderr)
+            print(
+                f"bench_deploy: error: {run_dir}/result.json is missing; give folders written by hrnas search",
+                file=sys.stderr,
+            )
             return 2
     nets, info = {}, {}
     for run_dir in args.run_dirs:
         result, config, searched, supernet = _load(run_dir)
         size = tuple(result["input_size"])
         nets[run_dir.name] = searched
-        info[run_dir.name] = f"lambda {result.get('lambda')}, path overhead {result.get('path_overhead'):.3g}, " \
-                             f"{result.get('epochs')} epochs"
+        info[run_dir.name] = (
+            f"lambda {result.get('lambda')}, path overhead {result.get('path_overhead'):.3g}, "
+            f"{result.get('epochs')} epochs"
+        )
     nets["supernet"] = supernet
     if args.synthetic:
         first = _load(args.run_dirs[0])
@@ -147,21 +164,39 @@ def main(argv: list[str] | None = None) -> int:
     macs = {name: net.cost(size).macs for name, net in nets.items()}
     lat = measure(nets, size, batches, args.repeats)
     if not args.json:
-        print("| network | MACs | batch | eager ms (ratio) | fused ms (ratio) | onnxruntime ms (ratio) |\n"
-              "|---|---|---|---|---|---|")
+        print(
+            "| network | MACs | batch | eager ms (ratio) | fused ms (ratio) | onnxruntime ms (ratio) |\n"
+            "|---|---|---|---|---|---|"
+        )
     for name in nets:
         for batch in batches:
             mac_drop = 1 - macs[name] / macs["supernet"]
-            ratio = {rt: (1 - lat[name, rt, batch] / lat["supernet", rt, batch]) / mac_drop if mac_drop > 0
-                     else float("nan") for rt in RUNTIMES}
+            ratio = {
+                rt: (1 - lat[name, rt, batch] / lat["supernet", rt, batch]) / mac_drop
+                if mac_drop > 0
+                else float("nan")
+                for rt in RUNTIMES
+            }
             if args.json:
-                print(json.dumps({"network": name, "about": info.get(name, "unpruned supernet"), "macs": macs[name],
-                                  "batch": batch, "threads": 1, "mac_drop": mac_drop,
-                                  **{f"ms_{rt}": 1e3 * lat[name, rt, batch] for rt in RUNTIMES},
-                                  **{f"ratio_{rt}": ratio[rt] for rt in RUNTIMES}}))
+                print(
+                    json.dumps(
+                        {
+                            "network": name,
+                            "about": info.get(name, "unpruned supernet"),
+                            "macs": macs[name],
+                            "batch": batch,
+                            "threads": 1,
+                            "mac_drop": mac_drop,
+                            **{f"ms_{rt}": 1e3 * lat[name, rt, batch] for rt in RUNTIMES},
+                            **{f"ratio_{rt}": ratio[rt] for rt in RUNTIMES},
+                        }
+                    )
+                )
                 continue
-            cells = " | ".join(f"{1e3 * lat[name, rt, batch]:.2f}" + (f" ({ratio[rt]:.2f})" if mac_drop > 0 else "")
-                               for rt in RUNTIMES)
+            cells = " | ".join(
+                f"{1e3 * lat[name, rt, batch]:.2f}" + (f" ({ratio[rt]:.2f})" if mac_drop > 0 else "")
+                for rt in RUNTIMES
+            )
             print(f"| {name} ({info.get(name, 'unpruned')}) | {macs[name] / 1e6:.2f} M | {batch} | {cells} |")
     return 0
 

@@ -45,8 +45,14 @@ def _no_prune_policy(policy):
 def _settings(args, batch_size: int):
     from nni_hrnas.search import SearchSettings
 
-    return SearchSettings(task=args.task, epochs=args.epochs, batch_size=batch_size, smoke=False,
-                          data_sizes=(args.images, 32), seed=0)
+    return SearchSettings(
+        task=args.task,
+        epochs=args.epochs,
+        batch_size=batch_size,
+        smoke=False,
+        data_sizes=(args.images, 32),
+        seed=0,
+    )
 
 
 def fabric_images_per_second(args, batch_size: int, **device) -> float:
@@ -102,7 +108,9 @@ def plain_images_per_second(args, batch_size: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--task", default="digits_seg")
     parser.add_argument("--images", type=int, default=256, help="training images (a multiple of 2 x batch)")
     parser.add_argument("--batch-size", type=int, default=16, help="global batch")
@@ -118,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     from nni_hrnas.search import _stdout_to_stderr
 
     b = args.batch_size
-    runs = {"plain": lambda: plain_images_per_second(args, b),
-            "fabric": lambda: fabric_images_per_second(args, b, channels_last=False),
-            "fabric_channels_last": lambda: fabric_images_per_second(args, b, channels_last=True)}
+    runs = {
+        "plain": lambda: plain_images_per_second(args, b),
+        "fabric": lambda: fabric_images_per_second(args, b, channels_last=False),
+        "fabric_channels_last": lambda: fabric_images_per_second(args, b, channels_last=True),
+    }
     if not args.no_ddp:  # against "fabric": one process on the same global batch
         runs["ddp2"] = lambda: fabric_images_per_second(args, b // 2, devices=2, channels_last=False)
     measured: dict[str, list[float]] = {name: [] for name in runs}
@@ -130,21 +140,33 @@ def main(argv: list[str] | None = None) -> int:
             for name, run in runs.items():
                 measured[name].append(run())
     ips = {name: statistics.median(v) for name, v in measured.items()}
-    report = {"task": args.task, "images": args.images, "global_batch": b, "epochs": args.epochs,
-              "threads_per_process": torch.get_num_threads(), "repeats": args.repeats,
-              "images_per_second": ips, "all_runs": measured,
-              "fabric_over_plain": ips["fabric"] / ips["plain"], "goal": 0.95,
-              "channels_last_over_default": ips["fabric_channels_last"] / ips["fabric"]}
+    report = {
+        "task": args.task,
+        "images": args.images,
+        "global_batch": b,
+        "epochs": args.epochs,
+        "threads_per_process": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "images_per_second": ips,
+        "all_runs": measured,
+        "fabric_over_plain": ips["fabric"] / ips["plain"],
+        "goal": 0.95,
+        "channels_last_over_default": ips["fabric_channels_last"] / ips["fabric"],
+    }
     if not args.no_ddp:
         report["ddp2_over_one_process"] = ips["ddp2"] / ips["fabric"]
     if args.json:
         print(json.dumps(report))
     else:
         for name, value in ips.items():
-            print(f"{name:>22}: {value:8.1f} images/s  (runs: {', '.join(f'{v:.1f}' for v in measured[name])})")
-        print(f"fabric / plain: {report['fabric_over_plain']:.3f} (goal >= 0.95); channels_last / default: "
-              f"{report['channels_last_over_default']:.3f}"
-              + (f"; 2 processes / 1: {report['ddp2_over_one_process']:.3f}" if not args.no_ddp else ""))
+            print(
+                f"{name:>22}: {value:8.1f} images/s  (runs: {', '.join(f'{v:.1f}' for v in measured[name])})"
+            )
+        print(
+            f"fabric / plain: {report['fabric_over_plain']:.3f} (goal >= 0.95); channels_last / default: "
+            f"{report['channels_last_over_default']:.3f}"
+            + (f"; 2 processes / 1: {report['ddp2_over_one_process']:.3f}" if not args.no_ddp else "")
+        )
     return 0
 
 

@@ -31,7 +31,7 @@ def evaluate(module, model, loader) -> dict[str, float]:
             module.validation_step(batch, i)
     ap = module.evaluate_outputs(module.validation_state())
     model.train()
-    return {'ap3d_moderate': ap['3d_moderate_R40'], 'ap_bev_moderate': ap['bev_moderate_R40']}
+    return {"ap3d_moderate": ap["3d_moderate_R40"], "ap_bev_moderate": ap["bev_moderate_R40"]}
 
 
 def train_for(module, model, loader, seconds: float, learning_rate: float) -> int:
@@ -45,8 +45,8 @@ def train_for(module, model, loader, seconds: float, learning_rate: float) -> in
         for packed, gt, _ in loader:
             frac = min((time.perf_counter() - start) / seconds, 1.0)
             for g in opt.param_groups:  # linear warm-up over the first 30 %, then cosine-like decay
-                g['lr'] = learning_rate * (frac / 0.3 if frac < 0.3 else max(1 - (frac - 0.3) / 0.7, 0.04))
-            loss = detection_loss(model(packed), gt, module.anchors, module.pillars)['loss']
+                g["lr"] = learning_rate * (frac / 0.3 if frac < 0.3 else max(1 - (frac - 0.3) / 0.7, 0.04))
+            loss = detection_loss(model(packed), gt, module.anchors, module.pillars)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -58,34 +58,54 @@ def train_for(module, model, loader, seconds: float, learning_rate: float) -> in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--epochs', type=int, default=None)
-    parser.add_argument('--frames', type=int, nargs=2, default=None, metavar=('TRAIN', 'VAL'))
-    parser.add_argument('--out', default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--frames", type=int, nargs=2, default=None, metavar=("TRAIN", "VAL"))
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    settings = SearchSettings(task='kitti_sim', epochs=args.epochs, out=args.out,
-                              data_sizes=tuple(args.frames) if args.frames else None)
+    settings = SearchSettings(
+        task="kitti_sim",
+        epochs=args.epochs,
+        out=args.out,
+        data_sizes=tuple(args.frames) if args.frames else None,
+    )
     result = run_search(settings)
-    spec = get_task('kitti_sim')
+    spec = get_task("kitti_sim")
     train, val = spec.make_datasets(None, smoke=False, seed=settings.seed, sizes=settings.data_sizes)
     module = spec.make_lightning_module(**(settings.module_kwargs or {}))
     module.val_frames = val
     loader = torch.utils.data.DataLoader(train, batch_size=settings.batch_size, shuffle=True, drop_last=True)
     val_loader = torch.utils.data.DataLoader(val, batch_size=8)
     torch.manual_seed(settings.seed)
-    rpn = PointPillarsRPN(RPN_PRESETS['pointpillars_sim'])
+    rpn = PointPillarsRPN(RPN_PRESETS["pointpillars_sim"])
     before = evaluate(module, rpn, val_loader)
-    steps = train_for(module, rpn, loader, result['run_seconds'], module.optim_config['learning_rate'])
+    steps = train_for(module, rpn, loader, result["run_seconds"], module.optim_config["learning_rate"])
     after = evaluate(module, rpn, val_loader)
-    trajectory = result.get('trajectory', [])
-    print(json.dumps({
-        'search': {'metric_first_epoch': trajectory[0].get('metric') if trajectory else None,
-                   'metric': result.get('metric'), 'macs_supernet': result.get('macs_max'), 'macs': result.get('macs'),
-                   'params': result.get('params'), 'seconds': result['run_seconds'], 'run_dir': result.get('run_dir')},
-        'rpn_same_time': {'before': before, 'after': after, 'steps': steps, 'macs': rpn.cost().macs,
-                          'params': rpn.cost().params},
-    }, indent=1))
+    trajectory = result.get("trajectory", [])
+    print(
+        json.dumps(
+            {
+                "search": {
+                    "metric_first_epoch": trajectory[0].get("metric") if trajectory else None,
+                    "metric": result.get("metric"),
+                    "macs_supernet": result.get("macs_max"),
+                    "macs": result.get("macs"),
+                    "params": result.get("params"),
+                    "seconds": result["run_seconds"],
+                    "run_dir": result.get("run_dir"),
+                },
+                "rpn_same_time": {
+                    "before": before,
+                    "after": after,
+                    "steps": steps,
+                    "macs": rpn.cost().macs,
+                    "params": rpn.cost().params,
+                },
+            },
+            indent=1,
+        )
+    )
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -57,19 +57,34 @@ def measure(run_dir: Path, batch: int = 1, runs: int = 30, warmup: int = 5, fuse
     lat = {k: statistics.median(v) for k, v in times.items()}
     mac_drop = 1 - macs["searched"] / macs["supernet"]
     latency_drop = 1 - lat["searched"] / lat["supernet"]
-    return {"run_dir": str(run_dir), "form": "fused" if fuse else "plain", "batch": batch, "threads": torch.get_num_threads(), "input_size": list(size),
-            "macs_supernet": macs["supernet"], "macs_searched": macs["searched"],
-            "latency_ms_supernet": 1000 * lat["supernet"], "latency_ms_searched": 1000 * lat["searched"],
-            "mac_drop": mac_drop, "latency_drop": latency_drop,
-            "drop_ratio": latency_drop / mac_drop if mac_drop > 0 else float("nan"), "goal": 0.8,
-            "mac_speedup": macs["supernet"] / macs["searched"], "latency_speedup": lat["supernet"] / lat["searched"]}
+    return {
+        "run_dir": str(run_dir),
+        "form": "fused" if fuse else "plain",
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "input_size": list(size),
+        "macs_supernet": macs["supernet"],
+        "macs_searched": macs["searched"],
+        "latency_ms_supernet": 1000 * lat["supernet"],
+        "latency_ms_searched": 1000 * lat["searched"],
+        "mac_drop": mac_drop,
+        "latency_drop": latency_drop,
+        "drop_ratio": latency_drop / mac_drop if mac_drop > 0 else float("nan"),
+        "goal": 0.8,
+        "mac_speedup": macs["supernet"] / macs["searched"],
+        "latency_speedup": lat["supernet"] / lat["searched"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir", nargs="?", help="a folder written by hrnas search")
     parser.add_argument("--search", metavar="TASK", help="run a default search of TASK first")
-    parser.add_argument("--path-overhead", default="0", help="with --search: MAC-equivalents per path, or auto")
+    parser.add_argument(
+        "--path-overhead", default="0", help="with --search: MAC-equivalents per path, or auto"
+    )
     parser.add_argument("--lambda", dest="lambda_", type=float, help="with --search: the penalty weight")
     parser.add_argument("--batch", default="1,32", help="comma-separated batch sizes (default 1,32)")
     parser.add_argument("--runs", type=int, default=20)
@@ -83,18 +98,30 @@ def main(argv: list[str] | None = None) -> int:
             from nni_hrnas.search import SearchSettings, _overhead_arg, _stdout_to_stderr, run_search
 
             with _stdout_to_stderr():
-                run_search(SearchSettings(task=args.search, out=str(run_dir), smoke=False, lambda_=args.lambda_,
-                                          path_overhead=_overhead_arg(args.path_overhead)))
-        reports = [measure(run_dir, int(b), args.runs, fuse=fuse) for b in args.batch.split(",")
-                   for fuse in (False, True)]
+                run_search(
+                    SearchSettings(
+                        task=args.search,
+                        out=str(run_dir),
+                        smoke=False,
+                        lambda_=args.lambda_,
+                        path_overhead=_overhead_arg(args.path_overhead),
+                    )
+                )
+        reports = [
+            measure(run_dir, int(b), args.runs, fuse=fuse)
+            for b in args.batch.split(",")
+            for fuse in (False, True)
+        ]
     if args.json:
         print(json.dumps(reports if len(reports) > 1 else reports[0]))
         return 0
     for report in reports:
-        print(f"{report['form']}, batch {report['batch']}, {report['threads']} threads: supernet {report['latency_ms_supernet']:.2f} ms "
-              f"({report['macs_supernet']:,} MACs), searched {report['latency_ms_searched']:.2f} ms "
-              f"({report['macs_searched']:,} MACs); MAC drop {report['mac_drop']:.1%}, latency drop "
-              f"{report['latency_drop']:.1%} -> ratio {report['drop_ratio']:.2f} (goal >= 0.8)")
+        print(
+            f"{report['form']}, batch {report['batch']}, {report['threads']} threads: supernet {report['latency_ms_supernet']:.2f} ms "
+            f"({report['macs_supernet']:,} MACs), searched {report['latency_ms_searched']:.2f} ms "
+            f"({report['macs_searched']:,} MACs); MAC drop {report['mac_drop']:.1%}, latency drop "
+            f"{report['latency_drop']:.1%} -> ratio {report['drop_ratio']:.2f} (goal >= 0.8)"
+        )
     return 0
 
 

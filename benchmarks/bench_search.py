@@ -22,7 +22,9 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--task", default="digits_seg")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--lambda", dest="lambda_", type=float)
@@ -34,8 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     from nni_hrnas.search import SearchSettings, _stdout_to_stderr, build_search, run_search
 
     with tempfile.TemporaryDirectory() as tmp, _stdout_to_stderr():  # NNI logs to stdout
-        settings = SearchSettings(task=args.task, epochs=args.epochs, lambda_=args.lambda_, seed=args.seed,
-                                  out=args.out or str(Path(tmp) / "run"), smoke=False)
+        settings = SearchSettings(
+            task=args.task,
+            epochs=args.epochs,
+            lambda_=args.lambda_,
+            seed=args.seed,
+            out=args.out or str(Path(tmp) / "run"),
+            smoke=False,
+        )
         # plain training of the same supernet, same data and optimizer, same epochs
         space, evaluator, _ = build_search(settings)
         torch.manual_seed(args.seed)
@@ -50,21 +58,30 @@ def main(argv: list[str] | None = None) -> int:
         search_seconds = time.perf_counter() - start
 
     report = {
-        "task": args.task, "epochs": settings.epochs, "threads": torch.get_num_threads(),
-        "plain_seconds": plain_seconds, "search_seconds": search_seconds,
+        "task": args.task,
+        "epochs": settings.epochs,
+        "threads": torch.get_num_threads(),
+        "plain_seconds": plain_seconds,
+        "search_seconds": search_seconds,
         "search_loop_seconds": result["search_seconds"],
-        "ratio": search_seconds / plain_seconds, "goal": 0.8,
-        "plain_metric": plain_metric, "search_metric": result["metric"], "metric_name": result["metric_name"],
-        "macs_before": result["macs_max"], "macs_after": result["macs"],
+        "ratio": search_seconds / plain_seconds,
+        "goal": 0.8,
+        "plain_metric": plain_metric,
+        "search_metric": result["metric"],
+        "metric_name": result["metric_name"],
+        "macs_before": result["macs_max"],
+        "macs_after": result["macs"],
         "macs_trajectory": [t["macs"] for t in result["trajectory"]],
     }
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{args.task}, {settings.epochs} epochs, {report['threads']} threads: plain training "
-              f"{plain_seconds:.1f} s, HR-NAS search {search_seconds:.1f} s -> ratio {report['ratio']:.2f} "
-              f"(goal <= 0.8); MACs {report['macs_before']:,} -> {report['macs_after']:,}; "
-              f"{report['metric_name']} plain {plain_metric} vs searched {result['metric']:.4f}")
+        print(
+            f"{args.task}, {settings.epochs} epochs, {report['threads']} threads: plain training "
+            f"{plain_seconds:.1f} s, HR-NAS search {search_seconds:.1f} s -> ratio {report['ratio']:.2f} "
+            f"(goal <= 0.8); MACs {report['macs_before']:,} -> {report['macs_after']:,}; "
+            f"{report['metric_name']} plain {plain_metric} vs searched {result['metric']:.4f}"
+        )
     return 0
 
 

@@ -58,21 +58,34 @@ def time_steps(preset: str, arch_file: str | None, batch: int, steps: int) -> li
             opt.step()
             if step >= 3:  # warm-up steps excluded
                 times.append(time.perf_counter() - start)
-        rows.append({"network": name, "macs": int(net.cost(config.input_size).macs),
-                     "convs": sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()),
-                     "median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000,
-                     "threads": torch.get_num_threads()})
+        rows.append(
+            {
+                "network": name,
+                "macs": int(net.cost(config.input_size).macs),
+                "convs": sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()),
+                "median_ms": statistics.median(times) * 1000,
+                "min_ms": min(times) * 1000,
+                "threads": torch.get_num_threads(),
+            }
+        )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="digits_seg")
     parser.add_argument("--arch", help="a searched arch.json (adds the searched and the uniform network)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cache", type=int, nargs="+", default=[1024, 16384],
-                        help="oneDNN primitive-cache capacities to compare (1024 is oneDNN's default)")
+    parser.add_argument(
+        "--cache",
+        type=int,
+        nargs="+",
+        default=[1024, 16384],
+        help="oneDNN primitive-cache capacities to compare (1024 is oneDNN's default)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -80,13 +93,25 @@ def main() -> None:
         return
     for capacity in args.cache:
         env = {**os.environ, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": str(capacity)}
-        command = [sys.executable, __file__, "--worker", "--preset", args.preset, "--batch", str(args.batch),
-                   "--steps", str(args.steps), *(["--arch", args.arch] if args.arch else [])]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--preset",
+            args.preset,
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            *(["--arch", args.arch] if args.arch else []),
+        ]
         out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
         for row in json.loads(out.strip().splitlines()[-1]):
-            print(f"{args.preset} {row['network']:9s} {row['macs'] / 1e6:6.2f} MMACs {row['convs']:4d} convs, "
-                  f"batch {args.batch}, {row['threads']} threads, oneDNN cache {capacity:5d}: median step "
-                  f"{row['median_ms']:6.1f} ms (min {row['min_ms']:.1f})")
+            print(
+                f"{args.preset} {row['network']:9s} {row['macs'] / 1e6:6.2f} MMACs {row['convs']:4d} convs, "
+                f"batch {args.batch}, {row['threads']} threads, oneDNN cache {capacity:5d}: median step "
+                f"{row['median_ms']:6.1f} ms (min {row['min_ms']:.1f})"
+            )
 
 
 if __name__ == "__main__":

@@ -50,14 +50,19 @@ def write_cityscapes(root: Path, n_train: int, n_val: int, height: int, width: i
             label = block_label(height, width, list(CS_IDS), seed=seed + 1000 * len(split) + i)
             rgb = encode(label, CS_CODE)
             noise = np.random.default_rng(seed + i).integers(0, 30, rgb.shape, dtype=np.uint8)
-            Image.fromarray(rgb + noise).save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-                                              compress_level=1)
-            Image.fromarray(label, mode="L").save(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+            Image.fromarray(rgb + noise).save(
+                root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", compress_level=1
+            )
+            Image.fromarray(label, mode="L").save(
+                root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"
+            )
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--train-images", type=int, default=64)
     parser.add_argument("--val-images", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
@@ -85,25 +90,48 @@ def main(argv: list[str] | None = None) -> int:
             write_cityscapes(data, n_train, n_val, height, width)
         fixture_seconds = time.perf_counter() - started
         # the dry run uses the smoke pipeline (3x128x256 crops of 256x512); the check the real one (3x512x1024)
-        settings = SearchSettings(task="cityscapes", data_root=str(data), epochs=args.epochs, prune_every=1,
-                                  warmup_epochs=0.0, lambda_=args.lambda_, batch_size=args.batch_size,
-                                  recalibration_batches=2, accelerator=accelerator, devices=args.devices,
-                                  precision="32-true" if args.dry_run else args.precision, smoke=args.dry_run,
-                                  out=str(Path(tmp) / "run"))
+        settings = SearchSettings(
+            task="cityscapes",
+            data_root=str(data),
+            epochs=args.epochs,
+            prune_every=1,
+            warmup_epochs=0.0,
+            lambda_=args.lambda_,
+            batch_size=args.batch_size,
+            recalibration_batches=2,
+            accelerator=accelerator,
+            devices=args.devices,
+            precision="32-true" if args.dry_run else args.precision,
+            smoke=args.dry_run,
+            out=str(Path(tmp) / "run"),
+        )
         device = settings.device_settings()
         spec = get_task("cityscapes")
-        plain = spec.make_evaluator(None, epochs=args.epochs, batch_size=args.batch_size, root=str(data),
-                                    smoke=args.dry_run, enable_progress_bar=False, logger=False,
-                                    num_sanity_val_steps=0, **device.trainer_kwargs())
+        plain = spec.make_evaluator(
+            None,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            root=str(data),
+            smoke=args.dry_run,
+            enable_progress_bar=False,
+            logger=False,
+            num_sanity_val_steps=0,
+            **device.trainer_kwargs(),
+        )
         space, _, strategy = build_search(settings)
         input_size = tuple(plain.train_dataloaders.dataset[0][0].shape)
         if args.dry_run:
             device.fabric()
             with torch.no_grad():
                 out = space.freeze(space.max_sample()).eval()(torch.zeros(1, *input_size))
-            report = {"dry_run": True, "input_size": list(input_size), "output": list(out.shape),
-                      "fixture": [height, width], "strategy_input_size": list(strategy.input_size),
-                      "trainer": device.trainer_kwargs()}
+            report = {
+                "dry_run": True,
+                "input_size": list(input_size),
+                "output": list(out.shape),
+                "fixture": [height, width],
+                "strategy_input_size": list(strategy.input_size),
+                "trainer": device.trainer_kwargs(),
+            }
             print(json.dumps(report) if args.json else f"dry run ok: {report}")
             return 0
 
@@ -120,16 +148,23 @@ def main(argv: list[str] | None = None) -> int:
         search_seconds = time.perf_counter() - started
         cost = result["search_cost"]
         report = {
-            "gpu": torch.cuda.get_device_name(0), "input_size": list(input_size), "precision": args.precision,
-            "devices": args.devices, "batch_per_device": args.batch_size, "epochs": args.epochs,
-            "train_images": n_train, "fixture_seconds": fixture_seconds,
+            "gpu": torch.cuda.get_device_name(0),
+            "input_size": list(input_size),
+            "precision": args.precision,
+            "devices": args.devices,
+            "batch_per_device": args.batch_size,
+            "epochs": args.epochs,
+            "train_images": n_train,
+            "fixture_seconds": fixture_seconds,
             "search_images_per_second": cost["images_seen"] / result["search_seconds"],
             "search_epoch_seconds": result["search_seconds"] / args.epochs,
             "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
             "plain_peak_gpu_memory_gib": plain_peak / 2**30,
-            "plain_seconds": plain_seconds, "search_seconds": search_seconds,
+            "plain_seconds": plain_seconds,
+            "search_seconds": search_seconds,
             "search_over_plain": search_seconds / plain_seconds,
-            "macs_before": result["macs_max"], "macs_after": result["macs"],
+            "macs_before": result["macs_max"],
+            "macs_after": result["macs"],
             "units_removed": sum(t["units_removed"] for t in result["trajectory"]),
             "miou": result["metric"],
         }

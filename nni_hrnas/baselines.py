@@ -41,12 +41,15 @@ def sample_macs(space, sample: Mapping[str, int], input_size: tuple[int, int, in
 def _scaled(space, shape: Mapping[str, float], factor: float) -> dict[str, int]:
     """Every width ``round(min(1, factor * shape[label]) * max)``, rounded up to the space's grid."""
     maxima = space.max_sample()
-    widths = {label: min(maximum, int(round(factor * shape[label] * maximum))) for label, maximum in maxima.items()}
+    widths = {
+        label: min(maximum, int(round(factor * shape[label] * maximum))) for label, maximum in maxima.items()
+    }
     return space.round_up(widths)
 
 
-def _match_macs(space, shape: Mapping[str, float], macs: float, input_size: tuple[int, int, int],
-                tolerance: float) -> dict[str, int]:
+def _match_macs(
+    space, shape: Mapping[str, float], macs: float, input_size: tuple[int, int, int], tolerance: float
+) -> dict[str, int]:
     """Bisection on one factor applied to every width of ``shape`` so that MACs meet ``macs``."""
     from nni_hrnas.strategy.units import WidthCost
     from search_spaces import HRNASNetwork
@@ -79,20 +82,29 @@ def _match_macs(space, shape: Mapping[str, float], macs: float, input_size: tupl
             break
     if best is None or best_error > tolerance:
         lo, hi = width_cost.macs(_scaled(space, shape, 0.0)), width_cost.total
-        raise BaselineError(f"no architecture of this shape lands within {100 * tolerance:.0f}% of "
-                            f"{macs:,.0f} MACs (closest {100 * best_error:.1f}% off; the space spans "
-                            f"{lo:,}..{hi:,} MACs at {tuple(input_size)}): ask for MACs in that range")
+        raise BaselineError(
+            f"no architecture of this shape lands within {100 * tolerance:.0f}% of "
+            f"{macs:,.0f} MACs (closest {100 * best_error:.1f}% off; the space spans "
+            f"{lo:,}..{hi:,} MACs at {tuple(input_size)}): ask for MACs in that range"
+        )
     return best
 
 
-def uniform_sample(space, macs: float, input_size: tuple[int, int, int],
-                   tolerance: float = MACS_TOLERANCE) -> dict[str, int]:
+def uniform_sample(
+    space, macs: float, input_size: tuple[int, int, int], tolerance: float = MACS_TOLERANCE
+) -> dict[str, int]:
     """The supernet with every width (channels and tokens) scaled by one factor to ``macs``."""
     return _match_macs(space, {label: 1.0 for label in space.max_sample()}, macs, input_size, tolerance)
 
 
-def random_samples(space, macs: float, input_size: tuple[int, int, int], count: int, seed: int = 0,
-                   tolerance: float = MACS_TOLERANCE) -> list[dict[str, int]]:
+def random_samples(
+    space,
+    macs: float,
+    input_size: tuple[int, int, int],
+    count: int,
+    seed: int = 0,
+    tolerance: float = MACS_TOLERANCE,
+) -> list[dict[str, int]]:
     """``count`` random architectures at ``macs``: random relative widths, then one factor to the MACs."""
     rng = random.Random(seed)
     samples = []
@@ -106,8 +118,9 @@ def _channels_last(net: torch.nn.Module) -> torch.nn.Module:
     """The network and its inputs channels-last, as the search trains (see ``SearchSettings.channels_last``),
     so that equal-time comparisons compare architectures, not memory layouts."""
     net = net.to(memory_format=torch.channels_last)
-    net.register_forward_pre_hook(lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),
-                                                   *args[1:]))
+    net.register_forward_pre_hook(
+        lambda _, args: (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    )
     return net
 
 
@@ -148,8 +161,9 @@ def _recipe(task: str, recipe: str = "task"):
     return spec, sizes, spec.train.batch_size, {}
 
 
-def seconds_per_epoch(task: str, space, arch: Mapping[str, int], datasets, recipe: str = "task",
-                      probe_steps: int = 6) -> float:
+def seconds_per_epoch(
+    task: str, space, arch: Mapping[str, int], datasets, recipe: str = "task", probe_steps: int = 6
+) -> float:
     """Wall time one epoch of training (and its validation) takes for ``arch``, measured on a few steps."""
     spec, _, batch_size, _ = _recipe(task, recipe)
     train, val = datasets
@@ -180,8 +194,16 @@ def seconds_per_epoch(task: str, space, arch: Mapping[str, int], datasets, recip
     return step * (len(train) // batch_size) + validation
 
 
-def train_architecture(task: str, space, arch: Mapping[str, int], epochs: int, name: str = "network",
-                       seed: int = 0, datasets=None, recipe: str = "task") -> TrainedRun:
+def train_architecture(
+    task: str,
+    space,
+    arch: Mapping[str, int],
+    epochs: int,
+    name: str = "network",
+    seed: int = 0,
+    datasets=None,
+    recipe: str = "task",
+) -> TrainedRun:
     """Train ``arch`` from scratch for ``epochs`` with ``recipe`` (see :data:`RECIPES`) and validate it."""
     spec, sizes, batch_size, mkw = _recipe(task, recipe)
     if datasets is None:
@@ -190,21 +212,45 @@ def train_architecture(task: str, space, arch: Mapping[str, int], epochs: int, n
     net = space.freeze(dict(arch))
     cost = net.cost(spec.input_size())
     net = _channels_last(net)
-    evaluator = spec.make_evaluator(None, epochs=epochs, batch_size=batch_size, datasets=datasets, seed=seed,
-                                    module_kwargs=mkw or None, enable_progress_bar=False, logger=False,
-                                    num_sanity_val_steps=0)
+    evaluator = spec.make_evaluator(
+        None,
+        epochs=epochs,
+        batch_size=batch_size,
+        datasets=datasets,
+        seed=seed,
+        module_kwargs=mkw or None,
+        enable_progress_bar=False,
+        logger=False,
+        num_sanity_val_steps=0,
+    )
     started = time.perf_counter()
     evaluator.evaluate(net)
     seconds = time.perf_counter() - started
     metric = float(evaluator.module.final_result["default"])
     per_mmac = seconds / max(epochs * len(datasets[0]), 1) / max(cost.macs / 1e6, 1e-9)
-    return TrainedRun(name, {k: int(v) for k, v in arch.items()}, int(cost.macs), int(cost.params), metric,
-                      int(epochs), seconds, per_mmac)
+    return TrainedRun(
+        name,
+        {k: int(v) for k, v in arch.items()},
+        int(cost.macs),
+        int(cost.params),
+        metric,
+        int(epochs),
+        seconds,
+        per_mmac,
+    )
 
 
-def train_for_time(task: str, space, arch: Mapping[str, int], seconds: float, name: str = "network",
-                   seed: int = 0, datasets=None, recipe: str = "task",
-                   on_epochs: Callable[[int], None] | None = None) -> TrainedRun:
+def train_for_time(
+    task: str,
+    space,
+    arch: Mapping[str, int],
+    seconds: float,
+    name: str = "network",
+    seed: int = 0,
+    datasets=None,
+    recipe: str = "task",
+    on_epochs: Callable[[int], None] | None = None,
+) -> TrainedRun:
     """Train ``arch`` from scratch with the task's recipe for as many whole epochs as fit in ``seconds``.
 
     The epochs are fitted before training (from a measured epoch time) so that the learning-rate
@@ -217,7 +263,9 @@ def train_for_time(task: str, space, arch: Mapping[str, int], seconds: float, na
     epochs = max(1, int(seconds // epoch))
     if on_epochs is not None:
         on_epochs(epochs)
-    return train_architecture(task, space, arch, epochs, name=name, seed=seed, datasets=datasets, recipe=recipe)
+    return train_architecture(
+        task, space, arch, epochs, name=name, seed=seed, datasets=datasets, recipe=recipe
+    )
 
 
 BASELINES_CSV = "results.csv"
@@ -238,7 +286,19 @@ def write_baselines(folder, task: str, metric_name: str, runs: list[tuple[str, T
         raise BaselineError(f"unknown baseline kind(s) {unknown}; allowed: {', '.join(BASELINES)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [{"strategy": kind, "task": task, "metric": run.metric, "metric_name": metric_name, "macs": run.macs,
-             "params": run.params, "arch": json.dumps(run.arch), "epochs": run.epochs,
-             "train_seconds": round(run.seconds, 1), "budget": budget} for kind, run, budget in runs]
+    rows = [
+        {
+            "strategy": kind,
+            "task": task,
+            "metric": run.metric,
+            "metric_name": metric_name,
+            "macs": run.macs,
+            "params": run.params,
+            "arch": json.dumps(run.arch),
+            "epochs": run.epochs,
+            "train_seconds": round(run.seconds, 1),
+            "budget": budget,
+        }
+        for kind, run, budget in runs
+    ]
     pd.DataFrame(rows).to_csv(folder / BASELINES_CSV, index=False)

@@ -65,8 +65,13 @@ def cmd_flops(args: argparse.Namespace) -> int:
         config = RPN_PRESETS[args.preset]
         with torch.device("meta"):
             network = PointPillarsRPN(config)
-        return _flops_fixed(args, network, config, "PointPillars RPN, fixed",
-                            " (2D network and head; the pillar net's parameters included)")
+        return _flops_fixed(
+            args,
+            network,
+            config,
+            "PointPillars RPN, fixed",
+            " (2D network and head; the pillar net's parameters included)",
+        )
     if args.preset in PLUGIN_PRESETS:
         config = PLUGIN_PRESETS[args.preset]
         with torch.device("meta"):
@@ -86,11 +91,16 @@ def cmd_flops(args: argparse.Namespace) -> int:
     total = network.cost(input_size)
     stages, branches = aggregate(groups)
     result = {
-        "preset": args.preset, "space": args.space, "input": list(input_size),
+        "preset": args.preset,
+        "space": args.space,
+        "input": list(input_size),
         "transformer": config.transformer.placement != "none",
-        "macs": total.macs, "params": total.params, "interp_elements": total.interp,
+        "macs": total.macs,
+        "params": total.params,
+        "interp_elements": total.interp,
         "norm_act_elements": total.norm_act,
-        "stages": stages, "branches": branches,
+        "stages": stages,
+        "branches": branches,
         "groups": {name: {"macs": c.macs, "params": c.params} for name, c in groups.items()},
     }
     if args.json:
@@ -99,16 +109,24 @@ def cmd_flops(args: argparse.Namespace) -> int:
     size = "x".join(map(str, input_size))
     blocks = list(network.searching_blocks())
     with_tokens = sum(block.transformer is not None for _, block in blocks)
-    print(f"{args.preset}: {config.task} head with {config.num_outputs} outputs; stem {config.stem_channels} ch, "
-          f"parallel modules with branches {[s.branches for s in config.stages]}, "
-          f"channels {[list(s.channels) for s in config.stages]}")
-    print(f"{len(blocks)} searching blocks ({with_tokens} with transformers), {len(sample)} width choices; "
-          f"kernels {list(config.kernels)}, expansion {config.expansion}")
-    print(f"{args.preset} at {size}{'' if not args.no_transformer else ' (no transformers)'}: "
-          f"{_format_count(total.macs)} MACs, {_format_count(total.params)} params")
+    print(
+        f"{args.preset}: {config.task} head with {config.num_outputs} outputs; stem {config.stem_channels} ch, "
+        f"parallel modules with branches {[s.branches for s in config.stages]}, "
+        f"channels {[list(s.channels) for s in config.stages]}"
+    )
+    print(
+        f"{len(blocks)} searching blocks ({with_tokens} with transformers), {len(sample)} width choices; "
+        f"kernels {list(config.kernels)}, expansion {config.expansion}"
+    )
+    print(
+        f"{args.preset} at {size}{'' if not args.no_transformer else ' (no transformers)'}: "
+        f"{_format_count(total.macs)} MACs, {_format_count(total.params)} params"
+    )
     print("MACs are multiply-accumulates of conv, linear, matmul and attention (what the paper calls FLOPs);")
-    print(f"bilinear resizes ({_format_count(total.interp)} output elements) and BN/LN/activations "
-          f"({_format_count(total.norm_act)} elements) are counted apart.")
+    print(
+        f"bilinear resizes ({_format_count(total.interp)} output elements) and BN/LN/activations "
+        f"({_format_count(total.norm_act)} elements) are counted apart."
+    )
     for title, table in (("stage", stages), ("branch", branches)):
         print(f"\n{'per ' + title:<12}{'MACs':>12}{'params':>12}")
         for key, entry in table.items():
@@ -127,11 +145,22 @@ def _flops_fixed(args: argparse.Namespace, network, config, kind: str, note: str
         raise ConfigError("input", size, str(exc)) from None
     total = network.cost(size)
     if args.json:
-        print(json.dumps({"preset": args.preset, "input": list(size), "macs": total.macs, "params": total.params,
-                          "groups": {k: {"macs": c.macs, "params": c.params} for k, c in groups.items()}}))
+        print(
+            json.dumps(
+                {
+                    "preset": args.preset,
+                    "input": list(size),
+                    "macs": total.macs,
+                    "params": total.params,
+                    "groups": {k: {"macs": c.macs, "params": c.params} for k, c in groups.items()},
+                }
+            )
+        )
         return 0
-    print(f"{args.preset} ({kind}) at {'x'.join(map(str, size))}: {_format_count(total.macs)} MACs, "
-          f"{_format_count(total.params)} params{note}")
+    print(
+        f"{args.preset} ({kind}) at {'x'.join(map(str, size))}: {_format_count(total.macs)} MACs, "
+        f"{_format_count(total.params)} params{note}"
+    )
     for key, c in groups.items():
         print(f"{key:<12}{_format_count(c.macs):>12}{_format_count(c.params):>12}")
     return 0
@@ -162,8 +191,10 @@ def architecture_summary(result: SearchResult) -> list[str]:
         c, cm, t, tm = kept.get(key, [0, 0, 0, 0])
         units = f"{c:>6} / {cm:<6}" if cm else f"{'-':>15}"
         tokens = f"{t:>4} / {tm:<4}" if tm else "-"
-        lines.append(f"{key:<8}{_format_count(entry['macs']):>12}{_format_count(entry['params']):>12}"
-                     f"   {units:<24}{tokens}")
+        lines.append(
+            f"{key:<8}{_format_count(entry['macs']):>12}{_format_count(entry['params']):>12}"
+            f"   {units:<24}{tokens}"
+        )
     return lines
 
 
@@ -183,20 +214,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from search_spaces import HRNASSpace
 
     out = Path(args.out)
-    settings = SearchSettings(task="digits_seg", out=str(out), resume=RunFolder(out).has_checkpoint(),
-                              seed=args.seed)
+    settings = SearchSettings(
+        task="digits_seg", out=str(out), resume=RunFolder(out).has_checkpoint(), seed=args.seed
+    )
     result = run_search(settings)
     wall = float(result.run_seconds)
     references: list[tuple[str, baselines.TrainedRun, str]] = []
     if args.baselines:
         spec = get_task(settings.task)
-        space = HRNASSpace.from_preset(settings.preset, input_size=spec.input_size(), num_outputs=spec.num_outputs)
+        space = HRNASSpace.from_preset(
+            settings.preset, input_size=spec.input_size(), num_outputs=spec.num_outputs
+        )
         budget = f"same time as the search ({wall:.0f} s)"
-        for kind, arch in (("supernet", space.max_sample()),
-                           ("uniform", baselines.uniform_sample(space, result.macs, spec.input_size()))):
+        for kind, arch in (
+            ("supernet", space.max_sample()),
+            ("uniform", baselines.uniform_sample(space, result.macs, spec.input_size())),
+        ):
             _log.info("training the %s for %.0f s (same data and recipe as the search)", kind, wall)
-            run = baselines.train_for_time(settings.task, space, arch, wall, name=kind, seed=args.seed,
-                                           recipe="search")
+            run = baselines.train_for_time(
+                settings.task, space, arch, wall, name=kind, seed=args.seed, recipe="search"
+            )
             references.append((kind, run, budget))
         baselines.write_baselines(out / "baselines", settings.task, spec.metric, references)
     from analysis.report import write_report
@@ -207,19 +244,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cost = result.search_cost
     name = result.metric_name
     shrink = result.shrink_epochs or result.epochs
-    print(f"HR-NAS search of digits_seg ({result.epochs} epochs: {shrink} shrinking, "
-          f"{result.epochs - shrink} training the final architecture; lambda {result.lambda_}, "
-          f"eps {result.eps}):")
-    print(f"  {name} {result.metric:.4f}; {_format_count(result.macs)} MACs "
-          f"(supernet {_format_count(result.macs_max)}), {_format_count(result.params)} params")
-    print(f"  search cost: {wall:.0f} s wall, {cost.epochs} epochs, "
-          f"{cost.images_seen} images, {cost.mac_epochs / 1e6:.1f} M MAC-epochs")
+    print(
+        f"HR-NAS search of digits_seg ({result.epochs} epochs: {shrink} shrinking, "
+        f"{result.epochs - shrink} training the final architecture; lambda {result.lambda_}, "
+        f"eps {result.eps}):"
+    )
+    print(
+        f"  {name} {result.metric:.4f}; {_format_count(result.macs)} MACs "
+        f"(supernet {_format_count(result.macs_max)}), {_format_count(result.params)} params"
+    )
+    print(
+        f"  search cost: {wall:.0f} s wall, {cost.epochs} epochs, "
+        f"{cost.images_seen} images, {cost.mac_epochs / 1e6:.1f} M MAC-epochs"
+    )
     if references:
         print(f"  the alternatives, trained from scratch on the same data for the same {wall:.0f} s:")
         for kind, run, _ in references:
             ratio = result.metric / run.metric if run.metric > 0 else float("inf")
-            print(f"    {BASELINE_NAMES[kind]:<46} {_format_count(run.macs):>8} MACs, {run.epochs:>3} epochs: "
-                  f"{name} {run.metric:.4f} (search / this: {ratio:.2f}x)")
+            print(
+                f"    {BASELINE_NAMES[kind]:<46} {_format_count(run.macs):>8} MACs, {run.epochs:>3} epochs: "
+                f"{name} {run.metric:.4f} (search / this: {ratio:.2f}x)"
+            )
     print("\n".join("  " + line for line in architecture_summary(result)))
     print(f"run folder: {out}\nreport: {report.resolve()}")
     return 0
@@ -227,24 +272,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hrnas`` parser: one subcommand per command, each module adding its own flags."""
-    parser = argparse.ArgumentParser(prog="hrnas", description="HR-NAS for NNI: search spaces, search, analysis.")
+    parser = argparse.ArgumentParser(
+        prog="hrnas", description="HR-NAS for NNI: search spaces, search, analysis."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
     from search_spaces import PRESETS
 
-    flops = sub.add_parser("flops", help="MACs and params of a preset (per stage and branch)",
-                           description="Exact MACs (the paper's 'FLOPs') and params, computed analytically.")
+    flops = sub.add_parser(
+        "flops",
+        help="MACs and params of a preset (per stage and branch)",
+        description="Exact MACs (the paper's 'FLOPs') and params, computed analytically.",
+    )
     from search_spaces.pointpillars import RPN_PRESETS
     from search_spaces.presets import PLUGIN_PRESETS
 
-    flops.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(RPN_PRESETS) + sorted(PLUGIN_PRESETS),
-                       help="space preset (or a fixed network: a PointPillars RPN, a Table 8 plug-in network)")
-    flops.add_argument("--input", type=parse_input_size, default=None,
-                       help="input size CxHxW (default: the preset's paper input size)")
+    flops.add_argument(
+        "--preset",
+        required=True,
+        choices=sorted(PRESETS) + sorted(RPN_PRESETS) + sorted(PLUGIN_PRESETS),
+        help="space preset (or a fixed network: a PointPillars RPN, a Table 8 plug-in network)",
+    )
+    flops.add_argument(
+        "--input",
+        type=parse_input_size,
+        default=None,
+        help="input size CxHxW (default: the preset's paper input size)",
+    )
     flops.add_argument("--no-transformer", action="store_true", help="the space without transformers")
-    flops.add_argument("--space", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a field of the preset's config, repeatable (as hrnas search --space)")
+    flops.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the preset's config, repeatable (as hrnas search --space)",
+    )
     flops.add_argument("--arch", default=None, help="arch.json of a searched network (default: the supernet)")
     flops.add_argument("--json", action="store_true", help="print one JSON object")
     flops.set_defaults(func=cmd_flops)
@@ -252,15 +315,23 @@ def build_parser() -> argparse.ArgumentParser:
     from nni_hrnas.deploy import add_bench_arguments, add_export_arguments, cmd_bench, cmd_export
     from nni_hrnas.search import add_search_arguments, cmd_search
 
-    search = sub.add_parser("search", help="run one HR-NAS search and write a run folder",
-                            description="Resource-aware progressive shrinking on a task's space.")
+    search = sub.add_parser(
+        "search",
+        help="run one HR-NAS search and write a run folder",
+        description="Resource-aware progressive shrinking on a task's space.",
+    )
     add_search_arguments(search).set_defaults(func=cmd_search)
-    export = sub.add_parser("export", help="check a run folder reloads and export it (torch.export, ONNX)",
-                            description="Copy a run folder's files; with --format, also a standalone torch.export "
-                                        "program and/or an ONNX file with a model card, each checked against the "
-                                        "searched network.")
+    export = sub.add_parser(
+        "export",
+        help="check a run folder reloads and export it (torch.export, ONNX)",
+        description="Copy a run folder's files; with --format, also a standalone torch.export "
+        "program and/or an ONNX file with a model card, each checked against the "
+        "searched network.",
+    )
     add_export_arguments(export).set_defaults(func=cmd_export)
-    bench = sub.add_parser("bench", help="latency of a run or export folder (median, percentiles; one JSON line)")
+    bench = sub.add_parser(
+        "bench", help="latency of a run or export folder (median, percentiles; one JSON line)"
+    )
     add_bench_arguments(bench).set_defaults(func=cmd_bench)
 
     from nni_hrnas.tuning.study import add_study_arguments, cmd_study
@@ -275,21 +346,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     from nni_hrnas.config_check import add_check_arguments, cmd_check
 
-    check = sub.add_parser("check", help="check an nnictl config (keys, types, tuner, search space, data, port)",
-                           description="Report what nnictl create would trip on, each with its fix.")
+    check = sub.add_parser(
+        "check",
+        help="check an nnictl config (keys, types, tuner, search space, data, port)",
+        description="Report what nnictl create would trip on, each with its fix.",
+    )
     add_check_arguments(check).set_defaults(func=cmd_check)
 
     demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-baselines", dest="baselines", action="store_false",
-                      help="skip training the supernet and the uniformly slimmed network for comparison")
+    demo.add_argument(
+        "--no-baselines",
+        dest="baselines",
+        action="store_false",
+        help="skip training the supernet and the uniformly slimmed network for comparison",
+    )
     demo.set_defaults(func=cmd_demo)
 
     # parsed by analysis.cli.report_main (see main); listed here for `hrnas --help`
     sub.add_parser("report", add_help=False, help="HTML report of results (see hrnas report --help)")
-    sub.add_parser("nnictl", add_help=False, help="NNI's nnictl, its web server on 127.0.0.1 (--host HOST to "
-                                                  "expose it)")
+    sub.add_parser(
+        "nnictl", add_help=False, help="NNI's nnictl, its web server on 127.0.0.1 (--host HOST to expose it)"
+    )
     return parser
 
 

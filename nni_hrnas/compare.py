@@ -81,12 +81,16 @@ class CompareSettings:
     seed: int = 0
     eval_epochs: int = 2
     hrnas_lambdas: int = 3
-    device: DeviceSettings | None = None  # where every search and evaluation trains (default: one device, auto)
+    device: DeviceSettings | None = (
+        None  # where every search and evaluation trains (default: one device, auto)
+    )
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown or not self.strategies:
-            raise CompareError(f"invalid strategies={','.join(self.strategies)!r}: choose from {', '.join(STRATEGIES)}")
+            raise CompareError(
+                f"invalid strategies={','.join(self.strategies)!r}: choose from {', '.join(STRATEGIES)}"
+            )
         self.parsed_budget = parse_budget(self.budget)
         if self.eval_epochs < 1:
             raise CompareError(f"invalid eval_epochs={self.eval_epochs}: expected >= 1")
@@ -131,7 +135,9 @@ class Comparison:
         self.defaults = self.spec.search  # every strategy trains with the search's recipe and data
         self.space = self.space_for(settings.task)
         sizes = self.defaults.data_sizes
-        self.datasets = self.spec.make_datasets(seed=settings.seed, **({"sizes": tuple(sizes)} if sizes else {}))
+        self.datasets = self.spec.make_datasets(
+            seed=settings.seed, **({"sizes": tuple(sizes)} if sizes else {})
+        )
         self.train_images = len(self.datasets[0])
 
     @staticmethod
@@ -141,8 +147,9 @@ class Comparison:
         from search_spaces import HRNASSpace
 
         spec = get_task(task)
-        return HRNASSpace.from_preset(spec.default_preset, input_size=spec.input_size(),
-                                      num_outputs=spec.num_outputs)
+        return HRNASSpace.from_preset(
+            spec.default_preset, input_size=spec.input_size(), num_outputs=spec.num_outputs
+        )
 
     def nni_dir(self) -> str:
         """Where NNI's experiment folders go: inside ``--out``, beside the results."""
@@ -154,9 +161,16 @@ class Comparison:
         """The task's NNI Lightning evaluator on the shared data sets."""
         # NNI's evaluators train with a Lightning Trainer on the same devices as the HR-NAS searches
         trainer_kwargs = {**self.settings.device.trainer_kwargs(), **trainer_kwargs}
-        return self.spec.make_evaluator(None, epochs=epochs, datasets=self.datasets, seed=self.settings.seed,
-                                        module_kwargs=self.defaults.module_kwargs,
-                                        enable_progress_bar=False, logger=False, **trainer_kwargs)
+        return self.spec.make_evaluator(
+            None,
+            epochs=epochs,
+            datasets=self.datasets,
+            seed=self.settings.seed,
+            module_kwargs=self.defaults.module_kwargs,
+            enable_progress_bar=False,
+            logger=False,
+            **trainer_kwargs,
+        )
 
     def evaluate(self, arch: dict[str, int], meter: _Meter) -> float:
         """Train ``arch`` from scratch with the fixed schedule and return its validation metric."""
@@ -172,10 +186,18 @@ class Comparison:
         """One row of results.csv: the architecture's metric, exact MACs and params, and the budget used."""
         net = self.space.freeze(arch)
         cost = net.cost()
-        return {"strategy": strategy, "task": self.settings.task, "metric": metric,
-                "metric_name": self.spec.metric, "macs": cost.macs, "params": cost.params,
-                "budget": self.settings.parsed_budget.describe(), "budget_used": meter.used(),
-                "arch": json.dumps(arch), **extra}
+        return {
+            "strategy": strategy,
+            "task": self.settings.task,
+            "metric": metric,
+            "metric_name": self.spec.metric,
+            "macs": cost.macs,
+            "params": cost.params,
+            "budget": self.settings.parsed_budget.describe(),
+            "budget_used": meter.used(),
+            "arch": json.dumps(arch),
+            **extra,
+        }
 
     # -- strategies ------------------------------------------------------------------------------
 
@@ -187,9 +209,11 @@ class Comparison:
         from nni_hrnas.search import free_port
 
         meter = _Meter(self.settings.parsed_budget)
-        strategy = {"random": lambda: strategies.Random(dedup=True),
-                    "evolution": lambda: strategies.RegularizedEvolution(population_size=8, sample_size=4),
-                    "tpe": lambda: strategies.TPE()}[name]()
+        strategy = {
+            "random": lambda: strategies.Random(dedup=True),
+            "evolution": lambda: strategies.RegularizedEvolution(population_size=8, sample_size=4),
+            "tpe": lambda: strategies.TPE(),
+        }[name]()
         config = NasExperimentConfig("sequential", "simplified")
         budget = self.settings.parsed_budget
         if budget.seconds is not None:
@@ -223,7 +247,9 @@ class Comparison:
         space = HRNASSpace(self.space.config)  # one-shot strategies mutate the space in place
         search_share = 0.7  # the rest evaluates the exported architectures with the fixed schedule
         if budget.seconds is not None:
-            evaluator = self.evaluator(10_000, max_time=datetime.timedelta(seconds=search_share * budget.seconds))
+            evaluator = self.evaluator(
+                10_000, max_time=datetime.timedelta(seconds=search_share * budget.seconds)
+            )
         else:
             evaluator = self.evaluator(max(1, int(search_share * budget.images / self.train_images)))
         strategy = {"spos": RandomOneShot, "darts": DARTS, "gumbel": GumbelDARTS}[name]()
@@ -231,7 +257,9 @@ class Comparison:
         experiment.config.experiment_working_directory = self.nni_dir()  # not ~/nni-experiments
         try:
             experiment.run(port=free_port())
-            meter.images += int(evaluator.trainer.fit_loop.epoch_progress.current.completed or 1) * self.train_images
+            meter.images += (
+                int(evaluator.trainer.fit_loop.epoch_progress.current.completed or 1) * self.train_images
+            )
             if name == "spos":
                 exported = self.rank_with_supernet(strategy, meter)
             else:
@@ -245,8 +273,9 @@ class Comparison:
             rows.append(self.row(name, dict(arch), self.evaluate(dict(arch), meter), meter))
         return rows
 
-    def rank_with_supernet(self, strategy: OneShotStrategy, meter: _Meter, candidates: int = 32,
-                           calibration_batches: int = 2) -> list[dict[str, int]]:
+    def rank_with_supernet(
+        self, strategy: OneShotStrategy, meter: _Meter, candidates: int = 32, calibration_batches: int = 2
+    ) -> list[dict[str, int]]:
         """SPOS's second stage, which NNI's RandomOneShot leaves to users ("another search process").
 
         Up to ``candidates`` uniform subnets (fewer if the budget runs out) are scored with the
@@ -308,20 +337,32 @@ class Comparison:
         for i, lam in enumerate(lambdas):
             if rows and meter.left() <= 0:
                 break
-            result = run_search(SearchSettings(task=self.settings.task, lambda_=lam, seed=self.settings.seed,
-                                               epochs=epochs, out=str(Path(self.settings.out) / f"hrnas-{i}"),
-                                               **self.settings.device.flags()))
+            result = run_search(
+                SearchSettings(
+                    task=self.settings.task,
+                    lambda_=lam,
+                    seed=self.settings.seed,
+                    epochs=epochs,
+                    out=str(Path(self.settings.out) / f"hrnas-{i}"),
+                    **self.settings.device.flags(),
+                )
+            )
             meter.images += int(result.search_cost.images_seen)
             metric = self.evaluate(result.arch, meter)
-            rows.append(self.row("hrnas", result.arch, metric, meter, lambda_=lam, searched_metric=result.metric))
+            rows.append(
+                self.row("hrnas", result.arch, metric, meter, lambda_=lam, searched_metric=result.metric)
+            )
         return rows
 
-    def run(self, done: Callable[[str, list[dict]], None] | None = None,
-            skip: Collection[str] = ()) -> list[dict]:
+    def run(
+        self, done: Callable[[str, list[dict]], None] | None = None, skip: Collection[str] = ()
+    ) -> list[dict]:
         """Run every strategy not in ``skip``; ``done(name, rows)`` is called after each."""
         runners: dict[str, Callable[[], list[dict]]] = {
-            "hrnas": self.run_hrnas, **{n: (lambda n=n: self.run_multi_trial(n)) for n in MULTI_TRIAL},
-            **{n: (lambda n=n: self.run_one_shot(n)) for n in ONE_SHOT}}
+            "hrnas": self.run_hrnas,
+            **{n: (lambda n=n: self.run_multi_trial(n)) for n in MULTI_TRIAL},
+            **{n: (lambda n=n: self.run_one_shot(n)) for n in ONE_SHOT},
+        }
         rows: list[dict] = []
         for name in self.settings.strategies:
             if name in skip:
@@ -350,13 +391,17 @@ def run_compare(settings: CompareSettings, resume: bool = False) -> pd.DataFrame
     table = pd.DataFrame()
     if path.exists():
         if not resume:
-            raise CompareError(f"{path} exists: pass --resume to add the missing strategies to it, or choose "
-                               "another --out (nothing was overwritten)")
+            raise CompareError(
+                f"{path} exists: pass --resume to add the missing strategies to it, or choose "
+                "another --out (nothing was overwritten)"
+            )
         table = pd.read_csv(path)
         budget = settings.parsed_budget.describe()
         if set(table["task"]) != {settings.task} or set(table["budget"]) != {budget}:
-            raise CompareError(f"{path} holds task/budget {sorted(set(table['task']))}/{sorted(set(table['budget']))}, "
-                               f"not {settings.task}/{budget}: resume with the same --task and --budget")
+            raise CompareError(
+                f"{path} holds task/budget {sorted(set(table['task']))}/{sorted(set(table['budget']))}, "
+                f"not {settings.task}/{budget}: resume with the same --task and --budget"
+            )
 
     def done(name: str, rows: list[dict]) -> None:
         nonlocal table
@@ -374,15 +419,26 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     """The flags of ``hrnas compare``."""
     parser.add_argument("--task", required=True)
     parser.add_argument("--budget", required=True, help="per strategy: 20m, 90s, 1h (wall clock) or 50000img")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated: {', '.join(STRATEGIES)}")
+    parser.add_argument(
+        "--strategies", default=",".join(STRATEGIES), help=f"comma-separated: {', '.join(STRATEGIES)}"
+    )
     parser.add_argument("--out", default="runs/compare")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-epochs", type=int, default=2, help="fixed schedule every architecture is trained with")
-    parser.add_argument("--hrnas-lambdas", type=int, default=3,
-                        help="HR-NAS: searches in the lambda sweep (a decade either side of the task's lambda); "
-                             "with an image budget each search gets the epochs that make them all fit")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the strategies already in OUT/results.csv and run the others")
+    parser.add_argument(
+        "--eval-epochs", type=int, default=2, help="fixed schedule every architecture is trained with"
+    )
+    parser.add_argument(
+        "--hrnas-lambdas",
+        type=int,
+        default=3,
+        help="HR-NAS: searches in the lambda sweep (a decade either side of the task's lambda); "
+        "with an image budget each search gets the epochs that make them all fit",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the strategies already in OUT/results.csv and run the others",
+    )
     parser.add_argument("--json", action="store_true")
     from nni_hrnas.search import add_device_arguments
 
@@ -395,21 +451,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from nni_hrnas.search import SearchError, _stdout_to_stderr, device_settings
 
     try:
-        settings = CompareSettings(task=args.task, budget=args.budget, out=args.out, seed=args.seed,
-                                   strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
-                                   eval_epochs=args.eval_epochs, hrnas_lambdas=args.hrnas_lambdas,
-                                   device=device_settings(args, check_machine=False))
+        settings = CompareSettings(
+            task=args.task,
+            budget=args.budget,
+            out=args.out,
+            seed=args.seed,
+            strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
+            eval_epochs=args.eval_epochs,
+            hrnas_lambdas=args.hrnas_lambdas,
+            device=device_settings(args, check_machine=False),
+        )
         with _stdout_to_stderr():  # NNI's engines log to stdout; it is ours (--json)
             table = run_compare(settings, resume=args.resume)
     except (CompareError, SearchError) as error:
         print(f"hrnas compare: error: {error}", file=sys.stderr)
         return 2
-    summary = table.groupby("strategy").agg(n=("metric", "size"), best_metric=("metric", "max"),
-                                            min_macs=("macs", "min"))
+    summary = table.groupby("strategy").agg(
+        n=("metric", "size"), best_metric=("metric", "max"), min_macs=("macs", "min")
+    )
     if args.json:
-        print(json.dumps({"out": settings.out, "rows": len(table),
-                          "strategies": json.loads(summary.to_json(orient="index"))}))
+        print(
+            json.dumps(
+                {
+                    "out": settings.out,
+                    "rows": len(table),
+                    "strategies": json.loads(summary.to_json(orient="index")),
+                }
+            )
+        )
     else:
         print(summary.to_string())
-        print(f"results: {Path(settings.out) / 'results.csv'}\nreport: {(Path(settings.out) / 'report.html').resolve()}")
+        print(
+            f"results: {Path(settings.out) / 'results.csv'}\nreport: {(Path(settings.out) / 'report.html').resolve()}"
+        )
     return 0 if math.isfinite(float(table["metric"].max())) else 1

@@ -106,8 +106,10 @@ def nni_trial_concurrency() -> int | None:
     trial_dir = os.environ.get("NNI_SYS_DIR")
     if not trial_dir:
         return None
-    database = next((d / "db" / "nni.sqlite" for d in Path(trial_dir).parents if (d / "db" / "nni.sqlite").is_file()),
-                    None)
+    database = next(
+        (d / "db" / "nni.sqlite" for d in Path(trial_dir).parents if (d / "db" / "nni.sqlite").is_file()),
+        None,
+    )
     if database is None:
         return None
     try:
@@ -146,14 +148,17 @@ def apply() -> None:
     # Patch 3: a conv sampled to zero output channels.
     original_forward = operation.MixedConv2d.forward_with_args
 
-    def forward_with_args(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, inputs):
+    def forward_with_args(
+        self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, inputs
+    ):
         if (isinstance(out_channels, int) and out_channels == 0) or inputs.shape[1] == 0:
             k = kernel_size if isinstance(kernel_size, int) else self.kernel_size[0]
             s = stride if isinstance(stride, int) else stride[0]
             h, w = ((d + 2 * (k // 2) - k) // s + 1 for d in inputs.shape[-2:])
             return inputs.new_zeros(inputs.shape[0], 0, h, w)
-        return original_forward(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                                inputs)
+        return original_forward(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, inputs
+        )
 
     operation.MixedConv2d.forward_with_args = forward_with_args
     _APPLIED = True

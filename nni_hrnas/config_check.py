@@ -45,7 +45,9 @@ def _config_problems(data: dict[str, Any]) -> list[str]:
         for key in unknown:
             close = difflib.get_close_matches(key, known, n=1)
             hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        return [f"unknown key(s) {', '.join(hints)}: NNI 3.0 experiment configs accept {', '.join(sorted(known))}"]
+        return [
+            f"unknown key(s) {', '.join(hints)}: NNI 3.0 experiment configs accept {', '.join(sorted(known))}"
+        ]
     try:
         ExperimentConfig(**data).validate()
     except (AttributeError, ValueError, TypeError) as exc:
@@ -79,8 +81,10 @@ def _tuner_problems(data: dict[str, Any]) -> list[str]:
     space = data.get("searchSpace") or {}
     missing = {"lambda", "eps"} - set(space)
     if missing:
-        problems.append(f"searchSpace has no {sorted(missing)}: every HR-NAS trial needs lambda and eps, e.g. "
-                        "lambda: {_type: loguniform, _value: [1.0e-5, 1.0e-3]}")
+        problems.append(
+            f"searchSpace has no {sorted(missing)}: every HR-NAS trial needs lambda and eps, e.g. "
+            "lambda: {_type: loguniform, _value: [1.0e-5, 1.0e-3]}"
+        )
     try:
         instance.update_search_space(space)
     except (TypeError, ValueError) as exc:
@@ -104,11 +108,15 @@ def _trial_problems(data: dict[str, Any]) -> list[str]:
         return [f"trialCommand: {exc}"]
     root = flags.get("--data-root") or (os.environ.get(spec.root_env) if spec.root_env else None)
     if spec.root_env and not root:
-        return [f"task {spec.name!r} reads its data from ${spec.root_env}, which is not set: export "
-                f"{spec.root_env}=/path/to/data (or add --data-root PATH to trialCommand) before nnictl create"]
+        return [
+            f"task {spec.name!r} reads its data from ${spec.root_env}, which is not set: export "
+            f"{spec.root_env}=/path/to/data (or add --data-root PATH to trialCommand) before nnictl create"
+        ]
     if root and not Path(root).is_dir():
-        return [f"task {spec.name!r}: data root {root!r} is not a folder; point {spec.root_env} or --data-root "
-                "at the data set's top folder"]
+        return [
+            f"task {spec.name!r}: data root {root!r} is not a folder; point {spec.root_env} or --data-root "
+            "at the data set's top folder"
+        ]
     return []
 
 
@@ -138,30 +146,43 @@ def _gpu_problems(data: dict[str, Any]) -> list[str]:
         indices = [indices]
     problems = []
     if indices is not None and gpus > len(indices):
-        problems.append(f"trainingService.gpuIndices lists {len(indices)} GPU(s), fewer than trialGpuNumber: {gpus}: "
-                        f"no trial could ever start; list at least {gpus} GPU(s) or lower trialGpuNumber")
+        problems.append(
+            f"trainingService.gpuIndices lists {len(indices)} GPU(s), fewer than trialGpuNumber: {gpus}: "
+            f"no trial could ever start; list at least {gpus} GPU(s) or lower trialGpuNumber"
+        )
     if flags is None:
         return problems
     from nni_hrnas.strategy.loop import DeviceSettings
 
     try:
-        device = DeviceSettings(accelerator=flags.get("--accelerator", "auto"),
-                                devices=int(flags.get("--devices", 1)), num_nodes=int(flags.get("--num-nodes", 1)),
-                                precision=flags.get("--precision", "32-true"))
+        device = DeviceSettings(
+            accelerator=flags.get("--accelerator", "auto"),
+            devices=int(flags.get("--devices", 1)),
+            num_nodes=int(flags.get("--num-nodes", 1)),
+            precision=flags.get("--precision", "32-true"),
+        )
     except ValueError as exc:
         return problems + [f"trialCommand: {exc}"]
     if device.accelerator == "cpu" and gpus:
-        problems.append(f"trialGpuNumber: {gpus} reserves GPUs, but trialCommand trains with --accelerator cpu: "
-                        "set trialGpuNumber: 0, or --accelerator cuda")
+        problems.append(
+            f"trialGpuNumber: {gpus} reserves GPUs, but trialCommand trains with --accelerator cpu: "
+            "set trialGpuNumber: 0, or --accelerator cuda"
+        )
     elif device.accelerator in ("cuda", "gpu") and not gpus:
-        problems.append(f"trialCommand trains with --accelerator {device.accelerator}, but trialGpuNumber is "
-                        f"{gpus}: NNI gives the trial no GPU; set trialGpuNumber: {device.devices}")
+        problems.append(
+            f"trialCommand trains with --accelerator {device.accelerator}, but trialGpuNumber is "
+            f"{gpus}: NNI gives the trial no GPU; set trialGpuNumber: {device.devices}"
+        )
     elif device.accelerator != "cpu" and gpus and device.devices > gpus:
-        problems.append(f"trialCommand asks for --devices {device.devices}, but trialGpuNumber: {gpus} gives each "
-                        f"trial {gpus} GPU(s): set trialGpuNumber: {device.devices}")
+        problems.append(
+            f"trialCommand asks for --devices {device.devices}, but trialGpuNumber: {gpus} gives each "
+            f"trial {gpus} GPU(s): set trialGpuNumber: {device.devices}"
+        )
     if device.num_nodes > 1:
-        problems.append(f"trialCommand: --num-nodes {device.num_nodes}: an nnictl trial runs on one machine; use "
-                        "--num-nodes 1 and --devices for the GPUs of that machine")
+        problems.append(
+            f"trialCommand: --num-nodes {device.num_nodes}: an nnictl trial runs on one machine; use "
+            "--num-nodes 1 and --devices for the GPUs of that machine"
+        )
     return problems
 
 
@@ -174,15 +195,19 @@ def gpu_warnings(data: dict[str, Any]) -> list[str]:
         return []
     have = torch.cuda.device_count()
     if have < gpus:
-        return [f"trialGpuNumber: {gpus}, but this machine has {have} CUDA GPU(s): NNI would keep every trial "
-                "waiting for a GPU; run nnictl create on the GPU machine"]
+        return [
+            f"trialGpuNumber: {gpus}, but this machine has {have} CUDA GPU(s): NNI would keep every trial "
+            "waiting for a GPU; run nnictl create on the GPU machine"
+        ]
     return []
 
 
 #: What ``hrnas check`` says of the address NNI's web server binds (compat patch 5).
-EXPOSURE_WARNING = ("plain `nnictl create` binds NNI's web server on every interface (NNI 3.0 has no option for "
-                    "the address; its REST API can stop experiments): start it with `hrnas nnictl create ...`, "
-                    "which binds 127.0.0.1 (add --host 0.0.0.0 to expose it on purpose)")
+EXPOSURE_WARNING = (
+    "plain `nnictl create` binds NNI's web server on every interface (NNI 3.0 has no option for "
+    "the address; its REST API can stop experiments): start it with `hrnas nnictl create ...`, "
+    "which binds 127.0.0.1 (add --host 0.0.0.0 to expose it on purpose)"
+)
 
 
 def port_problem(port: int) -> str | None:
@@ -191,8 +216,10 @@ def port_problem(port: int) -> str | None:
         try:
             s.bind(("", port))
         except OSError:
-            return (f"port {port} is in use: pick another (--port), or stop the experiment holding it "
-                    f"(nnictl stop --port {port})")
+            return (
+                f"port {port} is in use: pick another (--port), or stop the experiment holding it "
+                f"(nnictl stop --port {port})"
+            )
     return None
 
 
@@ -217,7 +244,9 @@ def check_config(path: str | Path, port: int | None = None) -> list[str]:
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of ``hrnas check``."""
-    parser.add_argument("config", metavar="CONFIG", help="an nnictl experiment config, e.g. experiments/digits.yml")
+    parser.add_argument(
+        "config", metavar="CONFIG", help="an nnictl experiment config, e.g. experiments/digits.yml"
+    )
     parser.add_argument("--port", type=int, help="the port you will pass to nnictl create")
     return parser
 

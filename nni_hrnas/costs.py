@@ -35,8 +35,12 @@ class Cost:
     norm_act: int = 0
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.macs + other.macs, self.params + other.params,
-                    self.interp + other.interp, self.norm_act + other.norm_act)
+        return Cost(
+            self.macs + other.macs,
+            self.params + other.params,
+            self.interp + other.interp,
+            self.norm_act + other.norm_act,
+        )
 
     def as_dict(self) -> dict[str, int]:
         """The counters by name (macs, params, interp, norm_act)."""
@@ -52,8 +56,9 @@ def strided(hw: HW, stride: int) -> HW:
     return ((hw[0] + stride - 1) // stride, (hw[1] + stride - 1) // stride)
 
 
-def conv_cost(in_channels: int, out_channels: int, kernel_size: int, out_hw: HW, groups: int = 1,
-              bias: bool = False) -> Cost:
+def conv_cost(
+    in_channels: int, out_channels: int, kernel_size: int, out_hw: HW, groups: int = 1, bias: bool = False
+) -> Cost:
     """A 2D convolution with a square kernel producing ``out_hw``."""
     weights = out_channels * (in_channels // groups) * kernel_size * kernel_size
     return Cost(macs=weights * _area(out_hw), params=weights + (out_channels if bias else 0))
@@ -71,30 +76,48 @@ def activation_cost(channels: int, hw: HW) -> Cost:
 
 def conv_module_cost(conv: nn.Conv2d, out_hw: HW) -> Cost:
     """Cost of a built ``nn.Conv2d`` (square kernel) producing ``out_hw``."""
-    return conv_cost(conv.in_channels, conv.out_channels, conv.kernel_size[0], out_hw, conv.groups,
-                     conv.bias is not None)
+    return conv_cost(
+        conv.in_channels, conv.out_channels, conv.kernel_size[0], out_hw, conv.groups, conv.bias is not None
+    )
 
 
-def kernel_path_cost(in_channels: int, out_channels: int, width: int, kernel_size: int, in_hw: HW,
-                     stride: int = 1) -> Cost:
+def kernel_path_cost(
+    in_channels: int, out_channels: int, width: int, kernel_size: int, in_hw: HW, stride: int = 1
+) -> Cost:
     """One MixConv kernel path: 1x1 expand + BN + act, kxk depthwise + BN + act, 1x1 project."""
     if width == 0:
         return Cost()
     out_hw = strided(in_hw, stride)
-    return (conv_cost(in_channels, width, 1, in_hw) + batchnorm_cost(width, in_hw, act=True)
-            + conv_cost(width, width, kernel_size, out_hw, groups=width) + batchnorm_cost(width, out_hw, act=True)
-            + conv_cost(width, out_channels, 1, out_hw))
+    return (
+        conv_cost(in_channels, width, 1, in_hw)
+        + batchnorm_cost(width, in_hw, act=True)
+        + conv_cost(width, width, kernel_size, out_hw, groups=width)
+        + batchnorm_cost(width, out_hw, act=True)
+        + conv_cost(width, out_channels, 1, out_hw)
+    )
 
 
-def kernel_unit_macs(in_channels: int, out_channels: int, kernel_size: int, in_hw: HW, stride: int = 1) -> int:
+def kernel_unit_macs(
+    in_channels: int, out_channels: int, kernel_size: int, in_hw: HW, stride: int = 1
+) -> int:
     """MACs one depthwise channel costs, with its share of the expand and project convs (Eq. 6)."""
     out_hw = strided(in_hw, stride)
     return in_channels * _area(in_hw) + (kernel_size * kernel_size + out_channels) * _area(out_hw)
 
 
-def transformer_cost(in_channels: int, out_channels: int, num_tokens: int, size: int = 8, dim: int | None = None,
-                     heads: int = 1, ffn_ratio: int = 4, pos_channels: int = 2, pos_in_decoder: bool = False,
-                     learned_pos: bool = False, out_hw: HW = (1, 1)) -> Cost:
+def transformer_cost(
+    in_channels: int,
+    out_channels: int,
+    num_tokens: int,
+    size: int = 8,
+    dim: int | None = None,
+    heads: int = 1,
+    ffn_ratio: int = 4,
+    pos_channels: int = 2,
+    pos_in_decoder: bool = False,
+    learned_pos: bool = False,
+    out_hw: HW = (1, 1),
+) -> Cost:
     """The lightweight transformer with ``num_tokens`` tokens (0 costs nothing).
 
     MACs do not depend on the input size (the projector resizes to s x s first); ``out_hw`` only
@@ -127,9 +150,19 @@ def transformer_cost(in_channels: int, out_channels: int, num_tokens: int, size:
 def transformer_module_cost(module: LightweightTransformer, in_hw: HW, num_tokens: int | None = None) -> Cost:
     """Cost of a built transformer, optionally as if it had ``num_tokens`` tokens."""
     n = module.num_tokens if num_tokens is None else num_tokens
-    return transformer_cost(module.in_channels, module.out_channels, int(n), module.size, module.dim,
-                            _heads(module), _ffn_ratio(module), module.pos_channels, module.pos_in_decoder,
-                            module.pos_encoding == "learned", module.output_size(*in_hw))
+    return transformer_cost(
+        module.in_channels,
+        module.out_channels,
+        int(n),
+        module.size,
+        module.dim,
+        _heads(module),
+        _ffn_ratio(module),
+        module.pos_channels,
+        module.pos_in_decoder,
+        module.pos_encoding == "learned",
+        module.output_size(*in_hw),
+    )
 
 
 def _heads(module: LightweightTransformer) -> int:
@@ -158,8 +191,9 @@ def searching_block_cost(block: SearchingBlock, in_hw: HW) -> Cost:
     out_hw = strided(in_hw, block.stride)
     cost = Cost()
     for path in block.paths.values():
-        cost += kernel_path_cost(block.in_channels, block.out_channels, path_width(path), path.kernel_size,
-                                 in_hw, block.stride)
+        cost += kernel_path_cost(
+            block.in_channels, block.out_channels, path_width(path), path.kernel_size, in_hw, block.stride
+        )
     if block.mix_bn is not None:
         cost += batchnorm_cost(block.out_channels, out_hw)
     if block.transformer is not None:
@@ -171,8 +205,10 @@ def searching_block_cost(block: SearchingBlock, in_hw: HW) -> Cost:
 
 def block_unit_macs(block: SearchingBlock, in_hw: HW) -> dict[str, int]:
     """Per-unit MACs of every search unit kind in a block: ``{'k3': ..., 'k5': ..., 'tok': ...}``."""
-    units = {name: kernel_unit_macs(block.in_channels, block.out_channels, path.kernel_size, in_hw, block.stride)
-             for name, path in block.paths.items()}
+    units = {
+        name: kernel_unit_macs(block.in_channels, block.out_channels, path.kernel_size, in_hw, block.stride)
+        for name, path in block.paths.items()
+    }
     if block.transformer is not None:
         units[labels.TOKENS] = transformer_unit_macs(block.transformer, in_hw)
     return units
@@ -185,4 +221,6 @@ def interpolate_cost(channels: int, out_hw: HW) -> Cost:
 
 def linear_cost(in_features: int, out_features: int, bias: bool = True) -> Cost:
     """A linear layer applied once per image."""
-    return Cost(macs=in_features * out_features, params=in_features * out_features + (out_features if bias else 0))
+    return Cost(
+        macs=in_features * out_features, params=in_features * out_features + (out_features if bias else 0)
+    )

@@ -92,9 +92,11 @@ class ExportSettings:
         if unknown:
             raise DeployError(f"invalid format={unknown[0]!r}: expected torch, onnx or all")
         if not isinstance(self.opset, int) or self.opset not in OPSETS:
-            raise DeployError(f"invalid opset={self.opset!r}: this exporter supports opsets "
-                              f"{OPSETS.start}..{OPSETS.stop - 1} (torch's exporter and onnxruntime); "
-                              f"e.g. --opset {OPSETS.start}")
+            raise DeployError(
+                f"invalid opset={self.opset!r}: this exporter supports opsets "
+                f"{OPSETS.start}..{OPSETS.stop - 1} (torch's exporter and onnxruntime); "
+                f"e.g. --opset {OPSETS.start}"
+            )
         if not self.tolerance > 0:
             raise DeployError(f"invalid tolerance={self.tolerance!r}: expected a positive number")
 
@@ -141,8 +143,10 @@ def _check_destination(out: Path, fingerprint: str, force: bool) -> None:
     held = _held_fingerprint(out)
     if held is not None and held != fingerprint and not force:
         which = "a model it cannot identify" if held == "unknown" else f"a different model ({held[:12]})"
-        raise DeployError(f"{out} already holds {which}, not this run's ({fingerprint[:12]}); choose another "
-                          "--out, or pass --force to replace it (nothing was overwritten)")
+        raise DeployError(
+            f"{out} already holds {which}, not this run's ({fingerprint[:12]}); choose another "
+            "--out, or pass --force to replace it (nothing was overwritten)"
+        )
 
 
 def _max_diff(run: Any, reference: nn.Module, inputs: list[torch.Tensor]) -> float:
@@ -152,8 +156,10 @@ def _max_diff(run: Any, reference: nn.Module, inputs: list[torch.Tensor]) -> flo
             got = torch.as_tensor(run(x))
             want = reference(x)
             if got.shape != want.shape:
-                raise DeployError(f"exported output shape {tuple(got.shape)} != the searched network's "
-                                  f"{tuple(want.shape)} at input {tuple(x.shape)}")
+                raise DeployError(
+                    f"exported output shape {tuple(got.shape)} != the searched network's "
+                    f"{tuple(want.shape)} at input {tuple(x.shape)}"
+                )
             worst = max(worst, float((got.float() - want.float()).abs().max()))
     return worst
 
@@ -167,12 +173,15 @@ def export_torch(model: nn.Module, example: torch.Tensor, path: Path, dynamic_ba
     """Write ``model`` (eval mode) as a ``torch.export`` program loadable with torch alone."""
     # a copy: tracing runs the forward on fake tensors, and the transformers cache their positional
     # encodings on the module; the caller's network must not keep a fake one
-    program = torch.export.export(copy.deepcopy(model).eval(), (example,), dynamic_shapes=_batch_dim(dynamic_batch), strict=False)
+    program = torch.export.export(
+        copy.deepcopy(model).eval(), (example,), dynamic_shapes=_batch_dim(dynamic_batch), strict=False
+    )
     torch.export.save(program, str(path))
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18,
-                dynamic_batch: bool = False) -> dict[str, Any]:
+def export_onnx(
+    model: nn.Module, example: torch.Tensor, path: Path, opset: int = 18, dynamic_batch: bool = False
+) -> dict[str, Any]:
     """Write ``model`` as ONNX with torch's exporter, simplified by onnxslim and checked by onnx.
 
     Returns the node counts before and after onnxslim (what simplification removed).
@@ -182,9 +191,17 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int 
 
     # optimize=False: onnxscript's optimizer failed on some of these graphs (an inliner pass error);
     # onnxslim does the constant folding and dead-node removal instead
-    program = torch.onnx.export(copy.deepcopy(model).eval(), (example,), dynamo=True, opset_version=opset,
-                                dynamic_shapes=_batch_dim(dynamic_batch), input_names=["input"],
-                                output_names=["output"], optimize=False, verbose=False)
+    program = torch.onnx.export(
+        copy.deepcopy(model).eval(),
+        (example,),
+        dynamo=True,
+        opset_version=opset,
+        dynamic_shapes=_batch_dim(dynamic_batch),
+        input_names=["input"],
+        output_names=["output"],
+        optimize=False,
+        verbose=False,
+    )
     exported = program.model_proto
     nodes_exported = len(exported.graph.node)  # before: onnxslim may change the proto it is given
     slim = onnxslim.slim(exported)
@@ -201,69 +218,114 @@ def _task_io(task: str, config: Any, size: tuple[int, int, int]) -> dict[str, An
     if task.startswith("digits"):
         mean, std, pixels = [DIGITS_MEAN], [DIGITS_STD], "grey values / 255"
     else:
-        mean, std, pixels = [float(v) for v in IMAGENET_MEAN], [float(v) for v in IMAGENET_STD], "RGB values / 255"
+        mean, std, pixels = (
+            [float(v) for v in IMAGENET_MEAN],
+            [float(v) for v in IMAGENET_STD],
+            "RGB values / 255",
+        )
     _, height, width = size
     if config.task == "classification":
-        output = {"shape": ["B", config.num_outputs], "meaning": f"class logits ({config.num_outputs} classes); "
-                  "softmax for probabilities"}
+        output = {
+            "shape": ["B", config.num_outputs],
+            "meaning": f"class logits ({config.num_outputs} classes); softmax for probabilities",
+        }
     elif config.task == "keypoints":
-        output = {"shape": ["B", config.num_outputs, height // 4, width // 4],
-                  "meaning": f"one heatmap per keypoint ({config.num_outputs}) at 1/4 of the input size; "
-                             "the peak is the keypoint"}
+        output = {
+            "shape": ["B", config.num_outputs, height // 4, width // 4],
+            "meaning": f"one heatmap per keypoint ({config.num_outputs}) at 1/4 of the input size; "
+            "the peak is the keypoint",
+        }
     else:
-        output = {"shape": ["B", config.num_outputs, height // 4, width // 4],
-                  "meaning": f"per-pixel class logits ({config.num_outputs} classes) at 1/4 of the input size; "
-                             "resize bilinearly to the input size, then argmax over classes"}
-    return {"input": {"shape": ["B", *size], "dtype": "float32", "layout": "NCHW",
-                      "normalisation": f"(({pixels}) - mean) / std per channel", "mean": mean, "std": std},
-            "output": output}
+        output = {
+            "shape": ["B", config.num_outputs, height // 4, width // 4],
+            "meaning": f"per-pixel class logits ({config.num_outputs} classes) at 1/4 of the input size; "
+            "resize bilinearly to the input size, then argmax over classes",
+        }
+    return {
+        "input": {
+            "shape": ["B", *size],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "normalisation": f"(({pixels}) - mean) / std per channel",
+            "mean": mean,
+            "std": std,
+        },
+        "output": output,
+    }
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
     io_, search = card["io"], card["search"]
-    lines = [f"# {card['task']} network searched with HR-NAS", "",
-             f"- input: {io_['input']['shape']} float32, NCHW; normalisation {io_['input']['normalisation']}, "
-             f"mean {io_['input']['mean']}, std {io_['input']['std']}",
-             f"- output: {io_['output']['shape']}: {io_['output']['meaning']}",
-             f"- cost at {'x'.join(map(str, card['input_size']))}: {card['macs']:,} MACs, {card['params']:,} params",
-             f"- {card['metric_name']}: {card['metric']}" if card.get("metric") is not None else "- metric: not recorded",
-             f"- form: {'inference (BNs folded, kernel paths merged)' if card['fuse'] else 'as searched (eval mode)'}; "
-             f"batch {'dynamic' if card['dynamic_batch'] else 'fixed at 1'}",
-             f"- search: preset {search.get('preset')}, lambda {search.get('lambda')}, eps {search.get('eps')}, "
-             f"{search.get('epochs')} epochs, path overhead {search.get('path_overhead')}; "
-             f"{search.get('search_seconds') or 0:.0f} s, cost {json.dumps(search.get('search_cost'))}",
-             f"- model fingerprint (weights + arch, SHA-256): {card['fingerprint']}", "",
-             "## Files and checks", ""]
+    lines = [
+        f"# {card['task']} network searched with HR-NAS",
+        "",
+        f"- input: {io_['input']['shape']} float32, NCHW; normalisation {io_['input']['normalisation']}, "
+        f"mean {io_['input']['mean']}, std {io_['input']['std']}",
+        f"- output: {io_['output']['shape']}: {io_['output']['meaning']}",
+        f"- cost at {'x'.join(map(str, card['input_size']))}: {card['macs']:,} MACs, {card['params']:,} params",
+        f"- {card['metric_name']}: {card['metric']}"
+        if card.get("metric") is not None
+        else "- metric: not recorded",
+        f"- form: {'inference (BNs folded, kernel paths merged)' if card['fuse'] else 'as searched (eval mode)'}; "
+        f"batch {'dynamic' if card['dynamic_batch'] else 'fixed at 1'}",
+        f"- search: preset {search.get('preset')}, lambda {search.get('lambda')}, eps {search.get('eps')}, "
+        f"{search.get('epochs')} epochs, path overhead {search.get('path_overhead')}; "
+        f"{search.get('search_seconds') or 0:.0f} s, cost {json.dumps(search.get('search_cost'))}",
+        f"- model fingerprint (weights + arch, SHA-256): {card['fingerprint']}",
+        "",
+        "## Files and checks",
+        "",
+    ]
     for name, info in card["files"].items():
-        lines.append(f"- `{name}`: max abs difference to the searched network {info['max_abs_diff']:.2e} "
-                     f"(tolerance {card['tolerance']:g}, batches {card['checked_batches']})")
+        lines.append(
+            f"- `{name}`: max abs difference to the searched network {info['max_abs_diff']:.2e} "
+            f"(tolerance {card['tolerance']:g}, batches {card['checked_batches']})"
+        )
     lines += ["", "## How to load", "", "```python"]
     if TORCH_FILE in card["files"]:
-        lines += ["import torch  # torch alone: no NNI, no nni_hrnas",
-                  f"model = torch.export.load('{TORCH_FILE}').module()",
-                  f"y = model(torch.randn(1, {', '.join(map(str, card['input_size']))}))"]
+        lines += [
+            "import torch  # torch alone: no NNI, no nni_hrnas",
+            f"model = torch.export.load('{TORCH_FILE}').module()",
+            f"y = model(torch.randn(1, {', '.join(map(str, card['input_size']))}))",
+        ]
     if ONNX_FILE in card["files"]:
-        lines += ["import numpy as np, onnxruntime as ort",
-                  f"session = ort.InferenceSession('{ONNX_FILE}', providers=['CPUExecutionProvider'])",
-                  f"y = session.run(None, {{'input': np.zeros((1, {', '.join(map(str, card['input_size']))}), "
-                  "np.float32)})[0]"]
-    lines += [f"# with this project: nni_hrnas.search.load_searched_model(folder) reloads {ARCH_FILE} + "
-              f"{WEIGHTS_FILE}", "```", ""]
+        lines += [
+            "import numpy as np, onnxruntime as ort",
+            f"session = ort.InferenceSession('{ONNX_FILE}', providers=['CPUExecutionProvider'])",
+            f"y = session.run(None, {{'input': np.zeros((1, {', '.join(map(str, card['input_size']))}), "
+            "np.float32)})[0]",
+        ]
+    lines += [
+        f"# with this project: nni_hrnas.search.load_searched_model(folder) reloads {ARCH_FILE} + "
+        f"{WEIGHTS_FILE}",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _card_search(result: SearchResult) -> dict[str, Any]:
     """The model card's ``search`` section: how the network was searched (None where the run did not say)."""
     cost = result.search_cost
-    return {"preset": result.preset, "lambda": result.lambda_, "eps": result.eps, "epochs": result.epochs,
-            "shrink_epochs": result.shrink_epochs, "prune_every": result.prune_every,
-            "path_overhead": result.path_overhead, "target_macs": result.target_macs, "seed": result.seed,
-            "search_seconds": result.search_seconds, "search_cost": cost.to_dict() if cost else None,
-            "macs_max": result.macs_max}
+    return {
+        "preset": result.preset,
+        "lambda": result.lambda_,
+        "eps": result.eps,
+        "epochs": result.epochs,
+        "shrink_epochs": result.shrink_epochs,
+        "prune_every": result.prune_every,
+        "path_overhead": result.path_overhead,
+        "target_macs": result.target_macs,
+        "seed": result.seed,
+        "search_seconds": result.search_seconds,
+        "search_cost": cost.to_dict() if cost else None,
+        "macs_max": result.macs_max,
+    }
 
 
-def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
-                      settings: ExportSettings | None = None) -> dict[str, Any]:
+def export_deployment(
+    run_dir: str | Path, out_dir: str | Path | None = None, settings: ExportSettings | None = None
+) -> dict[str, Any]:
     """Export a run folder (see the module docstring); returns what the model card says, and ``out``.
 
     Raises :class:`DeployError` (bad settings, another model in ``out_dir``, outputs that differ),
@@ -287,17 +349,31 @@ def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".hrnas-export-", dir=out))
     try:
-        files = _write_formats(model, fuse_for_inference(model) if settings.fuse else model, size, settings, staging)
+        files = _write_formats(
+            model, fuse_for_inference(model) if settings.fuse else model, size, settings, staging
+        )
         card = dict(
-            format="hrnas-model-card", version=1, fingerprint=fingerprint, run_dir=str(run_dir),
-            task=result.task or config.task, preset=result.preset, input_size=list(size),
-            macs=model.cost(size).macs, params=sum(p.numel() for p in model.parameters()),
-            metric=result.metric, metric_name=result.metric_name or "metric",
+            format="hrnas-model-card",
+            version=1,
+            fingerprint=fingerprint,
+            run_dir=str(run_dir),
+            task=result.task or config.task,
+            preset=result.preset,
+            input_size=list(size),
+            macs=model.cost(size).macs,
+            params=sum(p.numel() for p in model.parameters()),
+            metric=result.metric,
+            metric_name=result.metric_name or "metric",
             io=_task_io(str(result.task or config.task), config, size),
-            fuse=settings.fuse, dynamic_batch=settings.dynamic_batch, opset=settings.opset if ONNX_FILE in files
-            else None, tolerance=settings.tolerance,
+            fuse=settings.fuse,
+            dynamic_batch=settings.dynamic_batch,
+            opset=settings.opset if ONNX_FILE in files else None,
+            tolerance=settings.tolerance,
             checked_batches=list(DYNAMIC_CHECK_BATCHES if settings.dynamic_batch else CHECK_BATCHES),
-            files=files, arch=result.arch, search=_card_search(result))
+            files=files,
+            arch=result.arch,
+            search=_card_search(result),
+        )
         if settings.formats:
             atomic_write_json(staging / CARD_JSON, card)
             (staging / CARD_MD).write_text(_card_markdown(card))
@@ -320,8 +396,9 @@ def export_deployment(run_dir: str | Path, out_dir: str | Path | None = None,
     return dict(card, out=str(out))
 
 
-def _write_formats(reference: nn.Module, form: nn.Module, size: tuple[int, int, int], settings: ExportSettings,
-                   staging: Path) -> dict[str, dict[str, Any]]:
+def _write_formats(
+    reference: nn.Module, form: nn.Module, size: tuple[int, int, int], settings: ExportSettings, staging: Path
+) -> dict[str, dict[str, Any]]:
     generator = torch.Generator().manual_seed(0)
     batches = DYNAMIC_CHECK_BATCHES if settings.dynamic_batch else CHECK_BATCHES
     inputs = [torch.randn(b, *size, generator=generator) for b in batches]
@@ -341,16 +418,25 @@ def _write_formats(reference: nn.Module, form: nn.Module, size: tuple[int, int, 
         files[ONNX_FILE] = dict(info, runtime="onnxruntime", max_abs_diff=diff)
     for name, info in files.items():
         if not info["max_abs_diff"] <= settings.tolerance:  # NaN fails too
-            raise DeployError(f"{name} differs from the searched network by {info['max_abs_diff']:.3g} (more than "
-                              f"{settings.tolerance:g}); nothing was written. Export without --fuse, or report it")
+            raise DeployError(
+                f"{name} differs from the searched network by {info['max_abs_diff']:.3g} (more than "
+                f"{settings.tolerance:g}); nothing was written. Export without --fuse, or report it"
+            )
     return files
 
 
 # ---- latency of a run folder or an export ------------------------------------------------------
 
 
-def bench(source: str | Path, runtime: str = "torch", batch: int = 1, threads: int = 1, warmup: int = 10,
-          repeats: int = 100, fuse: bool = False) -> dict[str, Any]:
+def bench(
+    source: str | Path,
+    runtime: str = "torch",
+    batch: int = 1,
+    threads: int = 1,
+    warmup: int = 10,
+    repeats: int = 100,
+    fuse: bool = False,
+) -> dict[str, Any]:
     """Latency of a run folder's network or of an export folder's files, as one JSON-able dict.
 
     A run folder runs in PyTorch eagerly (``fuse``: its inference form) or, with
@@ -363,19 +449,25 @@ def bench(source: str | Path, runtime: str = "torch", batch: int = 1, threads: i
     if runtime not in RUNTIMES:
         raise DeployError(f"invalid runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
     if batch < 1 or threads < 1 or warmup < 0 or repeats < 1:
-        raise DeployError(f"need batch >= 1, threads >= 1, warmup >= 0, repeats >= 1; got batch={batch}, "
-                          f"threads={threads}, warmup={warmup}, repeats={repeats}")
+        raise DeployError(
+            f"need batch >= 1, threads >= 1, warmup >= 0, repeats >= 1; got batch={batch}, "
+            f"threads={threads}, warmup={warmup}, repeats={repeats}"
+        )
     torch.set_num_threads(threads)
     if (source / CARD_JSON).is_file():
         card = json.loads((source / CARD_JSON).read_text())
         size, macs, form = tuple(card["input_size"]), card["macs"], "fused" if card["fuse"] else "plain"
         if batch != 1 and not card["dynamic_batch"]:
-            raise DeployError(f"{source} was exported for batch 1 only; re-export with --dynamic-batch to "
-                              f"measure batch {batch}")
+            raise DeployError(
+                f"{source} was exported for batch 1 only; re-export with --dynamic-batch to "
+                f"measure batch {batch}"
+            )
         file = TORCH_FILE if runtime == "torch" else ONNX_FILE
         if not (source / file).is_file():
-            raise DeployError(f"{source / file} is missing; export it with hrnas export RUN --format "
-                              f"{'torch' if runtime == 'torch' else 'onnx'}")
+            raise DeployError(
+                f"{source / file} is missing; export it with hrnas export RUN --format "
+                f"{'torch' if runtime == 'torch' else 'onnx'}"
+            )
         x = torch.randn(batch, *size)
         if runtime == "torch":
             program = torch.export.load(str(source / file)).module()
@@ -395,6 +487,7 @@ def bench(source: str | Path, runtime: str = "torch", batch: int = 1, threads: i
         model = fuse_for_inference(model) if fuse else model
         x = torch.randn(batch, *size)
         if runtime == "torch":
+
             def run() -> None:
                 with torch.inference_mode():
                     model(x)
@@ -402,12 +495,23 @@ def bench(source: str | Path, runtime: str = "torch", batch: int = 1, threads: i
             run = onnxruntime_runner(onnx_bytes(model, x), x, threads)
         kind = "run"
     else:
-        raise DeployError(f"{source} is neither a run folder ({RESULT_FILE}, {WEIGHTS_FILE}) nor an export "
-                          f"folder ({CARD_JSON}); give one written by hrnas search or hrnas export")
+        raise DeployError(
+            f"{source} is neither a run folder ({RESULT_FILE}, {WEIGHTS_FILE}) nor an export "
+            f"folder ({CARD_JSON}); give one written by hrnas search or hrnas export"
+        )
     stats = time_latency(run, warmup=warmup, repeats=repeats)
-    return dict(source=str(source), kind=kind, runtime=runtime, form=form, batch=batch, threads=threads,
-                input_size=list(size), macs=macs, **stats.as_ms(),
-                ms_per_image=round(stats.median * 1e3 / batch, 4))
+    return dict(
+        source=str(source),
+        kind=kind,
+        runtime=runtime,
+        form=form,
+        batch=batch,
+        threads=threads,
+        input_size=list(size),
+        macs=macs,
+        **stats.as_ms(),
+        ms_per_image=round(stats.median * 1e3 / batch, 4),
+    )
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -419,14 +523,25 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by hrnas search")
     parser.add_argument("--out", help="export folder (default: RUN_DIR/export)")
-    parser.add_argument("--format", dest="formats", metavar="torch|onnx|all",
-                        help="also write a standalone torch.export program (model.pt2), an ONNX file (model.onnx) "
-                             "or both, with model_card.md/json; each checked against the searched network")
-    parser.add_argument("--fuse", action="store_true", help="export the inference form (BNs folded, kernel paths "
-                        "merged): the same outputs, fewer ops")
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        metavar="torch|onnx|all",
+        help="also write a standalone torch.export program (model.pt2), an ONNX file (model.onnx) "
+        "or both, with model_card.md/json; each checked against the searched network",
+    )
+    parser.add_argument(
+        "--fuse",
+        action="store_true",
+        help="export the inference form (BNs folded, kernel paths merged): the same outputs, fewer ops",
+    )
     parser.add_argument("--input", type=parse_input_size, help="input size CxHxW (default: the search's)")
-    parser.add_argument("--opset", type=int, default=OPSETS.start,
-                        help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1} (default {OPSETS.start})")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=OPSETS.start,
+        help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1} (default {OPSETS.start})",
+    )
     parser.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch 1 only)")
     parser.add_argument("--force", action="store_true", help="replace another model already in --out")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -437,11 +552,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``hrnas export``: returns the exit status (0 done, 2 bad input or failed check)."""
     import sys
 
-
     try:
-        settings = ExportSettings(formats=ExportSettings.parse_formats(args.formats), fuse=args.fuse,
-                                  input_size=args.input, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                                  force=args.force)
+        settings = ExportSettings(
+            formats=ExportSettings.parse_formats(args.formats),
+            fuse=args.fuse,
+            input_size=args.input,
+            opset=args.opset,
+            dynamic_batch=args.dynamic_batch,
+            force=args.force,
+        )
         info = export_deployment(args.run_dir, args.out, settings)
     except (ValueError, FileNotFoundError, KeyError) as exc:  # DeployError, ConfigError, a broken run folder
         print(f"hrnas export: error: {exc}", file=sys.stderr)
@@ -450,8 +569,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps(info))
         return 0
     checks = ", ".join(f"{name} (max abs diff {f['max_abs_diff']:.1e})" for name, f in info["files"].items())
-    print(f"exported {args.run_dir} to {info['out']}: {info['macs']:,} MACs, {info['params']:,} params"
-          + (f"; {checks}" if checks else ""))
+    print(
+        f"exported {args.run_dir} to {info['out']}: {info['macs']:,} MACs, {info['params']:,} params"
+        + (f"; {checks}" if checks else "")
+    )
     return 0
 
 
@@ -464,8 +585,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     parser.add_argument("--repeats", type=int, default=100, help="timed runs (default 100)")
     parser.add_argument("--fuse", action="store_true", help="a run folder's inference form")
-    parser.add_argument("--record", action="store_true", help=f"also append the line to RUN_OR_EXPORT/{BENCH_RECORD} "
-                        "(hrnas report shows the latest batch-1 record beside the MACs)")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help=f"also append the line to RUN_OR_EXPORT/{BENCH_RECORD} "
+        "(hrnas report shows the latest batch-1 record beside the MACs)",
+    )
     return parser
 
 
@@ -473,9 +598,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """``hrnas bench``: one JSON line with median and percentiles; returns the exit status."""
     import sys
 
-
     try:
-        report = bench(args.source, args.runtime, args.batch, args.threads, args.warmup, args.repeats, args.fuse)
+        report = bench(
+            args.source, args.runtime, args.batch, args.threads, args.warmup, args.repeats, args.fuse
+        )
     except (ValueError, FileNotFoundError) as exc:  # DeployError, ConfigError, a broken run folder
         print(f"hrnas bench: error: {exc}", file=sys.stderr)
         return 2
@@ -487,5 +613,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["ExportSettings", "DeployError", "export_deployment", "export_torch", "export_onnx", "bench",
-           "run_fingerprint", "FORMATS", "OPSETS", "TOLERANCE"]
+__all__ = [
+    "ExportSettings",
+    "DeployError",
+    "export_deployment",
+    "export_torch",
+    "export_onnx",
+    "bench",
+    "run_fingerprint",
+    "FORMATS",
+    "OPSETS",
+    "TOLERANCE",
+]

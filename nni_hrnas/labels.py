@@ -25,8 +25,10 @@ TOKENS = "tok"
 HEAD = "head"
 
 _CHOICE = re.compile(r"k(?P<kernel>[1-9]\d*)|tok")
-_BLOCK = re.compile(r"p(?P<ps>\d+)_b(?P<pb>\d+)_n(?P<pn>\d+)|f(?P<fs>\d+)_o(?P<fo>\d+)_i(?P<fi>\d+)"
-                    r"|head|cls_b(?P<cb>\d+)|cls_d(?P<cd>\d+)")
+_BLOCK = re.compile(
+    r"p(?P<ps>\d+)_b(?P<pb>\d+)_n(?P<pn>\d+)|f(?P<fs>\d+)_o(?P<fo>\d+)_i(?P<fi>\d+)"
+    r"|head|cls_b(?P<cb>\d+)|cls_d(?P<cd>\d+)"
+)
 
 
 class BlockPlace(NamedTuple):
@@ -74,8 +76,9 @@ def split_label(label: str) -> tuple[str, str]:
     """``(block, choice)`` of a choice label; ``ValueError`` naming the label if it is not one."""
     block, sep, choice = str(label).rpartition("_")
     if not sep or not _CHOICE.fullmatch(choice) or not _BLOCK.fullmatch(block):
-        raise ValueError(f"{label!r} is not a choice label ('{{block}}_k{{K}}' or '{{block}}_tok', e.g. "
-                         f"'p1_b0_n0_k3')")
+        raise ValueError(
+            f"{label!r} is not a choice label ('{{block}}_k{{K}}' or '{{block}}_tok', e.g. 'p1_b0_n0_k3')"
+        )
     return block, choice
 
 
@@ -111,8 +114,10 @@ def parse_block(block: str) -> BlockPlace:
     """Where ``block`` sits; ``ValueError`` if it is not a block label."""
     m = _BLOCK.fullmatch(str(block))
     if m is None:
-        raise ValueError(f"{block!r} is not a block label (p{{s}}_b{{b}}_n{{i}}, f{{s}}_o{{o}}_i{{i}}, head, "
-                         "cls_b{b} or cls_d{i})")
+        raise ValueError(
+            f"{block!r} is not a block label (p{{s}}_b{{b}}_n{{i}}, f{{s}}_o{{o}}_i{{i}}, head, "
+            "cls_b{b} or cls_d{i})"
+        )
     if m["ps"] is not None:
         return BlockPlace("parallel", int(m["ps"]), int(m["pb"]), int(m["pn"]))
     if m["fs"] is not None:

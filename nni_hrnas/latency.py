@@ -71,8 +71,15 @@ def time_latency(run: Callable[[], Any], warmup: int = 10, repeats: int = 100) -
     else:  # inclusive: percentiles between the observed extremes, as numpy's default
         cuts = statistics.quantiles(times, n=10, method="inclusive")
         p10, p90 = cuts[0], cuts[-1]
-    return LatencyStats(median=statistics.median(times), p10=p10, p90=p90, mean=statistics.fmean(times),
-                        min=min(times), repeats=repeats, warmup=warmup)
+    return LatencyStats(
+        median=statistics.median(times),
+        p10=p10,
+        p90=p90,
+        mean=statistics.fmean(times),
+        min=min(times),
+        repeats=repeats,
+        warmup=warmup,
+    )
 
 
 def onnxruntime_runner(model: str | bytes, x: torch.Tensor, threads: int = 1) -> Callable[[], Any]:
@@ -94,8 +101,9 @@ def onnxruntime_runner(model: str | bytes, x: torch.Tensor, threads: int = 1) ->
 
 def onnx_bytes(module: torch.nn.Module, x: torch.Tensor, opset: int = 18) -> bytes:
     """``module`` (in eval mode) exported by torch's ONNX exporter at input ``x``, serialized."""
-    program = torch.onnx.export(copy.deepcopy(module).eval(), (x,), dynamo=True, opset_version=opset,
-                                optimize=False, verbose=False)
+    program = torch.onnx.export(
+        copy.deepcopy(module).eval(), (x,), dynamo=True, opset_version=opset, optimize=False, verbose=False
+    )
     return program.model_proto.SerializeToString()
 
 
@@ -115,8 +123,15 @@ def _median_seconds(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> f
     return time_latency(_runner(module, x, "torch"), warmup=3, repeats=repeats).median
 
 
-def measure_path_overhead(batch_size: int = 1, channels: int = 32, size: int = 16, kernel_size: int = 5,
-                          widths: tuple[int, int] = (4, 128), repeats: int = 50, runtime: str = "torch") -> float:
+def measure_path_overhead(
+    batch_size: int = 1,
+    channels: int = 32,
+    size: int = 16,
+    kernel_size: int = 5,
+    widths: tuple[int, int] = (4, 128),
+    repeats: int = 50,
+    runtime: str = "torch",
+) -> float:
     """The MAC-equivalent fixed cost of one kernel path per image at ``batch_size``, measured here.
 
     Times a :class:`KernelPath` (``channels`` in and out, ``size`` x ``size`` input) at two widths in
@@ -126,8 +141,10 @@ def measure_path_overhead(batch_size: int = 1, channels: int = 32, size: int = 1
     its threads, the runtime and the batch size you deploy at.
     """
     if batch_size < 1 or repeats < 1 or not 0 < widths[0] < widths[1]:
-        raise ValueError(f"need batch_size >= 1, repeats >= 1 and 0 < widths[0] < widths[1]; got "
-                         f"batch_size={batch_size}, repeats={repeats}, widths={widths}")
+        raise ValueError(
+            f"need batch_size >= 1, repeats >= 1 and 0 < widths[0] < widths[1]; got "
+            f"batch_size={batch_size}, repeats={repeats}, widths={widths}"
+        )
     if runtime not in RUNTIMES:
         raise ValueError(f"invalid runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
     x = torch.randn(batch_size, channels, size, size)
@@ -141,8 +158,10 @@ def measure_path_overhead(batch_size: int = 1, channels: int = 32, size: int = 1
     (m1, t1), (m2, t2) = points
     seconds_per_mac = (t2 - t1) / (m2 - m1)
     if seconds_per_mac <= 0:
-        raise RuntimeError(f"latency did not grow with width ({t1 * 1e6:.1f} us at {widths[0]} channels, "
-                           f"{t2 * 1e6:.1f} us at {widths[1]}): the machine is too noisy to measure; "
-                           "give path_overhead as a number instead")
+        raise RuntimeError(
+            f"latency did not grow with width ({t1 * 1e6:.1f} us at {widths[0]} channels, "
+            f"{t2 * 1e6:.1f} us at {widths[1]}): the machine is too noisy to measure; "
+            "give path_overhead as a number instead"
+        )
     fixed = t1 - seconds_per_mac * m1
     return max(fixed / seconds_per_mac / batch_size, 0.0)

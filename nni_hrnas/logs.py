@@ -30,8 +30,12 @@ def setup_cli_logging(verbose: bool = False) -> None:
         logger.propagate = False
     # Lightning's one-line notices (device summary, logger tips) are for its own scripts; on our
     # commands they bury the summary. Their warnings still show.
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
-                 "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in (
+        "pytorch_lightning.utilities.rank_zero",
+        "lightning_fabric.utilities.rank_zero",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+    ):
         logging.getLogger(name).setLevel(logging.INFO + 1 if not verbose else logging.DEBUG)
     # NNI's experiment life cycle (config inferred, engine chosen, checkpoint saved, stopped) is ours to
     # run, not the user's to read; its warnings still show, except one it repeats for every one-shot
@@ -49,8 +53,10 @@ def setup_cli_logging(verbose: bool = False) -> None:
 #: Warnings about Lightning's own internals that a user cannot act on: task modules log their metrics
 #: through ``self.log`` also when our Fabric loop (not a Trainer) runs them, and Lightning 2.x calls a
 #: torch pytree API that torch 2.13 deprecates. ``--verbose`` shows them.
-_KNOWN_NOISE = (r"You are trying to `self\.log\(\)` but the `self\.trainer` reference is not registered",
-                r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+_KNOWN_NOISE = (
+    r"You are trying to `self\.log\(\)` but the `self\.trainer` reference is not registered",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
 
 
 class _UnsetTrainingService(logging.Filter):

@@ -158,7 +158,9 @@ class SearchCost:
     wall_seconds: float | None = _spec(_number, "wall time of the search loop")
     epochs: int | None = _spec(_integer, "epochs run")
     images_seen: int | None = _spec(_integer, "training images seen")
-    mac_epochs: float | None = _spec(_number, "sum over epochs of the network's MACs (the shrinking makes it fall)")
+    mac_epochs: float | None = _spec(
+        _number, "sum over epochs of the network's MACs (the shrinking makes it fall)"
+    )
     macs_processed: float | None = _spec(_number, "MACs spent on training images")
 
     @classmethod
@@ -196,7 +198,9 @@ class SearchResult(Mapping):
     arch: dict[str, int] | None = _spec(_arch, "the searched architecture: choice label -> width")
     arch_max: dict[str, int] | None = _spec(_arch, "the supernet's architecture (every width at its maximum)")
     macs_max: int | None = _spec(_integer, "MACs of the supernet (before the search)")
-    macs_min: int | None = _spec(_integer, "MACs with every searched unit removed (what no budget goes below)")
+    macs_min: int | None = _spec(
+        _integer, "MACs with every searched unit removed (what no budget goes below)"
+    )
     # the search
     search_seconds: float | None = _spec(_number, "wall time of the search loop")
     lambda_: float | None = _spec(_number, "penalty weight of Eq. 7", key="lambda")
@@ -208,11 +212,17 @@ class SearchResult(Mapping):
     input_size: tuple[int, ...] | None = _spec(_size, "(C, H, W) the costs are computed at")
     strategy: str | None = _spec(_text, "hrnas, or the NNI strategy that found arch")
     path_overhead: float | None = _spec(_number, "MAC-equivalents charged per kernel path")
-    shrink_epochs: int | None = _spec(_integer, "epochs of shrinking; the rest trained the final architecture")
+    shrink_epochs: int | None = _spec(
+        _integer, "epochs of shrinking; the rest trained the final architecture"
+    )
     search_cost: SearchCost | None = _spec(_cost, "what the search consumed")
-    trajectory: list[dict[str, Any]] | None = _spec(_steps, "one entry per prune step: epoch, macs, params, metric")
+    trajectory: list[dict[str, Any]] | None = _spec(
+        _steps, "one entry per prune step: epoch, macs, params, metric"
+    )
     target_macs: int | None = _spec(_integer, "the MACs budget, if any", null=True)
-    target: dict[str, Any] | None = _spec(_object, "with a budget: where the result landed (side, relative_error)")
+    target: dict[str, Any] | None = _spec(
+        _object, "with a budget: where the result landed (side, relative_error)"
+    )
     resumed_at_epoch: int | None = _spec(_integer, "the epoch a resumed search continued from", null=True)
     devices: dict[str, Any] | None = _spec(_object, "accelerator, devices, num_nodes, world_size, precision")
     # what ran it (hrnas search)
@@ -228,20 +238,27 @@ class SearchResult(Mapping):
     def from_dict(cls, data: Any, source: str = RESULT_FILE) -> SearchResult:
         """A result from ``result.json``'s content; raises :class:`RunFolderError` naming ``source``."""
         if not isinstance(data, dict):
-            raise RunFolderError(f"{source} is not a result.json as hrnas search writes it (a JSON "
-                                 f"{type(data).__name__}, not an object); {_RESTORE}")
+            raise RunFolderError(
+                f"{source} is not a result.json as hrnas search writes it (a JSON "
+                f"{type(data).__name__}, not an object); {_RESTORE}"
+            )
         version = data.get("schema_version", 1)  # folders written before the field existed: version 1
         if not _is_int(version) or version < 1:
-            raise RunFolderError(f"{source} is not a result.json as hrnas search writes it (schema_version "
-                                 f"{version!r}); {_RESTORE}")
+            raise RunFolderError(
+                f"{source} is not a result.json as hrnas search writes it (schema_version "
+                f"{version!r}); {_RESTORE}"
+            )
         if version > SCHEMA_VERSION:
-            raise RunFolderError(f"{source} has schema_version {version}, newer than this nni-hrnas reads "
-                                 f"(up to {SCHEMA_VERSION}): {_UPGRADE}")
+            raise RunFolderError(
+                f"{source} has schema_version {version}, newer than this nni-hrnas reads "
+                f"(up to {SCHEMA_VERSION}): {_UPGRADE}"
+            )
         try:
             return _from_dict(cls, data)
         except RunFolderError as exc:
-            raise RunFolderError(f"{source} is not a result.json as hrnas search writes it ({exc}); "
-                                 f"{_RESTORE}") from None
+            raise RunFolderError(
+                f"{source} is not a result.json as hrnas search writes it ({exc}); {_RESTORE}"
+            ) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``result.json`` content: the on-disk keys, None fields left out unless always written."""
@@ -346,8 +363,10 @@ class RunFolder:
         try:
             data = json.loads(self.result_path.read_text())
         except ValueError as exc:
-            raise RunFolderError(f"{self.result_path} is not a result.json as hrnas search writes it "
-                                 f"({type(exc).__name__}: {exc}); {_RESTORE}") from None
+            raise RunFolderError(
+                f"{self.result_path} is not a result.json as hrnas search writes it "
+                f"({type(exc).__name__}: {exc}); {_RESTORE}"
+            ) from None
         return SearchResult.from_dict(data, source=str(self.result_path))
 
     def load_arch(self) -> dict[str, int]:
@@ -357,8 +376,9 @@ class RunFolder:
             return _arch(json.loads(self.arch_path.read_text()))
         except (ValueError, _Bad) as exc:
             detail = f"expected {exc}" if isinstance(exc, _Bad) else f"{type(exc).__name__}: {exc}"
-            raise RunFolderError(f"{self.arch_path} is not an arch.json as hrnas search writes it ({detail}); "
-                                 f"{_RESTORE}") from None
+            raise RunFolderError(
+                f"{self.arch_path} is not an arch.json as hrnas search writes it ({detail}); {_RESTORE}"
+            ) from None
 
     def load_model(self, fuse: bool = False) -> nn.Module:
         """The searched network with its trained weights, in eval mode.
@@ -377,15 +397,19 @@ class RunFolder:
                 raise KeyError("config")
             config = HRNASConfig(**result.config)
         except (TypeError, KeyError) as exc:
-            raise RunFolderError(f"{self.result_path} is not a result.json as hrnas search writes it "
-                                 f"({type(exc).__name__}: {exc}); {_RESTORE}") from None
+            raise RunFolderError(
+                f"{self.result_path} is not a result.json as hrnas search writes it "
+                f"({type(exc).__name__}: {exc}); {_RESTORE}"
+            ) from None
         model = HRNASNetwork(config, load_arch(self.arch_path, config))
         try:
             model.load_state_dict(load_weights(self.weights_path), strict=True)
         except Exception as exc:  # noqa: BLE001 - safetensors' errors, torch's key/shape mismatches (many lines)
             detail = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise RunFolderError(f"{self.weights_path} does not hold this run's weights ({type(exc).__name__}: "
-                                 f"{detail}); {_RESTORE}") from None
+            raise RunFolderError(
+                f"{self.weights_path} does not hold this run's weights ({type(exc).__name__}: "
+                f"{detail}); {_RESTORE}"
+            ) from None
         if fuse:
             from nni_hrnas.ops.fuse import fuse_for_inference
 
@@ -404,7 +428,9 @@ class RunFolder:
 
     def _require(self, path: Path) -> None:
         if not path.exists():
-            hint = (" (the search did not finish: continue it with hrnas search --resume --out "
-                    f"{self.path})") if self.has_checkpoint() else ""
+            hint = (
+                (f" (the search did not finish: continue it with hrnas search --resume --out {self.path})")
+                if self.has_checkpoint()
+                else ""
+            )
             raise FileNotFoundError(f"{path} is missing{hint}")
-

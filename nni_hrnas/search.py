@@ -84,11 +84,15 @@ def _overhead_arg(text: str | float | None) -> float | str | None:
     try:
         return float(text)
     except ValueError:
-        raise SearchError(f"invalid path_overhead={text!r}: expected a number of MAC-equivalents or 'auto'") from None
+        raise SearchError(
+            f"invalid path_overhead={text!r}: expected a number of MAC-equivalents or 'auto'"
+        ) from None
 
 
-_OVERHEAD = Check(lambda v: v == "auto" or is_number(v) and v >= 0,
-                  "expected a number of MAC-equivalents >= 0, or 'auto' (measured on this machine)")
+_OVERHEAD = Check(
+    lambda v: v == "auto" or is_number(v) and v >= 0,
+    "expected a number of MAC-equivalents >= 0, or 'auto' (measured on this machine)",
+)
 
 
 #: DeviceSettings' defaults, the search flags' defaults
@@ -107,44 +111,82 @@ class SearchSettings:
     task: str = setting(help="task name (e.g. digits_seg, cityscapes)")
     preset: str | None = setting(None, help="space preset (default: the task's)")
     space: dict[str, Any] | None = setting(
-        None, action="append", metavar="KEY=VALUE", from_cli=_space_arg,
+        None,
+        action="append",
+        metavar="KEY=VALUE",
+        from_cli=_space_arg,
         help="override a field of the preset's config, repeatable: transformer=false, "
-             "transformer.placement=all, kernels=3,5, granularity=8")
-    lambda_: float | None = setting(None, type=float, metavar="L", check=number(0), forward=True,
-                                    help="penalty weight (default: per task)")
-    eps: float | None = setting(None, type=float, forward=True,
-                                check=Check(lambda v: is_number(v) and 0 < v < 1, "expected 0 < eps < 1"),
-                                help="remove units with |gamma| < eps (default: per task, else the strategy's: 1e-3)")
+        "transformer.placement=all, kernels=3,5, granularity=8",
+    )
+    lambda_: float | None = setting(
+        None,
+        type=float,
+        metavar="L",
+        check=number(0),
+        forward=True,
+        help="penalty weight (default: per task)",
+    )
+    eps: float | None = setting(
+        None,
+        type=float,
+        forward=True,
+        check=Check(lambda v: is_number(v) and 0 < v < 1, "expected 0 < eps < 1"),
+        help="remove units with |gamma| < eps (default: per task, else the strategy's: 1e-3)",
+    )
     target_macs: float | None = setting(
-        None, type=float, metavar="M", forward=True,
+        None,
+        type=float,
+        metavar="M",
+        forward=True,
         check=Check(lambda v: is_number(v) and v > 0, "expected a positive number of MACs").or_none(),
-        help=f"MACs budget; the result lands within 5%% of it ({RESULT_FILE} says above or below)")
-    epochs: int | None = setting(None, type=int, check=integer(1), forward=True,
-                                 help="search epochs (default: per task)")
-    prune_every: int | None = setting(None, type=int, check=integer(1), forward=True,
-                                      help="epochs between prune steps (default: per task)")
-    warmup_epochs: float | None = setting(None, type=float, check=number(0), forward=True,
-                                          help="epochs over which lambda ramps up from 0")
+        help=f"MACs budget; the result lands within 5%% of it ({RESULT_FILE} says above or below)",
+    )
+    epochs: int | None = setting(
+        None, type=int, check=integer(1), forward=True, help="search epochs (default: per task)"
+    )
+    prune_every: int | None = setting(
+        None, type=int, check=integer(1), forward=True, help="epochs between prune steps (default: per task)"
+    )
+    warmup_epochs: float | None = setting(
+        None, type=float, check=number(0), forward=True, help="epochs over which lambda ramps up from 0"
+    )
     shrink_epochs: int | None = setting(
-        None, type=int, metavar="N", forward=True,
+        None,
+        type=int,
+        metavar="N",
+        forward=True,
         check=integer(1, "epochs of pruning before the final architecture is trained").or_none(),
         help="prune during the first N epochs, then train the final architecture for the rest "
-             "(default: per task; the real tasks shrink throughout, as the paper)")
-    batch_size: int | None = setting(None, type=int, check=integer(1).or_none(),
-                                     help="training batch size (default: the task's)")
+        "(default: per task; the real tasks shrink throughout, as the paper)",
+    )
+    batch_size: int | None = setting(
+        None, type=int, check=integer(1).or_none(), help="training batch size (default: the task's)"
+    )
     path_overhead: float | str | None = setting(
-        None, metavar="MACS|auto", from_cli=_overhead_arg, check=_OVERHEAD, forward=True,
+        None,
+        metavar="MACS|auto",
+        from_cli=_overhead_arg,
+        check=_OVERHEAD,
+        forward=True,
         help="fixed cost of each kernel path in MAC-equivalents, so that whole paths are removed "
-             "(Eq. 7 adapted to latency); 'auto' measures it on this machine (default: per task; "
-             "0, the paper's MAC-only cost, on the real tasks)")
-    latency_batch: int = setting(1, type=int, check=integer(1), help="batch size 'auto' measures at (default 1)")
-    latency_runtime: str = setting("torch", choices=("torch", "onnxruntime"), check=one_of("torch", "onnxruntime"),
-                                   help="runtime 'auto' measures in: the one you deploy on (default torch)")
+        "(Eq. 7 adapted to latency); 'auto' measures it on this machine (default: per task; "
+        "0, the paper's MAC-only cost, on the real tasks)",
+    )
+    latency_batch: int = setting(
+        1, type=int, check=integer(1), help="batch size 'auto' measures at (default 1)"
+    )
+    latency_runtime: str = setting(
+        "torch",
+        choices=("torch", "onnxruntime"),
+        check=one_of("torch", "onnxruntime"),
+        help="runtime 'auto' measures in: the one you deploy on (default torch)",
+    )
     seed: int = setting(0, type=int, check=integer(0), forward=True)
     data_root: str | None = setting(None, help="data folder (default: the task's environment variable)")
     out: str | None = setting(None, help="run folder (default: runs/hrnas-TASK-TIME)")
-    resume: bool = setting(False, action="store_true", forward=True,
-                           help="continue the search checkpointed in --out")
+    resume: bool = setting(
+        False, action="store_true", forward=True, help="continue the search checkpointed in --out"
+    )
     # set from Python only: the task's record, or a caller such as bench_fabric.py, gives them
     smoke: bool = setting(default_factory=smoke_mode, cli=False)
     data_sizes: tuple[int, int] | None = setting(None, cli=False)  # (train, val) samples of the CPU tasks
@@ -152,18 +194,34 @@ class SearchSettings:
     recalibration_batches: int | None = setting(None, cli=False, forward=True)
     ema_decay: float | None = setting(None, cli=False, forward=True)
     # where the search trains (Lightning Fabric); checked by DeviceSettings
-    accelerator: str = setting(_DEVICE_DEFAULTS["accelerator"], group=DEVICES,
-                               help=f"{', '.join(ACCELERATORS)} (default auto: the GPU when there is one)")
-    devices: int = setting(_DEVICE_DEFAULTS["devices"], type=int, group=DEVICES,
-                           help="processes per node, one per device, training data parallel on the task's batch "
-                                "size each (default 1)")
-    num_nodes: int = setting(_DEVICE_DEFAULTS["num_nodes"], type=int, group=DEVICES,
-                             help="machines; start each node's processes with torchrun (default 1)")
-    precision: str = setting(_DEVICE_DEFAULTS["precision"], group=DEVICES,
-                             help=f"{', '.join(PRECISIONS)} (default 32-true)")
-    channels_last: bool = setting(_DEVICE_DEFAULTS["channels_last"], flag="--no-channels-last", action="store_false",
-                                  group=DEVICES, help="keep the network in the default (NCHW) memory layout; "
-                                                      "channels-last is faster here")
+    accelerator: str = setting(
+        _DEVICE_DEFAULTS["accelerator"],
+        group=DEVICES,
+        help=f"{', '.join(ACCELERATORS)} (default auto: the GPU when there is one)",
+    )
+    devices: int = setting(
+        _DEVICE_DEFAULTS["devices"],
+        type=int,
+        group=DEVICES,
+        help="processes per node, one per device, training data parallel on the task's batch "
+        "size each (default 1)",
+    )
+    num_nodes: int = setting(
+        _DEVICE_DEFAULTS["num_nodes"],
+        type=int,
+        group=DEVICES,
+        help="machines; start each node's processes with torchrun (default 1)",
+    )
+    precision: str = setting(
+        _DEVICE_DEFAULTS["precision"], group=DEVICES, help=f"{', '.join(PRECISIONS)} (default 32-true)"
+    )
+    channels_last: bool = setting(
+        _DEVICE_DEFAULTS["channels_last"],
+        flag="--no-channels-last",
+        action="store_false",
+        group=DEVICES,
+        help="keep the network in the default (NCHW) memory layout; channels-last is faster here",
+    )
 
     def __post_init__(self) -> None:
         from nni_hrnas.tasks.registry import get_task
@@ -187,9 +245,15 @@ class SearchSettings:
         if self.path_overhead == "auto":
             from nni_hrnas.latency import measure_path_overhead
 
-            self.path_overhead = measure_path_overhead(batch_size=self.latency_batch, runtime=self.latency_runtime)
-            _logger.info("path overhead measured in %s at batch %d: %s MAC-equivalents per path",
-                         self.latency_runtime, self.latency_batch, f"{self.path_overhead:,.0f}")
+            self.path_overhead = measure_path_overhead(
+                batch_size=self.latency_batch, runtime=self.latency_runtime
+            )
+            _logger.info(
+                "path overhead measured in %s at batch %d: %s MAC-equivalents per path",
+                self.latency_runtime,
+                self.latency_batch,
+                f"{self.path_overhead:,.0f}",
+            )
 
     def validate(self) -> None:
         """Each setting's declared check, then those that involve more than one (preset and space,
@@ -207,8 +271,9 @@ class SearchSettings:
                 raise SearchError(f"invalid --space: {exc}") from None
         check_settings(self, SearchError)
         if self.resume and not self.out:
-            raise SearchError("invalid resume=True: --resume needs --out RUN_DIR (the folder of the search to "
-                              "continue)")
+            raise SearchError(
+                "invalid resume=True: --resume needs --out RUN_DIR (the folder of the search to continue)"
+            )
         try:
             self.device_settings().check_machine()
         except ValueError as exc:
@@ -248,8 +313,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_search(settings: SearchSettings, run_dir: Path | None = None,
-                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None):
+def build_search(
+    settings: SearchSettings,
+    run_dir: Path | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+):
     """The (space, evaluator, strategy) triple of a search, without running it."""
     from nni_hrnas.tasks.registry import get_task
     from search_spaces import HRNASSpace
@@ -259,24 +327,44 @@ def build_search(settings: SearchSettings, run_dir: Path | None = None,
     overrides = copy.deepcopy(settings.space or {})
     space = HRNASSpace.from_preset(settings.preset, input_size=input_size, **overrides)
     if space.config.task != spec.kind:
-        raise SearchError(f"invalid preset={settings.preset!r}: a {space.config.task} space, "
-                          f"but task {settings.task!r} is {spec.kind}")
+        raise SearchError(
+            f"invalid preset={settings.preset!r}: a {space.config.task} space, "
+            f"but task {settings.task!r} is {spec.kind}"
+        )
     if space.config.num_outputs != spec.num_outputs:
-        space = HRNASSpace.from_preset(settings.preset, input_size=input_size, num_outputs=spec.num_outputs,
-                                       **copy.deepcopy(settings.space or {}))
+        space = HRNASSpace.from_preset(
+            settings.preset,
+            input_size=input_size,
+            num_outputs=spec.num_outputs,
+            **copy.deepcopy(settings.space or {}),
+        )
     dataset_kwargs = {"sizes": tuple(settings.data_sizes)} if settings.data_sizes else None
     torch.manual_seed(settings.seed)
-    evaluator = spec.make_evaluator(None, epochs=settings.epochs, batch_size=settings.batch_size,
-                                    root=settings.data_root, smoke=settings.smoke, seed=settings.seed,
-                                    module_kwargs=settings.module_kwargs, dataset_kwargs=dataset_kwargs,
-                                    enable_progress_bar=False, logger=False)
-    strategy = ProgressiveShrinking(**settings.strategy_kwargs(), input_size=input_size, checkpoint_dir=run_dir,
-                                    on_epoch_end=on_epoch_end, devices=settings.device_settings())
+    evaluator = spec.make_evaluator(
+        None,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        root=settings.data_root,
+        smoke=settings.smoke,
+        seed=settings.seed,
+        module_kwargs=settings.module_kwargs,
+        dataset_kwargs=dataset_kwargs,
+        enable_progress_bar=False,
+        logger=False,
+    )
+    strategy = ProgressiveShrinking(
+        **settings.strategy_kwargs(),
+        input_size=input_size,
+        checkpoint_dir=run_dir,
+        on_epoch_end=on_epoch_end,
+        devices=settings.device_settings(),
+    )
     return space, evaluator, strategy
 
 
-def run_search(settings: SearchSettings,
-               on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> SearchResult:
+def run_search(
+    settings: SearchSettings, on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+) -> SearchResult:
     """Run one search and write its run folder; returns what its ``result.json`` holds.
 
     ``on_epoch_end`` is the strategy's per-epoch callback (see :class:`ProgressiveShrinking`), e.g.
@@ -288,19 +376,27 @@ def run_search(settings: SearchSettings,
     run_dir = settings.run_dir()
     folder = RunFolder(run_dir)
     if folder.has_checkpoint() and not settings.resume:
-        raise SearchError(f"invalid out={str(run_dir)!r}: it holds a search checkpoint; pass --resume to continue "
-                          "it, or choose another --out (nothing was overwritten)")
+        raise SearchError(
+            f"invalid out={str(run_dir)!r}: it holds a search checkpoint; pass --resume to continue "
+            "it, or choose another --out (nothing was overwritten)"
+        )
     space, evaluator, strategy = build_search(settings, run_dir, on_epoch_end)
     if settings.target_macs is not None:  # refuse an unreachable budget before anything starts
         floor = minimum_macs(space, strategy.input_size)
         if settings.target_macs < floor:
-            raise SearchError(f"invalid target_macs={settings.target_macs:,.0f}: below what this network can reach; "
-                              f"the stem, shortcuts and head alone cost {floor:,} MACs at input size "
-                              f"{strategy.input_size} (every searched unit removed)")
+            raise SearchError(
+                f"invalid target_macs={settings.target_macs:,.0f}: below what this network can reach; "
+                f"the stem, shortcuts and head alone cost {floor:,} MACs at input size "
+                f"{strategy.input_size} (every searched unit removed)"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     experiment = NasExperiment(space, evaluator, strategy)
     # under torchrun / SLURM every process runs this function: only rank zero writes the run folder
-    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) if strategy.devices.world_size > 1 else 0
+    rank = (
+        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+        if strategy.devices.world_size > 1
+        else 0
+    )
     nni_dir = folder.nni_dir if rank == 0 else Path(tempfile.mkdtemp(prefix=f"hrnas-nni-rank{rank}-"))
     experiment.config.experiment_working_directory = str(nni_dir.resolve())
     started = time.perf_counter()
@@ -310,9 +406,16 @@ def run_search(settings: SearchSettings,
         model = experiment.export_top_models(formatter="instance")[0]
     finally:
         experiment.stop()
-    result = dataclasses.replace(strategy.result, task=settings.task, preset=settings.preset, arch=dict(arch),
-                                 config=dataclasses.asdict(space.config), run_seconds=time.perf_counter() - started,
-                                 smoke=settings.smoke, run_dir=str(run_dir))
+    result = dataclasses.replace(
+        strategy.result,
+        task=settings.task,
+        preset=settings.preset,
+        arch=dict(arch),
+        config=dataclasses.asdict(space.config),
+        run_seconds=time.perf_counter() - started,
+        smoke=settings.smoke,
+        run_dir=str(run_dir),
+    )
     if rank == 0 and strategy.is_global_zero:
         folder.save(arch, model, result)
     return result
@@ -334,8 +437,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[s
     if out.resolve() != folder.path.resolve():
         folder.copy_to(out, result)
     params = sum(p.numel() for p in model.parameters())
-    return {"out": str(out), "macs": result.macs, "params": params, "metric": result.metric,
-            "arch": result.arch, "files": [path.name for path in folder.searched_files]}
+    return {
+        "out": str(out),
+        "macs": result.macs,
+        "params": params,
+        "metric": result.metric,
+        "arch": result.arch,
+        "files": [path.name for path in folder.searched_files],
+    }
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -381,8 +490,9 @@ def device_settings(args: argparse.Namespace, check_machine: bool = True) -> Dev
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The arguments of ``hrnas export``."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by hrnas search")
-    parser.add_argument("--out", help=f"where to write {ARCH_FILE}, {WEIGHTS_FILE}, {RESULT_FILE} "
-                                      "(default: RUN_DIR/export)")
+    parser.add_argument(
+        "--out", help=f"where to write {ARCH_FILE}, {WEIGHTS_FILE}, {RESULT_FILE} (default: RUN_DIR/export)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
@@ -424,9 +534,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
-        print(f"searched {settings.task}: {result.macs:,} MACs ({result.macs_max:,} before), "
-              f"{result.params:,} params, {result.metric_name} {result.metric:.4f}, "
-              f"{result.search_seconds:.0f} s; run folder {result.run_dir}")
+        print(
+            f"searched {settings.task}: {result.macs:,} MACs ({result.macs_max:,} before), "
+            f"{result.params:,} params, {result.metric_name} {result.metric:.4f}, "
+            f"{result.search_seconds:.0f} s; run folder {result.run_dir}"
+        )
     return 0
 
 

@@ -51,7 +51,9 @@ def is_integer(value: Any) -> bool:
 
 def integer(low: int, note: str = "") -> Check:
     """An integer >= ``low``; ``note`` is added to the message in parentheses."""
-    return Check(lambda v: is_integer(v) and v >= low, f"expected an integer >= {low}{f' ({note})' if note else ''}")
+    return Check(
+        lambda v: is_integer(v) and v >= low, f"expected an integer >= {low}{f' ({note})' if note else ''}"
+    )
 
 
 def number(low: float) -> Check:
@@ -81,11 +83,22 @@ class Setting:
     forward: bool = False
 
 
-def setting(default: Any = MISSING, *, default_factory: Any = MISSING, help: str | None = None,  # noqa: A002
-            flag: str | None = None, check: Check | None = None, type: Callable[[str], Any] | None = None,  # noqa: A002
-            from_cli: Callable[[Any], Any] | None = None, metavar: str | None = None,
-            choices: tuple[Any, ...] | None = None, action: str | None = None, cli: bool = True,
-            group: str | None = None, forward: bool = False) -> Any:
+def setting(
+    default: Any = MISSING,
+    *,
+    default_factory: Any = MISSING,
+    help: str | None = None,  # noqa: A002
+    flag: str | None = None,
+    check: Check | None = None,
+    type: Callable[[str], Any] | None = None,  # noqa: A002
+    from_cli: Callable[[Any], Any] | None = None,
+    metavar: str | None = None,
+    choices: tuple[Any, ...] | None = None,
+    action: str | None = None,
+    cli: bool = True,
+    group: str | None = None,
+    forward: bool = False,
+) -> Any:
     """A dataclass field declaring one setting.
 
     Args:
@@ -102,8 +115,21 @@ def setting(default: Any = MISSING, *, default_factory: Any = MISSING, help: str
         group: the argparse argument group the flag is listed under (its title).
         forward: passed on under the same name by :func:`forwarded` (the strategy's constructor).
     """
-    meta = {_KEY: Setting(help=help, flag=flag, check=check, type=type, from_cli=from_cli, metavar=metavar,
-                          choices=choices, action=action, cli=cli, group=group, forward=forward)}
+    meta = {
+        _KEY: Setting(
+            help=help,
+            flag=flag,
+            check=check,
+            type=type,
+            from_cli=from_cli,
+            metavar=metavar,
+            choices=choices,
+            action=action,
+            cli=cli,
+            group=group,
+            forward=forward,
+        )
+    }
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -126,8 +152,13 @@ def flag_of(f: dataclasses.Field, meta: Setting) -> str:
     return meta.flag or "--" + public_name(f.name).replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, *, groups: tuple[str | None, ...] | None = None,
-                  exclude: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    groups: tuple[str | None, ...] | None = None,
+    exclude: tuple[str, ...] = (),
+) -> argparse.ArgumentParser:
     """Add the flags of ``cls``'s settings to ``parser``; a setting without a default is a required flag.
 
     ``groups`` (default: all) keeps the settings of those groups (``None``: the ungrouped ones);
@@ -160,7 +191,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, groups: tuple[s
     return parser
 
 
-def from_args(cls: type, values: argparse.Namespace | Mapping[str, Any], *, public: bool = False) -> dict[str, Any]:
+def from_args(
+    cls: type, values: argparse.Namespace | Mapping[str, Any], *, public: bool = False
+) -> dict[str, Any]:
     """Keyword arguments of ``cls`` from parsed flags (or a mapping), each through its ``from_cli``.
 
     Settings absent from ``values`` are left out (the dataclass's default then applies); a number is

@@ -40,8 +40,11 @@ def outer_trial_state() -> Iterator[None]:
     """
     import nni.trial as trial_module
 
-    saved = {name: getattr(trial_module, name) for name in ("_params", "_intermediate_seq")
-             if hasattr(trial_module, name)}
+    saved = {
+        name: getattr(trial_module, name)
+        for name in ("_params", "_intermediate_seq")
+        if hasattr(trial_module, name)
+    }
     try:
         yield
     finally:
@@ -53,15 +56,21 @@ def outer_trial_state() -> Iterator[None]:
 
 def final_result(result: SearchResult) -> dict[str, Any]:
     """The dict a trial reports: NNI keeps all of it for HPO experiments and hands it to the tuner."""
-    return {"default": float(result.metric), "macs": int(result.macs), "params": int(result.params),
-            "arch": result.arch, "search_seconds": float(result.search_seconds)}
+    return {
+        "default": float(result.metric),
+        "macs": int(result.macs),
+        "params": int(result.params),
+        "arch": result.arch,
+        "search_seconds": float(result.search_seconds),
+    }
 
 
 def report_epoch(epoch: dict[str, Any]) -> None:
     """The strategy's per-epoch callback: an intermediate result for each evaluated epoch."""
     if math.isfinite(epoch["metric"]):
-        nni.report_intermediate_result({"default": float(epoch["metric"]), "macs": int(epoch["macs"]),
-                                        "epoch": int(epoch["epoch"])})
+        nni.report_intermediate_result(
+            {"default": float(epoch["metric"]), "macs": int(epoch["macs"]), "epoch": int(epoch["epoch"])}
+        )
 
 
 #: Search settings the trial sets itself: its run folder is the trial's output folder, resumed
@@ -75,11 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The trial's flags: every ``hrnas search`` setting (the same declarations) but the run folder, and ``--threads``."""
     from nni_hrnas.search import SearchSettings
 
-    parser = argparse.ArgumentParser(prog="python -m nni_hrnas.trial", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m nni_hrnas.trial",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser, SearchSettings, exclude=_TRIAL_OWNED)
-    parser.add_argument("--threads", type=int, help="torch threads of this trial (default: this machine's cores "
-                                                    "divided by the experiment's trialConcurrency)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads of this trial (default: this machine's cores "
+        "divided by the experiment's trialConcurrency)",
+    )
     return parser
 
 
@@ -90,14 +106,21 @@ def trial_settings(args: argparse.Namespace, params: dict[str, Any], out: Path):
 
     missing = set(_TUNED) - set(params)
     if missing:
-        raise SystemExit(f"the tuner gave no {sorted(missing)}: the config's searchSpace must define lambda and eps")
+        raise SystemExit(
+            f"the tuner gave no {sorted(missing)}: the config's searchSpace must define lambda and eps"
+        )
     unknown = unknown_keys(SearchSettings, params)
     if unknown:
-        raise SearchError(f"the tuner gave {unknown}, which name no search setting: the config's searchSpace keys "
-                          "must be settings of hrnas search (lambda, eps, shrink_epochs, ...)")
+        raise SearchError(
+            f"the tuner gave {unknown}, which name no search setting: the config's searchSpace keys "
+            "must be settings of hrnas search (lambda, eps, shrink_epochs, ...)"
+        )
     flags = {name: value for name, value in search_kwargs(args).items() if value is not None}
-    return SearchSettings(**{**flags, **search_kwargs(params, public=True)}, out=str(out),
-                          resume=RunFolder(out).has_checkpoint())
+    return SearchSettings(
+        **{**flags, **search_kwargs(params, public=True)},
+        out=str(out),
+        resume=RunFolder(out).has_checkpoint(),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

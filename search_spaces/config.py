@@ -44,7 +44,9 @@ class TransformerConfig(TransformerSettings):
 
     def settings(self) -> TransformerSettings:
         """The per-module settings handed to :class:`~nni_hrnas.ops.LightweightTransformer`."""
-        return TransformerSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TransformerSettings)})
+        return TransformerSettings(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(TransformerSettings)}
+        )
 
 
 def _stage(spec: Any) -> StageConfig:
@@ -57,13 +59,16 @@ def _stage(spec: Any) -> StageConfig:
 
 
 # The official supernet: [branches, blocks per branch, channels] of the five parallel modules.
-OFFICIAL_STAGES = tuple(_stage(s) for s in (
-    (1, [1], [24]),
-    (2, [2, 2], [18, 36]),
-    (3, [2, 2, 3], [18, 36, 72]),
-    (4, [2, 2, 3, 4], [18, 36, 72, 144]),
-    (4, [2, 2, 3, 4], [18, 36, 72, 144]),
-))
+OFFICIAL_STAGES = tuple(
+    _stage(s)
+    for s in (
+        (1, [1], [24]),
+        (2, [2, 2], [18, 36]),
+        (3, [2, 2, 3], [18, 36, 72]),
+        (4, [2, 2, 3, 4], [18, 36, 72, 144]),
+        (4, [2, 2, 3, 4], [18, 36, 72, 144]),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,9 @@ class HRNASConfig:
         if len(self.input_size) != 3:
             raise ConfigError("input_size", self.input_size, "expected (channels, height, width)")
         if not self.kernels or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in self.kernels):
-            raise ConfigError("kernels", self.kernels, "expected a non-empty list of odd positive sizes, e.g. (3, 5, 7)")
+            raise ConfigError(
+                "kernels", self.kernels, "expected a non-empty list of odd positive sizes, e.g. (3, 5, 7)"
+            )
         if len(set(self.kernels)) != len(self.kernels):
             raise ConfigError("kernels", self.kernels, "kernel sizes must be distinct")
         if not 0.0 <= self.dropout < 1.0:
@@ -160,8 +167,11 @@ class HRNASConfig:
                 kinds = " or ".join(f"task={kind!r}" for kind, head in HEADS.items() if head.takes_pillars)
                 raise ConfigError("pillars", self.pillars, f"a pillar front end needs {kinds}")
             if self.input_size != self.pillars.input_size:
-                raise ConfigError("input_size", self.input_size,
-                                  f"the pillar grid makes a {self.pillars.input_size} pseudo-image; use that size")
+                raise ConfigError(
+                    "input_size",
+                    self.input_size,
+                    f"the pillar grid makes a {self.pillars.input_size} pseudo-image; use that size",
+                )
 
     def _validate_stages(self) -> None:
         if not self.stages:
@@ -171,14 +181,20 @@ class HRNASConfig:
             name = f"stages[{i}]"
             allowed = (1,) if i == 0 else (previous, previous + 1)
             if stage.branches not in allowed or stage.branches > MAX_BRANCHES:
-                raise ConfigError(f"{name}.branches", stage.branches,
-                                  f"the first module has 1 branch, each next one keeps or adds one branch, "
-                                  f"at most {MAX_BRANCHES}; allowed here: {[b for b in allowed if b <= MAX_BRANCHES]}")
+                raise ConfigError(
+                    f"{name}.branches",
+                    stage.branches,
+                    f"the first module has 1 branch, each next one keeps or adds one branch, "
+                    f"at most {MAX_BRANCHES}; allowed here: {[b for b in allowed if b <= MAX_BRANCHES]}",
+                )
             if len(stage.blocks) != stage.branches:
-                raise ConfigError(f"{name}.blocks", stage.blocks, f"expected {stage.branches} entries (one per branch)")
+                raise ConfigError(
+                    f"{name}.blocks", stage.blocks, f"expected {stage.branches} entries (one per branch)"
+                )
             if len(stage.channels) != stage.branches:
-                raise ConfigError(f"{name}.channels", stage.channels,
-                                  f"expected {stage.branches} entries (one per branch)")
+                raise ConfigError(
+                    f"{name}.channels", stage.channels, f"expected {stage.branches} entries (one per branch)"
+                )
             for b, (n, c) in enumerate(zip(stage.blocks, stage.channels, strict=True)):
                 check_positive(f"{name}.blocks[{b}]", n)
                 check_positive(f"{name}.channels[{b}]", c)
@@ -187,11 +203,15 @@ class HRNASConfig:
     def _validate_transformer(self) -> None:
         t = self.transformer
         if not isinstance(t, TransformerConfig):
-            raise ConfigError("transformer", t, "expected a TransformerConfig, a dict of its fields, True or False")
+            raise ConfigError(
+                "transformer", t, "expected a TransformerConfig, a dict of its fields, True or False"
+            )
         if t.placement not in PLACEMENTS:
             raise ConfigError("transformer.placement", t.placement, f"allowed: {', '.join(PLACEMENTS)}")
         if t.pos_encoding not in POSITIONAL_ENCODINGS:
-            raise ConfigError("transformer.pos_encoding", t.pos_encoding, f"allowed: {', '.join(POSITIONAL_ENCODINGS)}")
+            raise ConfigError(
+                "transformer.pos_encoding", t.pos_encoding, f"allowed: {', '.join(POSITIONAL_ENCODINGS)}"
+            )
         check_positive("transformer.tokens", t.tokens)
         check_positive("transformer.size", t.size)
         check_positive("transformer.heads", t.heads)
@@ -203,14 +223,18 @@ class HRNASConfig:
         if t.pos_encoding == "sinusoidal" and t.pos_dim % 4:
             raise ConfigError("transformer.pos_dim", t.pos_dim, "sinusoidal encoding needs a multiple of 4")
         if t.pos_in_decoder and t.pos_encoding == "none":
-            raise ConfigError("transformer.pos_in_decoder", True, "needs a positional encoding other than 'none'")
+            raise ConfigError(
+                "transformer.pos_in_decoder", True, "needs a positional encoding other than 'none'"
+            )
 
     def replace(self, **overrides: Any) -> HRNASConfig:
         """A copy with ``overrides`` applied (validated). ``transformer`` also takes True/False."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ConfigError(unknown[0], overrides[unknown[0]], f"unknown field; known fields: {', '.join(sorted(known))}")
+            raise ConfigError(
+                unknown[0], overrides[unknown[0]], f"unknown field; known fields: {', '.join(sorted(known))}"
+            )
         if "transformer" in overrides:
             overrides["transformer"] = _transformer(self.transformer, overrides["transformer"])
         for name, value in overrides.items():  # kernels=3 means kernels=(3,)
@@ -227,8 +251,11 @@ def _transformer(current: TransformerConfig, value: Any) -> TransformerConfig:
         known = {f.name for f in dataclasses.fields(current)}
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ConfigError(f"transformer.{unknown[0]}", value[unknown[0]],
-                              f"unknown field; known fields: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"transformer.{unknown[0]}",
+                value[unknown[0]],
+                f"unknown field; known fields: {', '.join(sorted(known))}",
+            )
         return dataclasses.replace(current, **value)
     return value
 
@@ -249,7 +276,9 @@ def parse_space_overrides(items: Iterable[str]) -> dict[str, Any]:
         key, sep, text = str(item).partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError("space", item, "expected KEY=VALUE, e.g. transformer.placement=all or kernels=3,5")
+            raise ConfigError(
+                "space", item, "expected KEY=VALUE, e.g. transformer.placement=all or kernels=3,5"
+            )
         value = _parse_value(text.strip())
         *parents, leaf = key.split(".")
         node = out
@@ -278,18 +307,25 @@ def _parse_value(text: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def check_input_size(config: HRNASConfig, size: tuple[int, ...], field_name: str = "input") -> tuple[int, int, int]:
+def check_input_size(
+    config: HRNASConfig, size: tuple[int, ...], field_name: str = "input"
+) -> tuple[int, int, int]:
     """Validate an input size (C, H, W) for ``config`` and return it as a tuple."""
     size = tuple(size)
     if len(size) != 3 or any(not isinstance(v, int) or v < 1 for v in size):
-        raise ConfigError(field_name, size, "expected three positive integers (channels, height, width), e.g. 3x512x1024")
+        raise ConfigError(
+            field_name, size, "expected three positive integers (channels, height, width), e.g. 3x512x1024"
+        )
     channels, height, width = size
     if channels != config.in_channels:
         raise ConfigError(field_name, size, f"this space takes {config.in_channels} input channels")
     stride = config.max_stride
     if height % stride or width % stride:
-        raise ConfigError(field_name, size,
-                          f"height and width must be multiples of {stride} (the coarsest branch is at 1/{stride}); "
-                          f"e.g. {config.in_channels}x{max(stride, height // stride * stride)}x"
-                          f"{max(stride, width // stride * stride)}")
+        raise ConfigError(
+            field_name,
+            size,
+            f"height and width must be multiples of {stride} (the coarsest branch is at 1/{stride}); "
+            f"e.g. {config.in_channels}x{max(stride, height // stride * stride)}x"
+            f"{max(stride, width // stride * stride)}",
+        )
     return size

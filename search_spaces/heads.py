@@ -95,7 +95,9 @@ class DenseHead(TaskHead):
     def forward(self, net: nn.Module, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         """Branches upsampled to the finest one, concatenated, the ``head`` block, ReLU, the classifier."""
         size = feats[0].shape[-2:]
-        up = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
+        up = [feats[0]] + [
+            F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]
+        ]
         return net.classifier(net.act(net.blocks[labels.HEAD](torch.cat(up, dim=1))))
 
     def cost(self, height: int, width: int) -> costs.Cost:
@@ -104,8 +106,11 @@ class DenseHead(TaskHead):
         total = costs.Cost()
         for ch in self.branch_channels[1:]:
             total += costs.interpolate_cost(ch, hw)
-        return (total + costs.activation_cost(config.head_channels, hw)
-                + costs.conv_cost(config.head_channels, config.num_outputs, 1, hw, bias=True))
+        return (
+            total
+            + costs.activation_cost(config.head_channels, hw)
+            + costs.conv_cost(config.head_channels, config.num_outputs, 1, hw, bias=True)
+        )
 
 
 class DetectionHead(DenseHead):
@@ -121,8 +126,11 @@ class ClassificationHead(TaskHead):
         """``cls_channels``: one positive width per branch of the last module; ``cls_final_channels`` positive."""
         config, last = self.config, self.config.stages[-1].branches
         if len(config.cls_channels) != last:
-            raise ConfigError("cls_channels", config.cls_channels,
-                              f"expected one width per branch of the last stage ({last})")
+            raise ConfigError(
+                "cls_channels",
+                config.cls_channels,
+                f"expected one width per branch of the last stage ({last})",
+            )
         for i, c in enumerate(config.cls_channels):
             check_positive(f"cls_channels[{i}]", c)
         check_positive("cls_final_channels", config.cls_final_channels)
@@ -130,19 +138,28 @@ class ClassificationHead(TaskHead):
     def blocks(self) -> list[HeadBlock]:
         """``cls_b{b}`` on every branch, then the strided ``cls_d{i}`` from branch i to i + 1."""
         cls = self.config.cls_channels
-        out = [HeadBlock(labels.cls_branch_block(b), c, cls[b], 1, 4 * 2**b)
-               for b, c in enumerate(self.branch_channels)]
-        out += [HeadBlock(labels.cls_down_block(i), cls[i], cls[i + 1], 2, 4 * 2**i)
-                for i in range(len(self.branch_channels) - 1)]
+        out = [
+            HeadBlock(labels.cls_branch_block(b), c, cls[b], 1, 4 * 2**b)
+            for b, c in enumerate(self.branch_channels)
+        ]
+        out += [
+            HeadBlock(labels.cls_down_block(i), cls[i], cls[i + 1], 2, 4 * 2**i)
+            for i in range(len(self.branch_channels) - 1)
+        ]
         return out
 
     def layers(self) -> dict[str, nn.Module]:
         """``cls_final`` (1x1 conv, BN, ReLU), ``dropout`` and the linear ``classifier``."""
         config, final = self.config, self.config.cls_final_channels
-        return {"cls_final": nn.Sequential(nn.Conv2d(config.cls_channels[-1], final, 1, bias=False),
-                                           nn.BatchNorm2d(final), nn.ReLU(inplace=True)),
-                "dropout": nn.Dropout(config.dropout),
-                "classifier": nn.Linear(final, config.num_outputs)}
+        return {
+            "cls_final": nn.Sequential(
+                nn.Conv2d(config.cls_channels[-1], final, 1, bias=False),
+                nn.BatchNorm2d(final),
+                nn.ReLU(inplace=True),
+            ),
+            "dropout": nn.Dropout(config.dropout),
+            "classifier": nn.Linear(final, config.num_outputs),
+        }
 
     def forward(self, net: nn.Module, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         """Branches summed from fine to coarse through the head's blocks, pooled, classified."""
@@ -156,8 +173,11 @@ class ClassificationHead(TaskHead):
         """``cls_final`` at the coarsest branch's size and the linear classifier (pooling and dropout are free)."""
         config, stride = self.config, 4 * 2 ** (len(self.branch_channels) - 1)
         final, hw = config.cls_final_channels, (height // stride, width // stride)
-        return (costs.conv_cost(config.cls_channels[-1], final, 1, hw) + costs.batchnorm_cost(final, hw, act=True)
-                + costs.linear_cost(final, config.num_outputs))
+        return (
+            costs.conv_cost(config.cls_channels[-1], final, 1, hw)
+            + costs.batchnorm_cost(final, hw, act=True)
+            + costs.linear_cost(final, config.num_outputs)
+        )
 
 
 #: The head of each task kind (``HRNASConfig.task``); its keys are the allowed task kinds.

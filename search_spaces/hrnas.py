@@ -61,8 +61,9 @@ def plan_blocks(config: HRNASConfig) -> list[BlockSlot]:
     slots: list[BlockSlot] = []
     placement = config.transformer.placement
 
-    def add(label: str, c_in: int, c_out: int, stride: int, input_stride: int, group: str,
-            upsample: bool = False) -> None:
+    def add(
+        label: str, c_in: int, c_out: int, stride: int, input_stride: int, group: str, upsample: bool = False
+    ) -> None:
         identity = stride == 1 and c_in == c_out
         has_t = placement == "all" or (placement == "identity" and identity)
         slots.append(BlockSlot(label, c_in, c_out, stride, input_stride, group, has_t, upsample))
@@ -72,14 +73,31 @@ def plan_blocks(config: HRNASConfig) -> list[BlockSlot]:
         if s > 0:
             for o in range(stage.branches):
                 for i in _fusion_inputs(o, len(prev_channels)):
-                    add(labels.fusion_block(s, o, i), prev_channels[i], stage.channels[o], 2 if i == o - 1 else 1, 4 * 2**i,
-                        f"fusion{s}.b{o}", upsample=i == o + 1)
+                    add(
+                        labels.fusion_block(s, o, i),
+                        prev_channels[i],
+                        stage.channels[o],
+                        2 if i == o - 1 else 1,
+                        4 * 2**i,
+                        f"fusion{s}.b{o}",
+                        upsample=i == o + 1,
+                    )
         elif config.stem_channels != stage.channels[0]:
-            raise ConfigError("stages[0].channels", stage.channels,
-                              f"the first module keeps the stem's width ({config.stem_channels})")
+            raise ConfigError(
+                "stages[0].channels",
+                stage.channels,
+                f"the first module keeps the stem's width ({config.stem_channels})",
+            )
         for b in range(stage.branches):
             for n in range(stage.blocks[b]):
-                add(labels.parallel_block(s, b, n), stage.channels[b], stage.channels[b], 1, 4 * 2**b, f"stage{s}.b{b}")
+                add(
+                    labels.parallel_block(s, b, n),
+                    stage.channels[b],
+                    stage.channels[b],
+                    1,
+                    4 * 2**b,
+                    f"stage{s}.b{b}",
+                )
         prev_channels = stage.channels
     for block in config.head.blocks():
         add(block.label, block.in_channels, block.out_channels, block.stride, block.input_stride, "head")
@@ -100,7 +118,9 @@ def choice_maxima(config: HRNASConfig) -> dict[str, int]:
     maxima: dict[str, int] = {}
     for slot in plan_blocks(config):
         for k in config.kernels:
-            maxima[labels.choice_label(slot.label, labels.kernel_choice(k))] = config.expansion * slot.in_channels
+            maxima[labels.choice_label(slot.label, labels.kernel_choice(k))] = (
+                config.expansion * slot.in_channels
+            )
         if slot.has_transformer:
             maxima[labels.choice_label(slot.label, labels.TOKENS)] = config.transformer.tokens
     return maxima
@@ -116,23 +136,38 @@ class HRNASNetwork(nn.Module):
         layers: constructors of the searched layers.
     """
 
-    def __init__(self, config: HRNASConfig, widths: Mapping[str, Width], layers: LayerFactory = TORCH_LAYERS) -> None:
+    def __init__(
+        self, config: HRNASConfig, widths: Mapping[str, Width], layers: LayerFactory = TORCH_LAYERS
+    ) -> None:
         super().__init__()
         self.config = config
         self.arch = {k: v for k, v in widths.items() if isinstance(v, int)}
         c = config.stem_channels
         self.stem = nn.Sequential(
-            nn.Conv2d(config.in_channels, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-            nn.Conv2d(c, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+            nn.Conv2d(config.in_channels, c, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
         )
         settings = config.transformer.settings()
         self.blocks = nn.ModuleDict()
         for slot in plan_blocks(config):
             self.blocks[slot.label] = SearchingBlock(
-                slot.in_channels, slot.out_channels, slot.stride,
-                kernel_widths={k: widths[labels.choice_label(slot.label, labels.kernel_choice(k))] for k in config.kernels},
-                num_tokens=widths[labels.choice_label(slot.label, labels.TOKENS)] if slot.has_transformer else 0,
-                transformer=settings, layers=layers)
+                slot.in_channels,
+                slot.out_channels,
+                slot.stride,
+                kernel_widths={
+                    k: widths[labels.choice_label(slot.label, labels.kernel_choice(k))]
+                    for k in config.kernels
+                },
+                num_tokens=widths[labels.choice_label(slot.label, labels.TOKENS)]
+                if slot.has_transformer
+                else 0,
+                transformer=settings,
+                layers=layers,
+            )
         self.act = nn.ReLU(inplace=True)
         if config.pillars is not None:
             self.frontend = PillarFrontEnd(config.pillars)
@@ -182,9 +217,14 @@ class HRNASNetwork(nn.Module):
             return height // stride, width // stride
 
         config, c = self.config, self.config.stem_channels
-        groups: dict[str, costs.Cost] = {"stem": (
-            costs.conv_cost(config.in_channels, c, 3, hw(2)) + costs.batchnorm_cost(c, hw(2), act=True)
-            + costs.conv_cost(c, c, 3, hw(4)) + costs.batchnorm_cost(c, hw(4), act=True))}
+        groups: dict[str, costs.Cost] = {
+            "stem": (
+                costs.conv_cost(config.in_channels, c, 3, hw(2))
+                + costs.batchnorm_cost(c, hw(2), act=True)
+                + costs.conv_cost(c, c, 3, hw(4))
+                + costs.batchnorm_cost(c, hw(4), act=True)
+            )
+        }
         if config.pillars is not None:  # parameters only: its MACs depend on the point cloud
             groups["frontend"] = costs.Cost(params=config.pillars.channels * (PILLAR_FEATURES + 2))
         for slot, block in self.searching_blocks():
@@ -223,8 +263,10 @@ class HRNASSpace(ModelSpace):
             raise TypeError(f"HRNASSpace takes an HRNASConfig, got {type(config).__name__}")
         self.config = config
         self._maxima = choice_maxima(config)
-        self._choices = {label: Categorical(self._values(label, m), default=m, label=label)
-                         for label, m in self._maxima.items()}
+        self._choices = {
+            label: Categorical(self._values(label, m), default=m, label=label)
+            for label, m in self._maxima.items()
+        }
         self.network = HRNASNetwork(config, self._choices, NNI_LAYERS)
 
     def _values(self, label: str, maximum: int) -> list[int]:
@@ -251,8 +293,10 @@ class HRNASSpace(ModelSpace):
 
     def round_up(self, widths: Mapping[str, int]) -> dict[str, int]:
         """The smallest sample of this space whose widths are >= ``widths`` (granularity rounding)."""
-        return {label: next(v for v in self._values(label, self._maxima[label]) if v >= w)
-                for label, w in widths.items()}
+        return {
+            label: next(v for v in self._values(label, self._maxima[label]) if v >= w)
+            for label, w in widths.items()
+        }
 
     @property
     def granular(self) -> bool:
@@ -292,17 +336,26 @@ def validate_sample(config: HRNASConfig, sample: Mapping[str, Any]) -> dict[str,
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), list(maxima), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"sample[{unknown[0]!r}]", sample[unknown[0]],
-                          f"not a choice of this space{hint}; {len(unknown)} unknown label(s): is the "
-                          "architecture from another preset or space configuration?")
+        raise ConfigError(
+            f"sample[{unknown[0]!r}]",
+            sample[unknown[0]],
+            f"not a choice of this space{hint}; {len(unknown)} unknown label(s): is the "
+            "architecture from another preset or space configuration?",
+        )
     missing = sorted(set(maxima) - set(sample))
     if missing:
-        raise ConfigError("sample", f"{len(missing)} missing labels",
-                          f"every choice needs a value; missing e.g. {missing[:3]}")
+        raise ConfigError(
+            "sample",
+            f"{len(missing)} missing labels",
+            f"every choice needs a value; missing e.g. {missing[:3]}",
+        )
     for label, maximum in maxima.items():
         value = sample[label]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in _label_values(
-                config, label, maximum):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value not in _label_values(config, label, maximum)
+        ):
             step = config.token_granularity if labels.is_tokens(label) else config.granularity
             raise ConfigError(f"sample[{label!r}]", value, f"allowed: 0..{maximum} in steps of {step}")
     return {label: int(sample[label]) for label in maxima}
@@ -322,8 +375,12 @@ def load_arch(path: str | Path, config: HRNASConfig) -> dict[str, int]:
     try:
         sample = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError("arch", str(path), f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-                          "expected a JSON object of choice labels to widths, as hrnas search writes") from None
+        raise ConfigError(
+            "arch",
+            str(path),
+            f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "expected a JSON object of choice labels to widths, as hrnas search writes",
+        ) from None
     try:
         return validate_sample(config, sample)
     except ConfigError as exc:

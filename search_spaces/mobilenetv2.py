@@ -35,7 +35,14 @@ from .plugin import (
 
 #: (expansion t, channels c, blocks n, first stride s) of the seven stages (MobileNetV2 paper, Table 2)
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
-    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -68,13 +75,22 @@ class MobileNetV2Config(PluginConfig):
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
         super().validate()
-        if isinstance(self.width_mult, bool) or not isinstance(self.width_mult, (int, float)) or self.width_mult <= 0:
+        if (
+            isinstance(self.width_mult, bool)
+            or not isinstance(self.width_mult, (int, float))
+            or self.width_mult <= 0
+        ):
             raise ConfigError("width_mult", self.width_mult, "expected a positive number, e.g. 1.0")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("dropout", self.dropout, "expected 0 <= dropout < 1")
-        if not self.setting or any(len(row) != 4 or any(not isinstance(v, int) or v < 1 for v in row)
-                                   for row in self.setting) or any(row[3] not in (1, 2) for row in self.setting):
-            raise ConfigError("setting", self.setting, "expected rows of four positive integers (t, c, n, s), s 1 or 2")
+        if (
+            not self.setting
+            or any(len(row) != 4 or any(not isinstance(v, int) or v < 1 for v in row) for row in self.setting)
+            or any(row[3] not in (1, 2) for row in self.setting)
+        ):
+            raise ConfigError(
+                "setting", self.setting, "expected rows of four positive integers (t, c, n, s), s 1 or 2"
+            )
 
     def build(self) -> MobileNetV2:
         """The network of this config."""
@@ -82,22 +98,34 @@ class MobileNetV2Config(PluginConfig):
 
 
 def _conv_bn_act(c_in: int, c_out: int, kernel_size: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU6(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU6(inplace=True),
+    )
 
 
 class InvertedResidual(nn.Module):
     """MobileNetV2's block, plus an optional transformer whose output is added to the block's output."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int,
-                 transformer: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        expansion: int,
+        transformer: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.hidden = hidden = round(in_channels * expansion)
         self.expands = expansion != 1  # t = 1: no 1x1 expansion
         layers = [_conv_bn_act(in_channels, hidden, 1)] if self.expands else []
-        layers += [_conv_bn_act(hidden, hidden, 3, stride, groups=hidden),
-                   nn.Conv2d(hidden, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)]
+        layers += [
+            _conv_bn_act(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
         self.conv = nn.Sequential(*layers)
         self.use_res_connect = stride == 1 and in_channels == out_channels
         self.transformer = transformer
@@ -115,10 +143,16 @@ class InvertedResidual(nn.Module):
         out_hw = costs.strided(in_hw, self.stride)
         total = costs.Cost()
         if self.expands:
-            total += costs.conv_cost(self.in_channels, self.hidden, 1, in_hw) + costs.batchnorm_cost(self.hidden, in_hw, True)
-        return (total + costs.conv_cost(self.hidden, self.hidden, 3, out_hw, groups=self.hidden)
-                + costs.batchnorm_cost(self.hidden, out_hw, act=True)
-                + costs.conv_cost(self.hidden, self.out_channels, 1, out_hw) + costs.batchnorm_cost(self.out_channels, out_hw))
+            total += costs.conv_cost(self.in_channels, self.hidden, 1, in_hw) + costs.batchnorm_cost(
+                self.hidden, in_hw, True
+            )
+        return (
+            total
+            + costs.conv_cost(self.hidden, self.hidden, 3, out_hw, groups=self.hidden)
+            + costs.batchnorm_cost(self.hidden, out_hw, act=True)
+            + costs.conv_cost(self.hidden, self.out_channels, 1, out_hw)
+            + costs.batchnorm_cost(self.out_channels, out_hw)
+        )
 
 
 class MobileNetV2(nn.Module):
@@ -140,13 +174,17 @@ class MobileNetV2(nn.Module):
             c_out = make_divisible(ch * c.width_mult)
             for i in range(n):
                 stride = s if i == 0 else 1
-                features.append(InvertedResidual(c_in, c_out, stride, t, c.block_transformer(c_in, c_out, stride)))
+                features.append(
+                    InvertedResidual(c_in, c_out, stride, t, c.block_transformer(c_in, c_out, stride))
+                )
                 c_in = c_out
         self.num_blocks = len(features) - 1
         if c.task == "classification":
             self.last_channels = make_divisible(c.last_channels * max(1.0, c.width_mult))
             features.append(_conv_bn_act(c_in, self.last_channels, 1))
-            self.classifier = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(self.last_channels, c.num_outputs))
+            self.classifier = nn.Sequential(
+                nn.Dropout(c.dropout), nn.Linear(self.last_channels, c.num_outputs)
+            )
         else:
             self.head = PSPHead(c_in, c.num_outputs, c.bins)
         self.features = nn.Sequential(*features)
@@ -154,7 +192,7 @@ class MobileNetV2(nn.Module):
 
     def blocks(self) -> list[InvertedResidual]:
         """The inverted-residual blocks, in order."""
-        return list(self.features[1:1 + self.num_blocks])
+        return list(self.features[1 : 1 + self.num_blocks])
 
     def feature_size(self, height: int, width: int) -> costs.HW:
         """Size of the last block's output for a ``height`` x ``width`` input (the stem halves it first)."""
@@ -166,8 +204,12 @@ class MobileNetV2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.config.in_channels, "MobileNetV2")
         if self.training and x.shape[0] == 1:
-            check_trainable("MobileNetV2", 1, self.feature_size(*x.shape[-2:]),
-                            self.config.bins if self.config.task == "segmentation" else ())
+            check_trainable(
+                "MobileNetV2",
+                1,
+                self.feature_size(*x.shape[-2:]),
+                self.config.bins if self.config.task == "segmentation" else (),
+            )
         y = self.features(x)
         if self.config.task == "classification":
             return self.classifier(y.mean((2, 3)))
@@ -179,7 +221,9 @@ class MobileNetV2(nn.Module):
         _, height, width = check_image_size(input_size or c.input_size, c.in_channels)
         hw = costs.strided((height, width), 2)
         stem = self.features[0][0].out_channels
-        groups = {"stem": costs.conv_cost(c.in_channels, stem, 3, hw) + costs.batchnorm_cost(stem, hw, act=True)}
+        groups = {
+            "stem": costs.conv_cost(c.in_channels, stem, 3, hw) + costs.batchnorm_cost(stem, hw, act=True)
+        }
         for i, block in enumerate(self.blocks()):
             groups[f"block{i}"] = block.conv_cost(hw)
             if block.transformer is not None:
@@ -187,9 +231,11 @@ class MobileNetV2(nn.Module):
             hw = costs.strided(hw, block.stride)
         c_last = self.blocks()[-1].out_channels
         if c.task == "classification":
-            groups["head"] = (costs.conv_cost(c_last, self.last_channels, 1, hw)
-                              + costs.batchnorm_cost(self.last_channels, hw, act=True)
-                              + costs.linear_cost(self.last_channels, c.num_outputs))
+            groups["head"] = (
+                costs.conv_cost(c_last, self.last_channels, 1, hw)
+                + costs.batchnorm_cost(self.last_channels, hw, act=True)
+                + costs.linear_cost(self.last_channels, c.num_outputs)
+            )
         else:
             groups["head"] = self.head.cost(hw, (height, width))
         return groups
@@ -203,8 +249,9 @@ def _presets() -> dict[str, MobileNetV2Config]:
     presets = {}
     for suffix, tokens in (("", 0), ("_transformer", DEFAULT_TOKENS)):
         presets[f"mobilenetv2{suffix}"] = MobileNetV2Config(tokens=tokens)
-        presets[f"mobilenetv2_psp{suffix}"] = MobileNetV2Config(task="segmentation", num_outputs=19,
-                                                                input_size=(3, 512, 1024), tokens=tokens)
+        presets[f"mobilenetv2_psp{suffix}"] = MobileNetV2Config(
+            task="segmentation", num_outputs=19, input_size=(3, 512, 1024), tokens=tokens
+        )
     return presets
 
 

@@ -36,12 +36,17 @@ def _positive(name: str, value: Any) -> None:
         raise ConfigError(name, value, "expected a positive integer")
 
 
-def check_image_size(size: tuple[int, ...], in_channels: int, field_name: str = "input") -> tuple[int, int, int]:
+def check_image_size(
+    size: tuple[int, ...], in_channels: int, field_name: str = "input"
+) -> tuple[int, int, int]:
     """Validate an input size (C, H, W): three positive integers with C = ``in_channels``; any H, W >= 1 runs."""
     size = tuple(size)
     if len(size) != 3 or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in size):
-        raise ConfigError(field_name, size, f"expected three positive integers (channels, height, width), e.g. "
-                                            f"{in_channels}x224x224")
+        raise ConfigError(
+            field_name,
+            size,
+            f"expected three positive integers (channels, height, width), e.g. {in_channels}x224x224",
+        )
     if size[0] != in_channels:
         raise ConfigError(field_name, size, f"this network takes {in_channels} input channels")
     return size
@@ -50,7 +55,9 @@ def check_image_size(size: tuple[int, ...], in_channels: int, field_name: str = 
 def check_images(x: torch.Tensor, in_channels: int, network: str) -> None:
     """Raise a one-line ValueError unless ``x`` is a batch of images (B, in_channels, H, W)."""
     if x.ndim != 4 or x.shape[1] != in_channels:
-        raise ValueError(f"{network} takes images (B, {in_channels}, H, W); got a tensor of shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{network} takes images (B, {in_channels}, H, W); got a tensor of shape {tuple(x.shape)}"
+        )
 
 
 def check_trainable(network: str, batch: int, feature_hw: costs.HW, bins: tuple[int, ...] = ()) -> None:
@@ -59,8 +66,10 @@ def check_trainable(network: str, batch: int, feature_hw: costs.HW, bins: tuple[
     ``feature_hw`` is the last (smallest) feature map's size, ``bins`` the PSP head's pooled sizes.
     """
     if batch * min([feature_hw[0] * feature_hw[1], *(b * b for b in bins)]) == 1:
-        raise ValueError(f"{network}: a batch of 1 cannot train at this input size (a BatchNorm would see one "
-                         "value per channel); use a batch of 2 or more, or call .eval()")
+        raise ValueError(
+            f"{network}: a batch of 1 cannot train at this input size (a BatchNorm would see one "
+            "value per channel); use a batch of 2 or more, or call .eval()"
+        )
 
 
 @dataclass(frozen=True)
@@ -114,7 +123,9 @@ class PluginConfig:
         if not isinstance(t, TransformerSettings):
             raise ConfigError("transformer", t, "expected TransformerSettings or a dict of its fields")
         if t.pos_encoding not in POSITIONAL_ENCODINGS:
-            raise ConfigError("transformer.pos_encoding", t.pos_encoding, f"allowed: {', '.join(POSITIONAL_ENCODINGS)}")
+            raise ConfigError(
+                "transformer.pos_encoding", t.pos_encoding, f"allowed: {', '.join(POSITIONAL_ENCODINGS)}"
+            )
         for name in ("size", "heads", "ffn_ratio"):
             _positive(f"transformer.{name}", getattr(t, name))
         dim = t.dim if t.dim is not None else t.size * t.size
@@ -126,14 +137,20 @@ class PluginConfig:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ConfigError(unknown[0], overrides[unknown[0]], f"unknown field; known fields: {', '.join(sorted(known))}")
+            raise ConfigError(
+                unknown[0], overrides[unknown[0]], f"unknown field; known fields: {', '.join(sorted(known))}"
+            )
         return dataclasses.replace(self, **overrides)
 
-    def block_transformer(self, in_channels: int, out_channels: int, stride: int) -> LightweightTransformer | None:
+    def block_transformer(
+        self, in_channels: int, out_channels: int, stride: int
+    ) -> LightweightTransformer | None:
         """The transformer beside a block of these shapes, or None for the plain network."""
         if self.tokens == 0:
             return None
-        return LightweightTransformer(in_channels, out_channels, self.tokens, stride=stride, **self.transformer.kwargs())
+        return LightweightTransformer(
+            in_channels, out_channels, self.tokens, stride=stride, **self.transformer.kwargs()
+        )
 
     def build(self) -> nn.Module:
         """The network of this config (each family's config overrides this)."""
@@ -174,17 +191,27 @@ class PSPHead(nn.Module):
     def __init__(self, in_channels: int, num_outputs: int, bins: tuple[int, ...] = PSP_BINS) -> None:
         super().__init__()
         if in_channels < len(bins):
-            raise ValueError(f"PSP head: {in_channels} input channels cannot feed {len(bins)} pooled branches")
+            raise ValueError(
+                f"PSP head: {in_channels} input channels cannot feed {len(bins)} pooled branches"
+            )
         self.in_channels, self.num_outputs, self.bins = in_channels, num_outputs, tuple(bins)
         self.branch_channels = branch = in_channels // len(bins)
         self.pools = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(in_channels, branch, 1, bias=False), nn.BatchNorm2d(branch),
-                          nn.ReLU(inplace=True)) for b in self.bins)
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(b),
+                nn.Conv2d(in_channels, branch, 1, bias=False),
+                nn.BatchNorm2d(branch),
+                nn.ReLU(inplace=True),
+            )
+            for b in self.bins
+        )
         self.classifier = nn.Conv2d(in_channels + len(self.bins) * branch, num_outputs, 1)
 
     def forward(self, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
         size = x.shape[-2:]
-        pooled = [F.interpolate(pool(x), size=size, mode="bilinear", align_corners=False) for pool in self.pools]
+        pooled = [
+            F.interpolate(pool(x), size=size, mode="bilinear", align_corners=False) for pool in self.pools
+        ]
         logits = self.classifier(torch.cat([x, *pooled], dim=1))
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
 
@@ -192,9 +219,14 @@ class PSPHead(nn.Module):
         """Exact cost on an ``in_hw`` feature map with logits upsampled to ``out_hw`` (pooling itself is not counted)."""
         total = costs.Cost()
         for b in self.bins:
-            total += (costs.conv_cost(self.in_channels, self.branch_channels, 1, (b, b))
-                      + costs.batchnorm_cost(self.branch_channels, (b, b), act=True)
-                      + costs.interpolate_cost(self.branch_channels, in_hw))
+            total += (
+                costs.conv_cost(self.in_channels, self.branch_channels, 1, (b, b))
+                + costs.batchnorm_cost(self.branch_channels, (b, b), act=True)
+                + costs.interpolate_cost(self.branch_channels, in_hw)
+            )
         concat = self.in_channels + len(self.bins) * self.branch_channels
-        return (total + costs.conv_cost(concat, self.num_outputs, 1, in_hw, bias=True)
-                + costs.interpolate_cost(self.num_outputs, out_hw))
+        return (
+            total
+            + costs.conv_cost(concat, self.num_outputs, 1, in_hw, bias=True)
+            + costs.interpolate_cost(self.num_outputs, out_hw)
+        )

@@ -34,11 +34,13 @@ class RPNConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.pillars, dict):
-            object.__setattr__(self, 'pillars', PillarSettings(**self.pillars))
-        for name in ('layers', 'channels', 'up_channels', 'up_strides'):
+            object.__setattr__(self, "pillars", PillarSettings(**self.pillars))
+        for name in ("layers", "channels", "up_channels", "up_strides"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not len(self.layers) == len(self.channels) == len(self.up_channels) == len(self.up_strides):
-            raise ValueError('RPNConfig: layers, channels, up_channels and up_strides need one entry per block')
+            raise ValueError(
+                "RPNConfig: layers, channels, up_channels and up_strides need one entry per block"
+            )
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -52,8 +54,11 @@ class RPNConfig:
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01),
-            nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class PointPillarsRPN(nn.Module):
@@ -67,13 +72,20 @@ class PointPillarsRPN(nn.Module):
         c_in = config.pillars.channels
         self.blocks = nn.ModuleList()
         self.ups = nn.ModuleList()
-        for n, c, up, s in zip(config.layers, config.channels, config.up_channels, config.up_strides, strict=True):
+        for n, c, up, s in zip(
+            config.layers, config.channels, config.up_channels, config.up_strides, strict=True
+        ):
             layers = _conv_bn(c_in, c, 2)
             for _ in range(n):
                 layers += _conv_bn(c, c, 1)
             self.blocks.append(nn.Sequential(*layers))
-            self.ups.append(nn.Sequential(nn.ConvTranspose2d(c, up, s, s, bias=False),
-                                          nn.BatchNorm2d(up, eps=1e-3, momentum=0.01), nn.ReLU(inplace=True)))
+            self.ups.append(
+                nn.Sequential(
+                    nn.ConvTranspose2d(c, up, s, s, bias=False),
+                    nn.BatchNorm2d(up, eps=1e-3, momentum=0.01),
+                    nn.ReLU(inplace=True),
+                )
+            )
             c_in = c
         self.classifier = nn.Conv2d(sum(config.up_channels), config.num_outputs, 1)
 
@@ -92,21 +104,26 @@ class PointPillarsRPN(nn.Module):
         channels, h, w = input_size or c.input_size
         stride = c.max_stride
         if channels != c.pillars.channels or h % stride or w % stride:
-            raise ValueError(f'input {input_size}: expected {c.pillars.channels} channels and sides divisible by {stride}')
-        groups = {'frontend': costs.Cost(params=c.pillars.channels * (POINT_FEATURES + 2))}
+            raise ValueError(
+                f"input {input_size}: expected {c.pillars.channels} channels and sides divisible by {stride}"
+            )
+        groups = {"frontend": costs.Cost(params=c.pillars.channels * (POINT_FEATURES + 2))}
         c_in, hw = channels, (h, w)
-        for i, (n, ch, up, s) in enumerate(zip(c.layers, c.channels, c.up_channels, c.up_strides, strict=True)):
+        for i, (n, ch, up, s) in enumerate(
+            zip(c.layers, c.channels, c.up_channels, c.up_strides, strict=True)
+        ):
             hw = (hw[0] // 2, hw[1] // 2)
             cost = costs.conv_cost(c_in, ch, 3, hw) + costs.batchnorm_cost(ch, hw, act=True)
             for _ in range(n):
                 cost += costs.conv_cost(ch, ch, 3, hw) + costs.batchnorm_cost(ch, hw, act=True)
-            groups[f'block{i}'] = cost
+            groups[f"block{i}"] = cost
             # a transposed conv with kernel = stride: every input pixel meets the kernel once
             out_hw = (hw[0] * s, hw[1] * s)
-            groups[f'up{i}'] = (costs.Cost(macs=ch * up * s * s * hw[0] * hw[1], params=ch * up * s * s)
-                                + costs.batchnorm_cost(up, out_hw, act=True))
+            groups[f"up{i}"] = costs.Cost(
+                macs=ch * up * s * s * hw[0] * hw[1], params=ch * up * s * s
+            ) + costs.batchnorm_cost(up, out_hw, act=True)
             c_in = ch
-        groups['head'] = costs.conv_cost(sum(c.up_channels), c.num_outputs, 1, (h // 2, w // 2), bias=True)
+        groups["head"] = costs.conv_cost(sum(c.up_channels), c.num_outputs, 1, (h // 2, w // 2), bias=True)
         return groups
 
     def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
@@ -116,6 +133,8 @@ class PointPillarsRPN(nn.Module):
 
 #: the published car RPN, and a CPU-sized one on the simulator's grid (half the widths)
 RPN_PRESETS = {
-    'pointpillars': RPNConfig(),
-    'pointpillars_sim': RPNConfig(pillars=KITTI_SIM_PILLARS, channels=(32, 64, 128), up_channels=(64, 64, 64)),
+    "pointpillars": RPNConfig(),
+    "pointpillars_sim": RPNConfig(
+        pillars=KITTI_SIM_PILLARS, channels=(32, 64, 128), up_channels=(64, 64, 64)
+    ),
 }

@@ -61,12 +61,19 @@ class ShuffleNetV2Config(PluginConfig):
         """Raise :class:`ConfigError` naming the first invalid field."""
         super().validate()
         if len(self.stage_repeats) != 3 or any(not isinstance(v, int) or v < 1 for v in self.stage_repeats):
-            raise ConfigError("stage_repeats", self.stage_repeats, "expected three positive integers, e.g. (4, 8, 4)")
+            raise ConfigError(
+                "stage_repeats", self.stage_repeats, "expected three positive integers, e.g. (4, 8, 4)"
+            )
         if len(self.stage_channels) != 5 or any(not isinstance(v, int) or v < 1 for v in self.stage_channels):
-            raise ConfigError("stage_channels", self.stage_channels,
-                              "expected five positive integers (conv1, three stages, conv5), e.g. (24, 116, 232, 464, 1024)")
+            raise ConfigError(
+                "stage_channels",
+                self.stage_channels,
+                "expected five positive integers (conv1, three stages, conv5), e.g. (24, 116, 232, 464, 1024)",
+            )
         if any(v % 2 for v in self.stage_channels[1:4]):
-            raise ConfigError("stage_channels", self.stage_channels, "the three stages' widths must be even (two halves)")
+            raise ConfigError(
+                "stage_channels", self.stage_channels, "the three stages' widths must be even (two halves)"
+            )
 
     def build(self) -> ShuffleNetV2:
         """The network of this config."""
@@ -76,7 +83,11 @@ class ShuffleNetV2Config(PluginConfig):
 def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
     """Interleave the channels of ``groups`` equal groups (group g's channel i goes to i * groups + g)."""
     batch, channels, height, width = x.shape
-    return x.view(batch, groups, channels // groups, height, width).transpose(1, 2).reshape(batch, channels, height, width)
+    return (
+        x.view(batch, groups, channels // groups, height, width)
+        .transpose(1, 2)
+        .reshape(batch, channels, height, width)
+    )
 
 
 def _depthwise(channels: int, stride: int) -> nn.Conv2d:
@@ -91,19 +102,28 @@ class ShuffleBlock(nn.Module):
     """ShuffleNetV2's unit (torchvision calls it ``InvertedResidual``), plus an optional transformer
     whose output is added to the block's output."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, transformer: nn.Module | None = None) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, transformer: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.branch_channels = b = out_channels // 2
         if stride == 1 and in_channels != 2 * b:
-            raise ValueError(f"a stride-1 shuffle block keeps its width: got {in_channels} in, {out_channels} out")
+            raise ValueError(
+                f"a stride-1 shuffle block keeps its width: got {in_channels} in, {out_channels} out"
+            )
         if stride > 1:
-            self.branch1 = nn.Sequential(_depthwise(in_channels, stride), nn.BatchNorm2d(in_channels),
-                                         *_pointwise(in_channels, b))
+            self.branch1 = nn.Sequential(
+                _depthwise(in_channels, stride), nn.BatchNorm2d(in_channels), *_pointwise(in_channels, b)
+            )
         else:
             self.branch1 = nn.Sequential()
-        self.branch2 = nn.Sequential(*_pointwise(in_channels if stride > 1 else b, b),
-                                     _depthwise(b, stride), nn.BatchNorm2d(b), *_pointwise(b, b))
+        self.branch2 = nn.Sequential(
+            *_pointwise(in_channels if stride > 1 else b, b),
+            _depthwise(b, stride),
+            nn.BatchNorm2d(b),
+            *_pointwise(b, b),
+        )
         self.transformer = transformer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,11 +144,21 @@ class ShuffleBlock(nn.Module):
         c2 = b
         if self.stride > 1:
             c, c2 = self.in_channels, self.in_channels
-            total += (costs.conv_cost(c, c, 3, out_hw, groups=c) + costs.batchnorm_cost(c, out_hw)
-                      + costs.conv_cost(c, b, 1, out_hw) + costs.batchnorm_cost(b, out_hw, act=True))
-        return (total + costs.conv_cost(c2, b, 1, in_hw) + costs.batchnorm_cost(b, in_hw, act=True)
-                + costs.conv_cost(b, b, 3, out_hw, groups=b) + costs.batchnorm_cost(b, out_hw)
-                + costs.conv_cost(b, b, 1, out_hw) + costs.batchnorm_cost(b, out_hw, act=True))
+            total += (
+                costs.conv_cost(c, c, 3, out_hw, groups=c)
+                + costs.batchnorm_cost(c, out_hw)
+                + costs.conv_cost(c, b, 1, out_hw)
+                + costs.batchnorm_cost(b, out_hw, act=True)
+            )
+        return (
+            total
+            + costs.conv_cost(c2, b, 1, in_hw)
+            + costs.batchnorm_cost(b, in_hw, act=True)
+            + costs.conv_cost(b, b, 3, out_hw, groups=b)
+            + costs.batchnorm_cost(b, out_hw)
+            + costs.conv_cost(b, b, 1, out_hw)
+            + costs.batchnorm_cost(b, out_hw, act=True)
+        )
 
 
 class ShuffleNetV2(nn.Module):
@@ -144,13 +174,21 @@ class ShuffleNetV2(nn.Module):
         super().__init__()
         self.config = c = config
         channels = c.stage_channels
-        self.conv1 = nn.Sequential(nn.Conv2d(c.in_channels, channels[0], 3, 2, 1, bias=False),
-                                   nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(c.in_channels, channels[0], 3, 2, 1, bias=False),
+            nn.BatchNorm2d(channels[0]),
+            nn.ReLU(inplace=True),
+        )
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         c_in = channels[0]
-        for name, repeats, c_out in zip(("stage2", "stage3", "stage4"), c.stage_repeats, channels[1:4], strict=True):
+        for name, repeats, c_out in zip(
+            ("stage2", "stage3", "stage4"), c.stage_repeats, channels[1:4], strict=True
+        ):
             blocks = [ShuffleBlock(c_in, c_out, 2, c.block_transformer(c_in, c_out, 2))]
-            blocks += [ShuffleBlock(c_out, c_out, 1, c.block_transformer(c_out, c_out, 1)) for _ in range(repeats - 1)]
+            blocks += [
+                ShuffleBlock(c_out, c_out, 1, c.block_transformer(c_out, c_out, 1))
+                for _ in range(repeats - 1)
+            ]
             setattr(self, name, nn.Sequential(*blocks))
             c_in = c_out
         if c.task == "classification":
@@ -174,8 +212,12 @@ class ShuffleNetV2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.config.in_channels, "ShuffleNetV2")
         if self.training and x.shape[0] == 1:
-            check_trainable("ShuffleNetV2", 1, self.feature_size(*x.shape[-2:]),
-                            self.config.bins if self.config.task == "segmentation" else ())
+            check_trainable(
+                "ShuffleNetV2",
+                1,
+                self.feature_size(*x.shape[-2:]),
+                self.config.bins if self.config.task == "segmentation" else (),
+            )
         y = self.stage4(self.stage3(self.stage2(self.maxpool(self.conv1(x)))))
         if self.config.task == "classification":
             return self.fc(self.conv5(y).mean((2, 3)))
@@ -197,8 +239,11 @@ class ShuffleNetV2(nn.Module):
             hw = costs.strided(hw, block.stride)
         c_last, c5 = c.stage_channels[3], c.stage_channels[4]
         if c.task == "classification":
-            groups["head"] = (costs.conv_cost(c_last, c5, 1, hw) + costs.batchnorm_cost(c5, hw, act=True)
-                              + costs.linear_cost(c5, c.num_outputs))
+            groups["head"] = (
+                costs.conv_cost(c_last, c5, 1, hw)
+                + costs.batchnorm_cost(c5, hw, act=True)
+                + costs.linear_cost(c5, c.num_outputs)
+            )
         else:
             groups["head"] = self.head.cost(hw, (height, width))
         return groups
@@ -212,8 +257,9 @@ def _presets() -> dict[str, ShuffleNetV2Config]:
     presets = {}
     for suffix, tokens in (("", 0), ("_transformer", DEFAULT_TOKENS)):
         presets[f"shufflenetv2{suffix}"] = ShuffleNetV2Config(tokens=tokens)
-        presets[f"shufflenetv2_psp{suffix}"] = ShuffleNetV2Config(task="segmentation", num_outputs=19,
-                                                                  input_size=(3, 512, 1024), tokens=tokens)
+        presets[f"shufflenetv2_psp{suffix}"] = ShuffleNetV2Config(
+            task="segmentation", num_outputs=19, input_size=(3, 512, 1024), tokens=tokens
+        )
     return presets
 
 

@@ -14,7 +14,9 @@ def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_s
     return 2 * b * h * lq * lk * d + 2 * b * h * lq * lk * dv
 
 
-CPU_ATTENTION_MAPPING = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops}
+CPU_ATTENTION_MAPPING = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops
+}
 
 
 def torch_counted_macs(model: torch.nn.Module, x: torch.Tensor) -> int:

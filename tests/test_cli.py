@@ -49,10 +49,13 @@ def test_flops_human_output_says_macs(capsys):
     assert "MACs" in text and "FLOPs" in text and "per branch" in text
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["flops", "--preset", "cityscapes", "--input", "3x500x1024"], "multiples of 32"),
-    (["flops", "--preset", "cityscapes", "--input", "1x512x1024"], "3 input channels"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["flops", "--preset", "cityscapes", "--input", "3x500x1024"], "multiples of 32"),
+        (["flops", "--preset", "cityscapes", "--input", "1x512x1024"], "3 input channels"),
+    ],
+)
 def test_flops_bad_input(capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
@@ -71,8 +74,20 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
     out = tmp_path / "demo"
     env = dict(os.environ, HRNAS_SMOKE="1", OMP_NUM_THREADS="1")
     env.pop("CI", None)  # Lightning's notices are on outside CI: they must still not reach the output
-    proc = subprocess.run([sys.executable, "-c", "import sys; from nni_hrnas.cli import main; sys.exit(main())",
-                           "demo", "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from nni_hrnas.cli import main; sys.exit(main())",
+            "demo",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout + proc.stderr
     assert "Tip:" not in text and "GPU available" not in text and "TPU available" not in text
@@ -100,16 +115,19 @@ def _arch_file(tmp_path, edit):
     return path
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda a: '{"p0_b0_n0_k3": 8,', "not valid JSON (line 1, column"),
-    (lambda a: "[1, 2]", "expected a mapping of choice labels to widths"),
-    (lambda a: a.update(p0_b0_n0_k9=8), "'p0_b0_n0_k9'"),
-    (lambda a: a.update(p0_b0_n0_k33=8), "did you mean 'p0_b0_n0_k3'?"),
-    (lambda a: a.pop("p0_b0_n0_k3"), "missing e.g. ['p0_b0_n0_k3']"),
-    (lambda a: a.update(p0_b0_n0_k3="8"), "allowed: 0..8"),
-    (lambda a: a.update(p0_b0_n0_k3=True), "allowed: 0..8"),
-    (lambda a: a.update(p0_b0_n0_k3=9), "allowed: 0..8"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda a: '{"p0_b0_n0_k3": 8,', "not valid JSON (line 1, column"),
+        (lambda a: "[1, 2]", "expected a mapping of choice labels to widths"),
+        (lambda a: a.update(p0_b0_n0_k9=8), "'p0_b0_n0_k9'"),
+        (lambda a: a.update(p0_b0_n0_k33=8), "did you mean 'p0_b0_n0_k3'?"),
+        (lambda a: a.pop("p0_b0_n0_k3"), "missing e.g. ['p0_b0_n0_k3']"),
+        (lambda a: a.update(p0_b0_n0_k3="8"), "allowed: 0..8"),
+        (lambda a: a.update(p0_b0_n0_k3=True), "allowed: 0..8"),
+        (lambda a: a.update(p0_b0_n0_k3=9), "allowed: 0..8"),
+    ],
+)
 def test_bad_arch_file_is_one_clear_line(tmp_path, capsys, edit, message):
     path = _arch_file(tmp_path, edit)
     assert main(["flops", "--preset", "tiny", "--arch", str(path)]) == 2

@@ -40,8 +40,13 @@ def test_supernet_cost_at_paper_input_size(name, transformer):
 # the meta device, whose shape functions run as Python decompositions (digits_seg, one architecture:
 # 1.9 s counted on meta, 0.8 s on CPU at this size);
 # the paper-size runs above and test_other_input_sizes check how costs scale with the input.
-SMALL_INPUTS = {"cityscapes": (3, 64, 128), "ade20k": (3, 64, 64), "coco_keypoints": (3, 128, 96),
-                "imagenet": (3, 64, 64), "kitti": (64, 128, 112)}
+SMALL_INPUTS = {
+    "cityscapes": (3, 64, 128),
+    "ade20k": (3, 64, 64),
+    "coco_keypoints": (3, 128, 96),
+    "imagenet": (3, 64, 64),
+    "kitti": (64, 128, 112),
+}
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -92,12 +97,17 @@ def test_token_unit_cost_depends_on_remaining_tokens():
     unit = costs.block_unit_macs(block, (16, 16))["tok"]
     # the saving from removing one token, measured by the independent counter
     x = torch.randn(1, 16, 16, 16)
-    fewer = HRNASSpace.from_preset("digits_seg").freeze({**sample, "p2_b0_n0_tok": sample["p2_b0_n0_tok"] - 1})
+    fewer = HRNASSpace.from_preset("digits_seg").freeze(
+        {**sample, "p2_b0_n0_tok": sample["p2_b0_n0_tok"] - 1}
+    )
     assert unit == torch_counted_macs(block, x) - torch_counted_macs(fewer.blocks["p2_b0_n0"].eval(), x)
     # quadratic in n: the marginal cost grows with the tokens still there
     t = block.transformer
-    assert costs.transformer_unit_macs(t, (16, 16)) > costs.transformer_module_cost(t, (16, 16), 2).macs - \
-        costs.transformer_module_cost(t, (16, 16), 1).macs
+    assert (
+        costs.transformer_unit_macs(t, (16, 16))
+        > costs.transformer_module_cost(t, (16, 16), 2).macs
+        - costs.transformer_module_cost(t, (16, 16), 1).macs
+    )
 
 
 def test_breakdown_sums_to_total():

@@ -22,8 +22,15 @@ from nni_hrnas.strategy.checkpoint import save_searched
 from search_spaces import HRNASSpace
 
 #: Not importable where the standalone model is loaded (the subprocess test)
-PROJECT_AND_NNI = ("nni", "nni_hrnas", "search_spaces", "analysis", "lightning", "pytorch_lightning",
-                   "lightning_fabric")
+PROJECT_AND_NNI = (
+    "nni",
+    "nni_hrnas",
+    "search_spaces",
+    "analysis",
+    "lightning",
+    "pytorch_lightning",
+    "lightning_fabric",
+)
 
 
 def _arch(space: HRNASSpace, seed: int, p_zero: float = 0.3, tokens: str = "random") -> dict[str, int]:
@@ -46,10 +53,22 @@ def _run_folder(path: Path, preset: str, arch: dict[str, int], seed: int = 0) ->
     net = space.freeze(arch)
     randomize_bn(net, seed)
     net.eval()
-    task = {"segmentation": "digits_seg", "classification": "digits_cls", "keypoints": "digits_kp"}[space.config.task]
-    result = {"task": task, "preset": preset, "config": dataclasses.asdict(space.config),
-              "input_size": list(space.config.input_size), "arch": arch, "macs": net.cost().macs,
-              "params": parameter_count(net), "metric": 0.5, "metric_name": "metric", "lambda": 1e-3, "eps": 1e-3}
+    task = {"segmentation": "digits_seg", "classification": "digits_cls", "keypoints": "digits_kp"}[
+        space.config.task
+    ]
+    result = {
+        "task": task,
+        "preset": preset,
+        "config": dataclasses.asdict(space.config),
+        "input_size": list(space.config.input_size),
+        "arch": arch,
+        "macs": net.cost().macs,
+        "params": parameter_count(net),
+        "metric": 0.5,
+        "metric_name": "metric",
+        "lambda": 1e-3,
+        "eps": 1e-3,
+    }
     save_searched(path, arch, net, result)
     return net
 
@@ -68,12 +87,15 @@ def _check_files(out: Path, net: torch.nn.Module, size: tuple[int, ...], batches
         np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("preset, fuse, dynamic, size", [
-    ("digits_seg", False, False, None),
-    ("digits_cls", True, True, None),
-    ("digits_kp", True, False, None),
-    ("tiny", False, True, (3, 64, 32)),  # not the search's size, not square
-])
+@pytest.mark.parametrize(
+    "preset, fuse, dynamic, size",
+    [
+        ("digits_seg", False, False, None),
+        ("digits_cls", True, True, None),
+        ("digits_kp", True, False, None),
+        ("tiny", False, True, (3, 64, 32)),  # not the search's size, not square
+    ],
+)
 def test_every_head_exports_and_matches(preset, fuse, dynamic, size, tmp_path):
     space = HRNASSpace.from_preset(preset)
     # most paths removed: every head is still exported whole, and the export of a 40-block digits
@@ -84,20 +106,26 @@ def test_every_head_exports_and_matches(preset, fuse, dynamic, size, tmp_path):
     size = size or space.config.input_size
     _check_files(tmp_path / "out", net, size, (1, 3) if dynamic else (1,))
     card = json.loads((tmp_path / "out" / "model_card.json").read_text())
-    assert card["input_size"] == list(size) and card["params"] == parameter_count(net) and card["fuse"] == fuse
+    assert (
+        card["input_size"] == list(size) and card["params"] == parameter_count(net) and card["fuse"] == fuse
+    )
     assert set(card["files"]) == {"model.pt2", "model.onnx"} and all(
-        f["max_abs_diff"] <= 1e-4 for f in card["files"].values())
+        f["max_abs_diff"] <= 1e-4 for f in card["files"].values()
+    )
     assert card == {k: v for k, v in info.items() if k != "out"}
     assert "torch.export.load('model.pt2')" in (tmp_path / "out" / "model_card.md").read_text()
     if preset.startswith("digits"):
         assert card["io"]["input"]["mean"] == [0.1] and card["io"]["input"]["std"] == [0.25]
 
 
-@pytest.mark.parametrize("tokens, p_zero, size", [
-    ("zero", 1.0, None),  # every kernel path and transformer removed: blocks are their shortcuts
-    ("few", 1.0, None),  # transformers of the fewest tokens, no kernel path
-    ("zero", 0.5, (3, 32, 96)),  # some paths removed, no transformer, a wide input
-])
+@pytest.mark.parametrize(
+    "tokens, p_zero, size",
+    [
+        ("zero", 1.0, None),  # every kernel path and transformer removed: blocks are their shortcuts
+        ("few", 1.0, None),  # transformers of the fewest tokens, no kernel path
+        ("zero", 0.5, (3, 32, 96)),  # some paths removed, no transformer, a wide input
+    ],
+)
 def test_edge_architectures_export_and_match(tokens, p_zero, size, tmp_path):
     space = HRNASSpace.from_preset("tiny")
     arch = _arch(space, seed=2, p_zero=p_zero, tokens=tokens)
@@ -105,8 +133,11 @@ def test_edge_architectures_export_and_match(tokens, p_zero, size, tmp_path):
         for i, label in enumerate(label for label in sorted(arch) if label.endswith("_tok")):
             arch[label] = arch[label] if i % 3 == 0 else 0
     net = _run_folder(tmp_path / "run", "tiny", arch)
-    export_deployment(tmp_path / "run", tmp_path / "out", ExportSettings(formats=("torch", "onnx"), input_size=size,
-                                                                         fuse=p_zero < 1.0))
+    export_deployment(
+        tmp_path / "run",
+        tmp_path / "out",
+        ExportSettings(formats=("torch", "onnx"), input_size=size, fuse=p_zero < 1.0),
+    )
     _check_files(tmp_path / "out", net, size or space.config.input_size, (1,))
 
 
@@ -115,7 +146,9 @@ def tiny_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     space = HRNASSpace.from_preset("tiny")
     net = _run_folder(root / "run", "tiny", _arch(space, seed=5, p_zero=0.85))  # sparse: exports in seconds
-    export_deployment(root / "run", root / "out", ExportSettings(formats=("torch", "onnx"), dynamic_batch=True))
+    export_deployment(
+        root / "run", root / "out", ExportSettings(formats=("torch", "onnx"), dynamic_batch=True)
+    )
     return root, net
 
 
@@ -127,7 +160,11 @@ def test_standalone_model_loads_without_nni_or_this_project(tiny_export, tmp_pat
     clean.mkdir()
     for entry in site.iterdir():
         name = entry.name.split("-")[0].split(".")[0].lower()
-        if name not in PROJECT_AND_NNI and not entry.name.endswith(".pth") and not name.startswith("__editable__"):
+        if (
+            name not in PROJECT_AND_NNI
+            and not entry.name.endswith(".pth")
+            and not name.startswith("__editable__")
+        ):
             (clean / entry.name).symlink_to(entry)
     x = torch.randn(2, 3, 32, 32)
     torch.save(x, tmp_path / "x.pt")
@@ -138,9 +175,15 @@ def test_standalone_model_loads_without_nni_or_this_project(tiny_export, tmp_pat
         f"model = torch.export.load({str(root / 'out' / 'model.pt2')!r}).module()\n"
         f"torch.save(model(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'y.pt')!r})\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in " + repr(PROJECT_AND_NNI) + ")\n"
-        "assert not loaded, loaded\n")
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.append({str(clean)!r})\n" + script],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.append({str(clean)!r})\n" + script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     with torch.no_grad():
         torch.testing.assert_close(torch.load(tmp_path / "y.pt"), net(x), rtol=0, atol=1e-4)
@@ -159,7 +202,9 @@ def test_time_latency_percentiles_match_numpy(monkeypatch):
     from nni_hrnas import latency
 
     durations = [3.0, 1.0, 4.0, 1.5, 9.0, 2.0, 6.0, 5.0, 3.5, 8.0, 7.0]
-    clock = iter(np.cumsum([0.0] + [v for d in durations for v in (d, 0.0)]).tolist())  # start, end, start, ...
+    clock = iter(
+        np.cumsum([0.0] + [v for d in durations for v in (d, 0.0)]).tolist()
+    )  # start, end, start, ...
     monkeypatch.setattr(latency.time, "perf_counter", lambda: next(clock))
     stats = latency.time_latency(lambda: None, warmup=2, repeats=len(durations))
     assert stats.median == pytest.approx(np.median(durations))
@@ -186,13 +231,16 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
 
 
-@pytest.mark.parametrize("setup, extra, message", [
-    ("no_weights", [], "model.safetensors is missing"),
-    ("plain", ["--opset", "9"], "invalid opset=9"),
-    ("plain", ["--input", "3x30x30"], "multiples of 32"),
-    ("plain", ["--input", "1x32x32"], "takes 3 input channels"),
-    ("plain", ["--format", "tflite"], "invalid format='tflite'"),
-])
+@pytest.mark.parametrize(
+    "setup, extra, message",
+    [
+        ("no_weights", [], "model.safetensors is missing"),
+        ("plain", ["--opset", "9"], "invalid opset=9"),
+        ("plain", ["--input", "3x30x30"], "multiples of 32"),
+        ("plain", ["--input", "1x32x32"], "takes 3 input channels"),
+        ("plain", ["--format", "tflite"], "invalid format='tflite'"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(setup, extra, message, tmp_path, capfd):
     space = HRNASSpace.from_preset("tiny")
     _run_folder(tmp_path / "run", "tiny", _arch(space, seed=4))
@@ -230,8 +278,9 @@ def test_export_folder_of_another_model_is_refused_unless_forced(tiny_export, tm
 def test_a_failed_check_writes_nothing(tmp_path):
     _run_folder(tmp_path / "run", "tiny", _arch(HRNASSpace.from_preset("tiny"), seed=7, tokens="zero"))
     with pytest.raises(DeployError, match="model.pt2 differs from the searched network"):
-        export_deployment(tmp_path / "run", tmp_path / "out",
-                          ExportSettings(formats=("torch",), fuse=True, tolerance=1e-12))
+        export_deployment(
+            tmp_path / "run", tmp_path / "out", ExportSettings(formats=("torch",), fuse=True, tolerance=1e-12)
+        )
     assert _tree(tmp_path / "out") == {}
 
 
@@ -241,8 +290,13 @@ def test_latency_runtime_reaches_the_path_overhead_measurement(monkeypatch):
 
     calls = []
     monkeypatch.setattr(latency, "measure_path_overhead", lambda **kw: calls.append(kw) or 2.5e6)
-    settings = SearchSettings(task="digits_seg", path_overhead="auto", latency_runtime="onnxruntime",
-                              latency_batch=4, accelerator="cpu")
+    settings = SearchSettings(
+        task="digits_seg",
+        path_overhead="auto",
+        latency_runtime="onnxruntime",
+        latency_batch=4,
+        accelerator="cpu",
+    )
     assert settings.path_overhead == 2.5e6 and calls == [{"batch_size": 4, "runtime": "onnxruntime"}]
     with pytest.raises(SearchError, match="invalid latency_runtime='tflite'"):
         SearchSettings(task="digits_seg", latency_runtime="tflite", accelerator="cpu")

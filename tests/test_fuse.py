@@ -11,12 +11,15 @@ from nni_hrnas.ops.fuse import FusedSearchingBlock, fuse_for_inference
 from search_spaces import HRNASSpace
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(kernel_widths={3: 8, 5: 4, 7: 2}, num_tokens=4),
-    dict(kernel_widths={3: 0, 5: 6, 7: 0}),
-    dict(kernel_widths={3: 5, 5: 0, 7: 3}, stride=2),
-    dict(kernel_widths={3: 0, 5: 0, 7: 0}, num_tokens=2),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_widths={3: 8, 5: 4, 7: 2}, num_tokens=4),
+        dict(kernel_widths={3: 0, 5: 6, 7: 0}),
+        dict(kernel_widths={3: 5, 5: 0, 7: 3}, stride=2),
+        dict(kernel_widths={3: 0, 5: 0, 7: 0}, num_tokens=2),
+    ],
+)
 def test_fused_block_equals_the_block(kwargs):
     torch.manual_seed(0)
     block = SearchingBlock(6, 10 if kwargs.get("stride") else 6, **kwargs)

@@ -15,9 +15,15 @@ from search_spaces.hrnas import plan_blocks
 
 def test_every_task_kind_has_one_head_chosen_from_the_config():
     assert TASK_KINDS == ("segmentation", "keypoints", "classification", "detection") == tuple(HEADS)
-    kinds = {name: type(get_preset(name).head) for name in ("cityscapes", "coco_keypoints", "imagenet", "kitti")}
-    assert kinds == {"cityscapes": DenseHead, "coco_keypoints": DenseHead, "imagenet": ClassificationHead,
-                     "kitti": DetectionHead}
+    kinds = {
+        name: type(get_preset(name).head) for name in ("cityscapes", "coco_keypoints", "imagenet", "kitti")
+    }
+    assert kinds == {
+        "cityscapes": DenseHead,
+        "coco_keypoints": DenseHead,
+        "imagenet": ClassificationHead,
+        "kitti": DetectionHead,
+    }
     space = HRNASSpace.from_preset("digits_cls")
     assert type(space.freeze(space.max_sample()).task_head) is ClassificationHead
 
@@ -27,9 +33,16 @@ def test_every_task_kind_has_one_head_chosen_from_the_config():
 HEAD_STATE = {
     "digits_seg": {"classifier.weight": (11, 32, 1, 1), "classifier.bias": (11,)},
     "kitti_sim": {"classifier.weight": (20, 32, 1, 1), "classifier.bias": (20,)},
-    "digits_cls": {"cls_final.0.weight": (256, 96, 1, 1), "cls_final.1.weight": (256,), "cls_final.1.bias": (256,),
-                   "cls_final.1.running_mean": (256,), "cls_final.1.running_var": (256,),
-                   "cls_final.1.num_batches_tracked": (), "classifier.weight": (10, 256), "classifier.bias": (10,)},
+    "digits_cls": {
+        "cls_final.0.weight": (256, 96, 1, 1),
+        "cls_final.1.weight": (256,),
+        "cls_final.1.bias": (256,),
+        "cls_final.1.running_mean": (256,),
+        "cls_final.1.running_var": (256,),
+        "cls_final.1.num_batches_tracked": (),
+        "classifier.weight": (10, 256),
+        "classifier.bias": (10,),
+    },
 }
 HEAD_BLOCKS = {
     "digits_seg": ["head"],
@@ -54,14 +67,19 @@ def test_head_costs_are_the_hand_counted_ones():
     256 -> 10 linear. digits_seg at 64x64, all at 1/4 (16x16): three branches (32, 48, 64 channels)
     upsampled, ReLU over the 32-channel head block, a 1x1 conv 32 -> 11 with bias."""
     cls = get_preset("digits_cls").head.cost(32, 32)
-    assert cls == costs.Cost(macs=96 * 256 + 256 * 10, params=96 * 256 + 2 * 256 + 256 * 10 + 10, norm_act=2 * 256)
+    assert cls == costs.Cost(
+        macs=96 * 256 + 256 * 10, params=96 * 256 + 2 * 256 + 256 * 10 + 10, norm_act=2 * 256
+    )
     seg = get_preset("digits_seg").head.cost(64, 64)
-    assert seg == costs.Cost(macs=32 * 11 * 16 * 16, params=32 * 11 + 11, interp=(32 + 48 + 64) * 16 * 16,
-                             norm_act=32 * 16 * 16)
+    assert seg == costs.Cost(
+        macs=32 * 11 * 16 * 16, params=32 * 11 + 11, interp=(32 + 48 + 64) * 16 * 16, norm_act=32 * 16 * 16
+    )
 
 
 def test_each_head_checks_its_own_fields():
-    with pytest.raises(ConfigError, match=r"cls_channels=\(1, 2\): expected one width per branch of the last stage \(4\)"):
+    with pytest.raises(
+        ConfigError, match=r"cls_channels=\(1, 2\): expected one width per branch of the last stage \(4\)"
+    ):
         get_preset("digits_cls", cls_channels=(1, 2))
     with pytest.raises(ConfigError, match="cls_final_channels=0"):
         get_preset("digits_cls", cls_final_channels=0)

@@ -30,11 +30,15 @@ CLI_PRINTED = (ValueError, FileNotFoundError, RuntimeError)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---- builders: each writes its bad input under tmp and returns the argv or a callable ----------------------------
+
 
 def digits_arch() -> dict[str, int]:
     from search_spaces import choice_maxima, get_preset
@@ -58,6 +62,7 @@ def arch_with(**change) -> callable:
         if change.get("drop"):
             del arch[label]
         return arch_file(tmp, arch)
+
     return build
 
 
@@ -68,8 +73,12 @@ def run_folder(tmp: Path) -> Path:
 
     config, arch = get_preset("digits_seg"), digits_arch()
     model = HRNASNetwork(config, arch)
-    save_searched(tmp / "run", arch, model, {"config": dataclasses.asdict(config), "arch": arch, "macs": 1,
-                                             "metric": 0.5})
+    save_searched(
+        tmp / "run",
+        arch,
+        model,
+        {"config": dataclasses.asdict(config), "arch": arch, "macs": 1, "metric": 0.5},
+    )
     return tmp / "run"
 
 
@@ -78,6 +87,7 @@ def export_with(edit) -> callable:
         run = run_folder(tmp)
         edit(run)
         return ["export", str(run), "--out", str(tmp / "exported")]
+
     return build
 
 
@@ -86,6 +96,7 @@ def edit_result(change):
         result = json.loads((run / "result.json").read_text())
         change(result)
         (run / "result.json").write_text(json.dumps(result))
+
     return edit
 
 
@@ -109,6 +120,7 @@ def check_config(mutate) -> callable:
         path = tmp / "config.yml"
         path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
         return ["check", str(path)]
+
     return build
 
 
@@ -130,8 +142,11 @@ def checkpoint(kind: str) -> callable:
         elif kind == "another version":
             torch.save({"format": CHECKPOINT_FORMAT + 1, "fingerprint": fingerprint}, path)
         elif kind == "pickled code":
-            torch.save({"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "x": Planted(tmp / "ran")}, path)
+            torch.save(
+                {"format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "x": Planted(tmp / "ran")}, path
+            )
         return lambda: load_checkpoint(path, fingerprint)
+
     return build
 
 
@@ -152,12 +167,15 @@ def cityscapes(edit) -> callable:
         root = request.getfixturevalue("cityscapes_root")
         edit(root)
         return lambda: Cityscapes(str(root), "val")[0]
+
     return build
 
 
 def first_val_pair(root: Path) -> tuple[Path, Path]:
     image = sorted((root / "leftImg8bit" / "val").rglob("*.png"))[0]
-    label = Path(str(image).replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit.png", "_gtFine_labelIds.png"))
+    label = Path(
+        str(image).replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit.png", "_gtFine_labelIds.png")
+    )
     return image, label
 
 
@@ -171,6 +189,7 @@ def coco(edit) -> callable:
         edit(data)
         ann.write_text(json.dumps(data))
         return lambda: COCOKeypoints(str(root), "val")
+
     return build
 
 
@@ -179,6 +198,7 @@ def label_map(value, size=None):
         image, label = first_val_pair(root)
         shape = size or np.asarray(Image.open(label)).shape
         Image.fromarray(np.full(shape, value, np.uint8), mode="L").save(label)
+
     return edit
 
 
@@ -198,40 +218,81 @@ CASES = {
     "arch: negative width": (arch_with(value=lambda v: -1), "arch"),
     "arch: non-integer width": (arch_with(value=lambda v: v - 0.5), "arch"),
     "arch: width as a string": (arch_with(value=str), "arch"),
-    "arch: another space": (lambda tmp, r: arch_file(tmp, __import__("search_spaces").choice_maxima(
-        __import__("search_spaces").get_preset("tiny"))), "arch"),
+    "arch: another space": (
+        lambda tmp, r: arch_file(
+            tmp, __import__("search_spaces").choice_maxima(__import__("search_spaces").get_preset("tiny"))
+        ),
+        "arch",
+    ),
     # result.json and weights of a run folder (hrnas export)
     "result: not JSON": (export_with(truncate("result.json")), "result.json"),
     "result: no config": (export_with(edit_result(lambda r: r.pop("config"))), "config"),
-    "result: config of the wrong type": (export_with(edit_result(lambda r: r.update(config="digits"))), "config"),
-    "result: config with an unknown field": (export_with(edit_result(lambda r: r["config"].update(colour=1))),
-                                             "colour"),
+    "result: config of the wrong type": (
+        export_with(edit_result(lambda r: r.update(config="digits"))),
+        "config",
+    ),
+    "result: config with an unknown field": (
+        export_with(edit_result(lambda r: r["config"].update(colour=1))),
+        "colour",
+    ),
     "weights: truncated": (export_with(truncate("model.safetensors")), "model.safetensors"),
     "weights: of another space": (export_with(weights_of_another_space), "model.safetensors"),
-    "run: arch of another space": (export_with(lambda run: (run / "arch.json").write_text(json.dumps(
-        __import__("search_spaces").choice_maxima(__import__("search_spaces").get_preset("tiny"))))), "arch"),
+    "run: arch of another space": (
+        export_with(
+            lambda run: (run / "arch.json").write_text(
+                json.dumps(
+                    __import__("search_spaces").choice_maxima(__import__("search_spaces").get_preset("tiny"))
+                )
+            )
+        ),
+        "arch",
+    ),
     # nnictl configs (hrnas check on mutations of experiments/digits.yml)
     "nnictl: not YAML": (check_config(lambda d: "trialConcurrency: [1,\n"), "YAML"),
     "nnictl: a list": (check_config(lambda d: [d]), "mapping"),
     "nnictl: misspelt key": (check_config(lambda d: updated(d, trialConcurency=2)), "trialConcurrency"),
     "nnictl: wrong type": (check_config(lambda d: updated(d, trialConcurrency="two")), "trial_concurrency"),
-    "nnictl: no eps in the search space": (check_config(lambda d: updated(d, searchSpace={
-        "lambda": d["searchSpace"]["lambda"]})), "eps"),
-    "nnictl: unknown task": (check_config(lambda d: updated(d, trialCommand="python -m nni_hrnas.trial --task "
-                                                                          "nosuch")), "nosuch"),
+    "nnictl: no eps in the search space": (
+        check_config(lambda d: updated(d, searchSpace={"lambda": d["searchSpace"]["lambda"]})),
+        "eps",
+    ),
+    "nnictl: unknown task": (
+        check_config(lambda d: updated(d, trialCommand="python -m nni_hrnas.trial --task nosuch")),
+        "nosuch",
+    ),
     # command-line values
-    "cli: study with 0 workers": (lambda tmp, r: ["study", "--task", "digits_seg", "--workers", "0"], "workers"),
-    "cli: study with 0 threads": (lambda tmp, r: ["study", "--task", "digits_seg", "--threads", "0"], "threads"),
-    "cli: study heartbeat 0": (lambda tmp, r: ["study", "--task", "digits_seg", "--heartbeat", "0"], "heartbeat"),
+    "cli: study with 0 workers": (
+        lambda tmp, r: ["study", "--task", "digits_seg", "--workers", "0"],
+        "workers",
+    ),
+    "cli: study with 0 threads": (
+        lambda tmp, r: ["study", "--task", "digits_seg", "--threads", "0"],
+        "threads",
+    ),
+    "cli: study heartbeat 0": (
+        lambda tmp, r: ["study", "--task", "digits_seg", "--heartbeat", "0"],
+        "heartbeat",
+    ),
     "cli: unknown preset": (lambda tmp, r: ["flops", "--preset", "nosuch"], "nosuch"),
-    "cli: input of zero size": (lambda tmp, r: ["flops", "--preset", "digits_seg", "--input", "1x0x64"], "input"),
-    "cli: search of an unknown task": (lambda tmp, r: ["search", "--task", "nosuch", "--out", str(tmp / "o")],
-                                       "nosuch"),
-    "cli: search with negative epochs": (lambda tmp, r: ["search", "--task", "digits_seg", "--epochs", "-1",
-                                                         "--out", str(tmp / "o")], "epochs"),
+    "cli: input of zero size": (
+        lambda tmp, r: ["flops", "--preset", "digits_seg", "--input", "1x0x64"],
+        "input",
+    ),
+    "cli: search of an unknown task": (
+        lambda tmp, r: ["search", "--task", "nosuch", "--out", str(tmp / "o")],
+        "nosuch",
+    ),
+    "cli: search with negative epochs": (
+        lambda tmp, r: ["search", "--task", "digits_seg", "--epochs", "-1", "--out", str(tmp / "o")],
+        "epochs",
+    ),
     # data (the readers hrnas search builds; it prints their errors as one line)
-    "data: truncated image": (cityscapes(lambda root: first_val_pair(root)[0].write_bytes(
-        first_val_pair(root)[0].read_bytes()[:300])), "leftImg8bit"),
+    "data: truncated image": (
+        cityscapes(
+            lambda root: first_val_pair(root)[0].write_bytes(first_val_pair(root)[0].read_bytes()[:300])
+        ),
+        "leftImg8bit",
+    ),
     "data: label ids outside the classes": (cityscapes(label_map(77)), "77"),
     "data: label map of the wrong size": (cityscapes(label_map(7, size=(8, 8))), "8x8"),
     "data: empty split": (cityscapes(empty_split), "val"),
@@ -283,5 +344,13 @@ def test_bad_input_gets_one_clear_line(case, tmp_path, request, capsys):
 
 def test_the_table_counts_at_least_twenty_kinds():
     assert len(CASES) >= 20
-    assert {case.split(":")[0] for case in CASES} == {"arch", "result", "weights", "run", "nnictl", "cli", "data",
-                                                      "checkpoint"}
+    assert {case.split(":")[0] for case in CASES} == {
+        "arch",
+        "result",
+        "weights",
+        "run",
+        "nnictl",
+        "cli",
+        "data",
+        "checkpoint",
+    }

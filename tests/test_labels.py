@@ -24,8 +24,11 @@ def test_every_label_of_a_space_parses_back_to_its_block(preset):
             assert labels.kernel_size(label) in (3, 5, 7, 9)
     assert seen == {"k3", "k5", "k7", "k9", "tok"}
     kinds = {labels.parse_block(b).kind for b in blocks}
-    assert kinds == ({"parallel", "fusion", "cls_branch", "cls_down"} if preset == "digits_cls"
-                     else {"parallel", "fusion", "head"})
+    assert kinds == (
+        {"parallel", "fusion", "cls_branch", "cls_down"}
+        if preset == "digits_cls"
+        else {"parallel", "fusion", "head"}
+    )
 
 
 def test_block_places_by_hand():
@@ -36,7 +39,9 @@ def test_block_places_by_hand():
     assert labels.kernel_size("p0_b0_n0_k11") == 11
 
 
-@pytest.mark.parametrize("bad", ["p1_b0_n0", "p1_b0_n0_k0", "p1_b0_k3", "x_k3", "head_tokens", "head_k", "_k3"])
+@pytest.mark.parametrize(
+    "bad", ["p1_b0_n0", "p1_b0_n0_k0", "p1_b0_k3", "x_k3", "head_tokens", "head_k", "_k3"]
+)
 def test_what_is_not_a_label_is_refused_by_name(bad):
     with pytest.raises(ValueError, match="not a choice label"):
         labels.split_label(bad)

@@ -32,7 +32,9 @@ class Segmentation(LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        pixel_acc = (F.interpolate(self.model(x), size=y.shape[-2:], mode="bilinear").argmax(1) == y).float().mean()
+        pixel_acc = (
+            (F.interpolate(self.model(x), size=y.shape[-2:], mode="bilinear").argmax(1) == y).float().mean()
+        )
         self.log("val_acc", pixel_acc)
 
     def configure_optimizers(self):
@@ -41,10 +43,19 @@ class Segmentation(LightningModule):
 
 def lightning_evaluator() -> Lightning:
     data = digit_segmentation()
-    trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False)
-    return Lightning(Segmentation(), trainer, train_dataloaders=DataLoader(data, batch_size=8),
-                     val_dataloaders=DataLoader(data, batch_size=8))
+    trainer = Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return Lightning(
+        Segmentation(),
+        trainer,
+        train_dataloaders=DataLoader(data, batch_size=8),
+        val_dataloaders=DataLoader(data, batch_size=8),
+    )
 
 
 def evaluate_trial(model: HRNASNetwork) -> None:
@@ -52,16 +63,20 @@ def evaluate_trial(model: HRNASNetwork) -> None:
     model.eval()
     with torch.no_grad():
         x, y = data.tensors
-        acc = (F.interpolate(model(x), size=y.shape[-2:], mode="bilinear").argmax(1) == y).float().mean().item()
+        acc = (
+            (F.interpolate(model(x), size=y.shape[-2:], mode="bilinear").argmax(1) == y).float().mean().item()
+        )
     nni.report_final_result(acc - model.cost().macs / 1e8)
 
 
 @pytest.mark.parametrize("name", ["Random", "RegularizedEvolution", "TPE"])
 def test_multi_trial_strategies(name, free_port):
     space = HRNASSpace.from_preset("tiny")
-    strategy = {"Random": lambda: strategies.Random(dedup=False),
-                "RegularizedEvolution": lambda: strategies.RegularizedEvolution(population_size=2, sample_size=1),
-                "TPE": lambda: strategies.TPE()}[name]()
+    strategy = {
+        "Random": lambda: strategies.Random(dedup=False),
+        "RegularizedEvolution": lambda: strategies.RegularizedEvolution(population_size=2, sample_size=1),
+        "TPE": lambda: strategies.TPE(),
+    }[name]()
     config = NasExperimentConfig("sequential", "simplified")
     config.max_trial_number = 3
     experiment = NasExperiment(space, FunctionalEvaluator(evaluate_trial), strategy, config)
@@ -119,15 +134,23 @@ def test_one_shot_supernet_with_removed_paths_and_tokens():
 
     space = HRNASSpace.from_preset("tiny")
     supernet = strategies.RandomOneShot().mutate_model(space)
-    sample = {label: (0 if label.endswith(("_k5", "_tok")) else values[-1])
-              for label, values in space.choices().items()}
+    sample = {
+        label: (0 if label.endswith(("_k5", "_tok")) else values[-1])
+        for label, values in space.choices().items()
+    }
     memo = dict(sample)
     for module in supernet.modules():
         if isinstance(module, BaseSuperNetModule):
             module.resample(memo)
     frozen = space.freeze(sample)
-    loaded = frozen.load_state_dict({k.removeprefix("network."): v for k, v in supernet.state_dict().items()
-                                     if k.removeprefix("network.") in frozen.state_dict()}, strict=False)
+    loaded = frozen.load_state_dict(
+        {
+            k.removeprefix("network."): v
+            for k, v in supernet.state_dict().items()
+            if k.removeprefix("network.") in frozen.state_dict()
+        },
+        strict=False,
+    )
     assert not loaded.missing_keys
     x = torch.randn(2, 3, 32, 32)
     supernet.eval(), frozen.eval()

@@ -22,8 +22,9 @@ def test_coordinate_map_matches_eq2_by_hand():
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("pos", ["map", "sinusoidal", "learned", "none"])
 def test_transformer_shapes(stride, pos):
-    t = LightweightTransformer(12, 20, num_tokens=6, size=4, stride=stride, pos_encoding=pos,
-                               pos_in_decoder=pos != "none", pos_dim=8)
+    t = LightweightTransformer(
+        12, 20, num_tokens=6, size=4, stride=stride, pos_encoding=pos, pos_in_decoder=pos != "none", pos_dim=8
+    )
     y = t(torch.randn(3, 12, 16, 24))
     assert y.shape == (3, 20, 16 // stride, 24 // stride)
 
@@ -83,7 +84,7 @@ def _train_global_task(with_transformer: bool) -> list[float]:
     present = torch.arange(64) % 2 == 0
     for i in torch.nonzero(present).flatten().tolist():
         r, c = torch.randint(0, 14, (2,), generator=g).tolist()
-        x[i, :, r:r + 3, c:c + 3] += 3.0
+        x[i, :, r : r + 3, c : c + 3] += 3.0
     y = present.long()[:, None, None].expand(-1, 16, 16)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
@@ -124,12 +125,16 @@ def test_block_costs_match_torch_counter_by_hand_sizes(stride):
     x = torch.randn(1, 12, 16, 16)
     # hand count of the k3 path: expand 12*7*256, depthwise 9*7*(256/s^2), project 7*20*(256/s^2)
     out_area = (16 // stride) ** 2
-    assert kernel_path_cost(12, 20, 7, 3, (16, 16), stride).macs == 12 * 7 * 256 + 9 * 7 * out_area + 7 * 20 * out_area
+    assert (
+        kernel_path_cost(12, 20, 7, 3, (16, 16), stride).macs
+        == 12 * 7 * 256 + 9 * 7 * out_area + 7 * 20 * out_area
+    )
     # transformer at n=5, s=8, d=64, FFN 4*64: hand-expanded Sec. 3.1 formula
     n, s2, d, hid = 5, 64, 64, 256
     hand = (12 + 2) * n * s2 + n * 20 * s2 + 2 * (4 * n * s2 * d + 2 * n * n * d + 2 * n * s2 * hid)
     assert transformer_module_cost(block.transformer, (16, 16)).macs == hand
     from nni_hrnas.costs import searching_block_cost
+
     assert searching_block_cost(block, (16, 16)).macs == torch_counted_macs(block, x)
     assert searching_block_cost(block, (16, 16)).params == parameter_count(block)
 

@@ -71,7 +71,11 @@ def test_plugin_adds_exactly_the_transformers(family, task):
     assert len(transformers) == BLOCKS[family]
     for block in plugged.blocks():  # beside each block: its input, its output's shape
         t = block.transformer
-        assert (t.in_channels, t.out_channels, t.stride) == (block.in_channels, block.out_channels, block.stride)
+        assert (t.in_channels, t.out_channels, t.stride) == (
+            block.in_channels,
+            block.out_channels,
+            block.stride,
+        )
     # parameters: the plain network's, layer for layer, plus the transformers' own
     added = sum(parameter_count(t) for t in transformers)
     assert parameter_count(plugged) - parameter_count(plain) == added
@@ -125,25 +129,42 @@ def _one_line_error(kind, call, match):
 def test_bad_input_is_one_clear_line(family):
     net = _build(family, "segmentation", transformer=False)
     name = {"mobilenetv2": "MobileNetV2", "shufflenetv2": "ShuffleNetV2"}[family]
-    _one_line_error(ValueError, lambda: net(torch.randn(1, 1, 32, 32)), rf"{name} takes images \(B, 3, H, W\); got .*\(1, 1, 32, 32\)")
+    _one_line_error(
+        ValueError,
+        lambda: net(torch.randn(1, 1, 32, 32)),
+        rf"{name} takes images \(B, 3, H, W\); got .*\(1, 1, 32, 32\)",
+    )
     _one_line_error(ValueError, lambda: net(torch.randn(3, 32, 32)), r"takes images \(B, 3, H, W\)")
     _one_line_error(ConfigError, lambda: net.cost((1, 224, 224)), "takes 3 input channels")
     _one_line_error(ConfigError, lambda: net.cost((3, 0, 224)), "three positive integers")
     # training on one image: the PSP head's 1x1 bin, or a 1x1 last map, would give a BatchNorm one value
     net.train()
-    _one_line_error(ValueError, lambda: net(torch.randn(1, 3, 64, 64)), rf"{name}: a batch of 1 cannot train.*batch of 2")
+    _one_line_error(
+        ValueError, lambda: net(torch.randn(1, 3, 64, 64)), rf"{name}: a batch of 1 cannot train.*batch of 2"
+    )
     classifier = _build(family, "classification", transformer=False, num_outputs=5).train()
     assert classifier(torch.randn(1, 3, 64, 64)).shape == (1, 5)  # a 2x2 last map trains
     _one_line_error(ValueError, lambda: classifier(torch.randn(1, 3, 32, 32)), "a batch of 1 cannot train")
 
 
 def test_bad_config_is_one_clear_line():
-    _one_line_error(ConfigError, lambda: MobileNetV2Config(task="keypoints"), "task.*allowed: classification, segmentation")
+    _one_line_error(
+        ConfigError,
+        lambda: MobileNetV2Config(task="keypoints"),
+        "task.*allowed: classification, segmentation",
+    )
     _one_line_error(ConfigError, lambda: ShuffleNetV2Config(tokens=-1), "tokens.*integer >= 0")
     _one_line_error(ConfigError, lambda: ShuffleNetV2Config(stage_channels=(24, 115, 232, 464, 1024)), "even")
-    _one_line_error(ConfigError, lambda: PLUGIN_PRESETS["mobilenetv2"].replace(widht_mult=2.0),
-                    "widht_mult.*unknown field; known fields: .*width_mult")
-    _one_line_error(ConfigError, lambda: MobileNetV2Config(transformer={"size": 8, "heads": 3}), "divisible by transformer.heads")
+    _one_line_error(
+        ConfigError,
+        lambda: PLUGIN_PRESETS["mobilenetv2"].replace(widht_mult=2.0),
+        "widht_mult.*unknown field; known fields: .*width_mult",
+    )
+    _one_line_error(
+        ConfigError,
+        lambda: MobileNetV2Config(transformer={"size": 8, "heads": 3}),
+        "divisible by transformer.heads",
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -11,22 +11,51 @@ import inspect
 
 import pytest
 
-PACKAGES = ("nni_hrnas", "nni_hrnas.strategy", "nni_hrnas.tasks", "nni_hrnas.tuning", "nni_hrnas.data",
-            "nni_hrnas.ops", "nni_hrnas.detection", "search_spaces", "analysis")
+PACKAGES = (
+    "nni_hrnas",
+    "nni_hrnas.strategy",
+    "nni_hrnas.tasks",
+    "nni_hrnas.tuning",
+    "nni_hrnas.data",
+    "nni_hrnas.ops",
+    "nni_hrnas.detection",
+    "search_spaces",
+    "analysis",
+)
 OURS = ("nni_hrnas", "search_spaces", "analysis")
 
 #: Internals that users do not call: the strategy's mechanics, the space's building plan and its
 #: command-line helpers, the tuner's conversion of NNI search spaces.
 INTERNAL = {
-    "nni_hrnas.strategy": {"slice_optimizer_", "slice_tensor", "slice_spec", "threshold_keep", "unit_groups",
-                           "rebuild", "recalibrate_bn", "penalty", "mean_unit_macs", "UnitGroup", "WidthCost",
-                           "EMA", "PruningPolicy", "evaluate", "save_searched", "load_weights", "search_worker"},
+    "nni_hrnas.strategy": {
+        "slice_optimizer_",
+        "slice_tensor",
+        "slice_spec",
+        "threshold_keep",
+        "unit_groups",
+        "rebuild",
+        "recalibrate_bn",
+        "penalty",
+        "mean_unit_macs",
+        "UnitGroup",
+        "WidthCost",
+        "EMA",
+        "PruningPolicy",
+        "evaluate",
+        "save_searched",
+        "load_weights",
+        "search_worker",
+    },
     "search_spaces": {"plan_blocks", "width_choices", "parse_space_overrides", "check_input_size"},
     "nni_hrnas.tuning": {"to_optuna_distribution"},
 }
 #: Modules whose contents are mechanics: nothing defined there is exported from a package root.
-INTERNAL_MODULES = ("nni_hrnas.strategy.prune", "nni_hrnas.strategy.units", "nni_hrnas.strategy.ema",
-                    "nni_hrnas.strategy.run_state")
+INTERNAL_MODULES = (
+    "nni_hrnas.strategy.prune",
+    "nni_hrnas.strategy.units",
+    "nni_hrnas.strategy.ema",
+    "nni_hrnas.strategy.run_state",
+)
 
 
 def _exported(package: str) -> list[tuple[str, object]]:
@@ -52,8 +81,11 @@ def _untyped(obj: object) -> list[str]:
     else:
         fn, skip_return = obj, False
     sig = inspect.signature(fn)
-    missing = [p.name for p in sig.parameters.values()
-               if p.name not in ("self", "cls") and p.annotation is inspect.Parameter.empty]
+    missing = [
+        p.name
+        for p in sig.parameters.values()
+        if p.name not in ("self", "cls") and p.annotation is inspect.Parameter.empty
+    ]
     if not skip_return and sig.return_annotation is inspect.Signature.empty:
         missing.append("return")
     return missing
@@ -88,8 +120,9 @@ def test_no_internal_helper_is_exported(package):
     exported = dict(_exported(package))
     leaked = sorted(INTERNAL.get(package, set()) & set(exported))
     assert not leaked, f"{package} exports internals {leaked}: import them from their module"
-    from_internal = sorted(name for name, obj in exported.items()
-                           if getattr(obj, "__module__", "") in INTERNAL_MODULES)
+    from_internal = sorted(
+        name for name, obj in exported.items() if getattr(obj, "__module__", "") in INTERNAL_MODULES
+    )
     assert not from_internal, f"{package} exports {from_internal}, defined in internal modules"
 
 

@@ -49,10 +49,21 @@ def test_a_folder_written_before_the_schema_version_loads_field_by_field():
     result = RunFolder(OLD).load_result()
     assert result.schema_version == 1
     assert (result.macs, result.params, result.metric_name) == (5_705_920, 71_259, "miou")
-    assert result.metric == want["metric"] and result.macs_max == want["macs_max"] and result.macs_min == 254_400
-    assert (result.lambda_, result.eps, result.prune_every, result.epochs, result.seed) == (0.01, 0.001, 1, 1, 0)
+    assert (
+        result.metric == want["metric"] and result.macs_max == want["macs_max"] and result.macs_min == 254_400
+    )
+    assert (result.lambda_, result.eps, result.prune_every, result.epochs, result.seed) == (
+        0.01,
+        0.001,
+        1,
+        1,
+        0,
+    )
     assert result.input_size == (1, 64, 64) and (result.task, result.preset, result.strategy) == (
-        "digits_seg", "tiny", "hrnas")
+        "digits_seg",
+        "tiny",
+        "hrnas",
+    )
     assert result.search_cost.images_seen == 256 and result.search_cost.epochs == 1
     assert result.search_cost.macs_processed == want["search_cost"]["macs_processed"]
     assert result.arch == want["arch"] == raw(OLD / "arch.json") and result.arch_max == want["arch_max"]
@@ -63,7 +74,9 @@ def test_a_folder_written_before_the_schema_version_loads_field_by_field():
     # written back: the same keys and values, and the version
     assert result.to_dict() == {**want, "schema_version": 1}
     # scripts written against result.json read the same keys
-    assert result["lambda"] == 0.01 and result["search_cost"] == want["search_cost"] and "target" not in result
+    assert (
+        result["lambda"] == 0.01 and result["search_cost"] == want["search_cost"] and "target" not in result
+    )
 
 
 def test_an_old_folder_round_trips_through_save_copy_and_load_model(tmp_path):
@@ -97,15 +110,27 @@ def test_fields_older_folders_lack_are_none_and_unknown_keys_are_kept():
     del data["search_cost"]["macs_processed"]
     data["note"] = {"by": "hand"}
     result = SearchResult.from_dict(data)
-    assert (result.devices, result.shrink_epochs, result.path_overhead, result.smoke, result.run_dir,
-            result.macs_min, result.search_cost.macs_processed) == (None,) * 7
+    assert (
+        result.devices,
+        result.shrink_epochs,
+        result.path_overhead,
+        result.smoke,
+        result.run_dir,
+        result.macs_min,
+        result.search_cost.macs_processed,
+    ) == (None,) * 7
     assert result.extra == {"note": {"by": "hand"}}
     assert result.to_dict() == {**data, "schema_version": 1}  # nothing invented, nothing lost
 
 
 def test_a_target_search_keeps_where_it_landed():
-    target = {"macs": 5_000_000, "relative_error": 0.04, "side": "above", "within_tolerance": True,
-              "final_lambda_scale": 1.0}
+    target = {
+        "macs": 5_000_000,
+        "relative_error": 0.04,
+        "side": "above",
+        "within_tolerance": True,
+        "final_lambda_scale": 1.0,
+    }
     data = {**raw(OLD / "result.json"), "target_macs": 5_000_000, "target": target}
     result = SearchResult.from_dict(data)
     assert result.target_macs == 5_000_000 and result.target == target
@@ -131,22 +156,53 @@ def test_a_newer_schema_is_one_line_saying_to_upgrade_everywhere(tmp_path, capsy
     assert coll.table.empty and len(coll.errors) == 1 and "schema_version 2" in coll.errors[0].message
 
 
-@pytest.mark.parametrize("edit, problem", [
-    (lambda text: text[:40], "JSONDecodeError"),
-    (lambda text: "[1, 2]", "a JSON list, not an object"),
-    (lambda text: json.dumps({**json.loads(text), "macs": "many"}), "macs is 'many', expected an integer"),
-    (lambda text: json.dumps({**json.loads(text), "params": True}), "params is True, expected an integer"),
-    (lambda text: json.dumps({**json.loads(text), "metric": "0.5"}), "metric is '0.5', expected a number"),
-    (lambda text: json.dumps({**json.loads(text), "arch": {"p0_b0_n0_k3": "4"}}),
-     "arch is {'p0_b0_n0_k3': '4'}, expected a JSON object of choice label -> integer"),
-    (lambda text: json.dumps({**json.loads(text), "input_size": "1x64x64"}), "input_size is '1x64x64'"),
-    (lambda text: json.dumps({**json.loads(text), "search_cost": {"epochs": 1.5}}),
-     "search_cost.epochs is 1.5, expected an integer"),
-    (lambda text: json.dumps({**json.loads(text), "config": "tiny"}), "config is 'tiny', expected a JSON object"),
-    (lambda text: json.dumps({**json.loads(text), "schema_version": 0}), "schema_version 0"),
-    (lambda text: json.dumps({**json.loads(text), "schema_version": "1"}), "schema_version '1'"),
-], ids=["truncated", "a list", "macs text", "params bool", "metric text", "arch text width", "input size text",
-        "cost epochs fraction", "config text", "version 0", "version text"])
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda text: text[:40], "JSONDecodeError"),
+        (lambda text: "[1, 2]", "a JSON list, not an object"),
+        (
+            lambda text: json.dumps({**json.loads(text), "macs": "many"}),
+            "macs is 'many', expected an integer",
+        ),
+        (
+            lambda text: json.dumps({**json.loads(text), "params": True}),
+            "params is True, expected an integer",
+        ),
+        (
+            lambda text: json.dumps({**json.loads(text), "metric": "0.5"}),
+            "metric is '0.5', expected a number",
+        ),
+        (
+            lambda text: json.dumps({**json.loads(text), "arch": {"p0_b0_n0_k3": "4"}}),
+            "arch is {'p0_b0_n0_k3': '4'}, expected a JSON object of choice label -> integer",
+        ),
+        (lambda text: json.dumps({**json.loads(text), "input_size": "1x64x64"}), "input_size is '1x64x64'"),
+        (
+            lambda text: json.dumps({**json.loads(text), "search_cost": {"epochs": 1.5}}),
+            "search_cost.epochs is 1.5, expected an integer",
+        ),
+        (
+            lambda text: json.dumps({**json.loads(text), "config": "tiny"}),
+            "config is 'tiny', expected a JSON object",
+        ),
+        (lambda text: json.dumps({**json.loads(text), "schema_version": 0}), "schema_version 0"),
+        (lambda text: json.dumps({**json.loads(text), "schema_version": "1"}), "schema_version '1'"),
+    ],
+    ids=[
+        "truncated",
+        "a list",
+        "macs text",
+        "params bool",
+        "metric text",
+        "arch text width",
+        "input size text",
+        "cost epochs fraction",
+        "config text",
+        "version 0",
+        "version text",
+    ],
+)
 def test_a_malformed_result_is_one_line_naming_the_file_and_the_field(edit, problem, tmp_path):
     folder, _ = old_folder(tmp_path)
     folder.result_path.write_text(edit(folder.result_path.read_text()))

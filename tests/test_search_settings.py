@@ -13,21 +13,68 @@ from nni_hrnas.strategy import ProgressiveShrinking
 from search_spaces.config import parse_space_overrides
 
 #: The flags of `hrnas search` at 0a5253d (README, "Searching"), before they were derived.
-SEARCH_FLAGS = {"--task", "--preset", "--space", "--lambda", "--eps", "--target-macs", "--epochs", "--prune-every",
-                "--warmup-epochs", "--shrink-epochs", "--batch-size", "--path-overhead", "--latency-batch",
-                "--latency-runtime", "--seed", "--data-root", "--out", "--resume", "--json", "--accelerator",
-                "--devices", "--num-nodes", "--precision", "--no-channels-last"}
+SEARCH_FLAGS = {
+    "--task",
+    "--preset",
+    "--space",
+    "--lambda",
+    "--eps",
+    "--target-macs",
+    "--epochs",
+    "--prune-every",
+    "--warmup-epochs",
+    "--shrink-epochs",
+    "--batch-size",
+    "--path-overhead",
+    "--latency-batch",
+    "--latency-runtime",
+    "--seed",
+    "--data-root",
+    "--out",
+    "--resume",
+    "--json",
+    "--accelerator",
+    "--devices",
+    "--num-nodes",
+    "--precision",
+    "--no-channels-last",
+}
 #: The flags of `python -m nni_hrnas.trial` at 0a5253d.
-TRIAL_FLAGS = {"--task", "--preset", "--epochs", "--seed", "--data-root", "--threads", "--accelerator", "--devices",
-               "--num-nodes", "--precision", "--no-channels-last"}
+TRIAL_FLAGS = {
+    "--task",
+    "--preset",
+    "--epochs",
+    "--seed",
+    "--data-root",
+    "--threads",
+    "--accelerator",
+    "--devices",
+    "--num-nodes",
+    "--precision",
+    "--no-channels-last",
+}
 #: What build_search handed ProgressiveShrinking by name at 0a5253d (besides input_size, checkpoint_dir,
 #: on_epoch_end and devices, which it computes).
-FORWARDED = {"lambda_", "eps", "prune_every", "warmup_epochs", "epochs", "shrink_epochs", "target_macs", "ema_decay",
-             "recalibration_batches", "seed", "resume", "path_overhead"}
+FORWARDED = {
+    "lambda_",
+    "eps",
+    "prune_every",
+    "warmup_epochs",
+    "epochs",
+    "shrink_epochs",
+    "target_macs",
+    "ema_decay",
+    "recalibration_batches",
+    "seed",
+    "resume",
+    "path_overhead",
+}
 
 
 def flags_of(parser: argparse.ArgumentParser) -> set[str]:
-    return {flag for action in parser._actions for flag in action.option_strings if flag not in ("-h", "--help")}
+    return {
+        flag for action in parser._actions for flag in action.option_strings if flag not in ("-h", "--help")
+    }
 
 
 def settings_from(*argv: str) -> SearchSettings:
@@ -48,27 +95,30 @@ def test_no_flag_given_is_the_task_default(monkeypatch):
     assert values(settings_from()) == values(SearchSettings(task="digits_seg"))
 
 
-@pytest.mark.parametrize("flag, text, name, value", [
-    ("--preset", "tiny", "preset", "tiny"),
-    ("--space", "kernels=3,5", "space", parse_space_overrides(["kernels=3,5"])),
-    ("--lambda", "0.01", "lambda_", 0.01),
-    ("--eps", "0.002", "eps", 0.002),
-    ("--target-macs", "5e6", "target_macs", 5e6),
-    ("--epochs", "4", "epochs", 4),
-    ("--prune-every", "2", "prune_every", 2),
-    ("--warmup-epochs", "0.5", "warmup_epochs", 0.5),
-    ("--shrink-epochs", "2", "shrink_epochs", 2),
-    ("--batch-size", "4", "batch_size", 4),
-    ("--path-overhead", "2e6", "path_overhead", 2e6),
-    ("--latency-batch", "4", "latency_batch", 4),
-    ("--latency-runtime", "onnxruntime", "latency_runtime", "onnxruntime"),
-    ("--seed", "3", "seed", 3),
-    ("--data-root", "/data", "data_root", "/data"),
-    ("--out", "runs/x", "out", "runs/x"),
-    ("--accelerator", "cpu", "accelerator", "cpu"),
-    ("--precision", "bf16-mixed", "precision", "bf16-mixed"),
-    ("--no-channels-last", None, "channels_last", False),
-])
+@pytest.mark.parametrize(
+    "flag, text, name, value",
+    [
+        ("--preset", "tiny", "preset", "tiny"),
+        ("--space", "kernels=3,5", "space", parse_space_overrides(["kernels=3,5"])),
+        ("--lambda", "0.01", "lambda_", 0.01),
+        ("--eps", "0.002", "eps", 0.002),
+        ("--target-macs", "5e6", "target_macs", 5e6),
+        ("--epochs", "4", "epochs", 4),
+        ("--prune-every", "2", "prune_every", 2),
+        ("--warmup-epochs", "0.5", "warmup_epochs", 0.5),
+        ("--shrink-epochs", "2", "shrink_epochs", 2),
+        ("--batch-size", "4", "batch_size", 4),
+        ("--path-overhead", "2e6", "path_overhead", 2e6),
+        ("--latency-batch", "4", "latency_batch", 4),
+        ("--latency-runtime", "onnxruntime", "latency_runtime", "onnxruntime"),
+        ("--seed", "3", "seed", 3),
+        ("--data-root", "/data", "data_root", "/data"),
+        ("--out", "runs/x", "out", "runs/x"),
+        ("--accelerator", "cpu", "accelerator", "cpu"),
+        ("--precision", "bf16-mixed", "precision", "bf16-mixed"),
+        ("--no-channels-last", None, "channels_last", False),
+    ],
+)
 def test_each_flag_sets_its_setting_and_nothing_else(flag, text, name, value, monkeypatch):
     monkeypatch.delenv("HRNAS_SMOKE", raising=False)
     got = values(settings_from(flag, *([text] if text is not None else [])))
@@ -76,23 +126,32 @@ def test_each_flag_sets_its_setting_and_nothing_else(flag, text, name, value, mo
     assert got == expected
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lambda_": -1}, "invalid lambda=-1: expected a number >= 0"),
-    ({"eps": 0}, "invalid eps=0: expected 0 < eps < 1"),
-    ({"epochs": 0}, "invalid epochs=0: expected an integer >= 1"),
-    ({"epochs": 2.5}, "invalid epochs=2.5: expected an integer >= 1"),
-    ({"prune_every": 0}, "invalid prune_every=0: expected an integer >= 1"),
-    ({"warmup_epochs": -1.0}, "invalid warmup_epochs=-1.0: expected a number >= 0"),
-    ({"shrink_epochs": 0}, "invalid shrink_epochs=0: expected an integer >= 1 (epochs of pruning before the final"),
-    ({"target_macs": 0}, "invalid target_macs=0: expected a positive number of MACs"),
-    ({"seed": -1}, "invalid seed=-1: expected an integer >= 0"),
-    ({"batch_size": 0}, "invalid batch_size=0: expected an integer >= 1"),
-    ({"path_overhead": -1.0}, "invalid path_overhead=-1.0: expected a number of MAC-equivalents >= 0, or 'auto'"),
-    ({"latency_batch": 0}, "invalid latency_batch=0: expected an integer >= 1"),
-    ({"latency_runtime": "tflite"}, "invalid latency_runtime='tflite': expected torch or onnxruntime"),
-    ({"resume": True}, "invalid resume=True: --resume needs --out RUN_DIR"),
-    ({"preset": "nosuch"}, "invalid preset='nosuch': known presets:"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lambda_": -1}, "invalid lambda=-1: expected a number >= 0"),
+        ({"eps": 0}, "invalid eps=0: expected 0 < eps < 1"),
+        ({"epochs": 0}, "invalid epochs=0: expected an integer >= 1"),
+        ({"epochs": 2.5}, "invalid epochs=2.5: expected an integer >= 1"),
+        ({"prune_every": 0}, "invalid prune_every=0: expected an integer >= 1"),
+        ({"warmup_epochs": -1.0}, "invalid warmup_epochs=-1.0: expected a number >= 0"),
+        (
+            {"shrink_epochs": 0},
+            "invalid shrink_epochs=0: expected an integer >= 1 (epochs of pruning before the final",
+        ),
+        ({"target_macs": 0}, "invalid target_macs=0: expected a positive number of MACs"),
+        ({"seed": -1}, "invalid seed=-1: expected an integer >= 0"),
+        ({"batch_size": 0}, "invalid batch_size=0: expected an integer >= 1"),
+        (
+            {"path_overhead": -1.0},
+            "invalid path_overhead=-1.0: expected a number of MAC-equivalents >= 0, or 'auto'",
+        ),
+        ({"latency_batch": 0}, "invalid latency_batch=0: expected an integer >= 1"),
+        ({"latency_runtime": "tflite"}, "invalid latency_runtime='tflite': expected torch or onnxruntime"),
+        ({"resume": True}, "invalid resume=True: --resume needs --out RUN_DIR"),
+        ({"preset": "nosuch"}, "invalid preset='nosuch': known presets:"),
+    ],
+)
 def test_each_declared_check_names_the_setting(kwargs, message):
     with pytest.raises(SearchError) as error:
         SearchSettings(task="digits_seg", **kwargs)
@@ -118,8 +177,14 @@ def test_the_trial_takes_the_search_flags_and_the_tuners_parameters(tmp_path, mo
     args = build_parser().parse_args(["--task", "digits_seg", "--epochs", "4", "--lambda", "0.5"])
     # a tuner's quniform gives 2.0 for an int setting: taken as 2, as the flag would give it
     settings = trial_settings(args, {"lambda": 0.02, "eps": 0.004, "shrink_epochs": 2.0}, tmp_path / "search")
-    expected = {**values(SearchSettings(task="digits_seg")), "epochs": 4, "lambda_": 0.02, "eps": 0.004,
-                "shrink_epochs": 2, "out": str(tmp_path / "search")}
+    expected = {
+        **values(SearchSettings(task="digits_seg")),
+        "epochs": 4,
+        "lambda_": 0.02,
+        "eps": 0.004,
+        "shrink_epochs": 2,
+        "out": str(tmp_path / "search"),
+    }
     assert values(settings) == expected  # the tuner's lambda over the flag's
     assert type(settings.shrink_epochs) is int
     with pytest.raises(SearchError, match=r"\['lamda'\], which name no search setting"):

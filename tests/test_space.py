@@ -21,7 +21,9 @@ def test_every_preset_builds_with_explicit_labels(name):
     choices = space.choices()
     assert choices and all("/" not in label for label in choices)
     # one choice per kernel path and one per transformer, each from 0 to its maximum
-    assert all(values[0] == 0 and values[-1] == space.max_sample()[label] for label, values in choices.items())
+    assert all(
+        values[0] == 0 and values[-1] == space.max_sample()[label] for label, values in choices.items()
+    )
     labels = {m.label for m in space.simplify().values()}
     assert labels == set(choices)
 
@@ -79,7 +81,10 @@ def test_granularity_rounds_up_never_down():
     assert space.choices()["p0_b0_n0_k3"] == [0, 3, 6, 8]
     assert space.choices()["p0_b0_n0_tok"] == [0, 2, 4]
     assert space.round_up({"p0_b0_n0_k3": 4, "p0_b0_n0_k5": 7, "p0_b0_n0_tok": 1}) == {
-        "p0_b0_n0_k3": 6, "p0_b0_n0_k5": 8, "p0_b0_n0_tok": 2}
+        "p0_b0_n0_k3": 6,
+        "p0_b0_n0_k5": 8,
+        "p0_b0_n0_tok": 2,
+    }
     with pytest.raises(ConfigError, match=r"p0_b0_n0_k3.*steps of 3"):
         space.freeze({**space.max_sample(), "p0_b0_n0_k3": 4})
 
@@ -93,20 +98,23 @@ def test_without_transformer_override():
     assert parameter_count(net) < parameter_count(full.freeze(full.max_sample()))
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"stages": [(1, [1], [24]), (3, [1, 1, 1], [8, 8, 8])]}, "stages[1].branches"),
-    ({"stages": [(2, [1, 1], [24, 24])]}, "stages[0].branches"),
-    ({"stages": [(1, [1], [24]), (2, [1], [8, 8])]}, "stages[1].blocks"),
-    ({"stages": [(1, [1], [24]), (2, [1, 1], [8, 0])]}, "stages[1].channels[1]"),
-    ({"stages": [(1, [0], [24])]}, "stages[0].blocks[0]"),
-    ({"task": "depth"}, "task"),
-    ({"expansion": 0}, "expansion"),
-    ({"kernels": (3, 4)}, "kernels"),
-    ({"input_size": (3, 500, 1024)}, "input_size"),
-    ({"transformer": {"placement": "sometimes"}}, "transformer.placement"),
-    ({"transformer": {"pos_encoding": "rotary"}}, "transformer.pos_encoding"),
-    ({"widths": 3}, "widths"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"stages": [(1, [1], [24]), (3, [1, 1, 1], [8, 8, 8])]}, "stages[1].branches"),
+        ({"stages": [(2, [1, 1], [24, 24])]}, "stages[0].branches"),
+        ({"stages": [(1, [1], [24]), (2, [1], [8, 8])]}, "stages[1].blocks"),
+        ({"stages": [(1, [1], [24]), (2, [1, 1], [8, 0])]}, "stages[1].channels[1]"),
+        ({"stages": [(1, [0], [24])]}, "stages[0].blocks[0]"),
+        ({"task": "depth"}, "task"),
+        ({"expansion": 0}, "expansion"),
+        ({"kernels": (3, 4)}, "kernels"),
+        ({"input_size": (3, 500, 1024)}, "input_size"),
+        ({"transformer": {"placement": "sometimes"}}, "transformer.placement"),
+        ({"transformer": {"pos_encoding": "rotary"}}, "transformer.pos_encoding"),
+        ({"widths": 3}, "widths"),
+    ],
+)
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ConfigError) as info:
         get_preset("cityscapes", **overrides)

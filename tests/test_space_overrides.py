@@ -32,12 +32,15 @@ def test_overrides_reach_the_built_modules():
     assert all(set(block.paths) == {"k7"} for _, block in single.searching_blocks())
 
 
-@pytest.mark.parametrize("item, message", [
-    ("nosuch=1", "invalid nosuch=1: unknown field"),
-    ("transformer.nosuch=2", "invalid transformer.nosuch=2: unknown field"),
-    ("kernels=4", "invalid kernels=(4,)"),
-    ("granularity", "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("nosuch=1", "invalid nosuch=1: unknown field"),
+        ("transformer.nosuch=2", "invalid transformer.nosuch=2: unknown field"),
+        ("kernels=4", "invalid kernels=(4,)"),
+        ("granularity", "expected KEY=VALUE"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(item, message, capsys):
     assert hrnas(["flops", "--preset", "digits_seg", "--space", item]) == 2
     err = capsys.readouterr().err.strip()
@@ -60,8 +63,27 @@ def test_a_search_of_an_overridden_space_reloads_from_its_run_folder_alone(tmp_p
 
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     run = tmp_path / "run"
-    assert search(["search", "--task", "digits_seg", "--preset", "tiny", "--epochs", "1", "--space", "kernels=3",
-                   "--space", "transformer=false", "--out", str(run), "--json"]) == 0
+    assert (
+        search(
+            [
+                "search",
+                "--task",
+                "digits_seg",
+                "--preset",
+                "tiny",
+                "--epochs",
+                "1",
+                "--space",
+                "kernels=3",
+                "--space",
+                "transformer=false",
+                "--out",
+                str(run),
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capfd.readouterr().out)
     model = load_searched_model(run)  # no --space here: the run folder holds the whole config
     blocks = [block for _, block in model.searching_blocks()]

@@ -8,4 +8,4 @@ warning; a sample is never served with a wrong label.
 
 from .common import IGNORE_INDEX, DataFormatError, DataRootError, smoke_mode
 
-__all__ = ['IGNORE_INDEX', 'DataFormatError', 'DataRootError', 'smoke_mode']
+__all__ = ["IGNORE_INDEX", "DataFormatError", "DataRootError", "smoke_mode"]

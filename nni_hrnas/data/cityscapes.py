@@ -18,11 +18,11 @@ import numpy as np
 from .common import DataRootError, pair_files, resolve_root
 from .segmentation import SegmentationFolder, SegPipeline, ignore_lut
 
-ENV_VAR = 'CITYSCAPES_ROOT'
+ENV_VAR = "CITYSCAPES_ROOT"
 NUM_CLASSES = 19
-SOURCE = 'https://www.cityscapes-dataset.com/ (leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip, free registration)'
-IMAGE_SUFFIX = '_leftImg8bit.png'
-LABEL_SUFFIX = '_gtFine_labelIds.png'
+SOURCE = "https://www.cityscapes-dataset.com/ (leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip, free registration)"
+IMAGE_SUFFIX = "_leftImg8bit.png"
+LABEL_SUFFIX = "_gtFine_labelIds.png"
 
 
 def label_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -30,8 +30,10 @@ def label_tables() -> tuple[np.ndarray, np.ndarray]:
     try:
         from cityscapesscripts.helpers.labels import labels
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('Cityscapes needs cityscapesscripts for its label definitions: '
-                          'pip install "nni-hrnas[cityscapes]" (or pip install cityscapesscripts).') from exc
+        raise ImportError(
+            "Cityscapes needs cityscapesscripts for its label definitions: "
+            'pip install "nni-hrnas[cityscapes]" (or pip install cityscapesscripts).'
+        ) from exc
     lut = ignore_lut()
     known = np.zeros(256, dtype=bool)
     for lab in labels:
@@ -43,19 +45,27 @@ def label_tables() -> tuple[np.ndarray, np.ndarray]:
 
 def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     """(leftImg8bit, gtFine) paths of ``split``; a one-line error for a missing folder or unpaired file."""
-    image_dir = root / 'leftImg8bit' / split
-    label_dir = root / 'gtFine' / split
+    image_dir = root / "leftImg8bit" / split
+    label_dir = root / "gtFine" / split
     for d in (image_dir, label_dir):
         if not d.is_dir():
-            raise DataRootError(f'Cityscapes: expected the folder {str(d)!r} under the data root {str(root)!r} '
-                                f'(set {ENV_VAR} to the folder holding leftImg8bit/ and gtFine/). '
-                                f'Cityscapes comes from {SOURCE}.')
-    images = {str(p.relative_to(image_dir))[:-len(IMAGE_SUFFIX)]: p for p in image_dir.glob(f'*/*{IMAGE_SUFFIX}')}
-    labels = {str(p.relative_to(label_dir))[:-len(LABEL_SUFFIX)]: p for p in label_dir.glob(f'*/*{LABEL_SUFFIX}')}
+            raise DataRootError(
+                f"Cityscapes: expected the folder {str(d)!r} under the data root {str(root)!r} "
+                f"(set {ENV_VAR} to the folder holding leftImg8bit/ and gtFine/). "
+                f"Cityscapes comes from {SOURCE}."
+            )
+    images = {
+        str(p.relative_to(image_dir))[: -len(IMAGE_SUFFIX)]: p for p in image_dir.glob(f"*/*{IMAGE_SUFFIX}")
+    }
+    labels = {
+        str(p.relative_to(label_dir))[: -len(LABEL_SUFFIX)]: p for p in label_dir.glob(f"*/*{LABEL_SUFFIX}")
+    }
     if not images and not labels:
-        raise DataRootError(f'Cityscapes: no *{IMAGE_SUFFIX} files in {str(image_dir)!r}/<city>/ and no '
-                            f'*{LABEL_SUFFIX} files in {str(label_dir)!r}/<city>/.')
-    return pair_files(images, labels, f'Cityscapes {split}', image_dir, label_dir)
+        raise DataRootError(
+            f"Cityscapes: no *{IMAGE_SUFFIX} files in {str(image_dir)!r}/<city>/ and no "
+            f"*{LABEL_SUFFIX} files in {str(label_dir)!r}/<city>/."
+        )
+    return pair_files(images, labels, f"Cityscapes {split}", image_dir, label_dir)
 
 
 def default_pipeline(smoke: bool = False) -> SegPipeline:
@@ -65,15 +75,29 @@ def default_pipeline(smoke: bool = False) -> SegPipeline:
     return SegPipeline(scale=(1024, 2048), crop=(512, 1024), eval_scale=None)
 
 
-def Cityscapes(root: str | None = None, split: str = 'train', train: bool | None = None,
-               pipeline: SegPipeline | None = None, on_error: str = 'raise', smoke: bool = False,
-               limit: int | None = None) -> SegmentationFolder:
+def Cityscapes(
+    root: str | None = None,
+    split: str = "train",
+    train: bool | None = None,
+    pipeline: SegPipeline | None = None,
+    on_error: str = "raise",
+    smoke: bool = False,
+    limit: int | None = None,
+) -> SegmentationFolder:
     """The Cityscapes ``split`` as a :class:`SegmentationFolder` ((3, H, W) float, (H, W) int64)."""
-    path = resolve_root(root, ENV_VAR, 'Cityscapes', 'leftImg8bit/ and gtFine/', SOURCE)
+    path = resolve_root(root, ENV_VAR, "Cityscapes", "leftImg8bit/ and gtFine/", SOURCE)
     lut, known = label_tables()
     pairs = find_pairs(path, split)
     if limit is not None:
         pairs = pairs[:limit]
-    train = split == 'train' if train is None else train
-    return SegmentationFolder(pairs, lut, known, train, pipeline or default_pipeline(smoke), NUM_CLASSES,
-                              on_error=on_error, name='Cityscapes')
+    train = split == "train" if train is None else train
+    return SegmentationFolder(
+        pairs,
+        lut,
+        known,
+        train,
+        pipeline or default_pipeline(smoke),
+        NUM_CLASSES,
+        on_error=on_error,
+        name="Cityscapes",
+    )

@@ -51,9 +51,11 @@ from .keypoint_utils import (
 if TYPE_CHECKING:
     from pycocotools.coco import COCO  # an optional extra: [coco]
 
-ENV_VAR = 'COCO_ROOT'
-SOURCE = ('https://cocodataset.org/ (train2017.zip, val2017.zip and annotations_trainval2017.zip; '
-          'detections e.g. from the HRNet repository)')
+ENV_VAR = "COCO_ROOT"
+SOURCE = (
+    "https://cocodataset.org/ (train2017.zip, val2017.zip and annotations_trainval2017.zip; "
+    "detections e.g. from the HRNet repository)"
+)
 NUM_JOINTS = 17
 
 
@@ -74,15 +76,28 @@ class COCOKeypoints(SkippingMixin, Dataset):
     flip_pairs = COCO_FLIP_PAIRS
     sigmas = COCO_SIGMAS
 
-    def __init__(self, root: str | None = None, split: str = 'train', train: bool | None = None,
-                 image_size: tuple[int, int] = (192, 256), sigma: float = 2.0, detections: str | None = None,
-                 det_score_thresh: float = 0.0, on_error: str = 'raise', limit: int | None = None,
-                 scale_factor: float = 0.35, rotation_factor: float = 40.0, flip: bool = True,
-                 half_body_prob: float = 0.3, num_joints_half_body: int = 8):
-        self.root = resolve_root(root, ENV_VAR, 'COCO', 'annotations/person_keypoints_<split>2017.json and '
-                                 '<split>2017/', SOURCE)
+    def __init__(
+        self,
+        root: str | None = None,
+        split: str = "train",
+        train: bool | None = None,
+        image_size: tuple[int, int] = (192, 256),
+        sigma: float = 2.0,
+        detections: str | None = None,
+        det_score_thresh: float = 0.0,
+        on_error: str = "raise",
+        limit: int | None = None,
+        scale_factor: float = 0.35,
+        rotation_factor: float = 40.0,
+        flip: bool = True,
+        half_body_prob: float = 0.3,
+        num_joints_half_body: int = 8,
+    ):
+        self.root = resolve_root(
+            root, ENV_VAR, "COCO", "annotations/person_keypoints_<split>2017.json and <split>2017/", SOURCE
+        )
         self.split = split
-        self.train = split == 'train' if train is None else train
+        self.train = split == "train" if train is None else train
         self.image_size = tuple(int(v) for v in image_size)  # (w, h)
         self.heatmap_size = (self.image_size[0] // 4, self.image_size[1] // 4)
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
@@ -90,109 +105,153 @@ class COCOKeypoints(SkippingMixin, Dataset):
         self.on_error = check_on_error(on_error)
         self.scale_factor, self.rotation_factor, self.flip = scale_factor, rotation_factor, flip
         self.half_body_prob, self.num_joints_half_body = half_body_prob, num_joints_half_body
-        ann_file = self.root / 'annotations' / f'person_keypoints_{split}2017.json'
-        self.image_dir = self.root / f'{split}2017'
+        ann_file = self.root / "annotations" / f"person_keypoints_{split}2017.json"
+        self.image_dir = self.root / f"{split}2017"
         if not ann_file.is_file():
-            raise DataRootError(f'COCO: expected the annotation file {str(ann_file)!r} (set {ENV_VAR} to the '
-                                f'folder holding annotations/ and {split}2017/). COCO comes from {SOURCE}.')
+            raise DataRootError(
+                f"COCO: expected the annotation file {str(ann_file)!r} (set {ENV_VAR} to the "
+                f"folder holding annotations/ and {split}2017/). COCO comes from {SOURCE}."
+            )
         if not self.image_dir.is_dir():
-            raise DataRootError(f'COCO: expected the image folder {str(self.image_dir)!r}. COCO comes from {SOURCE}.')
+            raise DataRootError(
+                f"COCO: expected the image folder {str(self.image_dir)!r}. COCO comes from {SOURCE}."
+            )
         self.coco = load_coco(ann_file)
         self.ann_file = ann_file
-        for key in ('images', 'annotations', 'categories'):
+        for key in ("images", "annotations", "categories"):
             if not isinstance(self.coco.dataset.get(key), list):
-                raise DataFormatError(f'COCO: {str(ann_file)!r} has no {key!r} list; is it a COCO keypoints '
-                                      'annotation file?')
-        cats = self.coco.loadCats(self.coco.getCatIds(catNms=['person'])) if self.coco.dataset.get('categories') else []
+                raise DataFormatError(
+                    f"COCO: {str(ann_file)!r} has no {key!r} list; is it a COCO keypoints annotation file?"
+                )
+        cats = (
+            self.coco.loadCats(self.coco.getCatIds(catNms=["person"]))
+            if self.coco.dataset.get("categories")
+            else []
+        )
         if not cats:
-            raise DataFormatError(f'COCO: {str(ann_file)!r} has no "person" category; is it a keypoints file?')
-        self.records = self._gt_records() if detections is None else self._det_records(detections, det_score_thresh)
+            raise DataFormatError(
+                f'COCO: {str(ann_file)!r} has no "person" category; is it a keypoints file?'
+            )
+        self.records = (
+            self._gt_records() if detections is None else self._det_records(detections, det_score_thresh)
+        )
         self._check_images()
         if limit is not None:
             self.records = self.records[:limit]
 
     # ---- records ---------------------------------------------------------------------------
     def _image_path(self, image_id: int) -> Path:
-        return self.image_dir / self.coco.imgs[image_id]['file_name']
+        return self.image_dir / self.coco.imgs[image_id]["file_name"]
 
     def _gt_records(self):
         records = []
         for image_id in sorted(self.coco.getImgIds()):
             info = self.coco.imgs[image_id]
-            if 'width' not in info or 'height' not in info:
-                raise DataFormatError(f'COCO: image {image_id} in {str(self.ann_file)!r} has no width/height fields.')
-            width, height = info['width'], info['height']
+            if "width" not in info or "height" not in info:
+                raise DataFormatError(
+                    f"COCO: image {image_id} in {str(self.ann_file)!r} has no width/height fields."
+                )
+            width, height = info["width"], info["height"]
             for ann in self.coco.imgToAnns.get(image_id, []):
-                if ann.get('category_id') != 1 or ann.get('iscrowd', 0):
+                if ann.get("category_id") != 1 or ann.get("iscrowd", 0):
                     continue
-                kps = np.asarray(ann.get('keypoints', []), dtype=np.float32)
+                kps = np.asarray(ann.get("keypoints", []), dtype=np.float32)
                 if kps.size != NUM_JOINTS * 3:
-                    raise DataFormatError(f'COCO annotation {ann.get("id")} of image {image_id} has '
-                                          f'{kps.size} keypoint values, expected {NUM_JOINTS * 3}.')
+                    raise DataFormatError(
+                        f"COCO annotation {ann.get('id')} of image {image_id} has "
+                        f"{kps.size} keypoint values, expected {NUM_JOINTS * 3}."
+                    )
                 kps = kps.reshape(NUM_JOINTS, 3)
                 if kps[:, 2].max() <= 0:
                     continue
                 if np.any((kps[:, 2] < 0) | (kps[:, 2] > 2)):
-                    raise DataFormatError(f'COCO annotation {ann.get("id")}: visibility flags must be 0, 1 or 2.')
-                if len(ann.get('bbox') or ()) != 4:
-                    raise DataFormatError(f'COCO annotation {ann.get("id")} of image {image_id} in '
-                                          f'{str(self.ann_file)!r} has no bbox [x, y, w, h].')
-                x, y, w, h = ann['bbox']
+                    raise DataFormatError(
+                        f"COCO annotation {ann.get('id')}: visibility flags must be 0, 1 or 2."
+                    )
+                if len(ann.get("bbox") or ()) != 4:
+                    raise DataFormatError(
+                        f"COCO annotation {ann.get('id')} of image {image_id} in "
+                        f"{str(self.ann_file)!r} has no bbox [x, y, w, h]."
+                    )
+                x, y, w, h = ann["bbox"]
                 x1, y1 = max(0.0, x), max(0.0, y)
                 x2 = min(width - 1.0, x1 + max(0.0, w - 1))
                 y2 = min(height - 1.0, y1 + max(0.0, h - 1))
-                if ann.get('area', 0) <= 0 or x2 < x1 or y2 < y1:
+                if ann.get("area", 0) <= 0 or x2 < x1 or y2 < y1:
                     continue
                 center, scale = box_to_center_scale((x1, y1, x2 - x1, y2 - y1), self.aspect_ratio)
-                records.append(dict(image_id=image_id, center=center, scale=scale, joints=kps[:, :2].copy(),
-                                    visible=(kps[:, 2] > 0).astype(np.float32), score=1.0,
-                                    area=float(ann['area'])))
+                records.append(
+                    dict(
+                        image_id=image_id,
+                        center=center,
+                        scale=scale,
+                        joints=kps[:, :2].copy(),
+                        visible=(kps[:, 2] > 0).astype(np.float32),
+                        score=1.0,
+                        area=float(ann["area"]),
+                    )
+                )
         return records
 
     def _det_records(self, detections: str, thresh: float):
         path = Path(detections)
         if not path.is_file():
-            raise FileNotFoundError(f'COCO: the detection-results file {str(path)!r} does not exist.')
+            raise FileNotFoundError(f"COCO: the detection-results file {str(path)!r} does not exist.")
         with open(path) as f:
             dets = json.load(f)
         if not isinstance(dets, list):
-            raise DataFormatError(f'{str(path)!r}: expected a JSON list of detections (COCO results format).')
+            raise DataFormatError(f"{str(path)!r}: expected a JSON list of detections (COCO results format).")
         records, unknown = [], set()
         for i, det in enumerate(dets):
-            missing = [k for k in ('image_id', 'category_id', 'bbox', 'score') if k not in det]
+            missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in det]
             if missing:
-                raise DataFormatError(f'{str(path)!r}: detection {i} lacks the field(s) {missing}.')
-            if det['category_id'] != 1 or det['score'] < thresh:
+                raise DataFormatError(f"{str(path)!r}: detection {i} lacks the field(s) {missing}.")
+            if det["category_id"] != 1 or det["score"] < thresh:
                 continue
-            if det['image_id'] not in self.coco.imgs:
-                unknown.add(det['image_id'])
+            if det["image_id"] not in self.coco.imgs:
+                unknown.add(det["image_id"])
                 continue
-            center, scale = box_to_center_scale(det['bbox'], self.aspect_ratio)
-            records.append(dict(image_id=det['image_id'], center=center, scale=scale,
-                                joints=np.zeros((NUM_JOINTS, 2), np.float32), visible=np.zeros(NUM_JOINTS, np.float32),
-                                score=float(det['score']), area=float(det['bbox'][2] * det['bbox'][3])))
+            center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio)
+            records.append(
+                dict(
+                    image_id=det["image_id"],
+                    center=center,
+                    scale=scale,
+                    joints=np.zeros((NUM_JOINTS, 2), np.float32),
+                    visible=np.zeros(NUM_JOINTS, np.float32),
+                    score=float(det["score"]),
+                    area=float(det["bbox"][2] * det["bbox"][3]),
+                )
+            )
         if unknown:
-            raise DataFormatError(f'{str(path)!r}: detections refer to image ids not in the annotations: '
-                                  f'{sorted(unknown)[:10]}')
+            raise DataFormatError(
+                f"{str(path)!r}: detections refer to image ids not in the annotations: {sorted(unknown)[:10]}"
+            )
         return records
 
     def _check_images(self):
-        ids = sorted({r['image_id'] for r in self.records})
+        ids = sorted({r["image_id"] for r in self.records})
         missing_ids = {i for i in ids if not self._image_path(i).is_file()}
         if missing_ids:
-            names = ', '.join(str(self._image_path(i)) for i in sorted(missing_ids)[:10])
-            msg = (f'COCO: {len(missing_ids)} annotated image(s) are missing from {str(self.image_dir)!r}: '
-                   f'{names}')
-            if self.on_error == 'raise':
+            names = ", ".join(str(self._image_path(i)) for i in sorted(missing_ids)[:10])
+            msg = (
+                f"COCO: {len(missing_ids)} annotated image(s) are missing from {str(self.image_dir)!r}: "
+                f"{names}"
+            )
+            if self.on_error == "raise":
                 raise DataFormatError(msg + ' (on_error="skip" drops their annotations with a warning)')
-            warnings.warn(msg + '; their annotations are dropped.', RuntimeWarning, stacklevel=3)
-            self.records = [r for r in self.records if r['image_id'] not in missing_ids]
-        on_disk = {p.name for p in self.image_dir.glob('*.jpg')}
-        listed = {img['file_name'] for img in self.coco.imgs.values()}
+            warnings.warn(msg + "; their annotations are dropped.", RuntimeWarning, stacklevel=3)
+            self.records = [r for r in self.records if r["image_id"] not in missing_ids]
+        on_disk = {p.name for p in self.image_dir.glob("*.jpg")}
+        listed = {img["file_name"] for img in self.coco.imgs.values()}
         extra = sorted(on_disk - listed)
         if extra:
-            warnings.warn(f'COCO: {len(extra)} image(s) in {str(self.image_dir)!r} are not in the annotation '
-                          f'file and are ignored: {", ".join(extra[:5])}', RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"COCO: {len(extra)} image(s) in {str(self.image_dir)!r} are not in the annotation "
+                f"file and are ignored: {', '.join(extra[:5])}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     # ---- samples ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -214,10 +273,10 @@ class COCOKeypoints(SkippingMixin, Dataset):
 
     def _load(self, index: int):
         rec = self.records[index]
-        path = self._image_path(rec['image_id'])
+        path = self._image_path(rec["image_id"])
         image = read_image(path)
-        joints, visible = rec['joints'].copy(), rec['visible'].copy()
-        center, scale = rec['center'].copy(), rec['scale'].copy()
+        joints, visible = rec["joints"].copy(), rec["visible"].copy()
+        center, scale = rec["center"].copy(), rec["scale"].copy()
         rot = 0.0
         if self.train:
             rng = self._rng = sample_rng()
@@ -239,14 +298,20 @@ class COCOKeypoints(SkippingMixin, Dataset):
         mat = get_affine_transform(center, scale, rot, self.image_size)
         joints_in = affine_points(joints, mat)
         heat, weight = gaussian_heatmaps(joints_in, visible, self.image_size, self.heatmap_size, self.sigma)
-        meta = dict(center=torch.as_tensor(center, dtype=torch.float32),
-                    scale=torch.as_tensor(scale, dtype=torch.float32),
-                    score=torch.tensor(rec['score'], dtype=torch.float32),
-                    area=torch.tensor(rec['area'], dtype=torch.float32),
-                    image_id=torch.tensor(rec['image_id'], dtype=torch.long),
-                    joints=torch.as_tensor(joints_in, dtype=torch.float32))
-        return (to_tensor(crop, IMAGENET_MEAN, IMAGENET_STD), torch.from_numpy(heat),
-                torch.from_numpy(weight)[:, None], meta)
+        meta = dict(
+            center=torch.as_tensor(center, dtype=torch.float32),
+            scale=torch.as_tensor(scale, dtype=torch.float32),
+            score=torch.tensor(rec["score"], dtype=torch.float32),
+            area=torch.tensor(rec["area"], dtype=torch.float32),
+            image_id=torch.tensor(rec["image_id"], dtype=torch.long),
+            joints=torch.as_tensor(joints_in, dtype=torch.float32),
+        )
+        return (
+            to_tensor(crop, IMAGENET_MEAN, IMAGENET_STD),
+            torch.from_numpy(heat),
+            torch.from_numpy(weight)[:, None],
+            meta,
+        )
 
     def coco_gt(self) -> COCO:
         """The pycocotools ``COCO`` object of the split (for OKS AP)."""

@@ -45,7 +45,7 @@ SEG_NUM_CLASSES = 11
 CLS_SIZE = 32
 KP_CANVAS = 64
 KP_NUM_JOINTS = 4
-KP_NAMES = ('top', 'bottom', 'left', 'right')
+KP_NAMES = ("top", "bottom", "left", "right")
 KP_FLIP_PAIRS = ((2, 3),)
 KP_SIGMAS = np.full(KP_NUM_JOINTS, 0.1)
 KP_HEATMAP_SIGMA = 1.0
@@ -55,13 +55,14 @@ RIM = 0.10  # below INK, above RIM: ignore
 
 def cache_dir() -> Path:
     """Where the generated data sets are cached: ``HRNAS_CACHE``, else ``~/.cache/nni_hrnas`` (created)."""
-    d = Path(os.environ.get('HRNAS_CACHE') or Path.home() / '.cache' / 'nni_hrnas').expanduser()
+    d = Path(os.environ.get("HRNAS_CACHE") or Path.home() / ".cache" / "nni_hrnas").expanduser()
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
 def _load_sklearn_digits():
     from sklearn.datasets import load_digits
+
     data = load_digits()
     return (data.images / 16.0).astype(np.float32), data.target.astype(np.int64)
 
@@ -74,7 +75,7 @@ def _split_instances(seed: int, n: int, val_share: float = 0.2):
 
 def _resize(img: np.ndarray, w: int, h: int, angle: float = 0.0) -> np.ndarray:
     """Bicubic upsampling of a float digit (clipped to [0, 1]), optionally rotated (expanding)."""
-    pil = Image.fromarray(img.astype(np.float32), mode='F').resize((max(w, 1), max(h, 1)), Image.BICUBIC)
+    pil = Image.fromarray(img.astype(np.float32), mode="F").resize((max(w, 1), max(h, 1)), Image.BICUBIC)
     if angle:
         pil = pil.rotate(angle, resample=Image.BILINEAR, expand=True, fillcolor=0.0)
     return np.clip(np.asarray(pil), 0.0, 1.0)
@@ -88,7 +89,7 @@ def _paste_max(canvas: np.ndarray, patch: np.ndarray, y: int, x: int):
     y1, x1 = min(y + ph, h), min(x + pw, w)
     if y1 <= y0 or x1 <= x0:
         return None
-    sub = patch[y0 - y:y1 - y, x0 - x:x1 - x]
+    sub = patch[y0 - y : y1 - y, x0 - x : x1 - x]
     np.maximum(canvas[y0:y1, x0:x1], sub, out=canvas[y0:y1, x0:x1])
     return (slice(y0, y1), slice(x0, x1)), sub
 
@@ -100,11 +101,13 @@ def _clutter(canvas: np.ndarray, pool: np.ndarray, rng: np.random.Generator, cou
         src = pool[rng.integers(len(pool))]
         fh, fw = rng.integers(3, 6, size=2)
         fy, fx = rng.integers(0, 8 - fh + 1), rng.integers(0, 8 - fw + 1)
-        frag = src[fy:fy + fh, fx:fx + fw]
+        frag = src[fy : fy + fh, fx : fx + fw]
         if frag.max() < 0.3:
             continue
         s = rng.uniform(*size_range) / max(fh, fw)
-        patch = _resize(frag, int(fw * s), int(fh * s), angle=float(rng.uniform(-90, 90))) * rng.uniform(0.5, 1.0)
+        patch = _resize(frag, int(fw * s), int(fh * s), angle=float(rng.uniform(-90, 90))) * rng.uniform(
+            0.5, 1.0
+        )
         _paste_max(canvas, patch, int(rng.integers(-2, h - 2)), int(rng.integers(-2, w - 2)))
 
 
@@ -113,8 +116,9 @@ def _finish(canvas: np.ndarray, rng: np.random.Generator, noise: float = 0.04) -
     return (np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def make_seg_canvas(pool_images: np.ndarray, pool_labels: np.ndarray, rng: np.random.Generator,
-                    size: int = SEG_CANVAS) -> tuple[np.ndarray, np.ndarray]:
+def make_seg_canvas(
+    pool_images: np.ndarray, pool_labels: np.ndarray, rng: np.random.Generator, size: int = SEG_CANVAS
+) -> tuple[np.ndarray, np.ndarray]:
     """A canvas of 2-5 digits of the pool among clutter, and its label map (0 background, 1 + d digit d,
     255 ignored rim)."""
     canvas = np.zeros((size, size), np.float32)
@@ -150,8 +154,9 @@ def make_seg_canvas(pool_images: np.ndarray, pool_labels: np.ndarray, rng: np.ra
     return _finish(canvas, rng), label
 
 
-def make_cls_image(digit: np.ndarray, rng: np.random.Generator, size: int = CLS_SIZE,
-                   pool: np.ndarray | None = None) -> np.ndarray:
+def make_cls_image(
+    digit: np.ndarray, rng: np.random.Generator, size: int = CLS_SIZE, pool: np.ndarray | None = None
+) -> np.ndarray:
     """One digit, scaled and placed at random, over a little clutter from ``pool`` if given."""
     canvas = np.zeros((size, size), np.float32)
     if pool is not None:
@@ -163,8 +168,9 @@ def make_cls_image(digit: np.ndarray, rng: np.random.Generator, size: int = CLS_
     return _finish(canvas, rng)
 
 
-def make_kp_image(digit: np.ndarray, rng: np.random.Generator, pool: np.ndarray,
-                  size: int = KP_CANVAS) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def make_kp_image(
+    digit: np.ndarray, rng: np.random.Generator, pool: np.ndarray, size: int = KP_CANVAS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """One digit among clutter; keypoints (4, 2) in canvas pixels (x, y) and the ink box (x, y, w, h);
     None when the digit left no ink on the canvas."""
     s = rng.uniform(20, 44)
@@ -192,8 +198,8 @@ def make_kp_image(digit: np.ndarray, rng: np.random.Generator, pool: np.ndarray,
 
 
 def _cached(name: str, seed: int, sizes: tuple[int, int], build):
-    key = hashlib.sha1(f'{name}-{CACHE_VERSION}-{seed}-{sizes}'.encode()).hexdigest()[:10]
-    path = cache_dir() / f'{name}_v{CACHE_VERSION}_seed{seed}_{sizes[0]}x{sizes[1]}_{key}.npz'
+    key = hashlib.sha1(f"{name}-{CACHE_VERSION}-{seed}-{sizes}".encode()).hexdigest()[:10]
+    path = cache_dir() / f"{name}_v{CACHE_VERSION}_seed{seed}_{sizes[0]}x{sizes[1]}_{key}.npz"
     if path.is_file():
         try:
             with np.load(path) as data:
@@ -201,9 +207,9 @@ def _cached(name: str, seed: int, sizes: tuple[int, int], build):
         except (OSError, ValueError, EOFError):
             path.unlink(missing_ok=True)  # a damaged cache file is rebuilt
     arrays = build()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.npz.tmp')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
     os.close(fd)
-    with open(tmp, 'wb') as f:
+    with open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
     os.replace(tmp, path)
     return arrays
@@ -213,17 +219,17 @@ def _build(kind: str, seed: int, n_train: int, n_val: int):
     images, targets = _load_sklearn_digits()
     train_idx, val_idx = _split_instances(seed, len(images))
     out = {}
-    for split, idx, n, salt in (('train', train_idx, n_train, 2), ('val', val_idx, n_val, 3)):
+    for split, idx, n, salt in (("train", train_idx, n_train, 2), ("val", val_idx, n_val, 3)):
         rng = np.random.default_rng([seed, salt])
         pool, pool_y = images[idx], targets[idx]
-        if kind == 'seg':
+        if kind == "seg":
             pairs = [make_seg_canvas(pool, pool_y, rng) for _ in range(n)]
-            out[f'{split}_x'] = np.stack([p[0] for p in pairs])
-            out[f'{split}_y'] = np.stack([p[1] for p in pairs])
-        elif kind == 'cls':
+            out[f"{split}_x"] = np.stack([p[0] for p in pairs])
+            out[f"{split}_y"] = np.stack([p[1] for p in pairs])
+        elif kind == "cls":
             order = np.concatenate([rng.permutation(len(pool)) for _ in range(n // len(pool) + 1)])[:n]
-            out[f'{split}_x'] = np.stack([make_cls_image(pool[i], rng, pool=pool) for i in order])
-            out[f'{split}_y'] = pool_y[order]
+            out[f"{split}_x"] = np.stack([make_cls_image(pool[i], rng, pool=pool) for i in order])
+            out[f"{split}_y"] = pool_y[order]
         else:
             xs, kps, boxes, ys = [], [], [], []
             order = np.concatenate([rng.permutation(len(pool)) for _ in range(n // len(pool) + 2)])
@@ -237,20 +243,21 @@ def _build(kind: str, seed: int, n_train: int, n_val: int):
                 ys.append(pool_y[i])
                 if len(xs) == n:
                     break
-            out[f'{split}_x'], out[f'{split}_kp'] = np.stack(xs), np.stack(kps)
-            out[f'{split}_box'], out[f'{split}_y'] = np.stack(boxes), np.asarray(ys)
+            out[f"{split}_x"], out[f"{split}_kp"] = np.stack(xs), np.stack(kps)
+            out[f"{split}_box"], out[f"{split}_y"] = np.stack(boxes), np.asarray(ys)
     return out
 
 
-DEFAULT_SIZES = {'seg': (3000, 500), 'cls': (4000, 720), 'kp': (3000, 500)}
-SMOKE_SIZES = {'seg': (256, 128), 'cls': (256, 128), 'kp': (256, 128)}
+DEFAULT_SIZES = {"seg": (3000, 500), "cls": (4000, 720), "kp": (3000, 500)}
+SMOKE_SIZES = {"seg": (256, 128), "cls": (256, 128), "kp": (256, 128)}
 
 
-def load_arrays(kind: str, seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
-                ) -> dict[str, np.ndarray]:
+def load_arrays(
+    kind: str, seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
+) -> dict[str, np.ndarray]:
     """The ``kind`` ('seg', 'cls', 'kp') arrays of ``sizes`` (train, val) samples, built once and cached."""
     sizes = sizes or (SMOKE_SIZES if smoke else DEFAULT_SIZES)[kind]
-    return _cached(f'digits_{kind}', seed, tuple(sizes), lambda: _build(kind, seed, *sizes))
+    return _cached(f"digits_{kind}", seed, tuple(sizes), lambda: _build(kind, seed, *sizes))
 
 
 def _normalise(x: np.ndarray) -> torch.Tensor:
@@ -288,15 +295,26 @@ class DigitsKeypoints(Dataset):
     sigmas = KP_SIGMAS
     num_joints = KP_NUM_JOINTS
 
-    def __init__(self, images: np.ndarray, keypoints: np.ndarray, boxes: np.ndarray,
-                 train: bool = False) -> None:
+    def __init__(
+        self, images: np.ndarray, keypoints: np.ndarray, boxes: np.ndarray, train: bool = False
+    ) -> None:
         self.images = _normalise(images)
         self.keypoints = keypoints.astype(np.float32)
         self.boxes = boxes.astype(np.float32)
         self.train = train
-        heat, weight = zip(*[gaussian_heatmaps(k, np.ones(KP_NUM_JOINTS), (KP_CANVAS, KP_CANVAS),
-                                               (KP_CANVAS // 4, KP_CANVAS // 4), KP_HEATMAP_SIGMA)
-                             for k in self.keypoints], strict=True)
+        heat, weight = zip(
+            *[
+                gaussian_heatmaps(
+                    k,
+                    np.ones(KP_NUM_JOINTS),
+                    (KP_CANVAS, KP_CANVAS),
+                    (KP_CANVAS // 4, KP_CANVAS // 4),
+                    KP_HEATMAP_SIGMA,
+                )
+                for k in self.keypoints
+            ],
+            strict=True,
+        )
         self.heatmaps = torch.from_numpy(np.stack(heat))
         self.weights = torch.from_numpy(np.stack(weight))[..., None]
         self._center = torch.tensor([KP_CANVAS / 2, KP_CANVAS / 2])
@@ -308,26 +326,46 @@ class DigitsKeypoints(Dataset):
 
     def __getitem__(self, i):
         box = self.boxes[i]
-        meta = dict(center=self._center, scale=self._scale, score=torch.tensor(1.0),
-                    area=torch.tensor(float(box[2] * box[3])), image_id=torch.tensor(i),
-                    joints=torch.from_numpy(self.keypoints[i]))
+        meta = dict(
+            center=self._center,
+            scale=self._scale,
+            score=torch.tensor(1.0),
+            area=torch.tensor(float(box[2] * box[3])),
+            image_id=torch.tensor(i),
+            joints=torch.from_numpy(self.keypoints[i]),
+        )
         return self.images[i], self.heatmaps[i], self.weights[i], meta
 
     def coco_gt(self):
         """A pycocotools ``COCO`` object of the ground truth (one 'digit' per image)."""
         if self._coco is None:
             from pycocotools.coco import COCO
+
             anns = []
             for i, (kp, box) in enumerate(zip(self.keypoints, self.boxes, strict=True)):
                 flat = np.concatenate([kp, np.full((KP_NUM_JOINTS, 1), 2.0)], axis=1).reshape(-1)
-                anns.append(dict(id=i + 1, image_id=i, category_id=1, keypoints=flat.tolist(),
-                                 num_keypoints=KP_NUM_JOINTS, area=float(box[2] * box[3]),
-                                 bbox=box.tolist(), iscrowd=0))
-            dataset = dict(images=[dict(id=i, width=KP_CANVAS, height=KP_CANVAS, file_name=f'{i}.png')
-                                   for i in range(len(self))],
-                           annotations=anns,
-                           categories=[dict(id=1, name='digit', supercategory='digit',
-                                            keypoints=list(KP_NAMES), skeleton=[])])
+                anns.append(
+                    dict(
+                        id=i + 1,
+                        image_id=i,
+                        category_id=1,
+                        keypoints=flat.tolist(),
+                        num_keypoints=KP_NUM_JOINTS,
+                        area=float(box[2] * box[3]),
+                        bbox=box.tolist(),
+                        iscrowd=0,
+                    )
+                )
+            dataset = dict(
+                images=[
+                    dict(id=i, width=KP_CANVAS, height=KP_CANVAS, file_name=f"{i}.png")
+                    for i in range(len(self))
+                ],
+                annotations=anns,
+                categories=[
+                    dict(id=1, name="digit", supercategory="digit", keypoints=list(KP_NAMES), skeleton=[])
+                ],
+            )
             coco = COCO()
             coco.dataset = dataset
             with contextlib.redirect_stdout(io.StringIO()):
@@ -336,23 +374,30 @@ class DigitsKeypoints(Dataset):
         return self._coco
 
 
-def digits_seg(seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
-               ) -> tuple[DigitsSegmentation, DigitsSegmentation]:
+def digits_seg(
+    seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
+) -> tuple[DigitsSegmentation, DigitsSegmentation]:
     """(train, val) of the digits segmentation set."""
-    a = load_arrays('seg', seed, smoke, sizes)
-    return DigitsSegmentation(a['train_x'], a['train_y'], True), DigitsSegmentation(a['val_x'], a['val_y'])
+    a = load_arrays("seg", seed, smoke, sizes)
+    return DigitsSegmentation(a["train_x"], a["train_y"], True), DigitsSegmentation(a["val_x"], a["val_y"])
 
 
-def digits_cls(seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
-               ) -> tuple[DigitsClassification, DigitsClassification]:
+def digits_cls(
+    seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
+) -> tuple[DigitsClassification, DigitsClassification]:
     """(train, val) of the digits classification set."""
-    a = load_arrays('cls', seed, smoke, sizes)
-    return DigitsClassification(a['train_x'], a['train_y'], True), DigitsClassification(a['val_x'], a['val_y'])
+    a = load_arrays("cls", seed, smoke, sizes)
+    return DigitsClassification(a["train_x"], a["train_y"], True), DigitsClassification(
+        a["val_x"], a["val_y"]
+    )
 
 
-def digits_kp(seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
-              ) -> tuple[DigitsKeypoints, DigitsKeypoints]:
+def digits_kp(
+    seed: int = 0, smoke: bool = False, sizes: tuple[int, int] | None = None
+) -> tuple[DigitsKeypoints, DigitsKeypoints]:
     """(train, val) of the digits keypoints set."""
-    a = load_arrays('kp', seed, smoke, sizes)
-    return (DigitsKeypoints(a['train_x'], a['train_kp'], a['train_box'], True),
-            DigitsKeypoints(a['val_x'], a['val_kp'], a['val_box']))
+    a = load_arrays("kp", seed, smoke, sizes)
+    return (
+        DigitsKeypoints(a["train_x"], a["train_kp"], a["train_box"], True),
+        DigitsKeypoints(a["val_x"], a["val_kp"], a["val_box"]),
+    )

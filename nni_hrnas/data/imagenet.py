@@ -29,9 +29,9 @@ from .common import (
     to_tensor,
 )
 
-ENV_VAR = 'IMAGENET_ROOT'
-SOURCE = 'https://image-net.org/ (ILSVRC2012 train and val, val sorted into class folders)'
-EXTENSIONS = ('.jpeg', '.jpg', '.png')
+ENV_VAR = "IMAGENET_ROOT"
+SOURCE = "https://image-net.org/ (ILSVRC2012 train and val, val sorted into class folders)"
+EXTENSIONS = (".jpeg", ".jpg", ".png")
 
 
 def list_classes(split_dir: Path) -> list[str]:
@@ -39,26 +39,33 @@ def list_classes(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir())
 
 
-def scan_split(root: Path, split: str, classes: list[str] | None = None
-               ) -> tuple[list[tuple[Path, int]], list[str]]:
+def scan_split(
+    root: Path, split: str, classes: list[str] | None = None
+) -> tuple[list[tuple[Path, int]], list[str]]:
     """(path, label id) of every image of ``split`` and the class list; one-line errors for loose images,
     unknown or empty class folders."""
     split_dir = root / split
     if not split_dir.is_dir():
-        raise DataRootError(f'ImageNet: expected the folder {str(split_dir)!r} (set {ENV_VAR} to the folder '
-                            f'holding train/ and val/, each with one sub-folder per class). '
-                            f'ImageNet comes from {SOURCE}.')
+        raise DataRootError(
+            f"ImageNet: expected the folder {str(split_dir)!r} (set {ENV_VAR} to the folder "
+            f"holding train/ and val/, each with one sub-folder per class). "
+            f"ImageNet comes from {SOURCE}."
+        )
     loose = sorted(p.name for p in split_dir.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
     if loose:
-        raise DataFormatError(f'ImageNet: {len(loose)} image(s) lie directly in {str(split_dir)!r} with no class '
-                              f'folder, so they have no label: {", ".join(loose[:10])}. Sort them into '
-                              f'{split}/<wnid>/ folders (e.g. with the ILSVRC2012 validation ground truth).')
+        raise DataFormatError(
+            f"ImageNet: {len(loose)} image(s) lie directly in {str(split_dir)!r} with no class "
+            f"folder, so they have no label: {', '.join(loose[:10])}. Sort them into "
+            f"{split}/<wnid>/ folders (e.g. with the ILSVRC2012 validation ground truth)."
+        )
     found = list_classes(split_dir)
     if classes is None:
         classes = found
     unknown = sorted(set(found) - set(classes))
     if unknown:
-        raise DataFormatError(f'ImageNet: class folders in {str(split_dir)!r} not present in train/: {unknown[:10]}')
+        raise DataFormatError(
+            f"ImageNet: class folders in {str(split_dir)!r} not present in train/: {unknown[:10]}"
+        )
     samples: list[tuple[Path, int]] = []
     empty = []
     for idx, wnid in enumerate(classes):
@@ -68,15 +75,19 @@ def scan_split(root: Path, split: str, classes: list[str] | None = None
             empty.append(wnid)
         samples.extend((p, idx) for p in files)
     if empty:
-        raise DataFormatError(f'ImageNet: class folder(s) without images in {str(split_dir)!r}: {empty[:10]}')
+        raise DataFormatError(f"ImageNet: class folder(s) without images in {str(split_dir)!r}: {empty[:10]}")
     if not samples:
-        raise DataRootError(f'ImageNet: no images under {str(split_dir)!r}/<class>/.')
+        raise DataRootError(f"ImageNet: no images under {str(split_dir)!r}/<class>/.")
     return samples, classes
 
 
-def random_resized_crop_box(h: int, w: int, rng: np.random.Generator,
-                            scale: tuple[float, float] = (0.08, 1.0),
-                            ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+def random_resized_crop_box(
+    h: int,
+    w: int,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[int, int, int, int]:
     """(top, left, height, width) of torchvision's ``RandomResizedCrop`` box, with its fallback."""
     area = h * w
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -101,8 +112,15 @@ class ImageFolderClassification(SkippingMixin, Dataset):
     """Items: ``(image (3, size, size) float, label int64)``. Training: a random resized crop (bicubic) and a
     flip; evaluation: the short side resized to ``size / crop_pct``, then the centre crop."""
 
-    def __init__(self, samples: list[tuple[Path, int]], classes: list[str], train: bool, size: int = 224,
-                 crop_pct: float = 0.875, on_error: str = 'raise') -> None:
+    def __init__(
+        self,
+        samples: list[tuple[Path, int]],
+        classes: list[str],
+        train: bool,
+        size: int = 224,
+        crop_pct: float = 0.875,
+        on_error: str = "raise",
+    ) -> None:
         self.samples = samples
         self.classes = classes
         self.train = train
@@ -135,16 +153,22 @@ class ImageFolderClassification(SkippingMixin, Dataset):
         return to_tensor(np.asarray(img)), torch.tensor(target, dtype=torch.long)
 
 
-def ImageNet(root: str | None = None, split: str = 'train', train: bool | None = None, size: int = 224,
-             on_error: str = 'raise', classes: list[str] | None = None,
-             limit: int | None = None) -> ImageFolderClassification:
+def ImageNet(
+    root: str | None = None,
+    split: str = "train",
+    train: bool | None = None,
+    size: int = 224,
+    on_error: str = "raise",
+    classes: list[str] | None = None,
+    limit: int | None = None,
+) -> ImageFolderClassification:
     """The ImageNet ``split`` (class folders under the root), labels in the order of train/'s classes."""
-    path = resolve_root(root, ENV_VAR, 'ImageNet', 'train/<wnid>/ and val/<wnid>/', SOURCE)
-    if classes is None and split != 'train' and (path / 'train').is_dir():
-        classes = list_classes(path / 'train')
+    path = resolve_root(root, ENV_VAR, "ImageNet", "train/<wnid>/ and val/<wnid>/", SOURCE)
+    if classes is None and split != "train" and (path / "train").is_dir():
+        classes = list_classes(path / "train")
     samples, classes = scan_split(path, split, classes)
     if limit is not None:
         rng = np.random.default_rng(0)
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:limit])]
-    train = split == 'train' if train is None else train
+    train = split == "train" if train is None else train
     return ImageFolderClassification(samples, classes, train, size=size, on_error=on_error)

@@ -16,12 +16,18 @@ PIXEL_STD = 200.0
 
 # COCO: 17 joints, left/right pairs (0-based), OKS sigmas, upper-body joints
 COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+COCO_SIGMAS = (
+    np.array(
+        [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
+    )
+    / 10.0
+)
 COCO_UPPER_BODY = tuple(range(11))
 
 
-def box_to_center_scale(box: ArrayLike, aspect_ratio: float,
-                        padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+def box_to_center_scale(
+    box: ArrayLike, aspect_ratio: float, padding: float = 1.25
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, y, w, h) -> center (2,), scale (2,) in units of 200 px, widened to the input aspect."""
     x, y, w, h = [float(v) for v in box]
     center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
@@ -46,8 +52,14 @@ def _affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a, dst).T  # (2, 3)
 
 
-def get_affine_transform(center: ArrayLike, scale: ArrayLike, rot: float, output_size: tuple[int, int],
-                         shift: tuple[float, float] = (0.0, 0.0), inv: bool = False) -> np.ndarray:
+def get_affine_transform(
+    center: ArrayLike,
+    scale: ArrayLike,
+    rot: float,
+    output_size: tuple[int, int],
+    shift: tuple[float, float] = (0.0, 0.0),
+    inv: bool = False,
+) -> np.ndarray:
     """HRNet's get_affine_transform: (image -> output) or, with ``inv``, (output -> image).
 
     ``output_size`` is (w, h).
@@ -76,19 +88,31 @@ def affine_points(points: np.ndarray, mat: np.ndarray) -> np.ndarray:
     return pts @ mat[:, :2].T + mat[:, 2]
 
 
-def warp_image(image: np.ndarray, center: ArrayLike, scale: ArrayLike, rot: float,
-               output_size: tuple[int, int]) -> np.ndarray:
+def warp_image(
+    image: np.ndarray, center: ArrayLike, scale: ArrayLike, rot: float, output_size: tuple[int, int]
+) -> np.ndarray:
     """Crop-and-warp an (H, W, C) uint8 image into ``output_size`` (w, h), bilinear, zero fill."""
     from PIL import Image
+
     inv = get_affine_transform(center, scale, rot, output_size, inv=True)  # output -> input
     pil = Image.fromarray(image)
-    out = pil.transform(tuple(int(v) for v in output_size), Image.AFFINE, data=tuple(inv.reshape(-1)),
-                        resample=Image.BILINEAR, fillcolor=0)
+    out = pil.transform(
+        tuple(int(v) for v in output_size),
+        Image.AFFINE,
+        data=tuple(inv.reshape(-1)),
+        resample=Image.BILINEAR,
+        fillcolor=0,
+    )
     return np.asarray(out)
 
 
-def gaussian_heatmaps(joints: np.ndarray, visible: np.ndarray, image_size: tuple[int, int],
-                      heatmap_size: tuple[int, int], sigma: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_heatmaps(
+    joints: np.ndarray,
+    visible: np.ndarray,
+    image_size: tuple[int, int],
+    heatmap_size: tuple[int, int],
+    sigma: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """HRNet's Gaussian targets: joints (K, 2) in input pixels -> (K, Hh, Wh) heatmaps and (K,) weights.
 
     A joint whose Gaussian falls wholly outside the heatmap gets weight 0. ``image_size`` and
@@ -107,7 +131,7 @@ def gaussian_heatmaps(joints: np.ndarray, visible: np.ndarray, image_size: tuple
     ys = np.arange(hh)[None, :, None]
     mx = mu[:, 0][:, None, None]
     my = mu[:, 1][:, None, None]
-    g = np.exp(-((xs - mx) ** 2 + (ys - my) ** 2) / (2 * sigma ** 2))
+    g = np.exp(-((xs - mx) ** 2 + (ys - my) ** 2) / (2 * sigma**2))
     # HRNet truncates the Gaussian to the (2 * 3 sigma + 1) window
     window = (np.abs(xs - mx) <= radius) & (np.abs(ys - my) <= radius)
     heat = np.where(window, g, 0.0).astype(np.float32)
@@ -125,7 +149,7 @@ def heatmap_maxima(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     py = (idx // w).astype(np.int64)
     coords = np.stack([px, py], axis=-1).astype(np.float64)
     # quarter-pixel shift towards the higher neighbour
-    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing='ij')
+    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
     okx = (px > 0) & (px < w - 1)
     oky = (py > 0) & (py < h - 1)
     dx = heatmaps[ni, ki, py, np.clip(px + 1, 0, w - 1)] - heatmaps[ni, ki, py, np.clip(px - 1, 0, w - 1)]
@@ -136,8 +160,9 @@ def heatmap_maxima(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords, maxvals
 
 
-def final_predictions(heatmaps: np.ndarray, centers: np.ndarray,
-                      scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def final_predictions(
+    heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps (N, K, H, W) -> image coordinates (N, K, 2) and maxvals (N, K) (HRNet get_final_preds)."""
     coords, maxvals = heatmap_maxima(heatmaps)
     h, w = heatmaps.shape[2:]
@@ -148,8 +173,9 @@ def final_predictions(heatmaps: np.ndarray, centers: np.ndarray,
     return out, maxvals
 
 
-def flip_back(heatmaps: np.ndarray | torch.Tensor,
-              flip_pairs: Sequence[Sequence[int]]) -> np.ndarray | torch.Tensor:
+def flip_back(
+    heatmaps: np.ndarray | torch.Tensor, flip_pairs: Sequence[Sequence[int]]
+) -> np.ndarray | torch.Tensor:
     """Flip (N, K, H, W) heatmaps of a flipped input back, swapping left/right joints."""
     out = heatmaps[..., ::-1].copy() if isinstance(heatmaps, np.ndarray) else heatmaps.flip(-1).clone()
     for a, b in flip_pairs:
@@ -160,17 +186,20 @@ def flip_back(heatmaps: np.ndarray | torch.Tensor,
     return out
 
 
-def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, areas_d: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+def oks_iou(
+    g: np.ndarray, d: np.ndarray, area_g: float, areas_d: np.ndarray, sigmas: np.ndarray
+) -> np.ndarray:
     """OKS between one pose g (K, 3) and poses d (M, K, 3) (no visibility filter: predictions)."""
     var = (sigmas * 2) ** 2
     dx = d[..., 0] - g[None, :, 0]
     dy = d[..., 1] - g[None, :, 1]
-    e = (dx ** 2 + dy ** 2) / var[None] / ((area_g + areas_d[:, None]) / 2 + np.spacing(1)) / 2
+    e = (dx**2 + dy**2) / var[None] / ((area_g + areas_d[:, None]) / 2 + np.spacing(1)) / 2
     return np.exp(-e).mean(axis=1)
 
 
-def oks_nms(poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
-            thresh: float = 0.9) -> list[int]:
+def oks_nms(
+    poses: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray, thresh: float = 0.9
+) -> list[int]:
     """Indices kept by greedy OKS non-maximum suppression (HRNet's oks_nms)."""
     order = np.argsort(-scores)
     keep = []

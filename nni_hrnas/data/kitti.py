@@ -33,17 +33,28 @@ from nni_hrnas.detection.pillars import PillarSettings, pillarise
 
 from .common import DataFormatError, DataRootError, check_on_error, resolve_root
 
-ENV_VAR = 'KITTI_ROOT'
-SOURCE = ('https://www.cvlibs.net/datasets/kitti/eval_object.php?obj_benchmark=3d (velodyne, calib and '
-          'label_2 of the 3D object benchmark), with ImageSets/train.txt and val.txt of split 1')
-CLASSES = ('Car', 'Van', 'Truck', 'Pedestrian', 'Person_sitting', 'Cyclist', 'Tram', 'Misc', 'DontCare')
-CALIB_KEYS = {'P0': 12, 'P1': 12, 'P2': 12, 'P3': 12, 'R0_rect': 9, 'Tr_velo_to_cam': 12, 'Tr_imu_to_velo': 12}
+ENV_VAR = "KITTI_ROOT"
+SOURCE = (
+    "https://www.cvlibs.net/datasets/kitti/eval_object.php?obj_benchmark=3d (velodyne, calib and "
+    "label_2 of the 3D object benchmark), with ImageSets/train.txt and val.txt of split 1"
+)
+CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
+CALIB_KEYS = {
+    "P0": 12,
+    "P1": 12,
+    "P2": 12,
+    "P3": 12,
+    "R0_rect": 9,
+    "Tr_velo_to_cam": 12,
+    "Tr_imu_to_velo": 12,
+}
 LABEL_COLUMNS = 15
 #: the size of KITTI's left colour images (a few are up to 20 px smaller): the field of view kept
 IMAGE_SIZE = (1242, 375)
 
 
 # ---- files -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -76,7 +87,9 @@ class Calibration:
         uv, depth = self.rect_to_image(self.lidar_to_rect(corners))
         uv, depth = uv.reshape(-1, 8, 2), depth.reshape(-1, 8)
         w, h = image_size
-        out = np.concatenate([np.clip(uv.min(1), 0, [w - 1, h - 1]), np.clip(uv.max(1), 0, [w - 1, h - 1])], 1)
+        out = np.concatenate(
+            [np.clip(uv.min(1), 0, [w - 1, h - 1]), np.clip(uv.max(1), 0, [w - 1, h - 1])], 1
+        )
         return np.where((depth > 0.1).all(1)[:, None], out, 0.0)
 
     def in_view(self, points: np.ndarray, image_size: tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
@@ -88,7 +101,7 @@ class Calibration:
 
 def _homogeneous(m: np.ndarray) -> np.ndarray:
     out = np.eye(4)
-    out[:m.shape[0], :m.shape[1]] = m
+    out[: m.shape[0], : m.shape[1]] = m
     return out
 
 
@@ -98,21 +111,28 @@ def read_calib(path: Path) -> Calibration:
     for number, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
-        key, sep, rest = line.partition(':')
+        key, sep, rest = line.partition(":")
         if not sep:
             raise DataFormatError(f'{path}:{number}: expected "KEY: values", got {line[:40]!r}')
         try:
             values[key.strip()] = np.array(rest.split(), dtype=np.float64)
         except ValueError:
-            raise DataFormatError(f'{path}:{number}: {key.strip()} holds a value that is not a number') from None
+            raise DataFormatError(
+                f"{path}:{number}: {key.strip()} holds a value that is not a number"
+            ) from None
     for key, count in CALIB_KEYS.items():
         if key not in values:
-            raise DataFormatError(f'{path}: the calibration has no {key} matrix (a KITTI calib file has '
-                                  f'{", ".join(CALIB_KEYS)}); is it from the 3D object benchmark?')
+            raise DataFormatError(
+                f"{path}: the calibration has no {key} matrix (a KITTI calib file has "
+                f"{', '.join(CALIB_KEYS)}); is it from the 3D object benchmark?"
+            )
         if values[key].size != count:
-            raise DataFormatError(f'{path}: {key} has {values[key].size} values, expected {count}')
-    return Calibration(values['P2'].reshape(3, 4), _homogeneous(values['R0_rect'].reshape(3, 3)),
-                       _homogeneous(values['Tr_velo_to_cam'].reshape(3, 4)))
+            raise DataFormatError(f"{path}: {key} has {values[key].size} values, expected {count}")
+    return Calibration(
+        values["P2"].reshape(3, 4),
+        _homogeneous(values["R0_rect"].reshape(3, 3)),
+        _homogeneous(values["Tr_velo_to_cam"].reshape(3, 4)),
+    )
 
 
 def read_velodyne(path: Path) -> np.ndarray:
@@ -120,10 +140,12 @@ def read_velodyne(path: Path) -> np.ndarray:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise DataFormatError(f'Cannot read {str(path)!r}: {exc.strerror or exc}') from None
+        raise DataFormatError(f"Cannot read {str(path)!r}: {exc.strerror or exc}") from None
     if len(raw) % 16:
-        raise DataFormatError(f'{path}: {len(raw)} bytes is not a multiple of 16 (4 float32 x, y, z, r per point); '
-                              'the file is truncated or not a KITTI velodyne scan')
+        raise DataFormatError(
+            f"{path}: {len(raw)} bytes is not a multiple of 16 (4 float32 x, y, z, r per point); "
+            "the file is truncated or not a KITTI velodyne scan"
+        )
     return np.frombuffer(raw, dtype=np.float32).reshape(-1, 4).copy()
 
 
@@ -148,26 +170,31 @@ def read_labels(path: Path) -> LabelRows:
         if not cols:
             continue
         if len(cols) not in (LABEL_COLUMNS, LABEL_COLUMNS + 1):
-            raise DataFormatError(f'{path}:{number}: {len(cols)} columns, expected {LABEL_COLUMNS} (type, truncated, '
-                                  'occluded, alpha, bbox x4, dimensions h w l, location x y z, rotation_y)')
+            raise DataFormatError(
+                f"{path}:{number}: {len(cols)} columns, expected {LABEL_COLUMNS} (type, truncated, "
+                "occluded, alpha, bbox x4, dimensions h w l, location x y z, rotation_y)"
+            )
         if cols[0] not in CLASSES:
-            raise DataFormatError(f'{path}:{number}: unknown class {cols[0]!r}; KITTI classes: {", ".join(CLASSES)}')
+            raise DataFormatError(
+                f"{path}:{number}: unknown class {cols[0]!r}; KITTI classes: {', '.join(CLASSES)}"
+            )
         try:
             rows.append((cols[0], [float(v) for v in cols[1:LABEL_COLUMNS]]))
         except ValueError:
-            raise DataFormatError(f'{path}:{number}: a value after the class is not a number') from None
+            raise DataFormatError(f"{path}:{number}: a value after the class is not a number") from None
     v = np.array([r[1] for r in rows], dtype=np.float64).reshape(-1, LABEL_COLUMNS - 1)
-    return LabelRows([r[0] for r in rows], v[:, 0], v[:, 1].astype(np.int64), v[:, 3:7], v[:, 7:10], v[:, 10:13],
-                     v[:, 13])
+    return LabelRows(
+        [r[0] for r in rows], v[:, 0], v[:, 1].astype(np.int64), v[:, 3:7], v[:, 7:10], v[:, 10:13], v[:, 13]
+    )
 
 
 def _read_text(path: Path) -> str:
     try:
         return path.read_text()
     except OSError as exc:
-        raise DataFormatError(f'Cannot read {str(path)!r}: {exc.strerror or exc}') from None
+        raise DataFormatError(f"Cannot read {str(path)!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise DataFormatError(f'{path}: not a text file') from None
+        raise DataFormatError(f"{path}: not a text file") from None
 
 
 def labels_to_lidar(rows: LabelRows, calib: Calibration) -> np.ndarray:
@@ -186,29 +213,37 @@ def lidar_to_label_angle(yaw: ArrayLike) -> np.ndarray:
 
 # ---- the root --------------------------------------------------------------------------------
 
+
 def frame_ids(root: Path, split: str) -> list[str]:
     """The ids of ``ImageSets/{split}.txt``; a missing or partial layout is a DataRootError naming what lacks."""
-    listing = root / 'ImageSets' / f'{split}.txt'
+    listing = root / "ImageSets" / f"{split}.txt"
     if not listing.is_file():
-        raise DataRootError(f'KITTI: no {listing} under the data root {str(root)!r}; the root needs ImageSets/'
-                            f'train.txt and val.txt (split 1) next to training/. KITTI comes from {SOURCE}.')
+        raise DataRootError(
+            f"KITTI: no {listing} under the data root {str(root)!r}; the root needs ImageSets/"
+            f"train.txt and val.txt (split 1) next to training/. KITTI comes from {SOURCE}."
+        )
     ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
     if not ids:
-        raise DataRootError(f'KITTI: {listing} lists no frames')
+        raise DataRootError(f"KITTI: {listing} lists no frames")
     missing = []
-    for sub, ext in (('velodyne', 'bin'), ('label_2', 'txt'), ('calib', 'txt')):
-        folder = root / 'training' / sub
+    for sub, ext in (("velodyne", "bin"), ("label_2", "txt"), ("calib", "txt")):
+        folder = root / "training" / sub
         if not folder.is_dir():
-            raise DataRootError(f'KITTI: no folder {folder} (the root needs training/velodyne, training/label_2 and '
-                                f'training/calib). KITTI comes from {SOURCE}.')
-        missing += [f'training/{sub}/{i}.{ext}' for i in ids if not (folder / f'{i}.{ext}').is_file()]
+            raise DataRootError(
+                f"KITTI: no folder {folder} (the root needs training/velodyne, training/label_2 and "
+                f"training/calib). KITTI comes from {SOURCE}."
+            )
+        missing += [f"training/{sub}/{i}.{ext}" for i in ids if not (folder / f"{i}.{ext}").is_file()]
     if missing:
-        raise DataRootError(f'KITTI {split}: {len(missing)} files listed in ImageSets/{split}.txt are missing, '
-                            f'e.g. {", ".join(missing[:3])}; is the download complete?')
+        raise DataRootError(
+            f"KITTI {split}: {len(missing)} files listed in ImageSets/{split}.txt are missing, "
+            f"e.g. {', '.join(missing[:3])}; is the download complete?"
+        )
     return ids
 
 
 # ---- augmentation ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -231,7 +266,11 @@ def points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
     lx = d[..., 0] * c + d[..., 1] * s
     ly = -d[..., 0] * s + d[..., 1] * c
-    return ((np.abs(lx) <= boxes[:, 3] / 2) & (np.abs(ly) <= boxes[:, 4] / 2) & (np.abs(d[..., 2]) <= boxes[:, 5] / 2))
+    return (
+        (np.abs(lx) <= boxes[:, 3] / 2)
+        & (np.abs(ly) <= boxes[:, 4] / 2)
+        & (np.abs(d[..., 2]) <= boxes[:, 5] / 2)
+    )
 
 
 def _rotate_z(xy: np.ndarray, angle: float) -> np.ndarray:
@@ -239,8 +278,13 @@ def _rotate_z(xy: np.ndarray, angle: float) -> np.ndarray:
     return np.stack([xy[:, 0] * c - xy[:, 1] * s, xy[:, 0] * s + xy[:, 1] * c], 1)
 
 
-def augment(points: np.ndarray, boxes: np.ndarray, aug: Augmentation, rng: np.random.Generator,
-            others: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    points: np.ndarray,
+    boxes: np.ndarray,
+    aug: Augmentation,
+    rng: np.random.Generator,
+    others: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Augmented copies of ``points`` (N, 4) and ``boxes`` (B, 7); ``others`` (boxes of other
     classes) move with the scene and block colliding jitter."""
     points, boxes = points.copy(), boxes.copy()
@@ -276,6 +320,7 @@ def augment(points: np.ndarray, boxes: np.ndarray, aug: Augmentation, rng: np.ra
 
 # ---- the data set --------------------------------------------------------------------------------
 
+
 class KittiDetection(torch.utils.data.Dataset):
     """One split of a KITTI-layout root as PointPillars samples (see the module docstring).
 
@@ -283,15 +328,26 @@ class KittiDetection(torch.utils.data.Dataset):
     ids are counted in ``skipped``. Augmentation runs when ``train`` and ``augmentation`` is set.
     """
 
-    def __init__(self, root: str | None, split: str = 'train', pillars: PillarSettings | None = None,
-                 train: bool | None = None, augmentation: Augmentation | None = Augmentation(),
-                 image_size: tuple[int, int] = IMAGE_SIZE, max_objects: int = 64, limit: int | None = None,
-                 on_error: str = 'raise', seed: int = 0, env_var: str = ENV_VAR, name: str = 'KITTI') -> None:
-        self.root = resolve_root(root, env_var, name, 'ImageSets/ and training/', SOURCE)
+    def __init__(
+        self,
+        root: str | None,
+        split: str = "train",
+        pillars: PillarSettings | None = None,
+        train: bool | None = None,
+        augmentation: Augmentation | None = Augmentation(),
+        image_size: tuple[int, int] = IMAGE_SIZE,
+        max_objects: int = 64,
+        limit: int | None = None,
+        on_error: str = "raise",
+        seed: int = 0,
+        env_var: str = ENV_VAR,
+        name: str = "KITTI",
+    ) -> None:
+        self.root = resolve_root(root, env_var, name, "ImageSets/ and training/", SOURCE)
         self.split = split
         self.ids = frame_ids(self.root, split)[:limit]
         self.pillars = pillars or PillarSettings()
-        self.train = split == 'train' if train is None else train
+        self.train = split == "train" if train is None else train
         self.augmentation = augmentation if self.train else None
         self.image_size = image_size
         self.max_objects = max_objects
@@ -303,33 +359,39 @@ class KittiDetection(torch.utils.data.Dataset):
         return len(self.ids)
 
     def _path(self, sub: str, frame: str, ext: str) -> Path:
-        return self.root / 'training' / sub / f'{frame}.{ext}'
+        return self.root / "training" / sub / f"{frame}.{ext}"
 
     def calibration(self, index: int) -> Calibration:
         """The calibration of frame ``index``."""
-        return read_calib(self._path('calib', self.ids[index], 'txt'))
+        return read_calib(self._path("calib", self.ids[index], "txt"))
 
     def annotations(self, index: int) -> Annotations:
         """Every labelled object of the frame (DontCare included) for :func:`kitti_ap`."""
         frame = self.ids[index]
-        rows = read_labels(self._path('label_2', frame, 'txt'))
+        rows = read_labels(self._path("label_2", frame, "txt"))
         boxes = labels_to_lidar(rows, self.calibration(index))
         return Annotations(rows.names, boxes, rows.bbox, rows.truncated, rows.occluded)
 
     def points(self, index: int) -> np.ndarray:
         """The frame's points in the camera's view and the pillar range."""
-        pts = read_velodyne(self._path('velodyne', self.ids[index], 'bin'))
+        pts = read_velodyne(self._path("velodyne", self.ids[index], "bin"))
         s = self.pillars
-        keep = ((pts[:, 0] >= s.x_range[0]) & (pts[:, 0] < s.x_range[1]) & (pts[:, 1] >= s.y_range[0])
-                & (pts[:, 1] < s.y_range[1]) & (pts[:, 2] >= s.z_range[0]) & (pts[:, 2] < s.z_range[1]))
+        keep = (
+            (pts[:, 0] >= s.x_range[0])
+            & (pts[:, 0] < s.x_range[1])
+            & (pts[:, 1] >= s.y_range[0])
+            & (pts[:, 1] < s.y_range[1])
+            & (pts[:, 2] >= s.z_range[0])
+            & (pts[:, 2] < s.z_range[1])
+        )
         pts = pts[keep]
         return pts[self.calibration(index).in_view(pts, self.image_size)]
 
     def _load(self, index: int):
         ann = self.annotations(index)
         points = self.points(index)
-        cars = np.array([n == 'Car' for n in ann.names], dtype=bool)
-        others = np.array([n not in ('Car', 'DontCare') for n in ann.names], dtype=bool)
+        cars = np.array([n == "Car" for n in ann.names], dtype=bool)
+        others = np.array([n not in ("Car", "DontCare") for n in ann.names], dtype=bool)
         boxes = as_boxes(ann.boxes[cars]) if cars.any() else np.zeros((0, 7))
         generator = None
         if self.augmentation is not None:
@@ -339,11 +401,13 @@ class KittiDetection(torch.utils.data.Dataset):
         cap = self.pillars.max_pillars if self.train else self.pillars.max_pillars_test
         packed = pillarise(torch.from_numpy(points.astype(np.float32)), self.pillars, cap, generator)
         if len(boxes) > self.max_objects:
-            raise DataFormatError(f'frame {self.ids[index]}: {len(boxes)} cars, more than max_objects='
-                                  f'{self.max_objects}; raise max_objects')
+            raise DataFormatError(
+                f"frame {self.ids[index]}: {len(boxes)} cars, more than max_objects="
+                f"{self.max_objects}; raise max_objects"
+            )
         target = torch.zeros(self.max_objects, 8)
-        target[:len(boxes), 0] = 1
-        target[:len(boxes), 1:] = torch.from_numpy(boxes.astype(np.float32))
+        target[: len(boxes), 0] = 1
+        target[: len(boxes), 1:] = torch.from_numpy(boxes.astype(np.float32))
         return packed, target, index
 
     def __getitem__(self, index: int):
@@ -354,9 +418,15 @@ class KittiDetection(torch.utils.data.Dataset):
             try:
                 return self._load(i)
             except DataFormatError as exc:
-                if self.on_error == 'raise':
-                    raise DataFormatError(f'{exc} (on_error="skip" skips such frames with a warning)') from None
+                if self.on_error == "raise":
+                    raise DataFormatError(
+                        f'{exc} (on_error="skip" skips such frames with a warning)'
+                    ) from None
                 self.skipped.add(self.ids[i])
-                warnings.warn(f'KITTI {self.split}: skipping frame {self.ids[i]} ({len(self.skipped)} skipped so '
-                              f'far): {exc}', RuntimeWarning, stacklevel=2)
-        raise DataFormatError(f'KITTI {self.split}: no usable frame left; every file failed to load')
+                warnings.warn(
+                    f"KITTI {self.split}: skipping frame {self.ids[i]} ({len(self.skipped)} skipped so "
+                    f"far): {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        raise DataFormatError(f"KITTI {self.split}: no usable frame left; every file failed to load")

@@ -57,11 +57,11 @@ class SimSettings:
     label_range: float = 30.0  # cars farther than this are DontCare
 
     def __post_init__(self) -> None:
-        for name in ('train_frames', 'val_frames', 'beams'):
+        for name in ("train_frames", "val_frames", "beams"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f'sim {name}={getattr(self, name)!r}: expected a positive integer')
+                raise ValueError(f"sim {name}={getattr(self, name)!r}: expected a positive integer")
         if not 0 < self.azimuth_step < 10:
-            raise ValueError(f'sim azimuth_step={self.azimuth_step!r}: expected degrees in (0, 10)')
+            raise ValueError(f"sim azimuth_step={self.azimuth_step!r}: expected degrees in (0, 10)")
 
     def key(self) -> str:
         """A short hash of every setting: the simulated data set's cache folder name."""
@@ -70,11 +70,12 @@ class SimSettings:
 
 # ---- ray casting -------------------------------------------------------------------------------
 
+
 def ray_directions(settings: SimSettings) -> np.ndarray:
     """(R, 3) unit directions: beams x azimuths over the camera's side."""
     elev = np.deg2rad(np.linspace(2.0, -24.8, settings.beams))
     az = np.deg2rad(np.arange(-settings.azimuth_span, settings.azimuth_span, settings.azimuth_step))
-    e, a = np.meshgrid(elev, az, indexing='ij')
+    e, a = np.meshgrid(elev, az, indexing="ij")
     return np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)], -1).reshape(-1, 3)
 
 
@@ -87,8 +88,14 @@ def ray_box_distances(directions: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     ox, oy, oz = -boxes[:, 0], -boxes[:, 1], -boxes[:, 2]
     o_local = np.stack([ox * c + oy * s, -ox * s + oy * c, oz], -1)  # (B, 3)
     d = directions[:, None, :]
-    d_local = np.stack([d[..., 0] * c + d[..., 1] * s, -d[..., 0] * s + d[..., 1] * c,
-                        np.broadcast_to(d[..., 2], (len(directions), len(boxes)))], -1)  # (R, B, 3)
+    d_local = np.stack(
+        [
+            d[..., 0] * c + d[..., 1] * s,
+            -d[..., 0] * s + d[..., 1] * c,
+            np.broadcast_to(d[..., 2], (len(directions), len(boxes))),
+        ],
+        -1,
+    )  # (R, B, 3)
     half = boxes[:, 3:6] / 2
     safe = np.where(np.abs(d_local) < 1e-12, 1e-12, d_local)
     t1 = (-half - o_local) / safe
@@ -99,8 +106,9 @@ def ray_box_distances(directions: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(hit, near, np.inf)
 
 
-def cast(directions: np.ndarray, boxes: np.ndarray, settings: SimSettings,
-         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def cast(
+    directions: np.ndarray, boxes: np.ndarray, settings: SimSettings, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """xyz (N, 3) and reflectance (N,) of the returns, what each hit first (-1 ground) and the (R, B)
     distances to the boxes."""
     dist = ray_box_distances(directions, boxes)
@@ -117,6 +125,7 @@ def cast(directions: np.ndarray, boxes: np.ndarray, settings: SimSettings,
 
 
 # ---- scenes ------------------------------------------------------------------------------------
+
 
 def _place(rng, sizes, x_range, existing, y_limit, lateral=0.9, tries=60):
     """Non-overlapping boxes on the ground with the given (l, w, h) sizes, about the camera's view."""
@@ -137,23 +146,35 @@ def _place(rng, sizes, x_range, existing, y_limit, lateral=0.9, tries=60):
     return out
 
 
-def make_scene(settings: SimSettings,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+def make_scene(
+    settings: SimSettings, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """One scene: points (N, 4) float32, boxes (B, 7), class names ('Car', 'Van' or '' for clutter), occluded share."""
-    cars = [(rng.normal(3.9, 0.4), rng.normal(1.6, 0.1), rng.normal(1.56, 0.1))
-            for _ in range(rng.integers(settings.cars[0], settings.cars[1] + 1))]
-    vans = [(rng.normal(5.0, 0.3), rng.normal(1.95, 0.1), rng.normal(2.2, 0.15))] if rng.random() < settings.van_probability else []
+    cars = [
+        (rng.normal(3.9, 0.4), rng.normal(1.6, 0.1), rng.normal(1.56, 0.1))
+        for _ in range(rng.integers(settings.cars[0], settings.cars[1] + 1))
+    ]
+    vans = (
+        [(rng.normal(5.0, 0.3), rng.normal(1.95, 0.1), rng.normal(2.2, 0.15))]
+        if rng.random() < settings.van_probability
+        else []
+    )
     clutter = []
     for _ in range(rng.integers(settings.clutter[0], settings.clutter[1] + 1)):
         kind = rng.integers(3)
-        clutter.append((0.3, 0.3, 3.0) if kind == 0 else (rng.uniform(2, 6), 0.4, rng.uniform(1, 2.5)) if kind == 1
-                       else (rng.uniform(0.8, 2), rng.uniform(0.8, 2), rng.uniform(0.6, 1.5)))
+        clutter.append(
+            (0.3, 0.3, 3.0)
+            if kind == 0
+            else (rng.uniform(2, 6), 0.4, rng.uniform(1, 2.5))
+            if kind == 1
+            else (rng.uniform(0.8, 2), rng.uniform(0.8, 2), rng.uniform(0.6, 1.5))
+        )
     boxes = _place(rng, cars, settings.x_range, [], settings.y_limit)
-    names = ['Car'] * len(boxes)
+    names = ["Car"] * len(boxes)
     more = _place(rng, vans, settings.x_range, boxes, settings.y_limit)
-    boxes, names = boxes + more, names + ['Van'] * len(more)
+    boxes, names = boxes + more, names + ["Van"] * len(more)
     more = _place(rng, clutter, (2.0, settings.x_range[1] + 10), boxes, 2 * settings.y_limit, lateral=1.2)
-    boxes, names = boxes + more, names + [''] * len(more)
+    boxes, names = boxes + more, names + [""] * len(more)
     boxes = np.array(boxes).reshape(-1, 7)
     xyz, reflect, hit, dist = cast(ray_directions(settings), boxes, settings, rng)
     object_reflect = rng.uniform(0.2, 0.9, len(boxes))
@@ -182,19 +203,25 @@ def _label_lines(boxes, names, occluded, calib, settings: SimSettings) -> list[s
             continue  # not in the image: KITTI labels only what the camera sees
         raw = _unclipped_bbox(box, calib)
         area = (raw[2] - raw[0]) * (raw[3] - raw[1])
-        truncated = float(np.clip(1 - (clipped[2] - clipped[0]) * (clipped[3] - clipped[1]) / max(area, 1e-9), 0, 1))
-        if name == 'Car' and math.hypot(box[0], box[1]) > settings.label_range:
-            lines.append(f'DontCare -1 -1 -10 {clipped[0]:.2f} {clipped[1]:.2f} {clipped[2]:.2f} {clipped[3]:.2f} '
-                         '-1 -1 -1 -1000 -1000 -1000 -10')
+        truncated = float(
+            np.clip(1 - (clipped[2] - clipped[0]) * (clipped[3] - clipped[1]) / max(area, 1e-9), 0, 1)
+        )
+        if name == "Car" and math.hypot(box[0], box[1]) > settings.label_range:
+            lines.append(
+                f"DontCare -1 -1 -10 {clipped[0]:.2f} {clipped[1]:.2f} {clipped[2]:.2f} {clipped[3]:.2f} "
+                "-1 -1 -1 -1000 -1000 -1000 -10"
+            )
             continue
         level = 0 if occ < 0.1 else 1 if occ < 0.5 else 2
         bottom = calib.lidar_to_rect(np.array([[box[0], box[1], box[2] - box[5] / 2]]))[0]
         ry = float(lidar_to_label_angle(box[6]))
         alpha = ry - math.atan2(bottom[0], bottom[2])
         alpha = (alpha + math.pi) % (2 * math.pi) - math.pi
-        lines.append(f'{name} {truncated:.2f} {level} {alpha:.2f} {clipped[0]:.2f} {clipped[1]:.2f} {clipped[2]:.2f} '
-                     f'{clipped[3]:.2f} {box[5]:.2f} {box[4]:.2f} {box[3]:.2f} {bottom[0]:.2f} {bottom[1]:.2f} '
-                     f'{bottom[2]:.2f} {ry:.2f}')
+        lines.append(
+            f"{name} {truncated:.2f} {level} {alpha:.2f} {clipped[0]:.2f} {clipped[1]:.2f} {clipped[2]:.2f} "
+            f"{clipped[3]:.2f} {box[5]:.2f} {box[4]:.2f} {box[3]:.2f} {bottom[0]:.2f} {bottom[1]:.2f} "
+            f"{bottom[2]:.2f} {ry:.2f}"
+        )
     return lines
 
 
@@ -206,25 +233,25 @@ def _unclipped_bbox(box, calib) -> np.ndarray:
 def write_kitti_sim(root: str | os.PathLike, settings: SimSettings = SimSettings(), seed: int = 0) -> Path:
     """Write ``settings.train_frames + val_frames`` scenes in the KITTI layout under ``root``."""
     root = Path(root)
-    for sub in ('velodyne', 'label_2', 'calib'):
-        (root / 'training' / sub).mkdir(parents=True, exist_ok=True)
-    (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
-    calib_path = root / 'training' / 'calib' / 'sim.txt'
+    for sub in ("velodyne", "label_2", "calib"):
+        (root / "training" / sub).mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets").mkdir(parents=True, exist_ok=True)
+    calib_path = root / "training" / "calib" / "sim.txt"
     calib_path.write_text(CALIB_TEXT)
     calib = read_calib(calib_path)
     calib_path.unlink()
     total = settings.train_frames + settings.val_frames
-    ids = [f'{i:06d}' for i in range(total)]
+    ids = [f"{i:06d}" for i in range(total)]
     for i, frame in enumerate(ids):
         rng = np.random.default_rng((seed, i))
         points, boxes, names, occluded = make_scene(settings, rng)
-        points.tofile(root / 'training' / 'velodyne' / f'{frame}.bin')
+        points.tofile(root / "training" / "velodyne" / f"{frame}.bin")
         lines = _label_lines(boxes, names, occluded, calib, settings)
-        (root / 'training' / 'label_2' / f'{frame}.txt').write_text(''.join(line + '\n' for line in lines))
-        (root / 'training' / 'calib' / f'{frame}.txt').write_text(CALIB_TEXT + '\n')
-    (root / 'ImageSets' / 'train.txt').write_text('\n'.join(ids[:settings.train_frames]) + '\n')
-    (root / 'ImageSets' / 'val.txt').write_text('\n'.join(ids[settings.train_frames:]) + '\n')
-    (root / 'sim_settings.json').write_text(json.dumps({**asdict(settings), 'seed': seed}, indent=1))
+        (root / "training" / "label_2" / f"{frame}.txt").write_text("".join(line + "\n" for line in lines))
+        (root / "training" / "calib" / f"{frame}.txt").write_text(CALIB_TEXT + "\n")
+    (root / "ImageSets" / "train.txt").write_text("\n".join(ids[: settings.train_frames]) + "\n")
+    (root / "ImageSets" / "val.txt").write_text("\n".join(ids[settings.train_frames :]) + "\n")
+    (root / "sim_settings.json").write_text(json.dumps({**asdict(settings), "seed": seed}, indent=1))
     return root
 
 
@@ -232,10 +259,10 @@ def cached_kitti_sim(settings: SimSettings = SimSettings(), seed: int = 0) -> Pa
     """The simulated root under ``$HRNAS_CACHE`` (written once per settings and seed)."""
     from .digits import cache_dir
 
-    root = cache_dir() / f'kitti_sim-{settings.key()}-{seed}'
-    done = root / 'sim_settings.json'
+    root = cache_dir() / f"kitti_sim-{settings.key()}-{seed}"
+    done = root / "sim_settings.json"
     if not done.is_file():
-        tmp = root.with_name(root.name + f'.tmp{os.getpid()}')
+        tmp = root.with_name(root.name + f".tmp{os.getpid()}")
         write_kitti_sim(tmp, settings, seed)
         try:
             tmp.rename(root)
@@ -246,4 +273,4 @@ def cached_kitti_sim(settings: SimSettings = SimSettings(), seed: int = 0) -> Pa
     return root
 
 
-__all__ = ['CALIB_TEXT', 'IMAGE_SIZE', 'SimSettings', 'cached_kitti_sim', 'make_scene', 'write_kitti_sim']
+__all__ = ["CALIB_TEXT", "IMAGE_SIZE", "SimSettings", "cached_kitti_sim", "make_scene", "write_kitti_sim"]

@@ -50,8 +50,17 @@ class SegmentationFolder(SkippingMixin, Dataset):
     (or the sample is skipped with a warning when ``on_error='skip'``).
     """
 
-    def __init__(self, pairs: list[tuple[Path, Path]], lut: np.ndarray, known: np.ndarray, train: bool,
-                 pipeline: SegPipeline, num_classes: int, on_error: str = 'raise', name: str = 'segmentation'):
+    def __init__(
+        self,
+        pairs: list[tuple[Path, Path]],
+        lut: np.ndarray,
+        known: np.ndarray,
+        train: bool,
+        pipeline: SegPipeline,
+        num_classes: int,
+        on_error: str = "raise",
+        name: str = "segmentation",
+    ):
         self.pairs = list(pairs)
         self.lut = np.asarray(lut, dtype=np.uint8)
         self.known = np.asarray(known, dtype=bool)
@@ -70,8 +79,10 @@ class SegmentationFolder(SkippingMixin, Dataset):
         if raw.min() < 0 or raw.max() >= len(self.known) or not self.known[raw].all():
             values = np.unique(raw)
             bad = [int(v) for v in values if v < 0 or v >= len(self.known) or not self.known[v]]
-            raise DataFormatError(f'Label map {str(path)!r} holds ids {bad[:20]} outside the {self.name} label '
-                                  f'set; is it the right file type?')
+            raise DataFormatError(
+                f"Label map {str(path)!r} holds ids {bad[:20]} outside the {self.name} label "
+                f"set; is it the right file type?"
+            )
         return self.lut[raw]
 
     def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +91,10 @@ class SegmentationFolder(SkippingMixin, Dataset):
         image = read_image(img_path)
         raw = read_label(lab_path)
         if raw.shape[:2] != image.shape[:2]:
-            raise DataFormatError(f'Image {str(img_path)!r} is {image.shape[1]}x{image.shape[0]} but its label '
-                                  f'{str(lab_path)!r} is {raw.shape[1]}x{raw.shape[0]}.')
+            raise DataFormatError(
+                f"Image {str(img_path)!r} is {image.shape[1]}x{image.shape[0]} but its label "
+                f"{str(lab_path)!r} is {raw.shape[1]}x{raw.shape[0]}."
+            )
         return image, self.map_label(raw, lab_path)
 
     def _load(self, index: int):

@@ -3,4 +3,4 @@
 from .boxes import bev_iou, corners_3d, iou_3d, rotated_nms
 from .kitti_eval import Annotations, Detections, kitti_ap
 
-__all__ = ['Annotations', 'Detections', 'bev_iou', 'corners_3d', 'iou_3d', 'kitti_ap', 'rotated_nms']
+__all__ = ["Annotations", "Detections", "bev_iou", "corners_3d", "iou_3d", "kitti_ap", "rotated_nms"]

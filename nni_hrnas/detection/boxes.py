@@ -22,7 +22,7 @@ def as_boxes(boxes: ArrayLike) -> np.ndarray:
     if b.ndim == 1 and b.size == 0:
         b = b.reshape(0, BOX_DIM)
     if b.ndim != 2 or b.shape[1] != BOX_DIM:
-        raise ValueError(f'expected boxes of shape (N, 7) = (x, y, z, l, w, h, yaw), got {b.shape}')
+        raise ValueError(f"expected boxes of shape (N, 7) = (x, y, z, l, w, h, yaw), got {b.shape}")
     return b
 
 
@@ -31,8 +31,10 @@ def bev_corners(boxes: ArrayLike) -> np.ndarray:
     b = as_boxes(boxes)
     c, s = np.cos(b[:, 6]), np.sin(b[:, 6])
     hl, hw = b[:, 3] / 2, b[:, 4] / 2
-    local = np.stack([np.stack([hl, hw], -1), np.stack([-hl, hw], -1), np.stack([-hl, -hw], -1),
-                      np.stack([hl, -hw], -1)], 1)  # (N, 4, 2)
+    local = np.stack(
+        [np.stack([hl, hw], -1), np.stack([-hl, hw], -1), np.stack([-hl, -hw], -1), np.stack([hl, -hw], -1)],
+        1,
+    )  # (N, 4, 2)
     x = local[..., 0] * c[:, None] - local[..., 1] * s[:, None] + b[:, None, 0]
     y = local[..., 0] * s[:, None] + local[..., 1] * c[:, None] + b[:, None, 1]
     return np.stack([x, y], -1)
@@ -108,7 +110,7 @@ def _pairwise_bev_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _pairs(a, b):
     a, b = as_boxes(a), as_boxes(b)
-    ia, ib = np.meshgrid(np.arange(len(a)), np.arange(len(b)), indexing='ij')
+    ia, ib = np.meshgrid(np.arange(len(a)), np.arange(len(b)), indexing="ij")
     return a, b, ia.ravel(), ib.ravel()
 
 
@@ -117,8 +119,10 @@ def bev_intersection(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     a, b, ia, ib = _pairs(a, b)
     out = np.zeros(len(ia))
     # far-apart pairs cannot intersect: skip them (bounding circles)
-    near = (np.hypot(a[ia, 0] - b[ib, 0], a[ia, 1] - b[ib, 1])
-            <= 0.5 * (np.hypot(a[ia, 3], a[ia, 4]) + np.hypot(b[ib, 3], b[ib, 4])) + 1e-6)
+    near = (
+        np.hypot(a[ia, 0] - b[ib, 0], a[ia, 1] - b[ib, 1])
+        <= 0.5 * (np.hypot(a[ia, 3], a[ia, 4]) + np.hypot(b[ib, 3], b[ib, 4])) + 1e-6
+    )
     if near.any():
         out[near] = _pairwise_bev_intersection(a[ia[near]], b[ib[near]])
     return out.reshape(len(a), len(b))
@@ -143,12 +147,13 @@ def iou_3d(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     return inter / np.maximum(union, _EPS)
 
 
-def rotated_nms(boxes: ArrayLike, scores: ArrayLike, threshold: float,
-                max_output: int | None = None) -> np.ndarray:
+def rotated_nms(
+    boxes: ArrayLike, scores: ArrayLike, threshold: float, max_output: int | None = None
+) -> np.ndarray:
     """Greedy NMS on rotated BEV IoU: indices of the kept boxes, best score first."""
     boxes = as_boxes(boxes)
     scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind='stable')
+    order = np.argsort(-scores, kind="stable")
     if len(order) == 0:
         return order
     iou = bev_iou(boxes[order], boxes[order])

@@ -27,13 +27,13 @@ import numpy as np
 
 from .boxes import as_boxes, bev_iou, iou_3d
 
-DIFFICULTIES = ('easy', 'moderate', 'hard')
+DIFFICULTIES = ("easy", "moderate", "hard")
 MIN_HEIGHT = (40.0, 25.0, 25.0)
 MAX_OCCLUSION = (0, 1, 2)
 MAX_TRUNCATION = (0.15, 0.3, 0.5)
-NEIGHBOUR_CLASS = {'car': 'van', 'pedestrian': 'person_sitting'}
-MIN_OVERLAP = {'car': 0.7, 'pedestrian': 0.5, 'cyclist': 0.5}
-METRICS = ('bev', '3d')
+NEIGHBOUR_CLASS = {"car": "van", "pedestrian": "person_sitting"}
+MIN_OVERLAP = {"car": 0.7, "pedestrian": 0.5, "cyclist": 0.5}
+METRICS = ("bev", "3d")
 R40 = np.arange(1, 41) / 40.0
 R11 = np.arange(0, 11) / 10.0
 
@@ -56,7 +56,7 @@ class Annotations:
         self.truncated = np.asarray(self.truncated, dtype=np.float64).reshape(n)
         self.occluded = np.asarray(self.occluded, dtype=np.int64).reshape(n)
         if len(self.boxes) != n:
-            raise ValueError(f'{n} names but {len(self.boxes)} boxes')
+            raise ValueError(f"{n} names but {len(self.boxes)} boxes")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -142,32 +142,50 @@ def _frames(gts, dets, metric: str, difficulty: int, cls: str) -> tuple[list[_Fr
         names = [n.lower() for n in gt.names]
         valid = np.array([1 if n == cls else 0 if n == neighbour else -1 for n in names], dtype=np.int64)
         height = gt.bbox[:, 3] - gt.bbox[:, 1]
-        ignore = ((gt.occluded > MAX_OCCLUSION[difficulty]) | (gt.truncated > MAX_TRUNCATION[difficulty])
-                  | (height <= MIN_HEIGHT[difficulty]))
+        ignore = (
+            (gt.occluded > MAX_OCCLUSION[difficulty])
+            | (gt.truncated > MAX_TRUNCATION[difficulty])
+            | (height <= MIN_HEIGHT[difficulty])
+        )
         keep = valid >= 0
         ignored_gt = np.where((valid == 1) & ~ignore, 0, 1)[keep]
         num_gt += int((ignored_gt == 0).sum())
-        dontcare = gt.bbox[np.array([n == 'dontcare' for n in names], dtype=bool)]
+        dontcare = gt.bbox[np.array([n == "dontcare" for n in names], dtype=bool)]
         det_height = det.bbox[:, 3] - det.bbox[:, 1]
         ignored_det = (det_height < MIN_HEIGHT[difficulty]).astype(np.int64)
-        overlap_fn = bev_iou if metric == 'bev' else iou_3d
-        overlaps = overlap_fn(det.boxes, gt.boxes[keep]) if len(det.boxes) and keep.any() else np.zeros(
-            (len(det.boxes), int(keep.sum())))
-        frames.append(_Frame(overlaps, ignored_gt, ignored_det, det.scores,
-                             _overlap_over_first(det.bbox, dontcare) if len(dontcare) else np.zeros((len(det.boxes), 0))))
+        overlap_fn = bev_iou if metric == "bev" else iou_3d
+        overlaps = (
+            overlap_fn(det.boxes, gt.boxes[keep])
+            if len(det.boxes) and keep.any()
+            else np.zeros((len(det.boxes), int(keep.sum())))
+        )
+        frames.append(
+            _Frame(
+                overlaps,
+                ignored_gt,
+                ignored_det,
+                det.scores,
+                _overlap_over_first(det.bbox, dontcare) if len(dontcare) else np.zeros((len(det.boxes), 0)),
+            )
+        )
     return frames, num_gt
 
 
-def precision_recall(gts: list[Annotations], dets: list[Detections], metric: str = '3d', difficulty: str = 'moderate',
-                     cls: str = 'Car') -> tuple[np.ndarray, np.ndarray, int]:
+def precision_recall(
+    gts: list[Annotations],
+    dets: list[Detections],
+    metric: str = "3d",
+    difficulty: str = "moderate",
+    cls: str = "Car",
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Precision and recall at the score thresholds that reach each R40 / R11 recall sample point,
     and the number of counted ground-truth boxes."""
     if metric not in METRICS:
-        raise ValueError(f'metric must be one of {METRICS}, not {metric!r}')
+        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
     if difficulty not in DIFFICULTIES:
-        raise ValueError(f'difficulty must be one of {DIFFICULTIES}, not {difficulty!r}')
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, not {difficulty!r}")
     if len(gts) != len(dets):
-        raise ValueError(f'{len(gts)} annotated frames but {len(dets)} frames of detections')
+        raise ValueError(f"{len(gts)} annotated frames but {len(dets)} frames of detections")
     min_overlap = MIN_OVERLAP.get(cls.lower(), 0.5)
     frames, num_gt = _frames(gts, dets, metric, DIFFICULTIES.index(difficulty), cls)
     if num_gt == 0:
@@ -191,18 +209,22 @@ def precision_recall(gts: list[Annotations], dets: list[Detections], metric: str
 
 def interpolated_ap(precision: np.ndarray, recall: np.ndarray, points: np.ndarray) -> float:
     """100 x the mean over ``points`` of the best precision at recall >= each point."""
-    values = [float(precision[recall >= r - 1e-9].max()) if (recall >= r - 1e-9).any() else 0.0 for r in points]
+    values = [
+        float(precision[recall >= r - 1e-9].max()) if (recall >= r - 1e-9).any() else 0.0 for r in points
+    ]
     return 100.0 * float(np.mean(values))
 
 
-def kitti_ap(gts: list[Annotations], dets: list[Detections], cls: str = 'Car',
-             metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
+def kitti_ap(
+    gts: list[Annotations], dets: list[Detections], cls: str = "Car", metrics: tuple[str, ...] = METRICS
+) -> dict[str, float]:
     """``{'{metric}_{difficulty}_{R40|R11}': AP}`` for every metric and difficulty (NaN: no such boxes)."""
     out: dict[str, float] = {}
     for metric in metrics:
         for difficulty in DIFFICULTIES:
             precision, recall, num_gt = precision_recall(gts, dets, metric, difficulty, cls)
-            for name, points in (('R40', R40), ('R11', R11)):
-                out[f'{metric}_{difficulty}_{name}'] = (
-                    interpolated_ap(precision, recall, points) if num_gt else float('nan'))
+            for name, points in (("R40", R40), ("R11", R11)):
+                out[f"{metric}_{difficulty}_{name}"] = (
+                    interpolated_ap(precision, recall, points) if num_gt else float("nan")
+                )
     return out

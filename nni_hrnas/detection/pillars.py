@@ -32,28 +32,30 @@ class PillarSettings:
     channels: int = 64
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, 'x_range', tuple(float(v) for v in self.x_range))
-        object.__setattr__(self, 'y_range', tuple(float(v) for v in self.y_range))
-        object.__setattr__(self, 'z_range', tuple(float(v) for v in self.z_range))
+        object.__setattr__(self, "x_range", tuple(float(v) for v in self.x_range))
+        object.__setattr__(self, "y_range", tuple(float(v) for v in self.y_range))
+        object.__setattr__(self, "z_range", tuple(float(v) for v in self.z_range))
         if not self.voxel > 0:
-            raise ValueError(f'pillar voxel={self.voxel!r}: expected a positive size in metres')
-        for name in ('x_range', 'y_range', 'z_range'):
+            raise ValueError(f"pillar voxel={self.voxel!r}: expected a positive size in metres")
+        for name in ("x_range", "y_range", "z_range"):
             lo, hi = getattr(self, name)
             if not hi > lo:
-                raise ValueError(f'pillar {name}={(lo, hi)!r}: expected (low, high) with low < high')
-        for name in ('max_points', 'max_pillars', 'max_pillars_test', 'channels'):
+                raise ValueError(f"pillar {name}={(lo, hi)!r}: expected (low, high) with low < high")
+        for name in ("max_points", "max_pillars", "max_pillars_test", "channels"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f'pillar {name}={getattr(self, name)!r}: expected a positive integer')
-        for name, (lo, hi) in (('x_range', self.x_range), ('y_range', self.y_range)):
+                raise ValueError(f"pillar {name}={getattr(self, name)!r}: expected a positive integer")
+        for name, (lo, hi) in (("x_range", self.x_range), ("y_range", self.y_range)):
             cells = (hi - lo) / self.voxel
             if abs(cells - round(cells)) > 1e-6:
-                raise ValueError(f'pillar {name}={(lo, hi)!r} is not a whole number of {self.voxel} m cells')
+                raise ValueError(f"pillar {name}={(lo, hi)!r} is not a whole number of {self.voxel} m cells")
 
     @property
     def grid(self) -> tuple[int, int]:
         """(rows, cols) of the pseudo-image: y cells, x cells (496 x 432 for the published setting)."""
-        return (round((self.y_range[1] - self.y_range[0]) / self.voxel),
-                round((self.x_range[1] - self.x_range[0]) / self.voxel))
+        return (
+            round((self.y_range[1] - self.y_range[0]) / self.voxel),
+            round((self.x_range[1] - self.x_range[0]) / self.voxel),
+        )
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -66,12 +68,24 @@ class PillarSettings:
 
 
 #: the simulator's grid (kitti_sim): 0.25 m pillars over 32 x 32 m, 32 channels, a CPU-sized PointPillars
-SIM_PILLARS = PillarSettings(voxel=0.25, x_range=(0.0, 32.0), y_range=(-16.0, 16.0), z_range=(-3.0, 1.0),
-                             max_points=16, max_pillars=5000, max_pillars_test=5000, channels=32)
+SIM_PILLARS = PillarSettings(
+    voxel=0.25,
+    x_range=(0.0, 32.0),
+    y_range=(-16.0, 16.0),
+    z_range=(-3.0, 1.0),
+    max_points=16,
+    max_pillars=5000,
+    max_pillars_test=5000,
+    channels=32,
+)
 
 
-def pillarise(points: torch.Tensor, settings: PillarSettings, max_pillars: int | None = None,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def pillarise(
+    points: torch.Tensor,
+    settings: PillarSettings,
+    max_pillars: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Group a cloud (N, 4) ``x, y, z, r`` into the packed pillar tensor (P, 3 + 4 * max_points).
 
     Points outside the range are dropped; pillars beyond ``max_pillars`` and points beyond
@@ -82,12 +96,19 @@ def pillarise(points: torch.Tensor, settings: PillarSettings, max_pillars: int |
     cap = max_pillars or s.max_pillars
     pts = torch.as_tensor(points, dtype=torch.float32)
     if pts.ndim != 2 or pts.shape[1] < 4:
-        raise ValueError(f'expected a point cloud of shape (N, 4) x, y, z, r; got {tuple(pts.shape)}')
+        raise ValueError(f"expected a point cloud of shape (N, 4) x, y, z, r; got {tuple(pts.shape)}")
     pts = pts[:, :4]
     rows, cols = s.grid
     ix = torch.floor((pts[:, 0] - s.x_range[0]) / s.voxel).long()
     iy = torch.floor((pts[:, 1] - s.y_range[0]) / s.voxel).long()
-    ok = ((ix >= 0) & (ix < cols) & (iy >= 0) & (iy < rows) & (pts[:, 2] >= s.z_range[0]) & (pts[:, 2] < s.z_range[1]))
+    ok = (
+        (ix >= 0)
+        & (ix < cols)
+        & (iy >= 0)
+        & (iy < rows)
+        & (pts[:, 2] >= s.z_range[0])
+        & (pts[:, 2] < s.z_range[1])
+    )
     pts, ix, iy = pts[ok], ix[ok], iy[ok]
     out = torch.zeros(cap, s.packed_width())
     if len(pts) == 0:
@@ -113,7 +134,7 @@ def pillarise(points: torch.Tensor, settings: PillarSettings, max_pillars: int |
     body = torch.zeros(n, s.max_points, 4)
     body[pillar[keep], slot[keep]] = pts[keep]
     out[:n, 0] = torch.clamp(counts, max=s.max_points).float()
-    out[:n, 1] = torch.div(cells, cols, rounding_mode='floor').float()
+    out[:n, 1] = torch.div(cells, cols, rounding_mode="floor").float()
     out[:n, 2] = (cells % cols).float()
     out[:n, HEADER:] = body.reshape(n, -1)
     return out
@@ -124,7 +145,9 @@ def pillar_count(packed: torch.Tensor) -> int:
     return int((packed[..., 0] > 0).sum())
 
 
-def cell_centres(row: torch.Tensor, col: torch.Tensor, settings: PillarSettings) -> tuple[torch.Tensor, torch.Tensor]:
+def cell_centres(
+    row: torch.Tensor, col: torch.Tensor, settings: PillarSettings
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x, y of the centres of pillar cells."""
     s = settings
     return (col * s.voxel + s.x_range[0] + s.voxel / 2, row * s.voxel + s.y_range[0] + s.voxel / 2)

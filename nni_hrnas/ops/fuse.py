@@ -48,8 +48,15 @@ class FusedMixConv(nn.Module):
             expand_w.append(w)
             expand_b.append(b)
             dw_w, dw_b = _fold(path.dw.weight, path.dw_bn)
-            dw = nn.Conv2d(dw_w.shape[0], dw_w.shape[0], path.kernel_size, stride=path.stride,
-                           padding=path.kernel_size // 2, groups=dw_w.shape[0], bias=True)
+            dw = nn.Conv2d(
+                dw_w.shape[0],
+                dw_w.shape[0],
+                path.kernel_size,
+                stride=path.stride,
+                padding=path.kernel_size // 2,
+                groups=dw_w.shape[0],
+                bias=True,
+            )
             dw.weight.copy_(dw_w)
             dw.bias.copy_(dw_b)
             dws.append(dw)

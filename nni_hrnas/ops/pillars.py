@@ -34,13 +34,22 @@ class PillarFrontEnd(nn.Module):
         mask = (torch.arange(n, device=packed.device)[None] < count[:, None]).to(pts.dtype)
         mean = (pts[..., :3] * mask[..., None]).sum(1) / count.clamp(min=1)[:, None]
         cx, cy = cell_centres(packed[:, 1], packed[:, 2], self.settings)
-        feats = torch.cat([pts, pts[..., :3] - mean[:, None], (pts[..., 0] - cx[:, None])[..., None],
-                           (pts[..., 1] - cy[:, None])[..., None]], dim=-1)
+        feats = torch.cat(
+            [
+                pts,
+                pts[..., :3] - mean[:, None],
+                (pts[..., 0] - cx[:, None])[..., None],
+                (pts[..., 1] - cy[:, None])[..., None],
+            ],
+            dim=-1,
+        )
         return feats * mask[..., None]
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
         if packed.ndim != 3 or packed.shape[-1] != self.settings.packed_width():
-            raise ValueError(f'expected packed pillars (B, P, {self.settings.packed_width()}), got {tuple(packed.shape)}')
+            raise ValueError(
+                f"expected packed pillars (B, P, {self.settings.packed_width()}), got {tuple(packed.shape)}"
+            )
         b, p, _ = packed.shape
         rows, cols = self.settings.grid
         flat = packed.reshape(b * p, -1)

@@ -19,14 +19,22 @@ class KernelPath(nn.Module):
     The BN after the depthwise conv carries one gamma per channel: the channel's importance.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, width: Width, kernel_size: int, stride: int,
-                 layers: LayerFactory = TORCH_LAYERS) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        width: Width,
+        kernel_size: int,
+        stride: int,
+        layers: LayerFactory = TORCH_LAYERS,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride
         self.expand = layers.conv2d(in_channels, width, 1, bias=False)
         self.expand_bn = layers.batchnorm2d(width)
-        self.dw = layers.conv2d(width, width, kernel_size, stride=stride, padding=kernel_size // 2,
-                                groups=width, bias=False)
+        self.dw = layers.conv2d(
+            width, width, kernel_size, stride=stride, padding=kernel_size // 2, groups=width, bias=False
+        )
         self.dw_bn = layers.batchnorm2d(width)
         self.project = layers.conv2d(width, out_channels, 1, bias=False)
         self.act = nn.ReLU(inplace=True)
@@ -75,21 +83,31 @@ class SearchingBlock(nn.Module):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         kernel_widths = dict(kernel_widths if kernel_widths is not None else {3: 4 * in_channels})
-        self.paths = nn.ModuleDict({
-            kernel_choice(k): KernelPath(in_channels, out_channels, w, k, stride, layers)
-            for k, w in sorted(kernel_widths.items()) if not is_removed(w)
-        })
+        self.paths = nn.ModuleDict(
+            {
+                kernel_choice(k): KernelPath(in_channels, out_channels, w, k, stride, layers)
+                for k, w in sorted(kernel_widths.items())
+                if not is_removed(w)
+            }
+        )
         self.mix_bn = nn.BatchNorm2d(out_channels) if len(self.paths) else None
         self.transformer = None
         if not is_removed(num_tokens):
             settings = transformer or TransformerSettings()
-            self.transformer = LightweightTransformer(in_channels, out_channels, num_tokens, stride=stride,
-                                                      layers=layers, **settings.kwargs())
+            self.transformer = LightweightTransformer(
+                in_channels, out_channels, num_tokens, stride=stride, layers=layers, **settings.kwargs()
+            )
         if stride == 1 and in_channels == out_channels:
             self.shortcut = nn.Identity()
         else:
-            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride,
-                                      groups=math.gcd(in_channels, out_channels), bias=False)
+            self.shortcut = nn.Conv2d(
+                in_channels,
+                out_channels,
+                1,
+                stride=stride,
+                groups=math.gcd(in_channels, out_channels),
+                bias=False,
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.shortcut(x)

@@ -43,16 +43,22 @@ def positional_channels(kind: str, pos_dim: int) -> int:
     return {"map": 2, "sinusoidal": pos_dim, "learned": pos_dim, "none": 0}[kind]
 
 
-def coordinate_map(height: int, width: int, device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None) -> torch.Tensor:
+def coordinate_map(
+    height: int, width: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """The paper's 2-channel positional map (Eq. 2): P[0, i, j] = i / h, P[1, i, j] = j / w."""
     rows = torch.arange(height, device=device, dtype=dtype) / height
     cols = torch.arange(width, device=device, dtype=dtype) / width
     return torch.stack(torch.meshgrid(rows, cols, indexing="ij"))
 
 
-def sinusoidal_map(height: int, width: int, channels: int, device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None) -> torch.Tensor:
+def sinusoidal_map(
+    height: int,
+    width: int,
+    channels: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """DETR-style 2D sine/cosine encoding with ``channels`` channels (half for rows, half for columns)."""
     if channels % 4:
         raise ValueError(f"sinusoidal positional encoding needs pos_dim divisible by 4, got {channels}")
@@ -112,8 +118,11 @@ class FeedForward(nn.Sequential):
     """Position-wise FFN (Eq. 4): Linear(s^2, r s^2), ReLU, Linear(r s^2, s^2)."""
 
     def __init__(self, token_dim: int, ratio: int) -> None:
-        super().__init__(nn.Linear(token_dim, ratio * token_dim), nn.ReLU(inplace=True),
-                         nn.Linear(ratio * token_dim, token_dim))
+        super().__init__(
+            nn.Linear(token_dim, ratio * token_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(ratio * token_dim, token_dim),
+        )
 
 
 class LightweightTransformer(nn.Module):
@@ -213,8 +222,11 @@ class LightweightTransformer(nn.Module):
         key = (height, width, like.device, like.dtype)
         cached = self.__dict__.setdefault("_pos_cache", {}).get(key)
         if cached is None:
-            make = coordinate_map if self.pos_encoding == "map" else (
-                lambda h, w, **kw: sinusoidal_map(h, w, self.pos_channels, **kw))
+            make = (
+                coordinate_map
+                if self.pos_encoding == "map"
+                else (lambda h, w, **kw: sinusoidal_map(h, w, self.pos_channels, **kw))
+            )
             pos = make(height, width, device=like.device, dtype=like.dtype)[None]
             cached = F.interpolate(pos, size=(self.size, self.size), mode="bilinear", align_corners=False)
             if like.device.type != "meta" and not torch.is_inference_mode_enabled():  # inference tensors

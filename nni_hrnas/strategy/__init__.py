@@ -21,5 +21,11 @@ from .progressive import ProgressiveShrinking
 
 compat.apply()  # NNI's one-shot strategies stay importable whatever imported NNI first
 
-__all__ = ["CheckpointError", "DeviceSettings", "ProgressiveShrinking", "SearchDiverged", "ShrinkableSpace",
-           "minimum_macs"]
+__all__ = [
+    "CheckpointError",
+    "DeviceSettings",
+    "ProgressiveShrinking",
+    "SearchDiverged",
+    "ShrinkableSpace",
+    "minimum_macs",
+]

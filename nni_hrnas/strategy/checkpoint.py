@@ -22,8 +22,15 @@ from nni_hrnas.run_folder import CHECKPOINT_FILE, RunFolder, SearchResult, atomi
 CHECKPOINT_NAME = CHECKPOINT_FILE
 CHECKPOINT_FORMAT = 1
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CheckpointError", "load_checkpoint", "load_weights",
-           "save_checkpoint", "save_searched"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAME",
+    "CheckpointError",
+    "load_checkpoint",
+    "load_weights",
+    "save_checkpoint",
+    "save_searched",
+]
 
 
 class CheckpointError(RuntimeError):
@@ -40,26 +47,41 @@ def load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # torch's message (several lines) suggests weights_only=False: never
+    except (
+        pickle.UnpicklingError
+    ) as exc:  # torch's message (several lines) suggests weights_only=False: never
         detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported" in line), "")
-        raise CheckpointError(f"checkpoint {path} holds Python objects, not only tensors and plain values "
-                              f"({detail[:200]}); it was not loaded, as that could run code from the file: move it "
-                              "away to start over") from exc
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects, not only tensors and plain values "
+            f"({detail[:200]}); it was not loaded, as that could run code from the file: move it "
+            "away to start over"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
         detail = (str(exc).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {detail}); "
-                              f"it was left in place: move it away to start over") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {detail}); "
+            f"it was left in place: move it away to start over"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not an HR-NAS search checkpoint (format "
-                              f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__})")
+        raise CheckpointError(
+            f"checkpoint {path} is not an HR-NAS search checkpoint (format "
+            f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__})"
+        )
     saved = payload.get("fingerprint", {})
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}" for k, v in fingerprint.items() if saved.get(k) != v]
+    diffs = [
+        f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}" for k, v in fingerprint.items() if saved.get(k) != v
+    ]
     if diffs:
-        raise CheckpointError(f"checkpoint {path} belongs to another search; differs in " + "; ".join(diffs)
-                              + ". Use the original settings, or another output directory")
+        raise CheckpointError(
+            f"checkpoint {path} belongs to another search; differs in "
+            + "; ".join(diffs)
+            + ". Use the original settings, or another output directory"
+        )
     return payload
 
 
-def save_searched(out_dir: Path, arch: Mapping[str, int], model: nn.Module, result: Mapping[str, Any]) -> None:
+def save_searched(
+    out_dir: Path, arch: Mapping[str, int], model: nn.Module, result: Mapping[str, Any]
+) -> None:
     """Write a run folder's arch, weights and result (a ``result.json``-shaped mapping) into ``out_dir``."""
     RunFolder(out_dir).save(arch, model, SearchResult.from_dict(dict(result)))

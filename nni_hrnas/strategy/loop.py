@@ -83,11 +83,14 @@ class DeviceSettings:
 
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
-            raise ValueError(f"invalid --accelerator {self.accelerator!r}: choose one of {', '.join(ACCELERATORS)}")
+            raise ValueError(
+                f"invalid --accelerator {self.accelerator!r}: choose one of {', '.join(ACCELERATORS)}"
+            )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"invalid strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-        precision = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}.get(str(self.precision),
-                                                                                   str(self.precision))
+        precision = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}.get(
+            str(self.precision), str(self.precision)
+        )
         if precision not in PRECISIONS:
             raise ValueError(f"invalid --precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         object.__setattr__(self, "precision", precision)
@@ -112,33 +115,53 @@ class DeviceSettings:
         accelerator = self.resolved_accelerator()
         if accelerator == "cuda":
             if not torch.cuda.is_available():
-                raise ValueError(f"--accelerator {self.accelerator}: no CUDA device is available on this machine; "
-                                 "use --accelerator cpu (or auto), or run where torch.cuda.is_available() is True")
+                raise ValueError(
+                    f"--accelerator {self.accelerator}: no CUDA device is available on this machine; "
+                    "use --accelerator cpu (or auto), or run where torch.cuda.is_available() is True"
+                )
             count = torch.cuda.device_count()
             if self.devices > count:
-                raise ValueError(f"--devices {self.devices}: this machine has {count} CUDA device(s); use "
-                                 f"--devices {count} or fewer")
+                raise ValueError(
+                    f"--devices {self.devices}: this machine has {count} CUDA device(s); use "
+                    f"--devices {count} or fewer"
+                )
         else:
             cores = os.cpu_count() or 1
             if self.devices > cores:
-                raise ValueError(f"--devices {self.devices}: this machine has {cores} CPU core(s), one process "
-                                 f"each; use --devices {cores} or fewer (or --accelerator cuda on a GPU machine)")
+                raise ValueError(
+                    f"--devices {self.devices}: this machine has {cores} CPU core(s), one process "
+                    f"each; use --devices {cores} or fewer (or --accelerator cuda on a GPU machine)"
+                )
             if self.precision == "16-mixed":
-                raise ValueError("--precision 16-mixed needs a CUDA GPU (fp16 autocast); on the CPU use "
-                                 "--precision bf16-mixed or 32-true")
+                raise ValueError(
+                    "--precision 16-mixed needs a CUDA GPU (fp16 autocast); on the CPU use "
+                    "--precision bf16-mixed or 32-true"
+                )
         if self.num_nodes > 1 and not any(k in os.environ for k in ("WORLD_SIZE", "SLURM_NTASKS")):
-            raise ValueError(f"--num-nodes {self.num_nodes}: start one process per device on every node with "
-                             "torchrun (or SLURM) and the same flags; see the README section on GPUs")
+            raise ValueError(
+                f"--num-nodes {self.num_nodes}: start one process per device on every node with "
+                "torchrun (or SLURM) and the same flags; see the README section on GPUs"
+            )
 
     def flags(self) -> dict[str, Any]:
         """The user-facing settings, as :class:`~nni_hrnas.search.SearchSettings` keyword arguments."""
-        return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
-                "precision": self.precision, "channels_last": self.channels_last}
+        return {
+            "accelerator": self.accelerator,
+            "devices": self.devices,
+            "num_nodes": self.num_nodes,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+        }
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The same settings for a Lightning ``Trainer`` (NNI's evaluators), several devices forked from here."""
-        return {"accelerator": self.resolved_accelerator(), "devices": self.devices, "num_nodes": self.num_nodes,
-                "precision": self.precision, **({"strategy": "ddp_fork"} if self.world_size > 1 else {})}
+        return {
+            "accelerator": self.resolved_accelerator(),
+            "devices": self.devices,
+            "num_nodes": self.num_nodes,
+            "precision": self.precision,
+            **({"strategy": "ddp_fork"} if self.world_size > 1 else {}),
+        }
 
     def fabric(self) -> Fabric:
         """The ``lightning_fabric.Fabric`` of these settings (processes are started by ``launch``)."""
@@ -147,8 +170,13 @@ class DeviceSettings:
             # forked from this process (no pickling, and the caller gets rank zero's result back); under
             # torchrun or SLURM the processes exist already and Fabric uses them instead
             strategy = DDPStrategy(start_method="fork")
-        return Fabric(accelerator=self.resolved_accelerator(), devices=self.devices, num_nodes=self.num_nodes,
-                      strategy=strategy, precision=self.precision)
+        return Fabric(
+            accelerator=self.resolved_accelerator(),
+            devices=self.devices,
+            num_nodes=self.num_nodes,
+            strategy=strategy,
+            precision=self.precision,
+        )
 
 
 class _TrainerShim:
@@ -161,8 +189,9 @@ class _TrainerShim:
         self.barebones = True
 
 
-def configure_optimizers(module: LightningModule, epochs: int, steps_per_epoch: int
-                         ) -> tuple[torch.optim.Optimizer, Any, str]:
+def configure_optimizers(
+    module: LightningModule, epochs: int, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, Any, str]:
     """``(optimizer, scheduler or None, interval)`` from the task module's ``configure_optimizers``."""
     module._trainer = _TrainerShim(epochs, steps_per_epoch)
     try:
@@ -177,8 +206,10 @@ def configure_optimizers(module: LightningModule, epochs: int, steps_per_epoch: 
     elif isinstance(config, (list, tuple)):
         config = {"optimizer": config[0]}
     if not isinstance(config, dict) or "optimizer" not in config:
-        raise TypeError(f"configure_optimizers returned {type(config).__name__}; ProgressiveShrinking "
-                        "supports an optimizer, a dict with 'optimizer' or ([optimizer], [scheduler])")
+        raise TypeError(
+            f"configure_optimizers returned {type(config).__name__}; ProgressiveShrinking "
+            "supports an optimizer, a dict with 'optimizer' or ([optimizer], [scheduler])"
+        )
     sched = config.get("lr_scheduler")
     if isinstance(sched, dict):
         return config["optimizer"], sched.get("scheduler"), sched.get("interval", "epoch")
@@ -202,7 +233,9 @@ def average_bn_statistics(model: nn.Module, seen: int, fabric: Fabric | None) ->
     """
     if fabric is None or fabric.world_size < 2:
         return
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
     flat = [torch.full((1,), float(seen), device=fabric.device, dtype=torch.float64)]
     for m in bns:
         flat += [m.running_mean.double().flatten() * seen, m.running_var.double().flatten() * seen]
@@ -211,14 +244,18 @@ def average_bn_statistics(model: nn.Module, seen: int, fabric: Fabric | None) ->
     offset = 1
     for m in bns:
         n = m.running_mean.numel()
-        m.running_mean.copy_((total[offset:offset + n] / count).view_as(m.running_mean))
-        m.running_var.copy_((total[offset + n:offset + 2 * n] / count).view_as(m.running_var))
+        m.running_mean.copy_((total[offset : offset + n] / count).view_as(m.running_mean))
+        m.running_var.copy_((total[offset + n : offset + 2 * n] / count).view_as(m.running_var))
         m.num_batches_tracked.fill_(int(count))
         offset += 2 * n
 
 
-def evaluate(module: LightningModule, model: nn.Module, loader: torch.utils.data.DataLoader,
-             fabric: Fabric | None = None) -> float:
+def evaluate(
+    module: LightningModule,
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    fabric: Fabric | None = None,
+) -> float:
     """The task metric of ``model`` on the whole validation set of ``loader``.
 
     With several processes each validates every ``world``-th sample (a disjoint shard, no padding) and
@@ -231,8 +268,13 @@ def evaluate(module: LightningModule, model: nn.Module, loader: torch.utils.data
         module.on_validation_epoch_start()
     if world > 1:
         indices = list(range(rank, len(loader.dataset), world))
-        loader = torch.utils.data.DataLoader(loader.dataset, batch_size=loader.batch_size or 1, sampler=indices,
-                                             collate_fn=loader.collate_fn, num_workers=loader.num_workers)
+        loader = torch.utils.data.DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size or 1,
+            sampler=indices,
+            collate_fn=loader.collate_fn,
+            num_workers=loader.num_workers,
+        )
     values = []
     autocast = fabric.autocast() if fabric is not None else torch.autocast("cpu", enabled=False)
     with torch.no_grad(), autocast:
@@ -358,12 +400,22 @@ class _SearchLoop:
         source = self.job.train_loader
         world = self.world if shard else 1
         sampler = torch.utils.data.DistributedSampler(
-            source.dataset, num_replicas=world, rank=self.rank if shard else 0, shuffle=True,
-            seed=self._seed(epoch, salt), drop_last=world > 1)
-        return torch.utils.data.DataLoader(source.dataset, batch_size=source.batch_size or 1, sampler=sampler,
-                                           drop_last=bool(source.drop_last), collate_fn=source.collate_fn,
-                                           num_workers=source.num_workers,
-                                           pin_memory=self.fabric.device.type == "cuda")
+            source.dataset,
+            num_replicas=world,
+            rank=self.rank if shard else 0,
+            shuffle=True,
+            seed=self._seed(epoch, salt),
+            drop_last=world > 1,
+        )
+        return torch.utils.data.DataLoader(
+            source.dataset,
+            batch_size=source.batch_size or 1,
+            sampler=sampler,
+            drop_last=bool(source.drop_last),
+            collate_fn=source.collate_fn,
+            num_workers=source.num_workers,
+            pin_memory=self.fabric.device.type == "cuda",
+        )
 
     def _calibration_inputs(self, epoch: int) -> list[torch.Tensor]:
         """This rank's share (every ``world``-th) of the epoch's first ``recalibration_batches`` batches."""
@@ -402,8 +454,11 @@ class _SearchLoop:
     def _all_sum(self, value: float) -> float:
         if self.world < 2:
             return value
-        return float(self.fabric.all_reduce(torch.tensor(value, dtype=torch.float64, device=self.fabric.device),
-                                            reduce_op="sum"))
+        return float(
+            self.fabric.all_reduce(
+                torch.tensor(value, dtype=torch.float64, device=self.fabric.device), reduce_op="sum"
+            )
+        )
 
     def _log(self, *args) -> None:
         if self.rank == 0:
@@ -424,8 +479,12 @@ class _SearchLoop:
             self._save_checkpoint()
             self._report_epoch(lam)
         weights = {k: v.detach().cpu().clone() for k, v in self.ema.model.state_dict().items()}
-        return SearchOutcome(arch=dict(self.ema.model.arch), weights=weights, state=self.state.as_dict(),
-                             resumed_at_epoch=resumed_at)
+        return SearchOutcome(
+            arch=dict(self.ema.model.arch),
+            weights=weights,
+            state=self.state.as_dict(),
+            resumed_at_epoch=resumed_at,
+        )
 
     def _start(self) -> int | None:
         """The supernet (fresh) or the checkpoint's network, optimizer, EMA and state (resumed): the
@@ -456,8 +515,17 @@ class _SearchLoop:
             self.last_good = f"{job.checkpoint_path} (end of epoch {state.epoch})"
         else:
             macs, params = self._macs_params(model)
-            state.trajectory.append({"step": 0, "epoch": 0, "macs": macs, "params": params, "metric": None,
-                                     "units_removed": 0, "lambda": 0.0})
+            state.trajectory.append(
+                {
+                    "step": 0,
+                    "epoch": 0,
+                    "macs": macs,
+                    "params": params,
+                    "metric": None,
+                    "units_removed": 0,
+                    "lambda": 0.0,
+                }
+            )
         self.state = state
         self.groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
         return state.epoch if payload is not None else None
@@ -467,7 +535,8 @@ class _SearchLoop:
         module = self.job.module
         module.set_model(model)
         self.raw_optimizer, self.scheduler, self.interval = configure_optimizers(
-            module, phase_epochs, self.steps_per_epoch)
+            module, phase_epochs, self.steps_per_epoch
+        )
         self._setup(model)
         self.ema = EMA(self.model, self.job.ema_decay)
 
@@ -505,7 +574,8 @@ class _SearchLoop:
             raise SearchDiverged(
                 f"the search loss is {loss.item()} (task loss {task_loss.item()}) on some rank at epoch "
                 f"{epoch}, batch {i} (global step {state.global_step}); the last good checkpoint is "
-                f"{self.last_good}, kept as it was. Lower the learning rate or lambda and resume")
+                f"{self.last_good}, kept as it was. Lower the learning rate or lambda and resume"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.fabric.backward(loss)
         before = [g.bn.weight.detach().clone() for g in groups] if lam > 0 else None
@@ -536,20 +606,35 @@ class _SearchLoop:
         path, ema = self.job.checkpoint_path, self.ema
         if path is None or not self.fabric.is_global_zero:
             return
-        save_checkpoint(path, {
-            "fingerprint": self.job.fingerprint, "arch": dict(self.model.arch), "model": self.model.state_dict(),
-            "ema": ema.model.state_dict(), "ema_updates": ema.updates,
-            "optimizer": self.raw_optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "state": self.state.as_dict(), "rng": rng_state()})
+        save_checkpoint(
+            path,
+            {
+                "fingerprint": self.job.fingerprint,
+                "arch": dict(self.model.arch),
+                "model": self.model.state_dict(),
+                "ema": ema.model.state_dict(),
+                "ema_updates": ema.updates,
+                "optimizer": self.raw_optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "state": self.state.as_dict(),
+                "rng": rng_state(),
+            },
+        )
         self.last_good = f"{path} (end of epoch {self.state.epoch})"
 
     def _report_epoch(self, lam: float) -> None:
         """Log the epoch and call the epoch callback."""
         state = self.state
         macs, params = self._macs_params(self.model)
-        self._log("epoch %d/%d: %s MACs, %s %.4f, lambda %.3g", state.epoch, self.job.epochs, f"{macs:,}",
-                  getattr(self.job.module, "metric_name", "metric"), state.metric, lam)
+        self._log(
+            "epoch %d/%d: %s MACs, %s %.4f, lambda %.3g",
+            state.epoch,
+            self.job.epochs,
+            f"{macs:,}",
+            getattr(self.job.module, "metric_name", "metric"),
+            state.metric,
+            lam,
+        )
         self._epoch_callback(macs, params, lam)
 
     def _epoch_callback(self, macs: int, params: int, lam: float) -> None:
@@ -558,9 +643,16 @@ class _SearchLoop:
         if self.job.on_epoch_end is not None and self.rank == 0:
             evaluated = state.trajectory[-1]["epoch"] == state.epoch
             try:
-                self.job.on_epoch_end({"epoch": state.epoch, "epochs": self.job.epochs, "macs": macs,
-                                       "params": params, "metric": state.metric if evaluated else float("nan"),
-                                       "lambda": lam})
+                self.job.on_epoch_end(
+                    {
+                        "epoch": state.epoch,
+                        "epochs": self.job.epochs,
+                        "macs": macs,
+                        "params": params,
+                        "metric": state.metric if evaluated else float("nan"),
+                        "lambda": lam,
+                    }
+                )
             except Exception as exc:  # noqa: BLE001 - handed back to the caller as it was raised
                 error = exc
         if self.world > 1 and self.job.on_epoch_end is not None:
@@ -584,8 +676,17 @@ class _SearchLoop:
         self._recalibrate(self.ema.model, self._calibration_inputs(epoch))
         self._evaluate_ema()
         macs, params = self._macs_params(self.model)
-        state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
-                                 "metric": state.metric, "units_removed": 0, "lambda": 0.0})
+        state.trajectory.append(
+            {
+                "step": state.prune_step,
+                "epoch": epoch + 1,
+                "macs": macs,
+                "params": params,
+                "metric": state.metric,
+                "units_removed": 0,
+                "lambda": 0.0,
+            }
+        )
 
     def _prune_step(self, epoch: int, lam: float) -> None:
         """One prune step; the last of the shrinking phase lands on the budget."""
@@ -609,6 +710,17 @@ class _SearchLoop:
         self._evaluate_ema()
         macs, params = self._macs_params(self.model)
         state.prune_step += 1
-        state.trajectory.append({"step": state.prune_step, "epoch": epoch + 1, "macs": macs, "params": params,
-                                 "metric": state.metric, "units_removed": removed, "lambda": lam})
-        state.lambda_scale = policy.next_lambda_scale(state.lambda_scale, macs, state.start_macs, epoch, shrink_end)
+        state.trajectory.append(
+            {
+                "step": state.prune_step,
+                "epoch": epoch + 1,
+                "macs": macs,
+                "params": params,
+                "metric": state.metric,
+                "units_removed": removed,
+                "lambda": lam,
+            }
+        )
+        state.lambda_scale = policy.next_lambda_scale(
+            state.lambda_scale, macs, state.start_macs, epoch, shrink_end
+        )

@@ -26,8 +26,15 @@ from .prune import Keep, budget_keep, ranked_units, threshold_keep, widths_after
 from .units import UnitGroup, WidthCost
 
 
-def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
+def check_number(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number in the given range."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok and integer:
@@ -88,7 +95,9 @@ class PruningPolicy:
 
     def evaluates_after(self, epoch: int, epochs: int) -> bool:
         """Whether a training-phase epoch ends with an evaluation: every ``prune_every``, and the last."""
-        return epoch >= self.shrink_end(epochs) and ((epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs)
+        return epoch >= self.shrink_end(epochs) and (
+            (epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs
+        )
 
     def phase_epochs(self, epoch: int, epochs: int) -> int:
         """The epochs of the phase ``epoch`` is in: each phase has an optimizer and schedule of its own."""
@@ -105,10 +114,19 @@ class PruningPolicy:
         after = width_cost.macs(widths_after(model.arch, keep))
         if after < self.target_macs:  # never prune below the budget: drop fewer of the units below eps
             below = [u for u in ranked_units(groups) if u[0] < self.eps]
-            return budget_keep(groups, model.arch, width_cost, self.target_macs, below, "floor", self.round_up)
+            return budget_keep(
+                groups, model.arch, width_cost, self.target_macs, below, "floor", self.round_up
+            )
         if last and after > self.target_macs:  # the final step lands at or just under the budget
-            return budget_keep(groups, model.arch, width_cost, self.target_macs, ranked_units(groups),
-                               "ceiling", self.round_up)
+            return budget_keep(
+                groups,
+                model.arch,
+                width_cost,
+                self.target_macs,
+                ranked_units(groups),
+                "ceiling",
+                self.round_up,
+            )
         return keep
 
     def next_lambda_scale(self, scale: float, macs: int, start_macs: int, epoch: int, epochs: int) -> float:
@@ -129,6 +147,10 @@ class PruningPolicy:
         if self.target_macs is None:
             return None
         error = (macs - self.target_macs) / self.target_macs
-        return {"macs": self.target_macs, "relative_error": error,
-                "side": "below" if error < 0 else ("above" if error > 0 else "exact"),
-                "within_tolerance": abs(error) <= self.target_tolerance, "final_lambda_scale": scale}
+        return {
+            "macs": self.target_macs,
+            "relative_error": error,
+            "side": "below" if error < 0 else ("above" if error > 0 else "exact"),
+            "within_tolerance": abs(error) <= self.target_tolerance,
+            "final_lambda_scale": scale,
+        }

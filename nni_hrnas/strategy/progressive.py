@@ -104,13 +104,26 @@ class ProgressiveShrinking(OneShotStrategy):
             the GPU when there is one.
     """
 
-    def __init__(self, lambda_: float = 1.4e-4, eps: float = 1e-3, prune_every: int = 1,
-                 warmup_epochs: float = 0.0, epochs: int | None = None, target_macs: float | None = None,
-                 input_size: tuple[int, int, int] | None = None, ema_decay: float = 0.999,
-                 recalibration_batches: int = 10, seed: int = 0, checkpoint_dir: str | Path | None = None,
-                 resume: bool = False, target_tolerance: float = 0.05, path_overhead: float = 0.0,
-                 shrink_epochs: int | None = None, on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
-                 devices: DeviceSettings | None = None) -> None:
+    def __init__(
+        self,
+        lambda_: float = 1.4e-4,
+        eps: float = 1e-3,
+        prune_every: int = 1,
+        warmup_epochs: float = 0.0,
+        epochs: int | None = None,
+        target_macs: float | None = None,
+        input_size: tuple[int, int, int] | None = None,
+        ema_decay: float = 0.999,
+        recalibration_batches: int = 10,
+        seed: int = 0,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        target_tolerance: float = 0.05,
+        path_overhead: float = 0.0,
+        shrink_epochs: int | None = None,
+        on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+        devices: DeviceSettings | None = None,
+    ) -> None:
         super().__init__()
         check_number("lambda_", lambda_, low=0.0)
         check_number("eps", eps, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -148,21 +161,29 @@ class ProgressiveShrinking(OneShotStrategy):
     # ---- NNI strategy interface ---------------------------------------------------------------
 
     def extra_repr(self) -> str:
-        return (f"lambda_={self.lambda_}, eps={self.eps}, prune_every={self.prune_every}, "
-                f"warmup_epochs={self.warmup_epochs}, shrink_epochs={self.shrink_epochs}, "
-                f"target_macs={self.target_macs}")
+        return (
+            f"lambda_={self.lambda_}, eps={self.eps}, prune_every={self.prune_every}, "
+            f"warmup_epochs={self.warmup_epochs}, shrink_epochs={self.shrink_epochs}, "
+            f"target_macs={self.target_macs}"
+        )
 
     def _initialize(self, model_space, engine):
         if not isinstance(model_space, RawFormatModelSpace):
-            raise TypeError("ProgressiveShrinking needs the raw model format (NasExperiment picks it for one-shot "
-                            f"strategies); got {type(model_space).__name__}")
+            raise TypeError(
+                "ProgressiveShrinking needs the raw model format (NasExperiment picks it for one-shot "
+                f"strategies); got {type(model_space).__name__}"
+            )
         space = model_space.model_space
         if not isinstance(space, ShrinkableSpace):
-            raise TypeError(f"ProgressiveShrinking searches an HRNASSpace (a space with the members of "
-                            f"nni_hrnas.strategy.interface.ShrinkableSpace), got {type(space).__name__}")
+            raise TypeError(
+                f"ProgressiveShrinking searches an HRNASSpace (a space with the members of "
+                f"nni_hrnas.strategy.interface.ShrinkableSpace), got {type(space).__name__}"
+            )
         evaluator = model_space.evaluator
         if not isinstance(evaluator, Lightning):
-            raise TypeError(f"ProgressiveShrinking needs an NNI Lightning evaluator, got {type(evaluator).__name__}")
+            raise TypeError(
+                f"ProgressiveShrinking needs an NNI Lightning evaluator, got {type(evaluator).__name__}"
+            )
         if evaluator.train_dataloaders is None or evaluator.val_dataloaders is None:
             raise ValueError("the evaluator needs both training and validation data loaders")
         self._space, self._evaluator = space, evaluator
@@ -174,14 +195,18 @@ class ProgressiveShrinking(OneShotStrategy):
             raise ValueError(
                 f"target_macs={self.target_macs:,} is below what this network can reach: the stem, shortcuts and "
                 f"head alone cost {self.minimum_macs:,} MACs at input size {self.input_size} (every searched "
-                f"unit removed); ask for at least {self.minimum_macs:,}")
+                f"unit removed); ask for at least {self.minimum_macs:,}"
+            )
         if self.target_macs is not None:
             with torch.device("meta"):
                 supernet_macs = self._build(dict(self._supernet_arch)).cost(self.input_size).macs
             if self.target_macs > supernet_macs:
-                _logger.warning("target_macs=%s is above the supernet's %s MACs: nothing will be pruned below the "
-                                "supernet, and the result stays under the target", f"{self.target_macs:,}",
-                                f"{supernet_macs:,}")
+                _logger.warning(
+                    "target_macs=%s is above the supernet's %s MACs: nothing will be pruned below the "
+                    "supernet, and the result stays under the target",
+                    f"{self.target_macs:,}",
+                    f"{supernet_macs:,}",
+                )
         return model_space
 
     def _run(self) -> None:
@@ -227,19 +252,36 @@ class ProgressiveShrinking(OneShotStrategy):
     def policy(self) -> PruningPolicy:
         """The pruning policy of this search (``_initialize`` must have run: it needs the space)."""
         granular = self._space.granular
-        return PruningPolicy(lambda_=self.lambda_, eps=self.eps, prune_every=self.prune_every,
-                             warmup_epochs=self.warmup_epochs, input_size=self.input_size,
-                             target_macs=self.target_macs, target_tolerance=self.target_tolerance,
-                             path_overhead=self.path_overhead, round_up=self._round_up if granular else None,
-                             shrink_epochs=self.shrink_epochs)
+        return PruningPolicy(
+            lambda_=self.lambda_,
+            eps=self.eps,
+            prune_every=self.prune_every,
+            warmup_epochs=self.warmup_epochs,
+            input_size=self.input_size,
+            target_macs=self.target_macs,
+            target_tolerance=self.target_tolerance,
+            path_overhead=self.path_overhead,
+            round_up=self._round_up if granular else None,
+            shrink_epochs=self.shrink_epochs,
+        )
 
     def _fingerprint(self, epochs: int) -> dict[str, Any]:
-        return {"config": repr(self._space.config), "lambda": self.lambda_, "eps": self.eps,
-                "prune_every": self.prune_every, "warmup_epochs": self.warmup_epochs, "epochs": epochs,
-                "target_macs": self.target_macs, "seed": self.seed, "input_size": list(self.input_size),
-                "ema_decay": self.ema_decay, "recalibration_batches": self.recalibration_batches,
-                "path_overhead": self.path_overhead, "shrink_epochs": self.shrink_epochs,
-                "world_size": self.devices.world_size}
+        return {
+            "config": repr(self._space.config),
+            "lambda": self.lambda_,
+            "eps": self.eps,
+            "prune_every": self.prune_every,
+            "warmup_epochs": self.warmup_epochs,
+            "epochs": epochs,
+            "target_macs": self.target_macs,
+            "seed": self.seed,
+            "input_size": list(self.input_size),
+            "ema_decay": self.ema_decay,
+            "recalibration_batches": self.recalibration_batches,
+            "path_overhead": self.path_overhead,
+            "shrink_epochs": self.shrink_epochs,
+            "world_size": self.devices.world_size,
+        }
 
     def _macs_params(self, model: nn.Module) -> tuple[int, int]:
         cost = model.cost(self.input_size)
@@ -253,8 +295,10 @@ class ProgressiveShrinking(OneShotStrategy):
                 _logger.info("no checkpoint at %s: starting a fresh search", path)
             return None
         if not self.resume:
-            raise CheckpointError(f"a search checkpoint already exists at {path}; resume it (resume=True, "
-                                  "--resume) or use another output directory (nothing was overwritten)")
+            raise CheckpointError(
+                f"a search checkpoint already exists at {path}; resume it (resume=True, "
+                "--resume) or use another output directory (nothing was overwritten)"
+            )
         payload = read_resumable(path, fingerprint)
         try:  # the saved network must be one of this space's
             self._build(dict(payload["arch"])).load_state_dict(payload["model"])
@@ -268,18 +312,34 @@ class ProgressiveShrinking(OneShotStrategy):
         evaluator, module = self._evaluator, self._evaluator.module
         epochs = self.epochs or int(evaluator.trainer.max_epochs or 1)
         self.devices.check_machine()
-        if self.devices.world_size > 1 and not hasattr(module, "gather_validation") \
-                and hasattr(module, "compute_metric"):
-            raise TypeError(f"{type(module).__name__} cannot merge its validation results across processes: "
-                            "give it gather_validation() (see nni_hrnas.tasks.base.TaskModule) or search on one "
-                            "device (--devices 1)")
+        if (
+            self.devices.world_size > 1
+            and not hasattr(module, "gather_validation")
+            and hasattr(module, "compute_metric")
+        ):
+            raise TypeError(
+                f"{type(module).__name__} cannot merge its validation results across processes: "
+                "give it gather_validation() (see nni_hrnas.tasks.base.TaskModule) or search on one "
+                "device (--devices 1)"
+            )
         fingerprint = self._fingerprint(epochs)
-        job = SearchJob(build=self._build, supernet_arch=dict(self._supernet_arch), module=module,
-                        train_loader=evaluator.train_dataloaders, val_loader=evaluator.val_dataloaders,
-                        policy=self.policy(), epochs=epochs, seed=self.seed, ema_decay=self.ema_decay,
-                        recalibration_batches=self.recalibration_batches, fingerprint=fingerprint,
-                        checkpoint_path=self.checkpoint_path, payload=self._resume_payload(fingerprint),
-                        on_epoch_end=self.on_epoch_end, channels_last=self.devices.channels_last)
+        job = SearchJob(
+            build=self._build,
+            supernet_arch=dict(self._supernet_arch),
+            module=module,
+            train_loader=evaluator.train_dataloaders,
+            val_loader=evaluator.val_dataloaders,
+            policy=self.policy(),
+            epochs=epochs,
+            seed=self.seed,
+            ema_decay=self.ema_decay,
+            recalibration_batches=self.recalibration_batches,
+            fingerprint=fingerprint,
+            checkpoint_path=self.checkpoint_path,
+            payload=self._resume_payload(fingerprint),
+            on_epoch_end=self.on_epoch_end,
+            channels_last=self.devices.channels_last,
+        )
         fabric = self.devices.fabric()
         if isinstance(getattr(fabric.strategy, "launcher", None), _MultiProcessingLauncher):
             with tempfile.TemporaryDirectory(prefix="hrnas-search-") as tmp:
@@ -297,31 +357,59 @@ class ProgressiveShrinking(OneShotStrategy):
         final.eval()
         self.model = final
         state = RunState(**outcome.state)
-        self.result = self._result(final, state, epochs, getattr(module, "metric_name", "metric"),
-                                   outcome.resumed_at_epoch)
+        self.result = self._result(
+            final, state, epochs, getattr(module, "metric_name", "metric"), outcome.resumed_at_epoch
+        )
         frozen = RawFormatModelSpace(final, evaluator)
         frozen.sample = dict(final.arch)
         frozen.status = ModelStatus.Trained
         frozen.metrics.final = state.metric
         self._final = frozen
 
-    def _result(self, model: nn.Module, state: RunState, epochs: int, metric_name: str,
-                resumed_at_epoch: int | None) -> SearchResult:
+    def _result(
+        self, model: nn.Module, state: RunState, epochs: int, metric_name: str, resumed_at_epoch: int | None
+    ) -> SearchResult:
         macs, params = self._macs_params(model)
         d = self.devices
         target = self.policy().target_report(macs, state.lambda_scale)
         if target is not None and not target["within_tolerance"]:
-            _logger.warning("the search ended %.1f%% %s the target of %s MACs",
-                            100 * abs(target["relative_error"]), target["side"], f"{self.target_macs:,}")
+            _logger.warning(
+                "the search ended %.1f%% %s the target of %s MACs",
+                100 * abs(target["relative_error"]),
+                target["side"],
+                f"{self.target_macs:,}",
+            )
         return SearchResult(
-            macs=macs, params=params, metric=state.metric, metric_name=metric_name,
-            arch=dict(model.arch), arch_max=dict(self._supernet_arch),
-            macs_max=state.start_macs, macs_min=self.minimum_macs,
-            search_seconds=state.wall_seconds, lambda_=self.lambda_, eps=self.eps,
-            prune_every=self.prune_every, warmup_epochs=self.warmup_epochs, epochs=epochs,
-            seed=self.seed, input_size=tuple(self.input_size), strategy="hrnas",
-            path_overhead=self.path_overhead, shrink_epochs=self.policy().shrink_end(epochs),
-            search_cost=state.search_cost(), trajectory=state.trajectory, target_macs=self.target_macs,
-            target=target, resumed_at_epoch=resumed_at_epoch,
-            devices={"accelerator": d.resolved_accelerator(), "devices": d.devices, "num_nodes": d.num_nodes,
-                     "world_size": d.world_size, "precision": d.precision, "channels_last": d.channels_last})
+            macs=macs,
+            params=params,
+            metric=state.metric,
+            metric_name=metric_name,
+            arch=dict(model.arch),
+            arch_max=dict(self._supernet_arch),
+            macs_max=state.start_macs,
+            macs_min=self.minimum_macs,
+            search_seconds=state.wall_seconds,
+            lambda_=self.lambda_,
+            eps=self.eps,
+            prune_every=self.prune_every,
+            warmup_epochs=self.warmup_epochs,
+            epochs=epochs,
+            seed=self.seed,
+            input_size=tuple(self.input_size),
+            strategy="hrnas",
+            path_overhead=self.path_overhead,
+            shrink_epochs=self.policy().shrink_end(epochs),
+            search_cost=state.search_cost(),
+            trajectory=state.trajectory,
+            target_macs=self.target_macs,
+            target=target,
+            resumed_at_epoch=resumed_at_epoch,
+            devices={
+                "accelerator": d.resolved_accelerator(),
+                "devices": d.devices,
+                "num_nodes": d.num_nodes,
+                "world_size": d.world_size,
+                "precision": d.precision,
+                "channels_last": d.channels_last,
+            },
+        )

@@ -70,8 +70,9 @@ def slice_tensor(name: str, tensor: torch.Tensor, keep: Mapping[str, torch.Tenso
 # ---- which units go -------------------------------------------------------------------------
 
 
-def threshold_keep(groups: Iterable[UnitGroup], eps: float,
-                   round_up: Callable[[str, int], int] | None = None) -> Keep:
+def threshold_keep(
+    groups: Iterable[UnitGroup], eps: float, round_up: Callable[[str, int], int] | None = None
+) -> Keep:
     """Units with |gamma| >= ``eps`` are kept, the others removed.
 
     ``round_up(label, count)`` (the space's granularity) may raise a count; the extra units kept
@@ -85,8 +86,9 @@ def threshold_keep(groups: Iterable[UnitGroup], eps: float,
     return keep
 
 
-def _rounded(label: str, idx: torch.Tensor, importance: torch.Tensor,
-             round_up: Callable[[str, int], int] | None) -> torch.Tensor:
+def _rounded(
+    label: str, idx: torch.Tensor, importance: torch.Tensor, round_up: Callable[[str, int], int] | None
+) -> torch.Tensor:
     if round_up is not None:
         count = min(round_up(label, int(idx.numel())), int(importance.numel()))
         if count > idx.numel():
@@ -104,8 +106,11 @@ def ranked_units(groups: Iterable[UnitGroup]) -> list[tuple[float, str, int]]:
     return units
 
 
-def keep_without(groups: Iterable[UnitGroup], removed: Iterable[tuple[str, int]],
-                 round_up: Callable[[str, int], int] | None = None) -> Keep:
+def keep_without(
+    groups: Iterable[UnitGroup],
+    removed: Iterable[tuple[str, int]],
+    round_up: Callable[[str, int], int] | None = None,
+) -> Keep:
     """The kept indices per label when the ``(label, index)`` units in ``removed`` go."""
     gone: dict[str, set[int]] = {}
     for label, i in removed:
@@ -126,14 +131,21 @@ def widths_after(arch: Mapping[str, int], keep: Keep) -> dict[str, int]:
     return widths
 
 
-def budget_keep(groups: list[UnitGroup], arch: Mapping[str, int], width_cost: WidthCost, limit: int,
-                candidates: list[tuple[float, str, int]], mode: str,
-                round_up: Callable[[str, int], int] | None = None) -> Keep:
+def budget_keep(
+    groups: list[UnitGroup],
+    arch: Mapping[str, int],
+    width_cost: WidthCost,
+    limit: int,
+    candidates: list[tuple[float, str, int]],
+    mode: str,
+    round_up: Callable[[str, int], int] | None = None,
+) -> Keep:
     """Remove a prefix of ``candidates`` (least important first) so MACs meet ``limit``.
 
     ``mode='floor'``: the longest prefix keeping MACs >= ``limit`` (never prune below a budget);
     ``mode='ceiling'``: the shortest prefix giving MACs <= ``limit`` (land at or under a budget).
     """
+
     def macs_of(k: int) -> tuple[int, Keep]:
         keep = keep_without(groups, [(label, i) for _, label, i in candidates[:k]], round_up)
         return width_cost.macs(widths_after(arch, keep)), keep
@@ -196,7 +208,8 @@ def _removed_offsets(net: nn.Module, keep: Keep) -> dict[str, torch.Tensor]:
             if mask.any():
                 beta = t.token_bn.bias.detach()[mask]
                 offsets[f"blocks.{label}.transformer.inverse_bn.running_mean"] = (
-                    t.inverse.weight.detach()[:, mask, 0, 0] @ beta)
+                    t.inverse.weight.detach()[:, mask, 0, 0] @ beta
+                )
     return offsets
 
 
@@ -215,7 +228,9 @@ def rebuild(net: nn.Module, keep: Keep) -> nn.Module:
     for name, target in new.state_dict().items():
         value = slice_tensor(name, old_state[name], keep)
         if value.shape != target.shape:
-            raise RuntimeError(f"rebuild: {name} is {tuple(value.shape)} after slicing, expected {tuple(target.shape)}")
+            raise RuntimeError(
+                f"rebuild: {name} is {tuple(value.shape)} after slicing, expected {tuple(target.shape)}"
+            )
         state[name] = value.clone()
     for key, offset in offsets.items():
         if key in state:
@@ -238,7 +253,9 @@ def slice_optimizer_(optimizer: torch.optim.Optimizer, old: nn.Module, new: nn.M
         for p in group["params"]:
             name = old_names.get(id(p))
             if name is None:
-                raise RuntimeError("slice_optimizer_: the optimizer holds a parameter that is not the model's")
+                raise RuntimeError(
+                    "slice_optimizer_: the optimizer holds a parameter that is not the model's"
+                )
             state = optimizer.state.pop(p, None)
             if name not in new_params:
                 continue
@@ -246,8 +263,13 @@ def slice_optimizer_(optimizer: torch.optim.Optimizer, old: nn.Module, new: nn.M
             params.append(q)
             if state:
                 optimizer.state[q] = {
-                    k: (slice_tensor(name, v, keep).clone() if torch.is_tensor(v) and v.shape == p.shape else v)
-                    for k, v in state.items()}
+                    k: (
+                        slice_tensor(name, v, keep).clone()
+                        if torch.is_tensor(v) and v.shape == p.shape
+                        else v
+                    )
+                    for k, v in state.items()
+                }
         group["params"] = params
 
 

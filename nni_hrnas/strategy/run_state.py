@@ -45,17 +45,25 @@ class RunState:
 
     def search_cost(self) -> SearchCost:
         """What the search consumed so far, as the result records it."""
-        return SearchCost(wall_seconds=self.wall_seconds, epochs=self.epoch, images_seen=self.images_seen,
-                          mac_epochs=self.mac_epochs, macs_processed=self.macs_processed)
+        return SearchCost(
+            wall_seconds=self.wall_seconds,
+            epochs=self.epoch,
+            images_seen=self.images_seen,
+            mac_epochs=self.mac_epochs,
+            macs_processed=self.macs_processed,
+        )
 
 
 def rng_state() -> dict[str, Any]:
     """The host RNGs (torch, numpy, random): what the next random draw of this process depends on."""
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
-                                                      *np_state[2:]],
-            "random": list(random.getstate()[1]), "random_version": random.getstate()[0],
-            "random_gauss": random.getstate()[2]}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "random": list(random.getstate()[1]),
+        "random_version": random.getstate()[0],
+        "random_gauss": random.getstate()[2],
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -75,5 +83,6 @@ def read_resumable(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} was written by a search on {was} process(es) (devices x num_nodes), this one runs "
             f"on {world}: the global batch, data shards and steps per epoch would change; resume with --devices "
-            f"and --num-nodes giving {was} process(es), or start over with another --out (nothing was overwritten)")
+            f"and --num-nodes giving {was} process(es), or start over with another --out (nothing was overwritten)"
+        )
     return payload

@@ -61,8 +61,9 @@ def block_input_hw(input_size: tuple[int, int, int], input_stride: int) -> HW:
     return height // input_stride, width // input_stride
 
 
-def unit_groups(net: ShrinkableNetwork, input_size: tuple[int, int, int],
-                path_overhead: float = 0.0) -> list[UnitGroup]:
+def unit_groups(
+    net: ShrinkableNetwork, input_size: tuple[int, int, int], path_overhead: float = 0.0
+) -> list[UnitGroup]:
     """Every group of search units of ``net``, costed at ``input_size`` (C, H, W).
 
     Costs come from the cost model at the given (training) input size: the same network searched
@@ -75,11 +76,29 @@ def unit_groups(net: ShrinkableNetwork, input_size: tuple[int, int, int],
         hw = block_input_hw(input_size, slot.input_stride)
         unit = costs.block_unit_macs(block, hw)
         for name, path in block.paths.items():
-            groups.append(UnitGroup(labels.choice_label(slot.label, name), slot.label, name, path.dw_bn, unit[name], hw,
-                                    path_overhead))
+            groups.append(
+                UnitGroup(
+                    labels.choice_label(slot.label, name),
+                    slot.label,
+                    name,
+                    path.dw_bn,
+                    unit[name],
+                    hw,
+                    path_overhead,
+                )
+            )
         if block.transformer is not None:
-            groups.append(UnitGroup(labels.choice_label(slot.label, labels.TOKENS), slot.label, labels.TOKENS, block.transformer.token_bn,
-                                    unit[labels.TOKENS], hw, path_overhead))
+            groups.append(
+                UnitGroup(
+                    labels.choice_label(slot.label, labels.TOKENS),
+                    slot.label,
+                    labels.TOKENS,
+                    block.transformer.token_bn,
+                    unit[labels.TOKENS],
+                    hw,
+                    path_overhead,
+                )
+            )
     return groups
 
 
@@ -122,8 +141,9 @@ class WidthCost:
             hw = block_input_hw(self.input_size, slot.input_stride)
             for name, path in block.paths.items():
                 label = labels.choice_label(slot.label, name)
-                self.kernel_unit[label] = costs.kernel_unit_macs(block.in_channels, block.out_channels,
-                                                                 path.kernel_size, hw, block.stride)
+                self.kernel_unit[label] = costs.kernel_unit_macs(
+                    block.in_channels, block.out_channels, path.kernel_size, hw, block.stride
+                )
                 variable += self.kernel_unit[label] * costs.path_width(path)
             if block.transformer is not None:
                 self.transformers[labels.choice_label(slot.label, labels.TOKENS)] = (block.transformer, hw)
@@ -144,8 +164,9 @@ class WidthCost:
 
 
 @torch.no_grad()
-def clip_zero_crossings_(groups: Iterable[UnitGroup], before: list[torch.Tensor], lam: float,
-                         normaliser: float) -> int:
+def clip_zero_crossings_(
+    groups: Iterable[UnitGroup], before: list[torch.Tensor], lam: float, normaliser: float
+) -> int:
     """Make the L1 penalty give exact zeros (truncated gradient, Langford et al. 2009).
 
     A gradient step on ``|gamma|`` overshoots zero and then dithers around it with the step size,

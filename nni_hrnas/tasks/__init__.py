@@ -11,5 +11,14 @@ from .keypoints import KeypointsModule
 from .registry import TASKS, SearchDefaults, TaskSpec, TrainingRecipe, get_task, task_names
 from .segmentation import SegmentationModule
 
-__all__ = ['TASKS', 'ClassificationModule', 'KeypointsModule', 'SearchDefaults', 'SegmentationModule', 'TaskSpec',
-           'TrainingRecipe', 'get_task', 'task_names']
+__all__ = [
+    "TASKS",
+    "ClassificationModule",
+    "KeypointsModule",
+    "SearchDefaults",
+    "SegmentationModule",
+    "TaskSpec",
+    "TrainingRecipe",
+    "get_task",
+    "task_names",
+]

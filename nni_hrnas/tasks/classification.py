@@ -17,13 +17,25 @@ class ClassificationModule(TaskModule):
     reported too. Defaults follow the official ImageNet setting (RMSprop, lr 0.016 per 256 images,
     exponential decay 0.97 every 2.4 epochs, label smoothing 0.1, weight decay 1e-5)."""
 
-    metric_name = 'top1'
+    metric_name = "top1"
 
-    def __init__(self, num_classes: int, label_smoothing: float = 0.1, optimizer: str = 'rmsprop',
-                 learning_rate: float = 0.016, weight_decay: float = 1e-5, schedule: str = 'exp',
-                 **kwargs: Any) -> None:
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
-                         schedule=schedule, **kwargs)
+    def __init__(
+        self,
+        num_classes: int,
+        label_smoothing: float = 0.1,
+        optimizer: str = "rmsprop",
+        learning_rate: float = 0.016,
+        weight_decay: float = 1e-5,
+        schedule: str = "exp",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            **kwargs,
+        )
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self._correct = torch.zeros(2, dtype=torch.long)
@@ -33,7 +45,7 @@ class ClassificationModule(TaskModule):
         x, y = batch
         logits = self.model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.log('train_loss', loss, prog_bar=True)
+        self.log("train_loss", loss, prog_bar=True)
         return loss
 
     def on_validation_epoch_start(self):
@@ -43,7 +55,7 @@ class ClassificationModule(TaskModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self.model(x)
-        self.log('val_loss', F.cross_entropy(logits, y), prog_bar=False)
+        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=False)
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         hit = (top == y[:, None]).cpu()
@@ -62,5 +74,5 @@ class ClassificationModule(TaskModule):
     def compute_metric(self) -> float:
         """Top-1 accuracy (top-5 in ``extra_metrics``)."""
         seen = max(self._seen, 1)
-        self.extra_metrics = {'top5': float(self._correct[1]) / seen}
+        self.extra_metrics = {"top5": float(self._correct[1]) / seen}
         return float(self._correct[0]) / seen

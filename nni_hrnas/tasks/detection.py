@@ -32,13 +32,26 @@ class DetectionModule(TaskModule):
     ``calibration(i)``), which the task registry sets.
     """
 
-    metric_name = 'ap3d_moderate'
+    metric_name = "ap3d_moderate"
 
-    def __init__(self, pillars: PillarSettings | dict | None = None, anchors: AnchorSettings | dict | None = None,
-                 post: DecodeSettings | dict | None = None, optimizer: str = 'adamw', learning_rate: float = 2e-3,
-                 weight_decay: float = 1e-2, schedule: str = 'onecycle', **kwargs: Any) -> None:
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
-                         schedule=schedule, **kwargs)
+    def __init__(
+        self,
+        pillars: PillarSettings | dict | None = None,
+        anchors: AnchorSettings | dict | None = None,
+        post: DecodeSettings | dict | None = None,
+        optimizer: str = "adamw",
+        learning_rate: float = 2e-3,
+        weight_decay: float = 1e-2,
+        schedule: str = "onecycle",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            **kwargs,
+        )
         self.pillars = _settings(PillarSettings, pillars)
         self.anchors = _settings(AnchorSettings, anchors)
         self.post = _settings(DecodeSettings, post)
@@ -48,8 +61,8 @@ class DetectionModule(TaskModule):
     def training_step(self, batch, batch_idx):
         packed, gt, _ = batch
         losses = detection_loss(self.model(packed), gt, self.anchors, self.pillars)
-        self.log('train_loss', losses['loss'], prog_bar=True)
-        return losses['loss']
+        self.log("train_loss", losses["loss"], prog_bar=True)
+        return losses["loss"]
 
     def on_validation_epoch_start(self):
         self._outputs = []
@@ -57,9 +70,10 @@ class DetectionModule(TaskModule):
     def validation_step(self, batch, batch_idx):
         packed, gt, index = batch
         out = self.model(packed)
-        self.log('val_loss', detection_loss(out, gt, self.anchors, self.pillars)['loss'])
-        for i, (boxes, scores) in zip(index.tolist(), decode_detections(out, self.anchors, self.pillars, self.post),
-                                      strict=True):
+        self.log("val_loss", detection_loss(out, gt, self.anchors, self.pillars)["loss"])
+        for i, (boxes, scores) in zip(
+            index.tolist(), decode_detections(out, self.anchors, self.pillars, self.post), strict=True
+        ):
             self._outputs.append((int(i), boxes.cpu().double().numpy(), scores.cpu().double().numpy()))
 
     def validation_state(self) -> Any:
@@ -73,12 +87,14 @@ class DetectionModule(TaskModule):
     def evaluate_outputs(self, outputs: list[Any]) -> dict[str, float]:
         """KITTI AP of ``[(frame index, boxes, scores)]`` against ``val_frames``."""
         if self.val_frames is None:
-            raise RuntimeError('DetectionModule needs val_frames (the validation data set) to compute the KITTI AP')
+            raise RuntimeError(
+                "DetectionModule needs val_frames (the validation data set) to compute the KITTI AP"
+            )
         gts, dets = [], []
         for index, boxes, scores in sorted(outputs, key=lambda o: o[0]):
             calib = self.val_frames.calibration(index)
             gts.append(self.val_frames.annotations(index))
-            image_size = getattr(self.val_frames, 'image_size', None)
+            image_size = getattr(self.val_frames, "image_size", None)
             bbox = calib.boxes_to_image(boxes, image_size) if image_size else calib.boxes_to_image(boxes)
             dets.append(Detections(boxes, scores, bbox))
         ap = kitti_ap(gts, dets)
@@ -90,13 +106,21 @@ class DetectionModule(TaskModule):
             return 0.0
         ap = self.evaluate_outputs(self._outputs)
         self.extra_metrics = {
-            'ap_bev_moderate': ap['bev_moderate_R40'], 'ap3d_easy': ap['3d_easy_R40'], 'ap3d_hard': ap['3d_hard_R40'],
-            'ap_bev_easy': ap['bev_easy_R40'], 'ap_bev_hard': ap['bev_hard_R40'],
-            'ap3d_moderate_r11': ap['3d_moderate_R11'], 'ap_bev_moderate_r11': ap['bev_moderate_R11']}
+            "ap_bev_moderate": ap["bev_moderate_R40"],
+            "ap3d_easy": ap["3d_easy_R40"],
+            "ap3d_hard": ap["3d_hard_R40"],
+            "ap_bev_easy": ap["bev_easy_R40"],
+            "ap_bev_hard": ap["bev_hard_R40"],
+            "ap3d_moderate_r11": ap["3d_moderate_R11"],
+            "ap_bev_moderate_r11": ap["bev_moderate_R11"],
+        }
         self._outputs = []
-        return ap['3d_moderate_R40']
+        return ap["3d_moderate_R40"]
 
     def settings_dict(self) -> dict[str, Any]:
         """The pillar, anchor and decoding settings as plain dicts."""
-        return {'pillars': dataclasses.asdict(self.pillars), 'anchors': dataclasses.asdict(self.anchors),
-                'post': dataclasses.asdict(self.post)}
+        return {
+            "pillars": dataclasses.asdict(self.pillars),
+            "anchors": dataclasses.asdict(self.anchors),
+            "post": dataclasses.asdict(self.post),
+        }

@@ -26,11 +26,21 @@ class TaskEvaluator(Lightning):
         train_dataloaders, val_dataloaders: NNI's traced data loaders.
     """
 
-    def __init__(self, module: LightningModule, trainer_kwargs: dict[str, Any],
-                 train_dataloaders: DataLoader | None = None, val_dataloaders: DataLoader | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(module, Trainer(**trainer_kwargs), train_dataloaders=train_dataloaders,
-                         val_dataloaders=val_dataloaders, **kwargs)
+    def __init__(
+        self,
+        module: LightningModule,
+        trainer_kwargs: dict[str, Any],
+        train_dataloaders: DataLoader | None = None,
+        val_dataloaders: DataLoader | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            module,
+            Trainer(**trainer_kwargs),
+            train_dataloaders=train_dataloaders,
+            val_dataloaders=val_dataloaders,
+            **kwargs,
+        )
         self.trainer_kwargs = dict(trainer_kwargs)
 
     def evaluate(self, model: nn.Module) -> Any:

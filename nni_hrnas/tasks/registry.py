@@ -32,23 +32,24 @@ if TYPE_CHECKING:
 
     from .evaluator import TaskEvaluator
 
-Kind = Literal['segmentation', 'keypoints', 'classification', 'detection']
+Kind = Literal["segmentation", "keypoints", "classification", "detection"]
 
-SMOKE_LIMITS = {'train': 16, 'val': 8}
+SMOKE_LIMITS = {"train": 16, "val": 8}
 
 
 def quiet_mode() -> bool:
     """True when ``CI`` or ``HRNAS_QUIET`` is set: the evaluators' trainers show no progress bar and
     keep no Lightning logs."""
-    return any(os.environ.get(v, '').strip().lower() not in ('', '0', 'false', 'no')
-               for v in ('CI', 'HRNAS_QUIET'))
+    return any(
+        os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no") for v in ("CI", "HRNAS_QUIET")
+    )
 
 
 #: Where a recipe's values come from: ``'official'`` the HR-NAS code's (or, for KITTI, PointPillars'
 #: and the dataset's) reference settings; ``'cpu'`` ours, measured for a run of minutes on 2 CPU
 #: cores; ``'adapted'`` ours for a full-size task the paper does not search (an official recipe
 #: carried over).
-Source = Literal['official', 'cpu', 'adapted']
+Source = Literal["official", "cpu", "adapted"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,9 +99,9 @@ class SearchDefaults:
     def resolve(self, train: TrainingRecipe) -> dict[str, Any]:
         """The search's values by ``SearchSettings`` name: ``None`` left for the strategy's defaults,
         the epochs the training recipe's when not set here."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'source'}
-        if values['epochs'] is None:
-            values['epochs'] = train.epochs
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
+        if values["epochs"] is None:
+            values["epochs"] = train.epochs
         return values
 
 
@@ -140,8 +141,9 @@ class TaskSpec:
         """(C, H, W) the model sees in training, the smaller one under smoke."""
         return self.smoke_input_size if (smoke_mode() if smoke is None else smoke) else self.train_input_size
 
-    def make_datasets(self, root: str | None = None, smoke: bool | None = None, seed: int = 0,
-                      **kwargs: Any) -> tuple[Any, Any]:
+    def make_datasets(
+        self, root: str | None = None, smoke: bool | None = None, seed: int = 0, **kwargs: Any
+    ) -> tuple[Any, Any]:
         """(train, val) data sets; ``kwargs`` go to the loaders (e.g. ``on_error='skip'``)."""
         smoke = smoke_mode() if smoke is None else smoke
         return self.datasets_fn(root=root, smoke=smoke, seed=seed, **kwargs)
@@ -151,12 +153,22 @@ class TaskSpec:
         learning_rate, weight_decay, schedule, warmup_epochs, milestones, cost_fn, ...)."""
         return self.module_fn(**{**self.module_args, **self.train.module_kwargs, **kwargs})
 
-    def make_evaluator(self, model: nn.Module | None = None, epochs: int | None = None,
-                       batch_size: int | None = None, *, root: str | None = None, smoke: bool | None = None,
-                       seed: int = 0, cost_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
-                       datasets: tuple[Any, Any] | None = None, num_workers: int | None = None,
-                       module_kwargs: dict[str, Any] | None = None, dataset_kwargs: dict[str, Any] | None = None,
-                       **trainer_kwargs: Any) -> TaskEvaluator:
+    def make_evaluator(
+        self,
+        model: nn.Module | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        *,
+        root: str | None = None,
+        smoke: bool | None = None,
+        seed: int = 0,
+        cost_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
+        datasets: tuple[Any, Any] | None = None,
+        num_workers: int | None = None,
+        module_kwargs: dict[str, Any] | None = None,
+        dataset_kwargs: dict[str, Any] | None = None,
+        **trainer_kwargs: Any,
+    ) -> TaskEvaluator:
         """An NNI ``Lightning`` evaluator (traced ``Trainer`` and ``DataLoader``s).
 
         ``model`` (optional) is set on the module at once; the evaluator sets it again in
@@ -173,62 +185,87 @@ class TaskSpec:
         batch_size = max(1, min(batch_size, len(train_ds)))
         workers = self.num_workers if num_workers is None else num_workers
         loader_kw = dict(num_workers=workers, persistent_workers=workers > 0)
-        train_dl = DataLoader(train_ds, batch_size=batch_size, shuffle=True, drop_last=len(train_ds) > batch_size,
-                              **loader_kw)
-        val_dl = DataLoader(val_ds, batch_size=min(self.val_batch_size, batch_size) if self.val_batch_size > 1
-                            else 1, shuffle=False, **loader_kw)
+        train_dl = DataLoader(
+            train_ds, batch_size=batch_size, shuffle=True, drop_last=len(train_ds) > batch_size, **loader_kw
+        )
+        val_dl = DataLoader(
+            val_ds,
+            batch_size=min(self.val_batch_size, batch_size) if self.val_batch_size > 1 else 1,
+            shuffle=False,
+            **loader_kw,
+        )
         mkw = dict(module_kwargs or {})
         base, recipe = self.train.base_batch_size, self.train.module_kwargs
-        if base and 'learning_rate' not in mkw and 'learning_rate' in recipe:
-            mkw['learning_rate'] = recipe['learning_rate'] * batch_size / base
+        if base and "learning_rate" not in mkw and "learning_rate" in recipe:
+            mkw["learning_rate"] = recipe["learning_rate"] * batch_size / base
         module = self.make_lightning_module(cost_fn=cost_fn, **mkw)
         if model is not None:
             module.set_model(model)
-        if getattr(module, 'coco_gt', False) is None and hasattr(val_ds, 'coco_gt'):
+        if getattr(module, "coco_gt", False) is None and hasattr(val_ds, "coco_gt"):
             # the OKS evaluation's ground truth, also for loops that run the module without a Trainer
             module.coco_gt = val_ds.coco_gt()
-        if getattr(module, 'val_frames', False) is None and hasattr(val_ds, 'annotations'):
+        if getattr(module, "val_frames", False) is None and hasattr(val_ds, "annotations"):
             module.val_frames = val_ds  # the KITTI evaluation's labels and calibrations
         quiet = quiet_mode()
         steps = max(len(train_ds) // batch_size, 1)
-        tkw: dict[str, Any] = dict(max_epochs=epochs, accelerator='auto', devices=1, enable_progress_bar=not quiet,
-                                   enable_model_summary=False, logger=not quiet, enable_checkpointing=False,
-                                   num_sanity_val_steps=0 if smoke else 2, log_every_n_steps=min(50, steps))
-        if os.environ.get('NNI_OUTPUT_DIR'):
-            tkw['default_root_dir'] = os.environ['NNI_OUTPUT_DIR']
+        tkw: dict[str, Any] = dict(
+            max_epochs=epochs,
+            accelerator="auto",
+            devices=1,
+            enable_progress_bar=not quiet,
+            enable_model_summary=False,
+            logger=not quiet,
+            enable_checkpointing=False,
+            num_sanity_val_steps=0 if smoke else 2,
+            log_every_n_steps=min(50, steps),
+        )
+        if os.environ.get("NNI_OUTPUT_DIR"):
+            tkw["default_root_dir"] = os.environ["NNI_OUTPUT_DIR"]
         tkw.update(trainer_kwargs)
         return TaskEvaluator(module, tkw, train_dataloaders=train_dl, val_dataloaders=val_dl)
 
 
 # ---- data set factories -----------------------------------------------------------------------
 
+
 def _limits(smoke: bool, limit: int | None, split: str):
     return SMOKE_LIMITS[split] if smoke and limit is None else limit
 
 
-def _cityscapes(root, smoke, seed, limit=None, on_error='raise'):
+def _cityscapes(root, smoke, seed, limit=None, on_error="raise"):
     kw = dict(smoke=smoke, on_error=on_error)
-    return (cityscapes.Cityscapes(root, 'train', limit=_limits(smoke, limit, 'train'), **kw),
-            cityscapes.Cityscapes(root, 'val', limit=_limits(smoke, limit, 'val'), **kw))
+    return (
+        cityscapes.Cityscapes(root, "train", limit=_limits(smoke, limit, "train"), **kw),
+        cityscapes.Cityscapes(root, "val", limit=_limits(smoke, limit, "val"), **kw),
+    )
 
 
-def _ade20k(root, smoke, seed, limit=None, on_error='raise'):
+def _ade20k(root, smoke, seed, limit=None, on_error="raise"):
     kw = dict(smoke=smoke, on_error=on_error)
-    return (ade20k.ADE20K(root, 'train', limit=_limits(smoke, limit, 'train'), **kw),
-            ade20k.ADE20K(root, 'val', limit=_limits(smoke, limit, 'val'), **kw))
+    return (
+        ade20k.ADE20K(root, "train", limit=_limits(smoke, limit, "train"), **kw),
+        ade20k.ADE20K(root, "val", limit=_limits(smoke, limit, "val"), **kw),
+    )
 
 
-def _coco(root, smoke, seed, limit=None, on_error='raise', image_size=(192, 256), detections=None):
+def _coco(root, smoke, seed, limit=None, on_error="raise", image_size=(192, 256), detections=None):
     kw = dict(on_error=on_error, image_size=image_size)
-    return (coco_keypoints.COCOKeypoints(root, 'train', limit=_limits(smoke, limit, 'train'), **kw),
-            coco_keypoints.COCOKeypoints(root, 'val', limit=_limits(smoke, limit, 'val'), detections=detections, **kw))
+    return (
+        coco_keypoints.COCOKeypoints(root, "train", limit=_limits(smoke, limit, "train"), **kw),
+        coco_keypoints.COCOKeypoints(
+            root, "val", limit=_limits(smoke, limit, "val"), detections=detections, **kw
+        ),
+    )
 
 
-def _imagenet(root, smoke, seed, limit=None, on_error='raise'):
+def _imagenet(root, smoke, seed, limit=None, on_error="raise"):
     size = 64 if smoke else 224
-    train = imagenet.ImageNet(root, 'train', size=size, limit=_limits(smoke, limit, 'train'), on_error=on_error)
-    val = imagenet.ImageNet(root, 'val', size=size, classes=train.classes, limit=_limits(smoke, limit, 'val'),
-                            on_error=on_error)
+    train = imagenet.ImageNet(
+        root, "train", size=size, limit=_limits(smoke, limit, "train"), on_error=on_error
+    )
+    val = imagenet.ImageNet(
+        root, "val", size=size, classes=train.classes, limit=_limits(smoke, limit, "val"), on_error=on_error
+    )
     return train, val
 
 
@@ -236,13 +273,16 @@ def _digits(fn):
     def make(root, smoke, seed, sizes=None):
         # root is accepted and ignored: the digits sets are built from scikit-learn's copy
         return fn(seed=seed, smoke=smoke, sizes=sizes)
+
     return make
 
 
-def _kitti(root, smoke, seed, limit=None, on_error='raise'):
+def _kitti(root, smoke, seed, limit=None, on_error="raise"):
     kw = dict(pillars=PillarSettings(), on_error=on_error, seed=seed)
-    return (kitti.KittiDetection(root, 'train', limit=_limits(smoke, limit, 'train'), **kw),
-            kitti.KittiDetection(root, 'val', limit=_limits(smoke, limit, 'val'), **kw))
+    return (
+        kitti.KittiDetection(root, "train", limit=_limits(smoke, limit, "train"), **kw),
+        kitti.KittiDetection(root, "val", limit=_limits(smoke, limit, "val"), **kw),
+    )
 
 
 def _kitti_sim(root, smoke, seed, sizes=None):
@@ -250,30 +290,39 @@ def _kitti_sim(root, smoke, seed, sizes=None):
     from ..data import kitti_sim
 
     if root is None:
-        train, val = (16, 8) if smoke else (sizes or (kitti_sim.SimSettings.train_frames,
-                                                      kitti_sim.SimSettings.val_frames))
-        root = kitti_sim.cached_kitti_sim(kitti_sim.SimSettings(train_frames=int(train), val_frames=int(val)), seed)
-    kw = dict(pillars=SIM_PILLARS, seed=seed, name='kitti_sim')
-    return kitti.KittiDetection(str(root), 'train', **kw), kitti.KittiDetection(str(root), 'val', **kw)
+        train, val = (
+            (16, 8)
+            if smoke
+            else (sizes or (kitti_sim.SimSettings.train_frames, kitti_sim.SimSettings.val_frames))
+        )
+        root = kitti_sim.cached_kitti_sim(
+            kitti_sim.SimSettings(train_frames=int(train), val_frames=int(val)), seed
+        )
+    kw = dict(pillars=SIM_PILLARS, seed=seed, name="kitti_sim")
+    return kitti.KittiDetection(str(root), "train", **kw), kitti.KittiDetection(str(root), "val", **kw)
 
 
 def _detection(**kw):
     from .detection import DetectionModule
+
     return DetectionModule(**kw)
 
 
 def _segmentation(**kw):
     from .segmentation import SegmentationModule
+
     return SegmentationModule(**kw)
 
 
 def _keypoints(**kw):
     from .keypoints import KeypointsModule
+
     return KeypointsModule(**kw)
 
 
 def _classification(**kw):
     from .classification import ClassificationModule
+
     return ClassificationModule(**kw)
 
 
@@ -281,14 +330,18 @@ def _classification(**kw):
 
 # The official recipes (HR-NAS code; PointPillars' for KITTI): batch_size per process, the learning
 # rate scaled from the official global batch (base_batch_size).
-_SEG_REAL = dict(optimizer='adamw', learning_rate=0.04, weight_decay=1e-5, schedule='onecycle')
-_KP_REAL = dict(optimizer='adam', learning_rate=1e-3, weight_decay=1e-8, schedule='multistep', milestones=(170, 200))
-_CLS_REAL = dict(optimizer='rmsprop', learning_rate=0.016, weight_decay=1e-5, schedule='exp', label_smoothing=0.1)
+_SEG_REAL = dict(optimizer="adamw", learning_rate=0.04, weight_decay=1e-5, schedule="onecycle")
+_KP_REAL = dict(
+    optimizer="adam", learning_rate=1e-3, weight_decay=1e-8, schedule="multistep", milestones=(170, 200)
+)
+_CLS_REAL = dict(
+    optimizer="rmsprop", learning_rate=0.016, weight_decay=1e-5, schedule="exp", label_smoothing=0.1
+)
 # The CPU tasks' plain training: one short AdamW recipe.
-_CPU_TRAIN = dict(optimizer='adamw', learning_rate=3e-3, weight_decay=1e-4, schedule='onecycle')
+_CPU_TRAIN = dict(optimizer="adamw", learning_rate=3e-3, weight_decay=1e-4, schedule="onecycle")
 
 
-def _paper_search(lambda_: float, source: Source = 'official') -> SearchDefaults:
+def _paper_search(lambda_: float, source: Source = "official") -> SearchDefaults:
     """The official code's search: its penalty, a prune step every 5 epochs after 5 warm-up epochs,
     shrinking throughout the task's training schedule, the MAC-only cost."""
     return SearchDefaults(source=source, lambda_=lambda_, prune_every=5, warmup_epochs=5.0)
@@ -303,81 +356,202 @@ def _cpu_search(**overrides: Any) -> SearchDefaults:
     (Eq. 7 adapted to latency) so that no thin kernel paths are kept that cost little MACs but much
     CPU time."""
     values: dict[str, Any] = dict(
-        source='cpu', lambda_=1e-3, prune_every=1, warmup_epochs=1.0, epochs=10, shrink_epochs=3, batch_size=8,
-        module_kwargs=dict(optimizer='adamw', learning_rate=1e-2, schedule='cosine'), recalibration_batches=4,
-        path_overhead=1e6)
+        source="cpu",
+        lambda_=1e-3,
+        prune_every=1,
+        warmup_epochs=1.0,
+        epochs=10,
+        shrink_epochs=3,
+        batch_size=8,
+        module_kwargs=dict(optimizer="adamw", learning_rate=1e-2, schedule="cosine"),
+        recalibration_batches=4,
+        path_overhead=1e6,
+    )
     return SearchDefaults(**{**values, **overrides})
 
 
 TASKS: dict[str, TaskSpec] = {
-    'cityscapes': TaskSpec(
-        name='cityscapes', kind='segmentation', default_preset='cityscapes', train_input_size=(3, 512, 1024),
-        smoke_input_size=(3, 128, 256), num_outputs=19, metric='miou', root_env='CITYSCAPES_ROOT', val_batch_size=1,
-        datasets_fn=_cityscapes, module_fn=_segmentation, module_args=dict(num_classes=19), num_workers=2,
-        train=TrainingRecipe(source='official', epochs=430, batch_size=4, base_batch_size=32, module_kwargs=_SEG_REAL),
-        search=_paper_search(lambda_=1.4e-4)),
-    'ade20k': TaskSpec(
-        name='ade20k', kind='segmentation', default_preset='ade20k', train_input_size=(3, 512, 512),
-        smoke_input_size=(3, 128, 128), num_outputs=150, metric='miou', root_env='ADE20K_ROOT', val_batch_size=1,
-        datasets_fn=_ade20k, module_fn=_segmentation, module_args=dict(num_classes=150), num_workers=2,
-        train=TrainingRecipe(source='official', epochs=200, batch_size=8, base_batch_size=32, module_kwargs=_SEG_REAL),
-        search=_paper_search(lambda_=1.4e-4)),
-    'coco_keypoints': TaskSpec(
-        name='coco_keypoints', kind='keypoints', default_preset='coco_keypoints', train_input_size=(3, 256, 192),
-        smoke_input_size=(3, 256, 192), num_outputs=17, metric='ap', root_env='COCO_ROOT', val_batch_size=32,
-        datasets_fn=_coco, module_fn=_keypoints, module_args=dict(num_joints=17), num_workers=2,
-        train=TrainingRecipe(source='official', epochs=210, batch_size=32, base_batch_size=384, module_kwargs=_KP_REAL),
-        search=_paper_search(lambda_=1e-6)),
-    'imagenet': TaskSpec(
-        name='imagenet', kind='classification', default_preset='imagenet', train_input_size=(3, 224, 224),
-        smoke_input_size=(3, 64, 64), num_outputs=1000, metric='top1', root_env='IMAGENET_ROOT', val_batch_size=64,
-        datasets_fn=_imagenet, module_fn=_classification, module_args=dict(num_classes=1000), num_workers=2,
-        train=TrainingRecipe(source='official', epochs=350, batch_size=64, base_batch_size=256,
-                             module_kwargs=_CLS_REAL),
-        search=_paper_search(lambda_=1.8e-4)),
+    "cityscapes": TaskSpec(
+        name="cityscapes",
+        kind="segmentation",
+        default_preset="cityscapes",
+        train_input_size=(3, 512, 1024),
+        smoke_input_size=(3, 128, 256),
+        num_outputs=19,
+        metric="miou",
+        root_env="CITYSCAPES_ROOT",
+        val_batch_size=1,
+        datasets_fn=_cityscapes,
+        module_fn=_segmentation,
+        module_args=dict(num_classes=19),
+        num_workers=2,
+        train=TrainingRecipe(
+            source="official", epochs=430, batch_size=4, base_batch_size=32, module_kwargs=_SEG_REAL
+        ),
+        search=_paper_search(lambda_=1.4e-4),
+    ),
+    "ade20k": TaskSpec(
+        name="ade20k",
+        kind="segmentation",
+        default_preset="ade20k",
+        train_input_size=(3, 512, 512),
+        smoke_input_size=(3, 128, 128),
+        num_outputs=150,
+        metric="miou",
+        root_env="ADE20K_ROOT",
+        val_batch_size=1,
+        datasets_fn=_ade20k,
+        module_fn=_segmentation,
+        module_args=dict(num_classes=150),
+        num_workers=2,
+        train=TrainingRecipe(
+            source="official", epochs=200, batch_size=8, base_batch_size=32, module_kwargs=_SEG_REAL
+        ),
+        search=_paper_search(lambda_=1.4e-4),
+    ),
+    "coco_keypoints": TaskSpec(
+        name="coco_keypoints",
+        kind="keypoints",
+        default_preset="coco_keypoints",
+        train_input_size=(3, 256, 192),
+        smoke_input_size=(3, 256, 192),
+        num_outputs=17,
+        metric="ap",
+        root_env="COCO_ROOT",
+        val_batch_size=32,
+        datasets_fn=_coco,
+        module_fn=_keypoints,
+        module_args=dict(num_joints=17),
+        num_workers=2,
+        train=TrainingRecipe(
+            source="official", epochs=210, batch_size=32, base_batch_size=384, module_kwargs=_KP_REAL
+        ),
+        search=_paper_search(lambda_=1e-6),
+    ),
+    "imagenet": TaskSpec(
+        name="imagenet",
+        kind="classification",
+        default_preset="imagenet",
+        train_input_size=(3, 224, 224),
+        smoke_input_size=(3, 64, 64),
+        num_outputs=1000,
+        metric="top1",
+        root_env="IMAGENET_ROOT",
+        val_batch_size=64,
+        datasets_fn=_imagenet,
+        module_fn=_classification,
+        module_args=dict(num_classes=1000),
+        num_workers=2,
+        train=TrainingRecipe(
+            source="official", epochs=350, batch_size=64, base_batch_size=256, module_kwargs=_CLS_REAL
+        ),
+        search=_paper_search(lambda_=1.8e-4),
+    ),
     # PointPillars' car setting: 160 epochs of Adam (one cycle), batch 2 per device; moderate 3D AP (R40).
     # The paper searches no detector: the search is its Cityscapes schedule, carried over.
-    'kitti': TaskSpec(
-        name='kitti', kind='detection', default_preset='kitti', train_input_size=(64, 496, 432),
-        smoke_input_size=(64, 496, 432), num_outputs=20, metric='ap3d_moderate', root_env='KITTI_ROOT',
-        val_batch_size=2, datasets_fn=_kitti, module_fn=_detection, module_args=dict(pillars=PillarSettings()),
+    "kitti": TaskSpec(
+        name="kitti",
+        kind="detection",
+        default_preset="kitti",
+        train_input_size=(64, 496, 432),
+        smoke_input_size=(64, 496, 432),
+        num_outputs=20,
+        metric="ap3d_moderate",
+        root_env="KITTI_ROOT",
+        val_batch_size=2,
+        datasets_fn=_kitti,
+        module_fn=_detection,
+        module_args=dict(pillars=PillarSettings()),
         num_workers=2,
-        train=TrainingRecipe(source='official', epochs=160, batch_size=2, base_batch_size=2,
-                             module_kwargs=dict(optimizer='adamw', learning_rate=2e-3, weight_decay=1e-2,
-                                                schedule='onecycle')),
-        search=_paper_search(lambda_=1.4e-4, source='adapted')),
+        train=TrainingRecipe(
+            source="official",
+            epochs=160,
+            batch_size=2,
+            base_batch_size=2,
+            module_kwargs=dict(optimizer="adamw", learning_rate=2e-3, weight_decay=1e-2, schedule="onecycle"),
+        ),
+        search=_paper_search(lambda_=1.4e-4, source="adapted"),
+    ),
     # the KITTI simulator at CPU scale
-    'kitti_sim': TaskSpec(
-        name='kitti_sim', kind='detection', default_preset='kitti_sim', train_input_size=(32, 128, 128),
-        smoke_input_size=(32, 128, 128), num_outputs=20, metric='ap3d_moderate', root_env=None, val_batch_size=8,
-        datasets_fn=_kitti_sim, module_fn=_detection,
+    "kitti_sim": TaskSpec(
+        name="kitti_sim",
+        kind="detection",
+        default_preset="kitti_sim",
+        train_input_size=(32, 128, 128),
+        smoke_input_size=(32, 128, 128),
+        num_outputs=20,
+        metric="ap3d_moderate",
+        root_env=None,
+        val_batch_size=8,
+        datasets_fn=_kitti_sim,
+        module_fn=_detection,
         module_args=dict(pillars=SIM_PILLARS, anchors=dict(z_centre=-0.95)),
-        train=TrainingRecipe(source='cpu', epochs=10, batch_size=4,
-                             module_kwargs=dict(optimizer='adamw', learning_rate=3e-3, weight_decay=1e-2,
-                                                schedule='onecycle')),
-        search=_cpu_search(data_sizes=(160, 48), batch_size=4,
-                           module_kwargs=dict(optimizer='adamw', learning_rate=3e-3, schedule='onecycle'))),
-    'digits_seg': TaskSpec(
-        name='digits_seg', kind='segmentation', default_preset='digits_seg', train_input_size=(1, 64, 64),
-        smoke_input_size=(1, 64, 64), num_outputs=digits.SEG_NUM_CLASSES, metric='miou', root_env=None,
-        val_batch_size=100, datasets_fn=_digits(digits.digits_seg), module_fn=_segmentation,
+        train=TrainingRecipe(
+            source="cpu",
+            epochs=10,
+            batch_size=4,
+            module_kwargs=dict(optimizer="adamw", learning_rate=3e-3, weight_decay=1e-2, schedule="onecycle"),
+        ),
+        search=_cpu_search(
+            data_sizes=(160, 48),
+            batch_size=4,
+            module_kwargs=dict(optimizer="adamw", learning_rate=3e-3, schedule="onecycle"),
+        ),
+    ),
+    "digits_seg": TaskSpec(
+        name="digits_seg",
+        kind="segmentation",
+        default_preset="digits_seg",
+        train_input_size=(1, 64, 64),
+        smoke_input_size=(1, 64, 64),
+        num_outputs=digits.SEG_NUM_CLASSES,
+        metric="miou",
+        root_env=None,
+        val_batch_size=100,
+        datasets_fn=_digits(digits.digits_seg),
+        module_fn=_segmentation,
         module_args=dict(num_classes=digits.SEG_NUM_CLASSES),
-        train=TrainingRecipe(source='cpu', epochs=10, batch_size=32, module_kwargs=_CPU_TRAIN),
-        search=_cpu_search(epochs=15, data_sizes=(640, 192))),
-    'digits_cls': TaskSpec(
-        name='digits_cls', kind='classification', default_preset='digits_cls', train_input_size=(1, 32, 32),
-        smoke_input_size=(1, 32, 32), num_outputs=10, metric='top1', root_env=None, val_batch_size=200,
-        datasets_fn=_digits(digits.digits_cls), module_fn=_classification, module_args=dict(num_classes=10),
-        train=TrainingRecipe(source='cpu', epochs=10, batch_size=64, module_kwargs=dict(_CPU_TRAIN, label_smoothing=0.1)),
-        search=_cpu_search(data_sizes=(1280, 360))),
-    'digits_kp': TaskSpec(
-        name='digits_kp', kind='keypoints', default_preset='digits_kp', train_input_size=(1, 64, 64),
-        smoke_input_size=(1, 64, 64), num_outputs=digits.KP_NUM_JOINTS, metric='ap', root_env=None,
-        val_batch_size=100, datasets_fn=_digits(digits.digits_kp), module_fn=_keypoints,
-        module_args=dict(num_joints=digits.KP_NUM_JOINTS, flip_pairs=digits.KP_FLIP_PAIRS,
-                         sigmas=tuple(digits.KP_SIGMAS)),
-        train=TrainingRecipe(source='cpu', epochs=10, batch_size=32, module_kwargs=dict(_CPU_TRAIN, milestones=())),
-        search=_cpu_search(data_sizes=(640, 192))),
+        train=TrainingRecipe(source="cpu", epochs=10, batch_size=32, module_kwargs=_CPU_TRAIN),
+        search=_cpu_search(epochs=15, data_sizes=(640, 192)),
+    ),
+    "digits_cls": TaskSpec(
+        name="digits_cls",
+        kind="classification",
+        default_preset="digits_cls",
+        train_input_size=(1, 32, 32),
+        smoke_input_size=(1, 32, 32),
+        num_outputs=10,
+        metric="top1",
+        root_env=None,
+        val_batch_size=200,
+        datasets_fn=_digits(digits.digits_cls),
+        module_fn=_classification,
+        module_args=dict(num_classes=10),
+        train=TrainingRecipe(
+            source="cpu", epochs=10, batch_size=64, module_kwargs=dict(_CPU_TRAIN, label_smoothing=0.1)
+        ),
+        search=_cpu_search(data_sizes=(1280, 360)),
+    ),
+    "digits_kp": TaskSpec(
+        name="digits_kp",
+        kind="keypoints",
+        default_preset="digits_kp",
+        train_input_size=(1, 64, 64),
+        smoke_input_size=(1, 64, 64),
+        num_outputs=digits.KP_NUM_JOINTS,
+        metric="ap",
+        root_env=None,
+        val_batch_size=100,
+        datasets_fn=_digits(digits.digits_kp),
+        module_fn=_keypoints,
+        module_args=dict(
+            num_joints=digits.KP_NUM_JOINTS, flip_pairs=digits.KP_FLIP_PAIRS, sigmas=tuple(digits.KP_SIGMAS)
+        ),
+        train=TrainingRecipe(
+            source="cpu", epochs=10, batch_size=32, module_kwargs=dict(_CPU_TRAIN, milestones=())
+        ),
+        search=_cpu_search(data_sizes=(640, 192)),
+    ),
 }
 
 
@@ -391,4 +565,4 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise ValueError(f'Unknown task {name!r}; valid tasks: {", ".join(TASKS)}') from None
+        raise ValueError(f"Unknown task {name!r}; valid tasks: {', '.join(TASKS)}") from None

@@ -22,13 +22,26 @@ class SegmentationModule(TaskModule):
     Cityscapes/ADE20K setting (AdamW, one-cycle schedule, weight decay 1e-5 without BN/bias).
     """
 
-    metric_name = 'miou'
+    metric_name = "miou"
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, optimizer: str = 'adamw',
-                 learning_rate: float = 1e-3, weight_decay: float = 1e-5, schedule: str = 'onecycle',
-                 class_names: Sequence[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
-                         schedule=schedule, **kwargs)
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int = 255,
+        optimizer: str = "adamw",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        schedule: str = "onecycle",
+        class_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            **kwargs,
+        )
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = list(class_names) if class_names is not None else None
@@ -38,22 +51,24 @@ class SegmentationModule(TaskModule):
     def _logits(self, x, size):
         logits = self.model(x)
         if logits.shape[1] != self.num_classes:
-            raise ValueError(f'the model gives {logits.shape[1]} channels, the task has {self.num_classes} classes')
+            raise ValueError(
+                f"the model gives {logits.shape[1]} channels, the task has {self.num_classes} classes"
+            )
         if logits.shape[-2:] != size:
-            logits = F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self._logits(x, y.shape[-2:])
         loss = F.cross_entropy(logits, y, ignore_index=self.ignore_index)
-        self.log('train_loss', loss, prog_bar=True)
+        self.log("train_loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self._logits(x, y.shape[-2:])
-        self.log('val_loss', F.cross_entropy(logits, y, ignore_index=self.ignore_index), prog_bar=False)
+        self.log("val_loss", F.cross_entropy(logits, y, ignore_index=self.ignore_index), prog_bar=False)
         self.val_miou.update(logits.argmax(dim=1), y)
 
     def validation_state(self) -> Any:

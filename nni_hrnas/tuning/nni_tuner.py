@@ -40,8 +40,9 @@ def to_optuna_distribution(name: str, spec: dict) -> BaseDistribution:
     if kind in ("uniform", "loguniform", "quniform", "randint"):
         low, high = values[0], values[1] if len(values) > 1 else None
         if high is None or not low < high:
-            raise ValueError(f"search space entry {name!r}: empty range {values!r}; expected [low, high] with "
-                             "low < high")
+            raise ValueError(
+                f"search space entry {name!r}: empty range {values!r}; expected [low, high] with low < high"
+            )
         if kind == "loguniform" and low <= 0:
             raise ValueError(f"search space entry {name!r}: loguniform needs low > 0, got {low}")
         if name in ("lambda", "eps") and low < 0:
@@ -51,8 +52,10 @@ def to_optuna_distribution(name: str, spec: dict) -> BaseDistribution:
         if kind == "quniform":
             return FloatDistribution(low, high, step=values[2])
         return FloatDistribution(low, high, log=kind == "loguniform")
-    raise ValueError(f"search space entry {name!r}: type {kind!r} is not supported; use choice, uniform, "
-                     "loguniform, quniform or randint")
+    raise ValueError(
+        f"search space entry {name!r}: type {kind!r} is not supported; use choice, uniform, "
+        "loguniform, quniform or randint"
+    )
 
 
 class OptunaTuner(Tuner):
@@ -67,8 +70,15 @@ class OptunaTuner(Tuner):
         seed: sampler seed.
     """
 
-    def __init__(self, objectives: str = "multi", sampler: str = "nsga2", storage: str | None = None,
-                 study_name: str = "hrnas", macs_limit: float | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        objectives: str = "multi",
+        sampler: str = "nsga2",
+        storage: str | None = None,
+        study_name: str = "hrnas",
+        macs_limit: float | None = None,
+        seed: int | None = None,
+    ) -> None:
         if objectives not in OBJECTIVES:
             raise ValueError(f"objectives must be one of {OBJECTIVES}, got {objectives!r}")
         if sampler not in SAMPLERS:
@@ -81,8 +91,12 @@ class OptunaTuner(Tuner):
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         }
         self.study = optuna.create_study(
-            storage=open_storage(storage) if storage else None, study_name=study_name, directions=directions,
-            sampler=samplers[sampler](), load_if_exists=True)
+            storage=open_storage(storage) if storage else None,
+            study_name=study_name,
+            directions=directions,
+            sampler=samplers[sampler](),
+            load_if_exists=True,
+        )
         self.distributions: dict[str, BaseDistribution] = {}
         self.trials: dict[int, optuna.Trial] = {}
 
@@ -93,7 +107,9 @@ class OptunaTuner(Tuner):
     def generate_parameters(self, parameter_id: int, **kwargs: Any) -> dict:
         """The next trial's parameters: one ``study.ask`` (the Optuna trial keeps NNI's parameter id)."""
         if not self.distributions:
-            raise RuntimeError("the search space is empty: give lambda and eps ranges in the config's searchSpace")
+            raise RuntimeError(
+                "the search space is empty: give lambda and eps ranges in the config's searchSpace"
+            )
         trial = self.study.ask(self.distributions)
         trial.set_user_attr("nni_parameter_id", parameter_id)
         self.trials[parameter_id] = trial
@@ -120,7 +136,9 @@ class OptunaTuner(Tuner):
             if key in result:
                 trial.set_user_attr(key, result[key])
         if self.macs_limit is not None and "macs" in result:
-            trial.set_constraint("macs_over_limit", float(result["macs"]) - self.macs_limit)  # > 0: infeasible
+            trial.set_constraint(
+                "macs_over_limit", float(result["macs"]) - self.macs_limit
+            )  # > 0: infeasible
         if any(not math.isfinite(v) for v in (values if isinstance(values, list) else [values])):
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
@@ -136,8 +154,11 @@ class OptunaTuner(Tuner):
         """Replay finished trials (``nnictl resume``) that the study does not hold yet."""
         import nni
 
-        known = {(tuple(sorted(t.params.items())), tuple(t.values or ())) for t in self.study.trials
-                 if t.state == optuna.trial.TrialState.COMPLETE}
+        known = {
+            (tuple(sorted(t.params.items())), tuple(t.values or ()))
+            for t in self.study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+        }
         added = 0
         for record in data:
             if isinstance(record, str):
@@ -151,8 +172,13 @@ class OptunaTuner(Tuner):
             if (tuple(sorted(params.items())), tuple(values)) in known:
                 continue
             distributions = {k: self.distributions[k] for k in params if k in self.distributions}
-            self.study.add_trial(optuna.trial.create_trial(
-                params=params, distributions=distributions, values=values,
-                user_attrs={k: result[k] for k in ("macs", "params") if k in result}))
+            self.study.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions=distributions,
+                    values=values,
+                    user_attrs={k: result[k] for k in ("macs", "params") if k in result},
+                )
+            )
             added += 1
         _log.info("replayed %d finished trials into study %r", added, self.study.study_name)

@@ -33,19 +33,26 @@ def open_storage(url: str, heartbeat: int | None = None) -> optuna.storages.Base
     if url.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = url[len(JOURNAL_PREFIX):]
+        path = url[len(JOURNAL_PREFIX) :]
         try:
             return JournalStorage(JournalFileBackend(path))
         except OSError as error:
-            raise ValueError(f"cannot open journal storage {path!r}: {error}; check the folder exists "
-                             "and is writable") from error
+            raise ValueError(
+                f"cannot open journal storage {path!r}: {error}; check the folder exists and is writable"
+            ) from error
     try:
         if heartbeat is None:
             return optuna.storages.RDBStorage(url)
         with warnings.catch_warnings():  # Optuna calls its heartbeat experimental; it is what we rely on
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                                              heartbeat_stale_trial_callback=retry_callback())
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=retry_callback(),
+            )
     except Exception as error:  # SQLAlchemy raises many kinds; all mean the URL cannot be used
-        raise ValueError(f"cannot open Optuna storage {url!r}: {error}. Use a SQLAlchemy URL such as "
-                         "sqlite:///study.db or postgresql://user:password@host/database, or journal:PATH") from error
+        raise ValueError(
+            f"cannot open Optuna storage {url!r}: {error}. Use a SQLAlchemy URL such as "
+            "sqlite:///study.db or postgresql://user:password@host/database, or journal:PATH"
+        ) from error

@@ -104,7 +104,9 @@ class StudySettings:
         if not isinstance(self.workers, int) or self.workers < 1:
             raise StudyError(f"invalid workers={self.workers!r}: expected an integer >= 1")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise StudyError(f"invalid threads={self.threads!r}: expected an integer >= 1 (threads per worker)")
+            raise StudyError(
+                f"invalid threads={self.threads!r}: expected an integer >= 1 (threads per worker)"
+            )
         if not isinstance(self.heartbeat, int) or self.heartbeat < 1:
             raise StudyError(f"invalid heartbeat={self.heartbeat!r}: expected whole seconds >= 1")
         if self.mode not in MODES:
@@ -117,8 +119,9 @@ class StudySettings:
         if self.pruner not in PRUNERS:
             raise StudyError(f"invalid pruner={self.pruner!r}: allowed: {', '.join(PRUNERS)}")
         if self.pruner != "none" and self.mode != "single":
-            raise StudyError(f"pruner={self.pruner!r} needs --mode single: Optuna prunes single-objective studies "
-                             "only")
+            raise StudyError(
+                f"pruner={self.pruner!r} needs --mode single: Optuna prunes single-objective studies only"
+            )
         if self.macs_limit is not None and self.mode != "single":
             raise StudyError("macs_limit is a constraint of the single-objective mode; pass --mode single")
         try:
@@ -147,13 +150,19 @@ def create_study(settings: StudySettings) -> optuna.Study:
     """Create the study (or load it to add trials), before any worker starts: several workers on a
     fresh SQLite file would race to create its schema."""
     directions = ["maximize", "minimize"] if settings.mode == "multi" else ["maximize"]
-    study = optuna.create_study(storage=open_storage(settings.storage, settings.heartbeat),
-                                study_name=settings.study_name,
-                                directions=directions, load_if_exists=True, pruner=make_pruner(settings))
+    study = optuna.create_study(
+        storage=open_storage(settings.storage, settings.heartbeat),
+        study_name=settings.study_name,
+        directions=directions,
+        load_if_exists=True,
+        pruner=make_pruner(settings),
+    )
     if len(study.directions) != len(directions):
-        raise StudyError(f"study {settings.study_name!r} in {settings.storage} has {len(study.directions)} "
-                         f"objective(s), but mode={settings.mode!r} needs {len(directions)}: choose another "
-                         "--study-name")
+        raise StudyError(
+            f"study {settings.study_name!r} in {settings.storage} has {len(study.directions)} "
+            f"objective(s), but mode={settings.mode!r} needs {len(directions)}: choose another "
+            "--study-name"
+        )
     study.set_user_attr("settings", json.loads(json.dumps(asdict(settings))))
     return study
 
@@ -173,15 +182,31 @@ def make_objective(settings: StudySettings) -> Callable[[optuna.Trial], Any]:
             if math.isfinite(epoch["metric"]):
                 trial.report(epoch["metric"], epoch["epoch"])
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"epoch {epoch['epoch']}/{epoch['epochs']}: metric {epoch['metric']:.4g} "
-                                             f"at {epoch['macs']:,} MACs is below the {settings.pruner} pruner's bar")
+                    raise optuna.TrialPruned(
+                        f"epoch {epoch['epoch']}/{epoch['epochs']}: metric {epoch['metric']:.4g} "
+                        f"at {epoch['macs']:,} MACs is below the {settings.pruner} pruner's bar"
+                    )
 
-        result = run_search(SearchSettings(task=settings.task, lambda_=lam, eps=eps, epochs=settings.epochs,
-                                           seed=settings.seed, out=str(run_dir),
-                                           resume=RunFolder(run_dir).has_checkpoint(),
-                                           **settings.device.flags()),
-                            on_epoch_end=report if settings.mode == "single" else None)
-        for name in ("macs", "params", "arch", "search_seconds", "metric_name"):  # user attrs named as the fields
+        result = run_search(
+            SearchSettings(
+                task=settings.task,
+                lambda_=lam,
+                eps=eps,
+                epochs=settings.epochs,
+                seed=settings.seed,
+                out=str(run_dir),
+                resume=RunFolder(run_dir).has_checkpoint(),
+                **settings.device.flags(),
+            ),
+            on_epoch_end=report if settings.mode == "single" else None,
+        )
+        for name in (
+            "macs",
+            "params",
+            "arch",
+            "search_seconds",
+            "metric_name",
+        ):  # user attrs named as the fields
             trial.set_user_attr(name, getattr(result, name))
         if settings.mode == "multi":
             return float(result.metric), float(result.macs)
@@ -198,8 +223,14 @@ ObjectiveFactory = Callable[[StudySettings], Callable[[optuna.Trial], Any]]
 MAX_RESTARTS = 3
 
 
-def _worker(settings: StudySettings, n_trials: int, threads: int, objective: ObjectiveFactory = make_objective,
-            token: str = "", done: Any = None) -> None:
+def _worker(
+    settings: StudySettings,
+    n_trials: int,
+    threads: int,
+    objective: ObjectiveFactory = make_objective,
+    token: str = "",
+    done: Any = None,
+) -> None:
     """One worker: ``n_trials`` trials, each tagged with the worker's ``token`` and counted in ``done``."""
     # The study's standard output carries the parent's summary alone (``--json``). A spawned worker
     # starts with NNI's own handler, which logs to stdout: sent on, those lines fill a pipe that a
@@ -208,8 +239,11 @@ def _worker(settings: StudySettings, n_trials: int, threads: int, objective: Obj
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     setup_cli_logging()
     limit_threads(threads)
-    study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage, settings.heartbeat),
-                              pruner=make_pruner(settings))
+    study = optuna.load_study(
+        study_name=settings.study_name,
+        storage=open_storage(settings.storage, settings.heartbeat),
+        pruner=make_pruner(settings),
+    )
     function = objective(settings)
 
     def tagged(trial: optuna.Trial) -> Any:
@@ -268,40 +302,65 @@ def run_study(settings: StudySettings, objective: ObjectiveFactory = make_object
             process.join()
         errors = [p.exitcode for p, *_ in workers if p.exitcode and p.exitcode > 0]
         if errors:
-            raise RuntimeError(f"{len(errors)} study worker(s) failed (exit codes {errors}); finished trials "
-                               f"are kept in {settings.storage}")
+            raise RuntimeError(
+                f"{len(errors)} study worker(s) failed (exit codes {errors}); finished trials "
+                f"are kept in {settings.storage}"
+            )
         killed = [(p, n - done.value, token) for p, n, token, done in workers if p.exitcode]
         if not killed:
             break
         study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
         failed = fail_trials_of_dead_workers(study, {token for *_, token in killed})
         left = sum(n for _, n, _ in killed)
-        _log.warning("%d worker(s) killed (signals %s); trial(s) %s marked FAIL and retried; %d trial(s) left, "
-                     "on new workers", len(killed), [-p.exitcode for p, *_ in killed], failed, left)
+        _log.warning(
+            "%d worker(s) killed (signals %s); trial(s) %s marked FAIL and retried; %d trial(s) left, "
+            "on new workers",
+            len(killed),
+            [-p.exitcode for p, *_ in killed],
+            failed,
+            left,
+        )
         shares = _split(left, settings.workers)
     else:
-        raise RuntimeError(f"study workers were killed {MAX_RESTARTS + 1} times in a row; finished trials are kept "
-                           f"in {settings.storage}; run the same command again to add the missing ones")
+        raise RuntimeError(
+            f"study workers were killed {MAX_RESTARTS + 1} times in a row; finished trials are kept "
+            f"in {settings.storage}; run the same command again to add the missing ones"
+        )
     return optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of ``hrnas study``."""
     parser.add_argument("--task", required=True)
-    parser.add_argument("--storage", default="sqlite:///study.db",
-                        help="Optuna storage: sqlite:///study.db, postgresql://user:pw@host/db or journal:PATH")
+    parser.add_argument(
+        "--storage",
+        default="sqlite:///study.db",
+        help="Optuna storage: sqlite:///study.db, postgresql://user:pw@host/db or journal:PATH",
+    )
     parser.add_argument("--n-trials", type=int, default=20, help="new trials to add")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: this machine's cores "
-                                                    "divided by --workers, capped by OMP_NUM_THREADS if set)")
-    parser.add_argument("--heartbeat", type=int, default=60,
-                        help="seconds between heartbeats of running trials (SQL storages): a trial silent for two "
-                             "intervals is marked FAIL and retried")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per worker (default: this machine's cores "
+        "divided by --workers, capped by OMP_NUM_THREADS if set)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=60,
+        help="seconds between heartbeats of running trials (SQL storages): a trial silent for two "
+        "intervals is marked FAIL and retried",
+    )
     parser.add_argument("--study-name", help="default: hrnas-TASK")
     parser.add_argument("--mode", choices=MODES, default="multi")
     parser.add_argument("--macs-limit", type=float, help="single mode: MACs above this are infeasible")
-    parser.add_argument("--pruner", choices=PRUNERS, help="single mode: stops searches whose per-epoch metric "
-                                                          "falls behind (default median; multi mode: none)")
+    parser.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        help="single mode: stops searches whose per-epoch metric "
+        "falls behind (default median; multi mode: none)",
+    )
     parser.add_argument("--epochs", type=int, help="epochs of each search (default: the task's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="folder of the trials' run folders (default: runs/STUDY_NAME)")
@@ -317,25 +376,42 @@ def cmd_study(args: argparse.Namespace) -> int:
     from nni_hrnas.search import device_settings
 
     try:
-        settings = StudySettings(task=args.task, storage=args.storage, n_trials=args.n_trials, workers=args.workers,
-                                 study_name=args.study_name, mode=args.mode, macs_limit=args.macs_limit,
-                                 epochs=args.epochs, seed=args.seed, out=args.out, pruner=args.pruner,
-                                 threads=args.threads, heartbeat=args.heartbeat,
-                                 device=device_settings(args, check_machine=False))
+        settings = StudySettings(
+            task=args.task,
+            storage=args.storage,
+            n_trials=args.n_trials,
+            workers=args.workers,
+            study_name=args.study_name,
+            mode=args.mode,
+            macs_limit=args.macs_limit,
+            epochs=args.epochs,
+            seed=args.seed,
+            out=args.out,
+            pruner=args.pruner,
+            threads=args.threads,
+            heartbeat=args.heartbeat,
+            device=device_settings(args, check_machine=False),
+        )
         study = run_study(settings)
     except (StudyError, ValueError) as error:
         print(f"hrnas study: error: {error}", file=sys.stderr)
         return 2
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     front = study.best_trials if complete else []
-    summary = {"study": settings.study_name, "storage": settings.storage, "trials": len(study.trials),
-               "complete": len(complete),
-               "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
-               "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials),
-               "front": [{"number": t.number, "params": t.params, "values": t.values} for t in front]}
+    summary = {
+        "study": settings.study_name,
+        "storage": settings.storage,
+        "trials": len(study.trials),
+        "complete": len(complete),
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials),
+        "front": [{"number": t.number, "params": t.params, "values": t.values} for t in front],
+    }
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"study {settings.study_name} in {settings.storage}: {len(complete)}/{len(study.trials)} trials "
-              f"complete; best: " + "; ".join(f"#{t.number} {t.params} -> {t.values}" for t in front))
+        print(
+            f"study {settings.study_name} in {settings.storage}: {len(complete)}/{len(study.trials)} trials "
+            f"complete; best: " + "; ".join(f"#{t.number} {t.params} -> {t.values}" for t in front)
+        )
     return 0

@@ -112,9 +112,16 @@ def test_trajectory_and_lambda_eps(tmp_path):
     assert len(fig.data) == 6 and list(fig.data[0].x) == [0, 5, 10, 15, 20]  # epochs of the prune steps
     assert trajectory_figure(table.assign(trajectory=None)) is None
     # a two-phase search: evaluations after the last prune step keep its step number, at later epochs
-    two_phase = [{"step": s, "epoch": e, "macs": m, "params": 1, "metric": v, "units_removed": 0, "lambda": 0.0}
-                 for s, e, m, v in [(0, 0, 90, None), (1, 1, 40, 0.1), (2, 2, 20, 0.2), (2, 3, 20, 0.3),
-                                    (2, 4, 20, 0.4)]]
+    two_phase = [
+        {"step": s, "epoch": e, "macs": m, "params": 1, "metric": v, "units_removed": 0, "lambda": 0.0}
+        for s, e, m, v in [
+            (0, 0, 90, None),
+            (1, 1, 40, 0.1),
+            (2, 2, 20, 0.2),
+            (2, 3, 20, 0.3),
+            (2, 4, 20, 0.4),
+        ]
+    ]
     fig = trajectory_figure(table.head(1).assign(trajectory=[two_phase]))
     assert list(fig.data[0].x) == [0, 1, 2, 3, 4] and list(fig.data[1].y)[-3:] == [0.2, 0.3, 0.4]
     lam = lambda_eps_figure(table)

@@ -5,18 +5,18 @@ from nni_hrnas.data import digits
 
 
 def test_digits_seg_deterministic_and_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv('HRNAS_CACHE', str(tmp_path))
-    a = digits.load_arrays('seg', seed=3, sizes=(40, 20))
-    files = list(tmp_path.glob('digits_seg_*.npz'))
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path))
+    a = digits.load_arrays("seg", seed=3, sizes=(40, 20))
+    files = list(tmp_path.glob("digits_seg_*.npz"))
     assert len(files) == 1
-    b = digits.load_arrays('seg', seed=3, sizes=(40, 20))  # from the cache
+    b = digits.load_arrays("seg", seed=3, sizes=(40, 20))  # from the cache
     files[0].unlink()
-    c = digits.load_arrays('seg', seed=3, sizes=(40, 20))  # rebuilt
+    c = digits.load_arrays("seg", seed=3, sizes=(40, 20))  # rebuilt
     for k in a:
         assert np.array_equal(a[k], b[k]) and np.array_equal(a[k], c[k])
-    d = digits.load_arrays('seg', seed=4, sizes=(40, 20))
-    assert not np.array_equal(a['train_x'], d['train_x'])
-    x, y = a['train_x'], a['train_y']
+    d = digits.load_arrays("seg", seed=4, sizes=(40, 20))
+    assert not np.array_equal(a["train_x"], d["train_x"])
+    x, y = a["train_x"], a["train_y"]
     assert x.shape == (40, 64, 64) and y.shape == (40, 64, 64) and x.dtype == np.uint8
     assert set(np.unique(y)) <= set(range(11)) | {255}
     # labelled digit pixels are ink; background is mostly dark, clutter makes some of it bright
@@ -30,7 +30,7 @@ def test_digits_seg_deterministic_and_cached(tmp_path, monkeypatch):
 
 
 def test_digits_datasets_shapes(tmp_path, monkeypatch):
-    monkeypatch.setenv('HRNAS_CACHE', str(tmp_path))
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path))
     train, val = digits.digits_seg(seed=0, sizes=(16, 8))
     image, label = train[0]
     assert image.shape == (1, 64, 64) and image.dtype == torch.float32 and label.shape == (64, 64)
@@ -43,12 +43,12 @@ def test_digits_datasets_shapes(tmp_path, monkeypatch):
     # the heatmap peaks sit on the keypoints, which sit on ink
     peaks = heat.reshape(4, -1).argmax(1)
     py, px = peaks // 16, peaks % 16
-    kp = meta['joints'].numpy()
+    kp = meta["joints"].numpy()
     assert np.abs(px.numpy() * 4 - kp[:, 0]).max() <= 2.5 and np.abs(py.numpy() * 4 - kp[:, 1]).max() <= 2.5
     raw = image[0].numpy() * digits.DIGITS_STD + digits.DIGITS_MEAN
     assert all(raw[int(round(y)), int(round(x))] > 0.2 for x, y in kp)
     gt = val.coco_gt()
-    assert len(gt.getAnnIds()) == 8 and gt.loadCats(1)[0]['keypoints'] == ['top', 'bottom', 'left', 'right']
+    assert len(gt.getAnnIds()) == 8 and gt.loadCats(1)[0]["keypoints"] == ["top", "bottom", "left", "right"]
 
 
 def test_validation_uses_unseen_digit_instances():

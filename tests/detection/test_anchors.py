@@ -74,7 +74,7 @@ def _outputs_for(boxes, height=4, width=8, settings=CAR, logit=8.0):
         cell, r = divmod(k, a)
         i, j = divmod(cell, width)
         out[0, r, i, j] = logit
-        out[0, a + r * 7: a + r * 7 + 7, i, j] = encode(matched[k:k + 1], anchors[k:k + 1])[0]
+        out[0, a + r * 7 : a + r * 7 + 7, i, j] = encode(matched[k : k + 1], anchors[k : k + 1])[0]
         out[0, a * 8 + r * 2 + int(direction_bin(matched[k, 6:7])), i, j] = 5.0
     return out
 
@@ -82,10 +82,12 @@ def _outputs_for(boxes, height=4, width=8, settings=CAR, logit=8.0):
 def test_decoding_recovers_boxes_with_their_heading():
     boxes = torch.tensor([[3.0, -1.0, -1.0, 4.2, 1.7, 1.5, 2.9], [5.5, 2.0, -0.9, 3.8, 1.6, 1.5, -1.4]])
     out = _outputs_for(boxes)
-    (found, scores), = decode_detections(out, CAR, GRID, DecodeSettings(score_threshold=0.5))
+    ((found, scores),) = decode_detections(out, CAR, GRID, DecodeSettings(score_threshold=0.5))
     assert len(found) == 2 and (scores > 0.99).all()
     order = found[:, 0].argsort()
-    torch.testing.assert_close(found[order], boxes, atol=1e-5, rtol=0)  # 2.9 rad and -1.4 rad: not turned by pi
+    torch.testing.assert_close(
+        found[order], boxes, atol=1e-5, rtol=0
+    )  # 2.9 rad and -1.4 rad: not turned by pi
 
 
 def test_loss_is_lower_for_the_right_outputs():
@@ -97,9 +99,9 @@ def test_loss_is_lower_for_the_right_outputs():
     turned[0, 6] -= math.pi  # the same box facing the other way: only the direction loss tells
     flipped = detection_loss(_outputs_for(turned), gt, CAR, GRID)
     wrong = detection_loss(_outputs_for(torch.tensor([[6.0, 2.0, -1.0, 4.2, 1.7, 1.5, 0.0]])), gt, CAR, GRID)
-    assert right['box'] < 1e-3 and right['dir'] < 0.01
-    assert flipped['box'] < 1e-3 and flipped['dir'] > 1.0  # sine loss blind to pi, the direction bin is not
-    assert wrong['loss'] > right['loss'] + 1.0
+    assert right["box"] < 1e-3 and right["dir"] < 0.01
+    assert flipped["box"] < 1e-3 and flipped["dir"] > 1.0  # sine loss blind to pi, the direction bin is not
+    assert wrong["loss"] > right["loss"] + 1.0
     # no ground truth: only the classification loss, no NaN
     empty = detection_loss(_outputs_for(boxes), torch.zeros(1, 4, 8), CAR, GRID)
-    assert torch.isfinite(empty['loss']) and empty['box'] == 0
+    assert torch.isfinite(empty["loss"]) and empty["box"] == 0

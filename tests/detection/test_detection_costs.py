@@ -23,7 +23,11 @@ def test_rpn_cost_is_exact(name):
 def test_published_rpn_by_hand():
     # 3x3 convs at 248x216, 124x108, 62x54; transposed convs to 128 channels; a 1x1 head to 20 outputs
     a1, a2, a3 = 248 * 216, 124 * 108, 62 * 54
-    convs = (64 * 64 * 9 * 4) * a1 + (64 * 128 * 9 + 5 * 128 * 128 * 9) * a2 + (128 * 256 * 9 + 5 * 256 * 256 * 9) * a3
+    convs = (
+        (64 * 64 * 9 * 4) * a1
+        + (64 * 128 * 9 + 5 * 128 * 128 * 9) * a2
+        + (128 * 256 * 9 + 5 * 256 * 256 * 9) * a3
+    )
     ups = 64 * 128 * a1 + 128 * 128 * 4 * a2 + 256 * 128 * 16 * a3
     assert PointPillarsRPN().cost((64, 496, 432)).macs == convs + ups + 384 * 20 * a1
 

@@ -48,8 +48,23 @@ def test_kitti_sim_smoke_search_exports_a_reloadable_network(sim_root, tmp_path,
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     monkeypatch.setenv("HRNAS_QUIET", "1")
     out = tmp_path / "run"
-    assert main(["search", "--task", "kitti_sim", "--data-root", str(sim_root), "--epochs", "2", "--out", str(out),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--task",
+                "kitti_sim",
+                "--data-root",
+                str(sim_root),
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["task"] == "kitti_sim" and 0 < result["macs"] <= result["macs_max"]
     assert np.isfinite(result["metric"]) and 0 <= result["metric"] <= 100

@@ -35,7 +35,15 @@ def test_ray_box_distance_by_hand():
 
 def test_occlusion_share_of_a_car_behind_another():
     settings = SimSettings(beams=32, azimuth_step=0.2)
-    front = [10.0, 0, -SENSOR_HEIGHT + 0.78, 3.9, 1.6, 1.56, math.pi / 2]  # across the ray: 3.9 m wide, 1.56 high
+    front = [
+        10.0,
+        0,
+        -SENSOR_HEIGHT + 0.78,
+        3.9,
+        1.6,
+        1.56,
+        math.pi / 2,
+    ]  # across the ray: 3.9 m wide, 1.56 high
     behind = [20.0, 0, -SENSOR_HEIGHT + 0.78, 3.9, 1.6, 1.56, math.pi / 2]
     aside = [20.0, 8, -SENSOR_HEIGHT + 0.78, 3.9, 1.6, 1.56, math.pi / 2]
     dist = ray_box_distances(ray_directions(settings), np.array([front, behind, aside]))
@@ -49,7 +57,7 @@ def test_occlusion_share_of_a_car_behind_another():
 
 def test_scene_points_lie_on_the_ground_or_on_objects():
     points, boxes, names, occluded = make_scene(TINY, np.random.default_rng(0))
-    assert names.count('Car') >= TINY.cars[0] - 1 and len(points) > 2000
+    assert names.count("Car") >= TINY.cars[0] - 1 and len(points) > 2000
     on_ground = np.abs(points[:, 2] + SENSOR_HEIGHT) < 0.1
     grown = boxes.copy()
     grown[:, 3:6] += 0.15  # range noise
@@ -59,7 +67,7 @@ def test_scene_points_lie_on_the_ground_or_on_objects():
 
 
 def test_labels_truncation_and_round_trip(tmp_path):
-    calib_file = tmp_path / 'c.txt'
+    calib_file = tmp_path / "c.txt"
     calib_file.write_text(CALIB_TEXT)
     calib = read_calib(calib_file)
     centred = [15.0, 0, -SENSOR_HEIGHT + 0.78, 3.9, 1.6, 1.56, 0.0]
@@ -68,29 +76,30 @@ def test_labels_truncation_and_round_trip(tmp_path):
     far = [40.0, 0, -SENSOR_HEIGHT + 0.78, 3.9, 1.6, 1.56, 0.0]
     behind = [-10.0, 0, -SENSOR_HEIGHT + 0.78, 3.9, 1.6, 1.56, 0.0]
     boxes = np.array([centred, border, far, behind])
-    lines = _label_lines(boxes, ['Car'] * 4, [0.0, 0.3, 0.0, 0.0], calib, SimSettings())
+    lines = _label_lines(boxes, ["Car"] * 4, [0.0, 0.3, 0.0, 0.0], calib, SimSettings())
     assert len(lines) == 3  # the car behind the camera is not labelled
-    (tmp_path / 'l.txt').write_text('\n'.join(lines) + '\n')
-    rows = read_labels(tmp_path / 'l.txt')
-    assert rows.names == ['Car', 'Car', 'DontCare']  # farther than label_range: DontCare
+    (tmp_path / "l.txt").write_text("\n".join(lines) + "\n")
+    rows = read_labels(tmp_path / "l.txt")
+    assert rows.names == ["Car", "Car", "DontCare"]  # farther than label_range: DontCare
     assert rows.truncated[0] == 0.0 and 0.05 < rows.truncated[1] < 0.95
     assert rows.occluded.tolist()[:2] == [0, 1]
     assert rows.bbox[1, 0] == 0.0  # clipped at the left border
 
 
 def test_written_layout_is_read_by_the_kitti_loader(tmp_path):
-    root = write_kitti_sim(tmp_path / 'sim', TINY, seed=1)
-    pillars = PillarSettings(voxel=0.32, x_range=(0, 40.96), y_range=(-20.48, 20.48), max_pillars=4000,
-                             max_pillars_test=4000)
-    val = KittiDetection(str(root), 'val', pillars=pillars)
-    assert len(val) == 2 and len(KittiDetection(str(root), 'train', pillars=pillars)) == 3
+    root = write_kitti_sim(tmp_path / "sim", TINY, seed=1)
+    pillars = PillarSettings(
+        voxel=0.32, x_range=(0, 40.96), y_range=(-20.48, 20.48), max_pillars=4000, max_pillars_test=4000
+    )
+    val = KittiDetection(str(root), "val", pillars=pillars)
+    assert len(val) == 2 and len(KittiDetection(str(root), "train", pillars=pillars)) == 3
     ann = val.annotations(0)
-    assert 'Car' in ann.names
+    assert "Car" in ann.names
     packed, target, _ = val[0]
-    assert (packed[:, 0] > 0).sum() > 300 and target[:, 0].sum() == ann.names.count('Car')
+    assert (packed[:, 0] > 0).sum() > 300 and target[:, 0].sum() == ann.names.count("Car")
     # the labels' boxes match the simulated ones to the files' two decimals
     _, boxes, names, _ = make_scene(TINY, np.random.default_rng((1, 3)))
-    sim_cars = boxes[[n == 'Car' for n in names]]
-    for box in ann.boxes[[n == 'Car' for n in ann.names]]:
+    sim_cars = boxes[[n == "Car" for n in names]]
+    for box in ann.boxes[[n == "Car" for n in ann.names]]:
         d = np.abs(sim_cars[:, :6] - box[:6]).max(1)
         assert d.min() < 0.03

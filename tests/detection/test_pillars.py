@@ -9,20 +9,31 @@ import torch
 from nni_hrnas.detection.pillars import PillarSettings, pillarise
 from nni_hrnas.ops.pillars import PillarFrontEnd
 
-SMALL = PillarSettings(voxel=0.5, x_range=(0, 4), y_range=(-2, 2), z_range=(-1, 1), max_points=6, max_pillars=64,
-                       channels=5)
+SMALL = PillarSettings(
+    voxel=0.5, x_range=(0, 4), y_range=(-2, 2), z_range=(-1, 1), max_points=6, max_pillars=64, channels=5
+)
 
 
 def _cloud(rng, n):
     # a wider box than the range: some points fall outside in x, y and z
-    return np.column_stack([rng.uniform(-0.5, 4.5, n), rng.uniform(-2.5, 2.5, n), rng.uniform(-1.2, 1.2, n),
-                            rng.uniform(0, 1, n)]).astype(np.float32)
+    return np.column_stack(
+        [
+            rng.uniform(-0.5, 4.5, n),
+            rng.uniform(-2.5, 2.5, n),
+            rng.uniform(-1.2, 1.2, n),
+            rng.uniform(0, 1, n),
+        ]
+    ).astype(np.float32)
 
 
 def _reference_groups(points, s):
     groups = {}
     for x, y, z, r in points.tolist():
-        if not (s.x_range[0] <= x < s.x_range[1] and s.y_range[0] <= y < s.y_range[1] and s.z_range[0] <= z < s.z_range[1]):
+        if not (
+            s.x_range[0] <= x < s.x_range[1]
+            and s.y_range[0] <= y < s.y_range[1]
+            and s.z_range[0] <= z < s.z_range[1]
+        ):
             continue
         col = math.floor((x - s.x_range[0]) / s.voxel)
         row = math.floor((y - s.y_range[0]) / s.voxel)
@@ -36,7 +47,7 @@ def _packed_groups(packed, s):
         count = int(row[0])
         if count == 0:
             continue
-        pts = [tuple(row[3 + 4 * i: 7 + 4 * i]) for i in range(count)]
+        pts = [tuple(row[3 + 4 * i : 7 + 4 * i]) for i in range(count)]
         out[(int(row[1]), int(row[2]))] = pts
     return out
 
@@ -44,14 +55,16 @@ def _packed_groups(packed, s):
 def test_pillarise_matches_reference_grouping():
     rng = np.random.default_rng(0)
     cloud = _cloud(rng, 150)
-    s = PillarSettings(**{**SMALL.__dict__, 'max_points': 32})  # no cap reached: exact sets
+    s = PillarSettings(**{**SMALL.__dict__, "max_points": 32})  # no cap reached: exact sets
     got = _packed_groups(pillarise(torch.from_numpy(cloud), s), s)
     ref = _reference_groups(cloud, s)
     assert set(got) == set(ref) and len(ref) > 30
     for cell, pts in ref.items():
         assert sorted(got[cell]) == sorted(pts)  # float32 values, copied unchanged
     # with the published caps: 6 points per pillar at most, each a point of its cell; 10 pillars at most
-    capped = pillarise(torch.from_numpy(cloud), SMALL, max_pillars=10, generator=torch.Generator().manual_seed(1))
+    capped = pillarise(
+        torch.from_numpy(cloud), SMALL, max_pillars=10, generator=torch.Generator().manual_seed(1)
+    )
     groups = _packed_groups(capped, SMALL)
     assert len(groups) == 10 and capped.shape == (10, 3 + 4 * 6)
     for cell, pts in groups.items():
@@ -63,7 +76,12 @@ def _reference_pseudo_image(packed_batch, net, s):
     w = net.linear.weight.detach().double().numpy()
     bn = net.norm
     scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
-    shift = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    shift = (
+        (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps))
+        .detach()
+        .double()
+        .numpy()
+    )
     rows, cols = s.grid
     out = np.zeros((len(packed_batch), s.channels, rows, cols))
     for b, packed in enumerate(packed_batch):
@@ -72,15 +90,26 @@ def _reference_pseudo_image(packed_batch, net, s):
             if count == 0:
                 continue
             r, c = int(row[1]), int(row[2])
-            pts = [row[3 + 4 * i: 7 + 4 * i] for i in range(count)]
+            pts = [row[3 + 4 * i : 7 + 4 * i] for i in range(count)]
             mean = [sum(p[k] for p in pts) / count for k in range(3)]
             cx, cy = s.x_range[0] + (c + 0.5) * s.voxel, s.y_range[0] + (r + 0.5) * s.voxel
             best = None
             for i in range(s.max_points):
                 if i < count:
                     p = pts[i]
-                    f = np.array([p[0], p[1], p[2], p[3], p[0] - mean[0], p[1] - mean[1], p[2] - mean[2],
-                                  p[0] - cx, p[1] - cy])
+                    f = np.array(
+                        [
+                            p[0],
+                            p[1],
+                            p[2],
+                            p[3],
+                            p[0] - mean[0],
+                            p[1] - mean[1],
+                            p[2] - mean[2],
+                            p[0] - cx,
+                            p[1] - cy,
+                        ]
+                    )
                 else:
                     f = np.zeros(9)  # padding points take part in the max, as in PointPillars
                 h = np.maximum(w @ f * scale + shift, 0)
@@ -114,7 +143,7 @@ def test_front_end_matches_reference_on_random_clouds():
 def test_published_grid_and_bad_settings():
     s = PillarSettings()
     assert s.grid == (496, 432) and s.input_size == (64, 496, 432)
-    with pytest.raises(ValueError, match='whole number'):
+    with pytest.raises(ValueError, match="whole number"):
         PillarSettings(voxel=0.3)
-    with pytest.raises(ValueError, match='max_points'):
+    with pytest.raises(ValueError, match="max_points"):
         PillarSettings(max_points=0)

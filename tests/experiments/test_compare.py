@@ -11,19 +11,28 @@ from nni_hrnas.compare import Budget, CompareError, CompareSettings, parse_budge
 from search_spaces import HRNASSpace
 
 
-@pytest.mark.parametrize("text, budget", [
-    ("20m", Budget(seconds=1200)), ("90s", Budget(seconds=90)), ("1.5h", Budget(seconds=5400)),
-    ("50000img", Budget(images=50000)),
-])
+@pytest.mark.parametrize(
+    "text, budget",
+    [
+        ("20m", Budget(seconds=1200)),
+        ("90s", Budget(seconds=90)),
+        ("1.5h", Budget(seconds=5400)),
+        ("50000img", Budget(images=50000)),
+    ],
+)
 def test_parse_budget(text, budget):
     assert parse_budget(text) == budget
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"budget": "0m"}, "positive"), ({"budget": "soon"}, "expected e.g. 20m"),
-    ({"budget": "1m", "strategies": ["hrnas", "enas"]}, "choose from"),
-    ({"budget": "1m", "strategies": []}, "choose from"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"budget": "0m"}, "positive"),
+        ({"budget": "soon"}, "expected e.g. 20m"),
+        ({"budget": "1m", "strategies": ["hrnas", "enas"]}, "choose from"),
+        ({"budget": "1m", "strategies": []}, "choose from"),
+    ],
+)
 def test_bad_settings(kwargs, message):
     with pytest.raises(CompareError, match=message):
         CompareSettings(task="digits_seg", **kwargs)
@@ -33,12 +42,31 @@ def test_bad_settings(kwargs, message):
 def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capfd):
     capsys = capfd  # file-descriptor level: NNI's engines print to the process's stdout
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # NNI's default experiment folder lives there
-    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))  # the digits cache is not NNI's: kept out of HOME
+    monkeypatch.setenv(
+        "HRNAS_CACHE", str(tmp_path / "cache")
+    )  # the digits cache is not NNI's: kept out of HOME
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     monkeypatch.setenv("HRNAS_QUIET", "1")
     out = tmp_path / "cmp"
-    assert main(["compare", "--task", "digits_seg", "--budget", "768img", "--strategies", "hrnas,random,spos",
-                 "--eval-epochs", "1", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "digits_seg",
+                "--budget",
+                "768img",
+                "--strategies",
+                "hrnas,random,spos",
+                "--eval-epochs",
+                "1",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)  # stdout holds our JSON and nothing else
     assert not (tmp_path / "home").exists() and (out / "nni").is_dir()  # NNI's folders stay inside --out
     table = pd.read_csv(out / "results.csv")
@@ -60,12 +88,59 @@ def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capf
     for _, row in table.iterrows():
         assert f"<td>{row['strategy']}</td>" in results and f"<td>{row['metric']:.4g}</td>" in results
     # the table is never overwritten; --resume keeps what is there and runs only what is missing
-    assert main(["compare", "--task", "digits_seg", "--budget", "768img", "--strategies", "hrnas",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "digits_seg",
+                "--budget",
+                "768img",
+                "--strategies",
+                "hrnas",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "pass --resume" in capsys.readouterr().err
-    assert main(["compare", "--task", "digits_seg", "--budget", "1024img", "--strategies", "hrnas",
-                 "--out", str(out), "--resume"]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "digits_seg",
+                "--budget",
+                "1024img",
+                "--strategies",
+                "hrnas",
+                "--out",
+                str(out),
+                "--resume",
+            ]
+        )
+        == 2
+    )
     assert "same --task and --budget" in capsys.readouterr().err
-    assert main(["compare", "--task", "digits_seg", "--budget", "768img", "--strategies", "hrnas,random",
-                 "--eval-epochs", "1", "--out", str(out), "--resume", "--json"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--task",
+                "digits_seg",
+                "--budget",
+                "768img",
+                "--strategies",
+                "hrnas,random",
+                "--eval-epochs",
+                "1",
+                "--out",
+                str(out),
+                "--resume",
+                "--json",
+            ]
+        )
+        == 0
+    )
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), table)  # both were done: nothing rerun

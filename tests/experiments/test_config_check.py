@@ -35,27 +35,57 @@ def _variant(tmp_path: Path, edit) -> Path:
 TRIAL = "python -m nni_hrnas.trial --task digits_seg"
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda c: c.update(maxTrialNumbr=3), "did you mean 'maxTrialNumber'"),
-    (lambda c: c.update(trialConcurrency="two"), "trial_concurrency"),
-    (lambda c: c["tuner"]["classArgs"].update(objectives="both"), "objectives must be one of"),
-    (lambda c: c["tuner"]["classArgs"].update(storage="sqlite:////no/such/dir/x.db"), "cannot open Optuna storage"),
-    (lambda c: c["searchSpace"].update({"lambda": {"_type": "loguniform", "_value": [1e-2, 1e-4]}}),
-     "'lambda': empty range"),
-    (lambda c: c["searchSpace"].update(eps={"_type": "uniform", "_value": [-0.1, 0.1]}), "'eps': must not be negative"),
-    (lambda c: c["searchSpace"].pop("eps"), "searchSpace has no ['eps']"),
-    (lambda c: c.update(trialCommand="python -m nni_hrnas.trial --task digitz"), "digitz"),
-    (lambda c: c.update(trialCommand="python -m nni_hrnas.trial --task cityscapes"), "export CITYSCAPES_ROOT="),
-    (lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cuda --devices 2", trialGpuNumber=1),
-     "--devices 2, but trialGpuNumber: 1 gives each trial 1 GPU(s): set trialGpuNumber: 2"),
-    (lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cuda"), "NNI gives the trial no GPU; set trialGpuNumber: 1"),
-    (lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cpu", trialGpuNumber=1), "set trialGpuNumber: 0"),
-    (lambda c: (c.update(trialCommand=f"{TRIAL} --accelerator cuda --devices 2", trialGpuNumber=2),
-                c["trainingService"].update(gpuIndices=[0])), "gpuIndices lists 1 GPU(s), fewer than trialGpuNumber: 2"),
-    (lambda c: c.update(trialCommand=f"{TRIAL} --precision fp8"), "trialCommand: invalid --precision 'fp8'"),
-    (lambda c: c.update(trialCommand=f"{TRIAL} --num-nodes 2"), "an nnictl trial runs on one machine"),
-    (lambda c: (c.update(trialGpuNumber=1), c["trainingService"].pop("useActiveGpu")), "use_active_gpu"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda c: c.update(maxTrialNumbr=3), "did you mean 'maxTrialNumber'"),
+        (lambda c: c.update(trialConcurrency="two"), "trial_concurrency"),
+        (lambda c: c["tuner"]["classArgs"].update(objectives="both"), "objectives must be one of"),
+        (
+            lambda c: c["tuner"]["classArgs"].update(storage="sqlite:////no/such/dir/x.db"),
+            "cannot open Optuna storage",
+        ),
+        (
+            lambda c: c["searchSpace"].update({"lambda": {"_type": "loguniform", "_value": [1e-2, 1e-4]}}),
+            "'lambda': empty range",
+        ),
+        (
+            lambda c: c["searchSpace"].update(eps={"_type": "uniform", "_value": [-0.1, 0.1]}),
+            "'eps': must not be negative",
+        ),
+        (lambda c: c["searchSpace"].pop("eps"), "searchSpace has no ['eps']"),
+        (lambda c: c.update(trialCommand="python -m nni_hrnas.trial --task digitz"), "digitz"),
+        (
+            lambda c: c.update(trialCommand="python -m nni_hrnas.trial --task cityscapes"),
+            "export CITYSCAPES_ROOT=",
+        ),
+        (
+            lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cuda --devices 2", trialGpuNumber=1),
+            "--devices 2, but trialGpuNumber: 1 gives each trial 1 GPU(s): set trialGpuNumber: 2",
+        ),
+        (
+            lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cuda"),
+            "NNI gives the trial no GPU; set trialGpuNumber: 1",
+        ),
+        (
+            lambda c: c.update(trialCommand=f"{TRIAL} --accelerator cpu", trialGpuNumber=1),
+            "set trialGpuNumber: 0",
+        ),
+        (
+            lambda c: (
+                c.update(trialCommand=f"{TRIAL} --accelerator cuda --devices 2", trialGpuNumber=2),
+                c["trainingService"].update(gpuIndices=[0]),
+            ),
+            "gpuIndices lists 1 GPU(s), fewer than trialGpuNumber: 2",
+        ),
+        (
+            lambda c: c.update(trialCommand=f"{TRIAL} --precision fp8"),
+            "trialCommand: invalid --precision 'fp8'",
+        ),
+        (lambda c: c.update(trialCommand=f"{TRIAL} --num-nodes 2"), "an nnictl trial runs on one machine"),
+        (lambda c: (c.update(trialGpuNumber=1), c["trainingService"].pop("useActiveGpu")), "use_active_gpu"),
+    ],
+)
 def test_bad_configs_are_named_with_their_fix(tmp_path, monkeypatch, edit, expected):
     monkeypatch.delenv("CITYSCAPES_ROOT", raising=False)
     problems = check_config(_variant(tmp_path, edit))

@@ -29,14 +29,21 @@ def test_configs_are_valid_nni_configs(path):
 @pytest.mark.slow
 def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
     config = yaml.safe_load((ROOT / "experiments" / "digits.yml").read_text())
-    config.update(maxTrialNumber=2, trialCodeDirectory=str(ROOT), experimentWorkingDirectory=str(tmp_path / "exp"))
+    config.update(
+        maxTrialNumber=2, trialCodeDirectory=str(ROOT), experimentWorkingDirectory=str(tmp_path / "exp")
+    )
     config["tuner"]["codeDirectory"] = str(ROOT)
     (tmp_path / "digits.yml").write_text(yaml.safe_dump(config))
     # trials run `python -m nni_hrnas.trial`: the python of this environment, as an activated venv gives
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "HRNAS_SMOKE": "1", "HRNAS_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    created = subprocess.run([*NNICTL, "create", "--config", str(tmp_path / "digits.yml"), "--port", str(free_port)],
-                             env=env, capture_output=True, text=True, timeout=120)
+    created = subprocess.run(
+        [*NNICTL, "create", "--config", str(tmp_path / "digits.yml"), "--port", str(free_port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert created.returncode == 0, created.stderr
     experiment_id = next(p.name for p in (tmp_path / "exp").iterdir() if p.name != "_latest")
     database = tmp_path / "exp" / experiment_id / "db" / "nni.sqlite"
@@ -44,19 +51,31 @@ def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
         deadline = time.time() + 400
         while time.time() < deadline:
             with sqlite3.connect(database) as db:
-                ended = db.execute("select count(*) from TrialJobEvent where event in "
-                                   "('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED')").fetchone()[0]
+                ended = db.execute(
+                    "select count(*) from TrialJobEvent where event in "
+                    "('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED')"
+                ).fetchone()[0]
             if ended >= 2:
                 break
             time.sleep(3)
         exported = tmp_path / "results.json"
-        subprocess.run([*NNICTL, "experiment", "export", experiment_id, "--filename", str(exported),
-                        "--type", "json"], env=env, check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [*NNICTL, "experiment", "export", experiment_id, "--filename", str(exported), "--type", "json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         with sqlite3.connect(database) as db:
-            events = db.execute("select trialJobId, data from TrialJobEvent where event = 'RUNNING'").fetchall()
-            finals = db.execute("select trialJobId, parameterId from MetricData where type = 'FINAL'").fetchall()
-            periodical = db.execute("select trialJobId, parameterId, data from MetricData "
-                                    "where type = 'PERIODICAL'").fetchall()
+            events = db.execute(
+                "select trialJobId, data from TrialJobEvent where event = 'RUNNING'"
+            ).fetchall()
+            finals = db.execute(
+                "select trialJobId, parameterId from MetricData where type = 'FINAL'"
+            ).fetchall()
+            periodical = db.execute(
+                "select trialJobId, parameterId, data from MetricData where type = 'PERIODICAL'"
+            ).fetchall()
     finally:
         subprocess.run([*NNICTL, "stop", experiment_id], env=env, capture_output=True, timeout=60)
     results = json.loads(exported.read_text())
@@ -71,7 +90,9 @@ def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
     assert len(finals) == 2 and sorted(sent.values()) == [0, 1]
     assert all(int(parameter_id) == sent[trial] for trial, parameter_id in finals)
     # every smoke search (2 epochs, a prune step each) reported both epochs as intermediate results
-    assert len(periodical) == 4 and all(int(parameter_id) == sent[trial] for trial, parameter_id, _ in periodical)
+    assert len(periodical) == 4 and all(
+        int(parameter_id) == sent[trial] for trial, parameter_id, _ in periodical
+    )
     for _, _, data in periodical:
         value = json.loads(json.loads(data))
         assert value["epoch"] in (1, 2) and value["macs"] > 0
@@ -86,4 +107,6 @@ def test_nnictl_runs_digits_at_smoke_scale(tmp_path, free_port):
         got = collected[collected["trial"] == row["trialJobId"]].iloc[0]
         assert got["lambda"] == pytest.approx(row["parameter"]["lambda"])
         assert got["eps"] == pytest.approx(row["parameter"]["eps"])
-        assert_row_is_the_result(got, {k: value[k] for k in ("default", "macs", "params", "arch", "search_seconds")})
+        assert_row_is_the_result(
+            got, {k: value[k] for k in ("default", "macs", "params", "arch", "search_seconds")}
+        )

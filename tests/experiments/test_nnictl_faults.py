@@ -49,8 +49,9 @@ def nnictl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def trial_states(database: Path) -> dict[str, str]:
     """Each trial's latest status, as NNI's database records it."""
     with sqlite3.connect(database) as db:
-        rows = db.execute("select trialJobId, event from TrialJobEvent where trialJobId != '' "
-                          "order by timestamp, rowid").fetchall()
+        rows = db.execute(
+            "select trialJobId, event from TrialJobEvent where trialJobId != '' order by timestamp, rowid"
+        ).fetchall()
     states: dict[str, str] = {}
     for trial, event in rows:
         if event in STATES:
@@ -82,9 +83,13 @@ def experiment_status(port: int) -> str:
 def exported(experiment_id: str, path: Path) -> dict[str, dict]:
     nnictl("experiment", "export", experiment_id, "--filename", str(path), "--type", "json", timeout=60)
     rows = json.loads(path.read_text())
-    return {row["trialJobId"]: {"parameter": row["parameter"],
-                                "value": row["value"] if isinstance(row["value"], dict) else json.loads(row["value"])}
-            for row in rows}
+    return {
+        row["trialJobId"]: {
+            "parameter": row["parameter"],
+            "value": row["value"] if isinstance(row["value"], dict) else json.loads(row["value"]),
+        }
+        for row in rows
+    }
 
 
 def create(config: Path, port: int, tmp_path: Path) -> tuple[str, Path]:
@@ -99,39 +104,52 @@ def seed_where_only_the_second_trial_diverges(space: dict, trials: int = 3) -> i
     for seed in range(1000):
         tuner = OptunaTuner(objectives="multi", sampler="random", seed=seed)
         tuner.update_search_space(space)
-        if [tuner.generate_parameters(i)["lambda"] == DIVERGING_LAMBDA for i in range(trials)] == [False, True, False]:
+        if [tuner.generate_parameters(i)["lambda"] == DIVERGING_LAMBDA for i in range(trials)] == [
+            False,
+            True,
+            False,
+        ]:
             return seed
     raise AssertionError("no seed gives a single diverging trial")
 
 
 @pytest.mark.slow
 def test_a_diverging_trial_fails_and_the_experiment_goes_on(tmp_path, free_port):
-    space = {"lambda": {"_type": "choice", "_value": [1e-3, DIVERGING_LAMBDA]},
-             "eps": {"_type": "loguniform", "_value": [1e-4, 1e-2]}}
+    space = {
+        "lambda": {"_type": "choice", "_value": [1e-3, DIVERGING_LAMBDA]},
+        "eps": {"_type": "loguniform", "_value": [1e-4, 1e-2]},
+    }
     config = smoke_config(tmp_path, maxTrialNumber=3, searchSpace=space)
     loaded = yaml.safe_load(config.read_text())
     # the space in the order NNI hands it to the tuner (the file's): the sampler draws in that order
-    loaded["tuner"]["classArgs"].update(sampler="random",
-                                        seed=seed_where_only_the_second_trial_diverges(loaded["searchSpace"]))
+    loaded["tuner"]["classArgs"].update(
+        sampler="random", seed=seed_where_only_the_second_trial_diverges(loaded["searchSpace"])
+    )
     config.write_text(yaml.safe_dump(loaded))
     experiment_id, folder = create(config, free_port, tmp_path)
     database = folder / "db" / "nni.sqlite"
     try:
-        states = wait_for(database, lambda s: len(s) == 3 and all(v in ENDED for v in s.values()),
-                          "3 ended trials")
+        states = wait_for(
+            database, lambda s: len(s) == 3 and all(v in ENDED for v in s.values()), "3 ended trials"
+        )
         results = exported(experiment_id, tmp_path / "results.json")
         with sqlite3.connect(database) as db:
-            started = db.execute("select trialJobId, sequenceId, data, logPath from TrialJobEvent "
-                                 "where event = 'RUNNING'").fetchall()
+            started = db.execute(
+                "select trialJobId, sequenceId, data, logPath from TrialJobEvent where event = 'RUNNING'"
+            ).fetchall()
         status = experiment_status(free_port)
     finally:
         subprocess.run([*NNICTL, "stop", experiment_id], env=nnictl_env(), capture_output=True, timeout=60)
     parameters = {trial: json.loads(data)["parameters"] for trial, _, data, _ in started}
     first, diverged, last = [trial for trial, *_ in sorted(started, key=lambda row: row[1])]
-    assert [parameters[t]["lambda"] for t in (first, diverged, last)] == [1e-3, DIVERGING_LAMBDA, 1e-3], parameters
+    assert [parameters[t]["lambda"] for t in (first, diverged, last)] == [1e-3, DIVERGING_LAMBDA, 1e-3], (
+        parameters
+    )
     # the diverging trial is FAILED, its stderr names the divergence, and it reported no final result
     assert states[diverged] == "FAILED", states
-    stderr = (Path(next(path for trial, *_, path in started if trial == diverged)) / "trial.stderr").read_text()
+    stderr = (
+        Path(next(path for trial, *_, path in started if trial == diverged)) / "trial.stderr"
+    ).read_text()
     assert "SearchDiverged" in stderr and "the search loss is inf" in stderr, stderr[-2000:]
     assert diverged not in results
     # the trials before and after it finished and reported their metric: the experiment went on
@@ -148,20 +166,28 @@ def test_stop_in_a_trial_and_resume_keep_the_finished_trials_and_the_tuner_histo
     experiment_id, folder = create(smoke_config(tmp_path, maxTrialNumber=3), free_port, tmp_path)
     database = folder / "db" / "nni.sqlite"
     try:
-        wait_for(database, lambda s: "SUCCEEDED" in s.values() and "RUNNING" in s.values(),
-                 "a finished trial and a running one")
+        wait_for(
+            database,
+            lambda s: "SUCCEEDED" in s.values() and "RUNNING" in s.values(),
+            "a finished trial and a running one",
+        )
     finally:
         nnictl("stop", experiment_id, timeout=60)
     # what the stopped experiment holds: a finished trial with its metric, one cut in the middle
     before = trial_states(database)
-    finished = {trial: metric for trial, metric in final_metrics(database).items() if before[trial] == "SUCCEEDED"}
+    finished = {
+        trial: metric for trial, metric in final_metrics(database).items() if before[trial] == "SUCCEEDED"
+    }
     cut = [trial for trial, state in before.items() if trial not in finished]
     assert finished and cut, before
     # `nnictl resume` on a free port (the stopped experiment released this one) runs to the trial count
     nnictl("resume", experiment_id, "--port", str(free_port), "--experiment_dir", str(folder.parent))
     try:
-        after = wait_for(database, lambda s: len(s) == 3 and all(v in ENDED for v in s.values()),
-                         "3 ended trials after the resume")
+        after = wait_for(
+            database,
+            lambda s: len(s) == 3 and all(v in ENDED for v in s.values()),
+            "3 ended trials after the resume",
+        )
         results = exported(experiment_id, tmp_path / "results.json")
         status = experiment_status(free_port)
     finally:

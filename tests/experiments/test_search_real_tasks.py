@@ -8,8 +8,12 @@ from collected import assert_metric
 from nni_hrnas.cli import main
 from nni_hrnas.search import load_searched_model
 
-TASKS = [("cityscapes", "cityscapes_root", "CITYSCAPES_ROOT"), ("ade20k", "ade20k_root", "ADE20K_ROOT"),
-         ("coco_keypoints", "coco_root", "COCO_ROOT"), ("imagenet", "imagenet_root", "IMAGENET_ROOT")]
+TASKS = [
+    ("cityscapes", "cityscapes_root", "CITYSCAPES_ROOT"),
+    ("ade20k", "ade20k_root", "ADE20K_ROOT"),
+    ("coco_keypoints", "coco_root", "COCO_ROOT"),
+    ("imagenet", "imagenet_root", "IMAGENET_ROOT"),
+]
 
 
 @pytest.mark.slow
@@ -30,8 +34,9 @@ def test_search_runs_on_real_layout(task, fixture, variable, request, tmp_path, 
 
 
 @pytest.mark.parametrize("task, fixture, variable", TASKS)
-def test_missing_data_root_fails_at_once_naming_the_variable(task, fixture, variable, tmp_path, monkeypatch,
-                                                             capsys):
+def test_missing_data_root_fails_at_once_naming_the_variable(
+    task, fixture, variable, tmp_path, monkeypatch, capsys
+):
     monkeypatch.delenv(variable, raising=False)
     assert main(["search", "--task", task, "--out", str(tmp_path / "run")]) == 2
     assert variable in capsys.readouterr().err

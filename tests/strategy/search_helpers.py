@@ -52,9 +52,14 @@ def run_worker(config: dict, timeout: float = 300):
     evaluator = {**EVALUATOR, "n_train": 48, "n_val": 16, **config.pop("evaluator", {})}
     path.write_text(json.dumps({"evaluator": evaluator, **config}))
     worker = Path(__file__).with_name("search_worker.py")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, str(worker), str(path)], env=env, capture_output=True, timeout=timeout)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]),
+    )
+    return subprocess.run(
+        [sys.executable, str(worker), str(path)], env=env, capture_output=True, timeout=timeout
+    )
 
 
 def training_calls(folder, rank: int = 0) -> int:
@@ -80,7 +85,9 @@ def _assert_same(x, y, where: str) -> None:
 
     if torch.is_tensor(x):
         assert torch.is_tensor(y) and x.shape == y.shape and x.dtype == y.dtype, where
-        assert torch.equal(x, y), f"{where}: tensors differ (max |diff| {(x.double() - y.double()).abs().max()})"
+        assert torch.equal(x, y), (
+            f"{where}: tensors differ (max |diff| {(x.double() - y.double()).abs().max()})"
+        )
     elif isinstance(x, dict):
         assert isinstance(y, dict) and list(x) == list(y), f"{where}: keys {list(x)} vs {list(y)}"
         for k in x:

@@ -76,7 +76,11 @@ def main(config_path: str) -> None:
             live = getattr(live, "module", live)
             live = getattr(live, "module", live)  # _FabricModule -> DDP -> network
             steps["n"] += 1
-            record = {"arch": dict(model.arch), "live": _digest(live.state_dict()), "ema": _digest(model.state_dict())}
+            record = {
+                "arch": dict(model.arch),
+                "live": _digest(live.state_dict()),
+                "ema": _digest(model.state_dict()),
+            }
             (out / f"hash_rank{_rank()}_step{steps['n']}.json").write_text(json.dumps(record))
             return original_evaluate(task, model, loader, fabric)
 
@@ -87,20 +91,35 @@ def main(config_path: str) -> None:
 
         loop.evaluate, loop.save_checkpoint = evaluate, save_checkpoint
 
-    strategy = tiny_search(evaluator, lambda_=cfg.get("lambda", 0.05), epochs=cfg["epochs"], checkpoint_dir=out,
-                           resume=cfg.get("resume", False), target_macs=cfg.get("target_macs"),
-                           on_epoch_end=copy_each_epoch(out),
-                           devices=DeviceSettings(accelerator="cpu", devices=cfg.get("devices", 1),
-                                                  precision=cfg.get("precision", "32-true")))
+    strategy = tiny_search(
+        evaluator,
+        lambda_=cfg.get("lambda", 0.05),
+        epochs=cfg["epochs"],
+        checkpoint_dir=out,
+        resume=cfg.get("resume", False),
+        target_macs=cfg.get("target_macs"),
+        on_epoch_end=copy_each_epoch(out),
+        devices=DeviceSettings(
+            accelerator="cpu", devices=cfg.get("devices", 1), precision=cfg.get("precision", "32-true")
+        ),
+    )
     from search_spaces import HRNASSpace
 
-    config = dataclasses.asdict(HRNASSpace.from_preset("tiny").config)  # what load_searched_model rebuilds from
+    config = dataclasses.asdict(
+        HRNASSpace.from_preset("tiny").config
+    )  # what load_searched_model rebuilds from
     save_searched(out / "run", strategy.result["arch"], strategy.model, dict(strategy.result, config=config))
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.save(strategy.model.eval()(x), out / "searched_outputs.pt")
-    (out / "out.json").write_text(json.dumps({k: strategy.result[k] for k in (
-        "arch", "metric", "resumed_at_epoch", "search_cost", "trajectory", "devices")}))
+    (out / "out.json").write_text(
+        json.dumps(
+            {
+                k: strategy.result[k]
+                for k in ("arch", "metric", "resumed_at_epoch", "search_cost", "trajectory", "devices")
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

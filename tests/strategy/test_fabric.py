@@ -22,8 +22,12 @@ def _reloads_as_searched(folder) -> None:
     the searched outputs come from the channels-last network, and thread counts change the order of
     the convolutions' sums)."""
     with torch.no_grad():
-        torch.testing.assert_close(load_searched_model(folder / "run")(X), torch.load(folder / "searched_outputs.pt"),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            load_searched_model(folder / "run")(X),
+            torch.load(folder / "searched_outputs.pt"),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
 def test_two_processes_hold_the_same_network_at_every_prune_step(tmp_path):
@@ -34,8 +38,9 @@ def test_two_processes_hold_the_same_network_at_every_prune_step(tmp_path):
     steps = sorted(tmp_path.glob("hash_rank0_step*.json"))
     assert len(steps) == 3 and len(list(tmp_path.glob("hash_rank1_step*.json"))) == 3
     for k in range(1, 4):  # same architecture, same live and EMA weights and BN statistics on both ranks
-        assert (json.loads((tmp_path / f"hash_rank0_step{k}.json").read_text())
-                == json.loads((tmp_path / f"hash_rank1_step{k}.json").read_text())), k
+        assert json.loads((tmp_path / f"hash_rank0_step{k}.json").read_text()) == json.loads(
+            (tmp_path / f"hash_rank1_step{k}.json").read_text()
+        ), k
     assert sum(t["units_removed"] for t in out["trajectory"]) > 0  # the prune steps did remove units
     assert training_calls(tmp_path, 0) == training_calls(tmp_path, 1) == 3 * 3
     assert out["search_cost"]["images_seen"] == 3 * 96  # both ranks' images
@@ -54,7 +59,9 @@ def test_killed_rank_ends_the_group_and_two_processes_resume(tmp_path):
 
     one = run_worker(dict(TWO, dir=str(tmp_path), devices=1, resume=True))
     assert one.returncode != 0
-    assert "written by a search on 2 process(es)" in one.stderr.decode() and "--devices" in one.stderr.decode()
+    assert (
+        "written by a search on 2 process(es)" in one.stderr.decode() and "--devices" in one.stderr.decode()
+    )
     assert checkpoint.read_bytes() == before  # refused before anything ran, nothing overwritten
 
     calls = training_calls(tmp_path, 0)
@@ -103,8 +110,9 @@ def _evaluation_case(task_name: str):
     module = spec.make_lightning_module()
     if hasattr(val, "coco_gt"):
         module.coco_gt = val.coco_gt()
-    space = HRNASSpace.from_preset(spec.default_preset, input_size=spec.input_size(True),
-                                   num_outputs=spec.num_outputs)
+    space = HRNASSpace.from_preset(
+        spec.default_preset, input_size=spec.input_size(True), num_outputs=spec.num_outputs
+    )
     torch.manual_seed(0)
     return loader, module, space.freeze(space.max_sample()).eval()
 

@@ -89,7 +89,9 @@ def masked_copy(net, keep):
                 gone[kept] = False
                 with torch.no_grad():
                     t.token_bn.weight[gone] = 0.0
-                t.forward = types.MethodType(lambda self, x, kept=kept: masked_transformer_forward(self, x, kept), t)
+                t.forward = types.MethodType(
+                    lambda self, x, kept=kept: masked_transformer_forward(self, x, kept), t
+                )
     return masked
 
 
@@ -169,10 +171,13 @@ def test_penalty_weighs_each_gamma_by_the_macs_its_unit_costs():
 
 
 def test_lambda_ramps_up_over_the_warmup_then_stays():
-    policy = PruningPolicy(lambda_=0.2, eps=EPS, prune_every=1, warmup_epochs=2.0, input_size=SIZE, shrink_epochs=3)
+    policy = PruningPolicy(
+        lambda_=0.2, eps=EPS, prune_every=1, warmup_epochs=2.0, input_size=SIZE, shrink_epochs=3
+    )
     # a linear ramp from 0 over 2 epochs, by hand: 0.2 * t / 2
     assert [policy.lambda_at(t, 1.0, 5) for t in (0.0, 0.5, 1.0, 1.5, 2.0, 2.9)] == pytest.approx(
-        [0.0, 0.05, 0.1, 0.15, 0.2, 0.2])
+        [0.0, 0.05, 0.1, 0.15, 0.2, 0.2]
+    )
     assert policy.lambda_at(1.0, 3.0, 5) == pytest.approx(0.3)  # the budget's scale multiplies the ramp
     assert policy.lambda_at(3.0, 1.0, 5) == 0.0  # the training phase has no penalty
     no_warmup = dataclasses.replace(policy, warmup_epochs=0.0)
@@ -187,8 +192,11 @@ def test_eps_semantics_below_removed_above_kept():
     expected = {}
     with torch.no_grad():
         for i, g in enumerate(groups):
-            values = torch.where(torch.arange(g.count) % 3 == i % 3, below[torch.arange(g.count) % 4],
-                                 above[torch.arange(g.count) % 4])
+            values = torch.where(
+                torch.arange(g.count) % 3 == i % 3,
+                below[torch.arange(g.count) % 4],
+                above[torch.arange(g.count) % 4],
+            )
             g.bn.weight.copy_(values)
             expected[g.label] = values[values.abs() >= EPS]
     keep = threshold_keep(groups, EPS)
@@ -219,9 +227,13 @@ def test_rebuilt_outputs_equal_masked_outputs(mode):
 
 def test_optimizer_state_and_ema_are_sliced():
     net = tiny_net()
-    opt = torch.optim.AdamW([{"params": [p for p in net.parameters() if p.ndim > 1]},
-                             {"params": [p for p in net.parameters() if p.ndim <= 1], "weight_decay": 0.0}],
-                            lr=1e-3)
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for p in net.parameters() if p.ndim > 1]},
+            {"params": [p for p in net.parameters() if p.ndim <= 1], "weight_decay": 0.0},
+        ],
+        lr=1e-3,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
     ema = EMA(net, 0.9)
     net(torch.randn(2, *SIZE)).square().mean().backward()
@@ -340,7 +352,9 @@ def test_path_overhead_is_shared_by_the_units_still_alive():
     groups = unit_groups(net, SIZE, path_overhead=1e6)
     g = groups[0]
     assert float(g.unit_cost()) == pytest.approx(plain[g.label].unit_macs + 1e6 / g.count)
-    with torch.no_grad():  # all but two units of the path removed (exact zeros, as the truncated gradient leaves them)
+    with (
+        torch.no_grad()
+    ):  # all but two units of the path removed (exact zeros, as the truncated gradient leaves them)
         g.bn.weight[2:] = 0.0
         g.bn.weight[:2] = 1.0
     assert float(g.unit_cost()) == pytest.approx(plain[g.label].unit_macs + 1e6 / 2)

@@ -118,7 +118,9 @@ def test_resume_in_the_training_phase_runs_only_the_epochs_left(tmp_path):
     assert len(steps) == 96 // EVALUATOR["batch_size"]  # one epoch, not four
     whole = tiny_search(**settings)
     assert resumed.result["arch"] == whole.result["arch"]
-    for (name, a), b in zip(resumed.model.state_dict().items(), whole.model.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        resumed.model.state_dict().items(), whole.model.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=name)
 
 
@@ -134,8 +136,12 @@ def test_the_exported_network_is_the_ema_with_recalibrated_bn_statistics(tmp_pat
     assert list(exported) == list(saved["ema"])
     for name, value in exported.items():
         assert torch.equal(value, saved["ema"][name]), name
-    raw_differs = [n for n, v in exported.items() if v.is_floating_point() and not torch.equal(v, saved["model"][n])]
-    assert any(n.endswith(".weight") for n in raw_differs), "the EMA equals the raw network: the check is void"
+    raw_differs = [
+        n for n, v in exported.items() if v.is_floating_point() and not torch.equal(v, saved["model"][n])
+    ]
+    assert any(n.endswith(".weight") for n in raw_differs), (
+        "the EMA equals the raw network: the check is void"
+    )
     images = tiny_digits(EVALUATOR["n_train"], seed=1).tensors[0]
     with torch.no_grad():
         expected = net.stem[0](images).mean((0, 2, 3))
@@ -198,7 +204,9 @@ def _nan_loss_at_call(module, call: int) -> None:
 def test_nan_loss_stops_naming_step_and_keeps_checkpoint(tmp_path):
     evaluator = tiny_evaluator(**EVALUATOR)
     _nan_loss_at_call(evaluator.module, 6 + 3)  # 9th call: epoch 1, batch 2
-    with pytest.raises(SearchDiverged, match=r"epoch 1, batch 2 .*" + CHECKPOINT_NAME + r" \(end of epoch 1\)"):
+    with pytest.raises(
+        SearchDiverged, match=r"epoch 1, batch 2 .*" + CHECKPOINT_NAME + r" \(end of epoch 1\)"
+    ):
         tiny_search(evaluator, lambda_=0.05, checkpoint_dir=tmp_path)
     saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert saved["state"]["epoch"] == 1  # the last good checkpoint is kept as it was
@@ -225,8 +233,9 @@ def test_resume_after_a_nan_stop_continues_where_it_stopped(tmp_path):
     """In-process resume: the resumed search runs only the epoch left, and its optimizer, scheduler, EMA,
     lambda scale, counters and RNG equal those of an uninterrupted search, tensor for tensor."""
     ref, run = tmp_path / "ref", tmp_path / "run"
-    reference = tiny_search(evaluator_kwargs=COSINE, checkpoint_dir=ref, on_epoch_end=copy_each_epoch(ref),
-                            **RESUMED).result
+    reference = tiny_search(
+        evaluator_kwargs=COSINE, checkpoint_dir=ref, on_epoch_end=copy_each_epoch(ref), **RESUMED
+    ).result
     evaluator = tiny_evaluator(**{**EVALUATOR, **COSINE})
     _nan_loss_at_call(evaluator.module, 8)  # epoch 2 (0-based), its second step
     with pytest.raises(SearchDiverged):
@@ -241,16 +250,23 @@ def test_resume_after_a_nan_stop_continues_where_it_stopped(tmp_path):
     resumed = tiny_search(evaluator, checkpoint_dir=run, resume=True, **RESUMED).result
     assert calls["n"] == 3  # the last epoch only
     assert resumed["resumed_at_epoch"] == 2 and reference["resumed_at_epoch"] is None
-    assert_same_search_state(torch.load(run / CHECKPOINT_NAME, weights_only=True),
-                             torch.load(ref / "epoch3.pt", weights_only=True))
+    assert_same_search_state(
+        torch.load(run / CHECKPOINT_NAME, weights_only=True), torch.load(ref / "epoch3.pt", weights_only=True)
+    )
     assert resumed["arch"] == reference["arch"] and resumed["metric"] == reference["metric"]
     assert resumed["search_cost"]["images_seen"] == reference["search_cost"]["images_seen"] == 3 * 48
 
 
 def test_bad_settings_are_clear_errors():
-    for kwargs, match in [({"lambda_": -1e-4}, "lambda_"), ({"eps": 0.0}, "eps"), ({"eps": 1.0}, "eps"),
-                          ({"prune_every": 0}, "prune_every"), ({"prune_every": 1.5}, "prune_every"),
-                          ({"target_macs": -5}, "target_macs"), ({"lambda_": float("nan")}, "lambda_")]:
+    for kwargs, match in [
+        ({"lambda_": -1e-4}, "lambda_"),
+        ({"eps": 0.0}, "eps"),
+        ({"eps": 1.0}, "eps"),
+        ({"prune_every": 0}, "prune_every"),
+        ({"prune_every": 1.5}, "prune_every"),
+        ({"target_macs": -5}, "target_macs"),
+        ({"lambda_": float("nan")}, "lambda_"),
+    ]:
         with pytest.raises(ValueError, match=match):
             ProgressiveShrinking(**kwargs)
 
@@ -295,8 +311,9 @@ def test_sigkill_and_resume_continues_where_it_was_killed(tmp_path):
     assert training_calls(run) == 8 + 2 * 3  # 8 steps before the kill, then epochs 3 and 4 only
     out, reference = (json.loads((d / "out.json").read_text()) for d in (run, ref))
     assert out["resumed_at_epoch"] == 2
-    assert_same_search_state(torch.load(run / CHECKPOINT_NAME, weights_only=True),
-                             torch.load(ref / "epoch4.pt", weights_only=True))
+    assert_same_search_state(
+        torch.load(run / CHECKPOINT_NAME, weights_only=True), torch.load(ref / "epoch4.pt", weights_only=True)
+    )
     assert out["arch"] == reference["arch"] and out["metric"] == reference["metric"]
 
 
@@ -304,7 +321,9 @@ def test_path_overhead_removes_whole_paths():
     """Eq. 7 adapted to latency: at the same MACs (budget mode), a search that charges each kernel
     path a fixed overhead keeps far fewer paths than the MAC-only search."""
     runs = {po: tiny_search(lambda_=0.05, path_overhead=po, target_macs=500_000).result for po in (0.0, 2e5)}
-    paths = {po: sum(1 for k, v in r["arch"].items() if v and not k.endswith("_tok")) for po, r in runs.items()}
+    paths = {
+        po: sum(1 for k, v in r["arch"].items() if v and not k.endswith("_tok")) for po, r in runs.items()
+    }
     assert all(r["target"]["within_tolerance"] for r in runs.values())
     assert runs[2e5]["path_overhead"] == 2e5
     assert paths[2e5] < paths[0.0] / 2, paths
@@ -320,8 +339,9 @@ def test_each_evaluation_starts_from_a_clean_metric(task_name):
     spec = get_task(task_name)
     _, val = spec.make_datasets(smoke=True)
     loader = torch.utils.data.DataLoader(val, batch_size=16)
-    space = HRNASSpace.from_preset(spec.default_preset, input_size=spec.input_size(True),
-                                   num_outputs=spec.num_outputs)
+    space = HRNASSpace.from_preset(
+        spec.default_preset, input_size=spec.input_size(True), num_outputs=spec.num_outputs
+    )
     nets = []
     for seed in (0, 1):
         torch.manual_seed(seed)

@@ -22,7 +22,17 @@ def test_search_json_run_folder_export_and_reload(tmp_path, monkeypatch, capfd):
     out, err = capfd.readouterr()
     result = json.loads(out)  # exactly one JSON object on stdout, logs went to stderr
     assert {"macs", "params", "metric", "arch", "search_seconds"} <= set(result) and "epoch 1/1" in err
-    for key in ("metric_name", "arch_max", "lambda", "eps", "seed", "task", "preset", "search_cost", "trajectory"):
+    for key in (
+        "metric_name",
+        "arch_max",
+        "lambda",
+        "eps",
+        "seed",
+        "task",
+        "preset",
+        "search_cost",
+        "trajectory",
+    ):
         assert key in result
     assert result["strategy"] == "hrnas" and result["task"] == "digits_seg" and result["preset"] == "tiny"
     assert {"wall_seconds", "epochs", "images_seen", "mac_epochs"} <= set(result["search_cost"])
@@ -52,14 +62,17 @@ def test_search_json_run_folder_export_and_reload(tmp_path, monkeypatch, capfd):
     assert (run / "search_checkpoint.pt").read_bytes() == before
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--lambda", "-1"], "invalid lambda=-1.0"),
-    (["--eps", "1.5"], "invalid eps=1.5"),
-    (["--eps", "0"], "invalid eps=0.0"),
-    (["--epochs", "0"], "invalid epochs=0"),
-    (["--resume"], "--resume needs --out"),
-    (["--target-macs", "1000", "--out", "{tmp}/t"], "below what this network can reach"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lambda", "-1"], "invalid lambda=-1.0"),
+        (["--eps", "1.5"], "invalid eps=1.5"),
+        (["--eps", "0"], "invalid eps=0.0"),
+        (["--epochs", "0"], "invalid epochs=0"),
+        (["--resume"], "--resume needs --out"),
+        (["--target-macs", "1000", "--out", "{tmp}/t"], "below what this network can reach"),
+    ],
+)
 def test_bad_input_is_a_clear_error(extra, message, tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     assert main([*ARGS, *[e.format(tmp=tmp_path) for e in extra]]) == 2
@@ -78,15 +91,18 @@ def test_settings_defaults_and_validation():
 
 
 @pytest.mark.parametrize("command", ["search", "study", "compare"])
-@pytest.mark.parametrize("flags, message", [
-    (["--devices", "4", "--accelerator", "cpu"], "--devices 4: this machine has 2 CPU core(s)"),
-    (["--accelerator", "gpu"], "--accelerator gpu: no CUDA device is available"),
-    (["--accelerator", "cuda", "--devices", "2"], "--accelerator cuda: no CUDA device is available"),
-    (["--precision", "fp8"], "invalid --precision 'fp8': choose one of 32-true, bf16-mixed, 16-mixed"),
-    (["--precision", "16-mixed", "--accelerator", "cpu"], "--precision 16-mixed needs a CUDA GPU"),
-    (["--devices", "0"], "invalid --devices 0"),
-    (["--num-nodes", "2"], "--num-nodes 2: start one process per device on every node with torchrun"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--devices", "4", "--accelerator", "cpu"], "--devices 4: this machine has 2 CPU core(s)"),
+        (["--accelerator", "gpu"], "--accelerator gpu: no CUDA device is available"),
+        (["--accelerator", "cuda", "--devices", "2"], "--accelerator cuda: no CUDA device is available"),
+        (["--precision", "fp8"], "invalid --precision 'fp8': choose one of 32-true, bf16-mixed, 16-mixed"),
+        (["--precision", "16-mixed", "--accelerator", "cpu"], "--precision 16-mixed needs a CUDA GPU"),
+        (["--devices", "0"], "invalid --devices 0"),
+        (["--num-nodes", "2"], "--num-nodes 2: start one process per device on every node with torchrun"),
+    ],
+)
 def test_device_flags_fail_before_anything_runs(command, flags, message, tmp_path, monkeypatch, capfd):
     """Each bad device flag is one line naming the flag and the fix, before any training, nothing written."""
     from nni_hrnas.cli import main as hrnas
@@ -99,9 +115,19 @@ def test_device_flags_fail_before_anything_runs(command, flags, message, tmp_pat
     run = tmp_path / "run"
     run.mkdir()
     (run / "search_checkpoint.pt").write_bytes(b"a checkpoint")
-    argv = {"search": ["search", "--task", "digits_seg", "--out", str(run), "--resume"],
-            "study": ["study", "--task", "digits_seg", "--storage", f"sqlite:///{tmp_path}/s.db", "--out", str(run)],
-            "compare": ["compare", "--task", "digits_seg", "--budget", "10s", "--out", str(run)]}[command]
+    argv = {
+        "search": ["search", "--task", "digits_seg", "--out", str(run), "--resume"],
+        "study": [
+            "study",
+            "--task",
+            "digits_seg",
+            "--storage",
+            f"sqlite:///{tmp_path}/s.db",
+            "--out",
+            str(run),
+        ],
+        "compare": ["compare", "--task", "digits_seg", "--budget", "10s", "--out", str(run)],
+    }[command]
     assert hrnas([*argv, *flags]) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
@@ -118,8 +144,13 @@ def test_two_process_cli_search_writes_one_run_folder(tmp_path, monkeypatch, cap
     assert main([*ARGS, "--devices", "2", "--accelerator", "cpu", "--out", str(run), "--json"]) == 0
     result = json.loads(capfd.readouterr().out)
     assert result["devices"]["world_size"] == 2 and result["devices"]["accelerator"] == "cpu"
-    assert sorted(p.name for p in run.iterdir()) == ["arch.json", "model.safetensors", "nni", "result.json",
-                                                      "search_checkpoint.pt"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "arch.json",
+        "model.safetensors",
+        "nni",
+        "result.json",
+        "search_checkpoint.pt",
+    ]
     assert len(list((run / "nni").iterdir())) == 1  # one NNI experiment: the ranks did not run their own
     assert load_searched_model(run).cost(tuple(result["input_size"])).macs == result["macs"]
 
@@ -157,8 +188,12 @@ def test_cli_logging_hides_lightnings_internal_warnings_but_not_others():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         setup_cli_logging()
-        warnings.warn("You are trying to `self.log()` but the `self.trainer` reference is not registered on the "
-                      "model yet.", UserWarning, stacklevel=2)
+        warnings.warn(
+            "You are trying to `self.log()` but the `self.trainer` reference is not registered on the "
+            "model yet.",
+            UserWarning,
+            stacklevel=2,
+        )
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=2)
         warnings.warn("a warning the user should see", UserWarning, stacklevel=2)
     assert [str(w.message) for w in caught] == ["a warning the user should see"]

@@ -25,9 +25,9 @@ def tiny_digits(n: int, seed: int = 0, offset: int = 0) -> TensorDataset:
         r, c = rng.integers(0, 17, size=2)
         d = int(digits.target[i])
         tint = np.array([1.0, 0.5 + 0.05 * d, 1.0 - 0.05 * d], np.float32)
-        x[j, :, r:r + 16, c:c + 16] = tint[:, None, None] * img[None]
+        x[j, :, r : r + 16, c : c + 16] = tint[:, None, None] * img[None]
         lab = np.where(img > 0.35, 1 + (d >= 5), np.where(img > 0.1, 255, 0))
-        y[j, r:r + 16, c:c + 16] = lab
+        y[j, r : r + 16, c : c + 16] = lab
     x += rng.normal(0, 0.05, x.shape).astype(np.float32)
     return TensorDataset(torch.from_numpy((x - 0.1) / 0.3), torch.from_numpy(y))
 
@@ -43,6 +43,11 @@ def tiny_evaluator(n_train: int = 128, n_val: int = 64, batch_size: int = 32, ep
     module = SegmentationModule(**kw)
     train = DataLoader(tiny_digits(n_train, seed=1), batch_size=batch_size, shuffle=True, drop_last=True)
     val = DataLoader(tiny_digits(n_val, seed=2, offset=1000), batch_size=batch_size)
-    trainer = Trainer(max_epochs=epochs, enable_progress_bar=False, logger=False, enable_checkpointing=False,
-                      enable_model_summary=False)
+    trainer = Trainer(
+        max_epochs=epochs,
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     return Lightning(module, trainer, train_dataloaders=train, val_dataloaders=val)

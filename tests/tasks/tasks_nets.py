@@ -20,14 +20,16 @@ class TinySeg(nn.Module):
 
     def forward(self, x):
         a = self.stem(x)
-        b = F.interpolate(self.low(a), size=a.shape[-2:], mode='bilinear', align_corners=False)
+        b = F.interpolate(self.low(a), size=a.shape[-2:], mode="bilinear", align_corners=False)
         return self.head(torch.cat([a, b], 1))
 
 
 class TinyCls(nn.Module):
     def __init__(self, in_channels=1, num_outputs=10, width=16):
         super().__init__()
-        self.body = nn.Sequential(cbr(in_channels, width, 2), cbr(width, 2 * width, 2), nn.AdaptiveAvgPool2d(1))
+        self.body = nn.Sequential(
+            cbr(in_channels, width, 2), cbr(width, 2 * width, 2), nn.AdaptiveAvgPool2d(1)
+        )
         self.fc = nn.Linear(2 * width, num_outputs)
 
     def forward(self, x):

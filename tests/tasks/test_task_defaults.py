@@ -20,10 +20,31 @@ from nni_hrnas.search import SearchSettings
 from nni_hrnas.tasks.registry import TASKS, SearchDefaults, TaskSpec, TrainingRecipe, get_task
 
 _DIGITS_MODULE = {"optimizer": "adamw", "learning_rate": 1e-2, "schedule": "cosine"}
-_REAL = dict(eps=1e-3, prune_every=5, warmup_epochs=5.0, shrink_epochs=None, batch_size=None, data_sizes=None,
-             module_kwargs=None, recalibration_batches=10, ema_decay=0.999, path_overhead=0.0)
-_DIGITS = dict(lambda_=1e-3, eps=1e-3, epochs=10, prune_every=1, warmup_epochs=1.0, shrink_epochs=3, batch_size=8,
-               module_kwargs=_DIGITS_MODULE, recalibration_batches=4, ema_decay=0.999, path_overhead=1e6)
+_REAL = dict(
+    eps=1e-3,
+    prune_every=5,
+    warmup_epochs=5.0,
+    shrink_epochs=None,
+    batch_size=None,
+    data_sizes=None,
+    module_kwargs=None,
+    recalibration_batches=10,
+    ema_decay=0.999,
+    path_overhead=0.0,
+)
+_DIGITS = dict(
+    lambda_=1e-3,
+    eps=1e-3,
+    epochs=10,
+    prune_every=1,
+    warmup_epochs=1.0,
+    shrink_epochs=3,
+    batch_size=8,
+    module_kwargs=_DIGITS_MODULE,
+    recalibration_batches=4,
+    ema_decay=0.999,
+    path_overhead=1e6,
+)
 
 #: What ``SearchSettings(task=T, smoke=False)`` resolved to at 0a5253d, per task.
 SEARCH = {
@@ -32,16 +53,33 @@ SEARCH = {
     "coco_keypoints": dict(_REAL, preset="coco_keypoints", lambda_=1e-6, epochs=210),
     "imagenet": dict(_REAL, preset="imagenet", lambda_=1.8e-4, epochs=350),
     "kitti": dict(_REAL, preset="kitti", lambda_=1.4e-4, epochs=160),
-    "kitti_sim": dict(_DIGITS, preset="kitti_sim", batch_size=4, data_sizes=(160, 48),
-                      module_kwargs={"optimizer": "adamw", "learning_rate": 3e-3, "schedule": "onecycle"}),
+    "kitti_sim": dict(
+        _DIGITS,
+        preset="kitti_sim",
+        batch_size=4,
+        data_sizes=(160, 48),
+        module_kwargs={"optimizer": "adamw", "learning_rate": 3e-3, "schedule": "onecycle"},
+    ),
     "digits_seg": dict(_DIGITS, preset="digits_seg", epochs=15, data_sizes=(640, 192)),
     "digits_cls": dict(_DIGITS, preset="digits_cls", data_sizes=(1280, 360)),
     "digits_kp": dict(_DIGITS, preset="digits_kp", data_sizes=(640, 192)),
 }
 #: The settings no task changes, at 0a5253d.
-COMMON = dict(space=None, target_macs=None, seed=0, out=None, resume=False, data_root=None, latency_batch=1,
-              latency_runtime="torch", accelerator="auto", devices=1, num_nodes=1, precision="32-true",
-              channels_last=True)
+COMMON = dict(
+    space=None,
+    target_macs=None,
+    seed=0,
+    out=None,
+    resume=False,
+    data_root=None,
+    latency_batch=1,
+    latency_runtime="torch",
+    accelerator="auto",
+    devices=1,
+    num_nodes=1,
+    precision="32-true",
+    channels_last=True,
+)
 
 _CPU = {"optimizer": "adamw", "learning_rate": 3e-3, "weight_decay": 1e-4, "schedule": "onecycle"}
 _SEG = {"optimizer": "adamw", "learning_rate": 0.04, "weight_decay": 1e-5, "schedule": "onecycle"}
@@ -50,22 +88,87 @@ _SEG = {"optimizer": "adamw", "learning_rate": 0.04, "weight_decay": 1e-5, "sche
 TRAIN = {
     "cityscapes": (430, 4, 1, 32, 2, dict(_SEG, num_classes=19)),
     "ade20k": (200, 8, 1, 32, 2, dict(_SEG, num_classes=150)),
-    "coco_keypoints": (210, 32, 32, 384, 2, {"num_joints": 17, "optimizer": "adam", "learning_rate": 1e-3,
-                                             "weight_decay": 1e-8, "schedule": "multistep", "milestones": (170, 200)}),
-    "imagenet": (350, 64, 64, 256, 2, {"num_classes": 1000, "optimizer": "rmsprop", "learning_rate": 0.016,
-                                       "weight_decay": 1e-5, "schedule": "exp", "label_smoothing": 0.1}),
-    "kitti": (160, 2, 2, 2, 2, {"pillars": PillarSettings(), "optimizer": "adamw", "learning_rate": 2e-3,
-                                "weight_decay": 1e-2, "schedule": "onecycle"}),
-    "kitti_sim": (10, 4, 8, None, 0, {"pillars": SIM_PILLARS, "anchors": {"z_centre": -0.95}, "optimizer": "adamw",
-                                      "learning_rate": 3e-3, "weight_decay": 1e-2, "schedule": "onecycle"}),
+    "coco_keypoints": (
+        210,
+        32,
+        32,
+        384,
+        2,
+        {
+            "num_joints": 17,
+            "optimizer": "adam",
+            "learning_rate": 1e-3,
+            "weight_decay": 1e-8,
+            "schedule": "multistep",
+            "milestones": (170, 200),
+        },
+    ),
+    "imagenet": (
+        350,
+        64,
+        64,
+        256,
+        2,
+        {
+            "num_classes": 1000,
+            "optimizer": "rmsprop",
+            "learning_rate": 0.016,
+            "weight_decay": 1e-5,
+            "schedule": "exp",
+            "label_smoothing": 0.1,
+        },
+    ),
+    "kitti": (
+        160,
+        2,
+        2,
+        2,
+        2,
+        {
+            "pillars": PillarSettings(),
+            "optimizer": "adamw",
+            "learning_rate": 2e-3,
+            "weight_decay": 1e-2,
+            "schedule": "onecycle",
+        },
+    ),
+    "kitti_sim": (
+        10,
+        4,
+        8,
+        None,
+        0,
+        {
+            "pillars": SIM_PILLARS,
+            "anchors": {"z_centre": -0.95},
+            "optimizer": "adamw",
+            "learning_rate": 3e-3,
+            "weight_decay": 1e-2,
+            "schedule": "onecycle",
+        },
+    ),
     "digits_seg": (10, 32, 100, None, 0, dict(_CPU, num_classes=11)),
     "digits_cls": (10, 64, 200, None, 0, dict(_CPU, num_classes=10, label_smoothing=0.1)),
-    "digits_kp": (10, 32, 100, None, 0, dict(_CPU, num_joints=4, flip_pairs=((2, 3),), sigmas=(0.1, 0.1, 0.1, 0.1),
-                                             milestones=())),
+    "digits_kp": (
+        10,
+        32,
+        100,
+        None,
+        0,
+        dict(_CPU, num_joints=4, flip_pairs=((2, 3),), sigmas=(0.1, 0.1, 0.1, 0.1), milestones=()),
+    ),
 }
 #: The task itself at 0a5253d: kind, preset, training and smoke input sizes, outputs, metric, data variable.
 TASK = {
-    "cityscapes": ("segmentation", "cityscapes", (3, 512, 1024), (3, 128, 256), 19, "miou", "CITYSCAPES_ROOT"),
+    "cityscapes": (
+        "segmentation",
+        "cityscapes",
+        (3, 512, 1024),
+        (3, 128, 256),
+        19,
+        "miou",
+        "CITYSCAPES_ROOT",
+    ),
     "ade20k": ("segmentation", "ade20k", (3, 512, 512), (3, 128, 128), 150, "miou", "ADE20K_ROOT"),
     "coco_keypoints": ("keypoints", "coco_keypoints", (3, 256, 192), (3, 256, 192), 17, "ap", "COCO_ROOT"),
     "imagenet": ("classification", "imagenet", (3, 224, 224), (3, 64, 64), 1000, "top1", "IMAGENET_ROOT"),
@@ -90,36 +193,69 @@ def test_search_settings_of_every_task_are_todays(task):
     smoke = SearchSettings(task=task, smoke=True)
     shrink = None if SEARCH[task]["shrink_epochs"] is None else 1
     assert {f.name: getattr(smoke, f.name) for f in dataclasses.fields(smoke)} == {
-        **got, "smoke": True, "epochs": 2, "shrink_epochs": shrink, "data_sizes": None}
+        **got,
+        "smoke": True,
+        "epochs": 2,
+        "shrink_epochs": shrink,
+        "data_sizes": None,
+    }
 
 
 @pytest.mark.parametrize("task", list(TRAIN))
 def test_plain_training_recipe_of_every_task_is_todays(task):
     spec = get_task(task)
     epochs, batch, val_batch, base_batch, workers, module = TRAIN[task]
-    assert (spec.train.epochs, spec.train.batch_size, spec.val_batch_size, spec.train.base_batch_size,
-            spec.num_workers) == (epochs, batch, val_batch, base_batch, workers)
-    built = dataclasses.replace(spec, module_fn=lambda **kw: kw).make_lightning_module()  # what the module gets
+    assert (
+        spec.train.epochs,
+        spec.train.batch_size,
+        spec.val_batch_size,
+        spec.train.base_batch_size,
+        spec.num_workers,
+    ) == (epochs, batch, val_batch, base_batch, workers)
+    built = dataclasses.replace(
+        spec, module_fn=lambda **kw: kw
+    ).make_lightning_module()  # what the module gets
     if "sigmas" in module:
         assert np.allclose(built.pop("sigmas"), module.pop("sigmas"))
     assert built == module
     kind, preset, size, smoke_size, outputs, metric, root_env = TASK[task]
-    assert (spec.name, spec.kind, spec.default_preset, spec.input_size(False), spec.input_size(True),
-            spec.num_outputs, spec.metric, spec.root_env) == (task, kind, preset, size, smoke_size, outputs, metric,
-                                                              root_env)
+    assert (
+        spec.name,
+        spec.kind,
+        spec.default_preset,
+        spec.input_size(False),
+        spec.input_size(True),
+        spec.num_outputs,
+        spec.metric,
+        spec.root_env,
+    ) == (task, kind, preset, size, smoke_size, outputs, metric, root_env)
 
 
 def test_the_two_recipes_of_a_cpu_task_differ_and_each_says_where_it_comes_from():
     seg = get_task("digits_seg")
     # the disagreement that was two tables in two modules: plain training and the search, each its own recipe
-    assert (seg.train.epochs, seg.train.batch_size, seg.train.module_kwargs["learning_rate"]) == (10, 32, 3e-3)
-    assert (seg.search.epochs, seg.search.batch_size, seg.search.module_kwargs["learning_rate"]) == (15, 8, 1e-2)
+    assert (seg.train.epochs, seg.train.batch_size, seg.train.module_kwargs["learning_rate"]) == (
+        10,
+        32,
+        3e-3,
+    )
+    assert (seg.search.epochs, seg.search.batch_size, seg.search.module_kwargs["learning_rate"]) == (
+        15,
+        8,
+        1e-2,
+    )
     sources = {name: (spec.train.source, spec.search.source) for name, spec in TASKS.items()}
     assert sources == {
-        "cityscapes": ("official", "official"), "ade20k": ("official", "official"),
-        "coco_keypoints": ("official", "official"), "imagenet": ("official", "official"),
-        "kitti": ("official", "adapted"), "kitti_sim": ("cpu", "cpu"),
-        "digits_seg": ("cpu", "cpu"), "digits_cls": ("cpu", "cpu"), "digits_kp": ("cpu", "cpu")}
+        "cityscapes": ("official", "official"),
+        "ade20k": ("official", "official"),
+        "coco_keypoints": ("official", "official"),
+        "imagenet": ("official", "official"),
+        "kitti": ("official", "adapted"),
+        "kitti_sim": ("cpu", "cpu"),
+        "digits_seg": ("cpu", "cpu"),
+        "digits_cls": ("cpu", "cpu"),
+        "digits_kp": ("cpu", "cpu"),
+    }
 
 
 def test_records_are_built_by_keyword_only():

@@ -25,7 +25,7 @@ def reference_miou(pred: np.ndarray, target: np.ndarray, n: int, ignore: int = 2
     return float(np.mean(ious))
 
 
-@pytest.mark.parametrize('seed', [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_miou_matches_confusion_matrix(seed):
     rng = np.random.default_rng(seed)
     n = 7
@@ -40,7 +40,7 @@ def test_miou_matches_confusion_matrix(seed):
     m.update(torch.from_numpy(pred[1:]), torch.from_numpy(target[1:]))
     expected = reference_miou(pred, target, n)
     assert float(m.compute()) == pytest.approx(expected, abs=1e-9)
-    tm = torchmetrics.JaccardIndex(task='multiclass', num_classes=n, ignore_index=255, average='macro')
+    tm = torchmetrics.JaccardIndex(task="multiclass", num_classes=n, ignore_index=255, average="macro")
     assert float(tm(torch.from_numpy(pred), torch.from_numpy(target))) == pytest.approx(expected, abs=1e-6)
 
 
@@ -49,15 +49,19 @@ def test_miou_ignores_absent_classes():
     m.update(torch.tensor([[0, 1, 1, 255]]), torch.tensor([[0, 1, 255, 255]]))
     # class 0: 1/1, class 1: 1/2 (the prediction on an ignored pixel does not count), 2..4 absent
     assert float(m.compute()) == pytest.approx((1.0 + 1.0) / 2)
-    with pytest.raises(ValueError, match='outside'):
+    with pytest.raises(ValueError, match="outside"):
         m.update(torch.tensor([[0]]), torch.tensor([[7]]))
 
 
 def test_topk_by_hand():
-    logits = torch.tensor([[0.1, 0.9, 0.0, 0.2, 0.3, 0.4],
-                           [0.8, 0.1, 0.0, 0.2, 0.3, 0.4],
-                           [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
-                           [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]])
+    logits = torch.tensor(
+        [
+            [0.1, 0.9, 0.0, 0.2, 0.3, 0.4],
+            [0.8, 0.1, 0.0, 0.2, 0.3, 0.4],
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+            [0.6, 0.5, 0.4, 0.3, 0.2, 0.1],
+        ]
+    )
     target = torch.tensor([1, 5, 0, 1])
     # top-1: rows 0 only -> 1/4. top-5: row 0 yes, row 1 (5 is 2nd) yes, row 2 (0 is last) no, row 3 yes
     acc = topk_accuracy(logits, target, (1, 5))
@@ -68,18 +72,27 @@ def make_gt(rng, n_images=6, per_image=2):
     images, anns = [], []
     ann_id = 1
     for i in range(n_images):
-        images.append(dict(id=i + 1, width=400, height=300, file_name=f'{i + 1:012d}.jpg'))
+        images.append(dict(id=i + 1, width=400, height=300, file_name=f"{i + 1:012d}.jpg"))
         for _ in range(per_image):
             x, y = rng.uniform(0, 200), rng.uniform(0, 100)
             w, h = rng.uniform(60, 150), rng.uniform(100, 180)
             kps = np.column_stack([x + rng.uniform(0, w, 17), y + rng.uniform(0, h, 17), np.full(17, 2.0)])
             kps[rng.random(17) < 0.15] = 0
-            anns.append(dict(id=ann_id, image_id=i + 1, category_id=1, keypoints=kps.reshape(-1).tolist(),
-                             num_keypoints=int((kps[:, 2] > 0).sum()), area=float(w * h * 0.7),
-                             bbox=[x, y, w, h], iscrowd=0))
+            anns.append(
+                dict(
+                    id=ann_id,
+                    image_id=i + 1,
+                    category_id=1,
+                    keypoints=kps.reshape(-1).tolist(),
+                    num_keypoints=int((kps[:, 2] > 0).sum()),
+                    area=float(w * h * 0.7),
+                    bbox=[x, y, w, h],
+                    iscrowd=0,
+                )
+            )
             ann_id += 1
     coco = COCO()
-    coco.dataset = dict(images=images, annotations=anns, categories=[dict(id=1, name='person')])
+    coco.dataset = dict(images=images, annotations=anns, categories=[dict(id=1, name="person")])
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco, anns
@@ -88,26 +101,38 @@ def make_gt(rng, n_images=6, per_image=2):
 def test_oks_ap_exact_and_perturbed():
     rng = np.random.default_rng(0)
     coco, anns = make_gt(rng)
-    exact = [dict(image_id=a['image_id'], category_id=1, score=1.0,
-                  keypoints=[float(v) if (k % 3) != 2 else 1.0 for k, v in enumerate(a['keypoints'])])
-             for a in anns]
-    assert oks_ap(coco, exact)['AP'] == pytest.approx(1.0)
+    exact = [
+        dict(
+            image_id=a["image_id"],
+            category_id=1,
+            score=1.0,
+            keypoints=[float(v) if (k % 3) != 2 else 1.0 for k, v in enumerate(a["keypoints"])],
+        )
+        for a in anns
+    ]
+    assert oks_ap(coco, exact)["AP"] == pytest.approx(1.0)
     perturbed = []
     for a in anns:
-        kp = np.asarray(a['keypoints'], float).reshape(17, 3)
+        kp = np.asarray(a["keypoints"], float).reshape(17, 3)
         kp[:, :2] += rng.normal(0, rng.uniform(1, 12), (17, 2))
         kp[:, 2] = 1.0
-        perturbed.append(dict(image_id=a['image_id'], category_id=1, score=float(rng.uniform(0.2, 1)),
-                              keypoints=kp.reshape(-1).tolist()))
+        perturbed.append(
+            dict(
+                image_id=a["image_id"],
+                category_id=1,
+                score=float(rng.uniform(0.2, 1)),
+                keypoints=kp.reshape(-1).tolist(),
+            )
+        )
     ours = oks_ap(coco, perturbed)
     with contextlib.redirect_stdout(io.StringIO()):
-        ev = COCOeval(coco, coco.loadRes(perturbed), 'keypoints')
+        ev = COCOeval(coco, coco.loadRes(perturbed), "keypoints")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    assert ours['AP'] == pytest.approx(ev.stats[0]) and ours['AR'] == pytest.approx(ev.stats[5])
-    assert 0.0 < ours['AP'] < 1.0
-    assert oks_ap(coco, [])['AP'] == 0.0
+    assert ours["AP"] == pytest.approx(ev.stats[0]) and ours["AR"] == pytest.approx(ev.stats[5])
+    assert 0.0 < ours["AP"] < 1.0
+    assert oks_ap(coco, [])["AP"] == 0.0
 
 
 def test_keypoint_results_rescore_and_nms():
@@ -116,12 +141,13 @@ def test_keypoint_results_rescore_and_nms():
     coords[2] += 200.0  # far away: not suppressed
     maxvals = np.full((3, 17), 0.8)
     maxvals[0, :5] = 0.1  # below the 0.2 visibility threshold: left out of the rescoring mean
-    res = keypoint_results(coords, maxvals, [5, 5, 5], [0.5, 0.9, 1.0], [900.0, 900.0, 900.0],
-                           sigmas=COCO_SIGMAS)
+    res = keypoint_results(
+        coords, maxvals, [5, 5, 5], [0.5, 0.9, 1.0], [900.0, 900.0, 900.0], sigmas=COCO_SIGMAS
+    )
     # 0 and 1 are the same pose: OKS NMS keeps the higher score (1: 0.9 * 0.8)
     assert len(res) == 2
-    assert sorted(r['score'] for r in res) == pytest.approx([0.72, 0.8])
-    assert len(res[0]['keypoints']) == 51
+    assert sorted(r["score"] for r in res) == pytest.approx([0.72, 0.8])
+    assert len(res[0]["keypoints"]) == 51
 
 
 # Hand-computed OKS and AP (COCO's definitions, written out here, not read from pycocotools):
@@ -143,12 +169,23 @@ def _person(x0: float) -> np.ndarray:
 
 
 def _hand_gt(people: list[np.ndarray]):
-    anns = [dict(id=i + 1, image_id=1, category_id=1, keypoints=p.reshape(-1).tolist(), num_keypoints=len(VISIBLE),
-                 area=AREA, bbox=[float(p[VISIBLE, 0].min()), 40.0, 100.0, 100.0], iscrowd=0)
-            for i, p in enumerate(people)]
+    anns = [
+        dict(
+            id=i + 1,
+            image_id=1,
+            category_id=1,
+            keypoints=p.reshape(-1).tolist(),
+            num_keypoints=len(VISIBLE),
+            area=AREA,
+            bbox=[float(p[VISIBLE, 0].min()), 40.0, 100.0, 100.0],
+            iscrowd=0,
+        )
+        for i, p in enumerate(people)
+    ]
     coco = COCO()
-    coco.dataset = dict(images=[dict(id=1, width=640, height=480)], annotations=anns,
-                        categories=[dict(id=1, name='person')])
+    coco.dataset = dict(
+        images=[dict(id=1, width=640, height=480)], annotations=anns, categories=[dict(id=1, name="person")]
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
@@ -166,12 +203,12 @@ def test_oks_ap_one_person_by_hand():
     person = _person(50.0)
     coco = _hand_gt([person])
     perfect = oks_ap(coco, [_detection(person, 0.9)])
-    assert perfect['AP'] == pytest.approx(1.0) and perfect['AR'] == pytest.approx(1.0)
+    assert perfect["AP"] == pytest.approx(1.0) and perfect["AR"] == pytest.approx(1.0)
     # one wrong joint of four visible: OKS = (3 + 1/2) / 4 = 0.875, matched at the 8 thresholds 0.50 ... 0.85
     # (AP_t = 1 there), missed at 0.90 and 0.95 (AP_t = 0): AP = 8 / 10
     one_wrong = oks_ap(coco, [_detection(person, 0.9, wrong_wrist=True)])
-    assert one_wrong['AP'] == pytest.approx(0.8, abs=1e-9) and one_wrong['AR'] == pytest.approx(0.8, abs=1e-9)
-    assert one_wrong['AP50'] == pytest.approx(1.0) and one_wrong['AP75'] == pytest.approx(1.0)
+    assert one_wrong["AP"] == pytest.approx(0.8, abs=1e-9) and one_wrong["AR"] == pytest.approx(0.8, abs=1e-9)
+    assert one_wrong["AP50"] == pytest.approx(1.0) and one_wrong["AP75"] == pytest.approx(1.0)
 
 
 def test_oks_ap_two_persons_and_their_score_order_by_hand():
@@ -183,10 +220,10 @@ def test_oks_ap_two_persons_and_their_score_order_by_hand():
     coco = _hand_gt([a, b])
     a_first = oks_ap(coco, [_detection(a, 0.9), _detection(b, 0.8, wrong_wrist=True)])
     b_first = oks_ap(coco, [_detection(a, 0.8), _detection(b, 0.9, wrong_wrist=True)])
-    assert a_first['AP'] == pytest.approx((8 + 2 * 51 / 101) / 10, abs=1e-9)
-    assert b_first['AP'] == pytest.approx((8 + 2 * 51 / 202) / 10, abs=1e-9)
+    assert a_first["AP"] == pytest.approx((8 + 2 * 51 / 101) / 10, abs=1e-9)
+    assert b_first["AP"] == pytest.approx((8 + 2 * 51 / 202) / 10, abs=1e-9)
     for stats in (a_first, b_first):  # recall does not depend on the order: 8 thresholds at 1, two at 1/2
-        assert stats['AR'] == pytest.approx((8 + 2 * 0.5) / 10, abs=1e-9)
+        assert stats["AR"] == pytest.approx((8 + 2 * 0.5) / 10, abs=1e-9)
 
 
 def test_oks_of_the_nms_by_hand():

@@ -17,19 +17,23 @@ import torch
 
 def expected_values(params: dict) -> tuple[float, float]:
     """What a trial with ``params`` returns: (metric, MACs)."""
-    return -(math.log10(params["lambda"]) + 3) ** 2, 1e6 * math.log10(1 / params["eps"])
+    return -((math.log10(params["lambda"]) + 3) ** 2), 1e6 * math.log10(1 / params["eps"])
 
 
 def fast_objective(settings):
     def objective(trial):
-        params = {"lambda": trial.suggest_float("lambda", *settings.lambda_range, log=True),
-                  "eps": trial.suggest_float("eps", *settings.eps_range, log=True)}
+        params = {
+            "lambda": trial.suggest_float("lambda", *settings.lambda_range, log=True),
+            "eps": trial.suggest_float("eps", *settings.eps_range, log=True),
+        }
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("threads", [torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")])
         hold = os.environ.get("HRNAS_TEST_HOLD")
         if hold:
             try:
-                os.close(os.open(Path(hold) / "victim.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # one victim
+                os.close(
+                    os.open(Path(hold) / "victim.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                )  # one victim
             except FileExistsError:
                 pass
             else:

@@ -7,15 +7,21 @@ import pytest
 
 from nni_hrnas.tuning import OptunaTuner, open_storage
 
-SPACE = {"lambda": {"_type": "loguniform", "_value": [1e-6, 1e-3]},
-         "eps": {"_type": "uniform", "_value": [1e-4, 1e-2]}}
+SPACE = {
+    "lambda": {"_type": "loguniform", "_value": [1e-6, 1e-3]},
+    "eps": {"_type": "uniform", "_value": [1e-4, 1e-2]},
+}
 
 
 def fake_search(params):
     # a monotone trade-off: more penalty, fewer MACs and a lower metric
     lam = params["lambda"]
-    return {"default": 0.9 + 0.01 * math.log10(lam) * -1, "macs": 1e9 * (1 + math.log10(1e-3 / lam)) ** -1,
-            "params": 1000, "arch": {"p0_b0_n0_k3": 4}}
+    return {
+        "default": 0.9 + 0.01 * math.log10(lam) * -1,
+        "macs": 1e9 * (1 + math.log10(1e-3 / lam)) ** -1,
+        "params": 1000,
+        "arch": {"p0_b0_n0_k3": 4},
+    }
 
 
 def run(tuner, n, start=0, fail=()):
@@ -36,7 +42,10 @@ def test_multi_objective_trials_are_told_with_metric_and_macs():
     run(tuner, 6, fail={3})
     trials = tuner.study.trials
     states = [t.state for t in trials]
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 5 and states.count(optuna.trial.TrialState.FAIL) == 1
+    assert (
+        states.count(optuna.trial.TrialState.COMPLETE) == 5
+        and states.count(optuna.trial.TrialState.FAIL) == 1
+    )
     for t in trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
             expected = fake_search(t.params)
@@ -46,8 +55,13 @@ def test_multi_objective_trials_are_told_with_metric_and_macs():
     # the Pareto front, by hand: trials no other trial beats on metric (higher) and MACs (lower) at once;
     # in fake_search a smaller lambda gives both, so the front is the completed trial of the smallest lambda
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    front = [t.number for t in done if not any(o.values[0] >= t.values[0] and o.values[1] <= t.values[1]
-                                               and o.values != t.values for o in done)]
+    front = [
+        t.number
+        for t in done
+        if not any(
+            o.values[0] >= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values for o in done
+        )
+    ]
     assert front == [min(done, key=lambda t: t.params["lambda"]).number]
     assert sorted(t.number for t in tuner.study.best_trials) == front
 
@@ -81,8 +95,10 @@ def test_study_persists_in_storage(tmp_path):
     tuner.update_search_space(SPACE)
     run(tuner, 3)
     again = optuna.load_study(study_name="cityscapes", storage=url)
-    assert len(again.trials) == 3 and again.directions == [optuna.study.StudyDirection.MAXIMIZE,
-                                                            optuna.study.StudyDirection.MINIMIZE]
+    assert len(again.trials) == 3 and again.directions == [
+        optuna.study.StudyDirection.MAXIMIZE,
+        optuna.study.StudyDirection.MINIMIZE,
+    ]
 
 
 def test_single_objective_with_macs_limit_marks_infeasible():
@@ -90,15 +106,20 @@ def test_single_objective_with_macs_limit_marks_infeasible():
     tuner.update_search_space(SPACE)
     run(tuner, 4)
     for t in tuner.study.trials:
-        assert t.system_attrs["constraints:macs_over_limit"] == pytest.approx(fake_search(t.params)["macs"] - 5e8)
+        assert t.system_attrs["constraints:macs_over_limit"] == pytest.approx(
+            fake_search(t.params)["macs"] - 5e8
+        )
 
 
-@pytest.mark.parametrize("space, message", [
-    ({"lambda": {"_type": "loguniform", "_value": [1e-3, 1e-6]}}, "empty range"),
-    ({"lambda": {"_type": "uniform", "_value": [-1.0, 1.0]}}, "must not be negative"),
-    ({"eps": {"_type": "normal", "_value": [0, 1]}}, "not supported"),
-    ({"eps": {"_type": "choice", "_value": []}}, "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"lambda": {"_type": "loguniform", "_value": [1e-3, 1e-6]}}, "empty range"),
+        ({"lambda": {"_type": "uniform", "_value": [-1.0, 1.0]}}, "must not be negative"),
+        ({"eps": {"_type": "normal", "_value": [0, 1]}}, "not supported"),
+        ({"eps": {"_type": "choice", "_value": []}}, "non-empty list"),
+    ],
+)
 def test_bad_search_space(space, message):
     with pytest.raises(ValueError, match=message):
         OptunaTuner().update_search_space(space)

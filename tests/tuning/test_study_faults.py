@@ -55,7 +55,9 @@ def check_killed_study(study: optuna.Study, pid: int, killed: int, n_trials: int
 def test_a_killed_worker_fails_its_trial_and_the_others_finish(kind, tmp_path, monkeypatch):
     monkeypatch.setenv("HRNAS_TEST_HOLD", str(tmp_path))
     url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal:{tmp_path / 's.log'}"
-    settings = StudySettings(task="digits_seg", storage=url, n_trials=2, workers=2, out=str(tmp_path / "runs"))
+    settings = StudySettings(
+        task="digits_seg", storage=url, n_trials=2, workers=2, out=str(tmp_path / "runs")
+    )
     study, pid, killed = run_and_kill_one_worker(settings, tmp_path)
     check_killed_study(study, pid, killed, n_trials=2)
     (other,) = [t for t in study.trials if t.state == State.COMPLETE and "failed_trial" not in t.system_attrs]
@@ -69,14 +71,29 @@ def test_a_killed_worker_fails_its_trial_and_the_others_finish(kind, tmp_path, m
 def test_postgresql_four_workers_one_killed_then_resumed_elsewhere(postgresql_url, tmp_path, monkeypatch):
     monkeypatch.setenv("HRNAS_TEST_HOLD", str(tmp_path))
     name = f"pg-{uuid.uuid4().hex[:8]}"
-    settings = StudySettings(task="digits_seg", storage=postgresql_url, study_name=name, n_trials=4, workers=4,
-                             out=str(tmp_path / "runs"))
+    settings = StudySettings(
+        task="digits_seg",
+        storage=postgresql_url,
+        study_name=name,
+        n_trials=4,
+        workers=4,
+        out=str(tmp_path / "runs"),
+    )
     study, pid, killed = run_and_kill_one_worker(settings, tmp_path)
     check_killed_study(study, pid, killed, n_trials=4)
     assert len({t.user_attrs["pid"] for t in study.trials}) >= 4  # four workers, then the replacement
     # another process (this one ran no trial) opens the study and adds to it
-    more = run_study(StudySettings(task="digits_seg", storage=postgresql_url, study_name=name, n_trials=2,
-                                   workers=1, out=str(tmp_path / "runs")), fast_objective)
+    more = run_study(
+        StudySettings(
+            task="digits_seg",
+            storage=postgresql_url,
+            study_name=name,
+            n_trials=2,
+            workers=1,
+            out=str(tmp_path / "runs"),
+        ),
+        fast_objective,
+    )
     assert sorted(t.number for t in more.trials) == list(range(7))
     assert sum(t.state == State.COMPLETE for t in more.trials) == 6
     assert all(t.user_attrs["pid"] == os.getpid() for t in more.trials[5:])
@@ -86,11 +103,21 @@ def test_postgresql_four_workers_one_killed_then_resumed_elsewhere(postgresql_ur
 def test_a_trial_whose_heartbeat_stopped_is_failed_and_retried_by_the_next_study(kind, tmp_path, request):
     """The whole `hrnas study` was killed (no parent left to notice): the next one on the storage cleans up."""
     url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else request.getfixturevalue("postgresql_url")
-    settings = StudySettings(task="digits_seg", storage=url, study_name=f"hb-{uuid.uuid4().hex[:8]}", n_trials=1,
-                             heartbeat=1, out=str(tmp_path / "runs"))
+    settings = StudySettings(
+        task="digits_seg",
+        storage=url,
+        study_name=f"hb-{uuid.uuid4().hex[:8]}",
+        n_trials=1,
+        heartbeat=1,
+        out=str(tmp_path / "runs"),
+    )
     study = create_study(settings)
-    orphan = study.ask({"lambda": optuna.distributions.FloatDistribution(*settings.lambda_range, log=True),
-                        "eps": optuna.distributions.FloatDistribution(*settings.eps_range, log=True)})
+    orphan = study.ask(
+        {
+            "lambda": optuna.distributions.FloatDistribution(*settings.lambda_range, log=True),
+            "eps": optuna.distributions.FloatDistribution(*settings.eps_range, log=True),
+        }
+    )
     study._storage.record_heartbeat(orphan._trial_id)  # its process beat once, then died
     # past the grace period (two heartbeat intervals, "more than 2 s"): SQLite's CURRENT_TIMESTAMP keeps
     # whole seconds, so a 2.5 s wait reads as 2 s half the time; 3.2 s always reads as 3 s or more

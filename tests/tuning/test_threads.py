@@ -8,10 +8,18 @@ import torch
 from nni_hrnas.threads import limit_threads, threads_per_worker
 
 
-@pytest.mark.parametrize("cores, workers, cap, expected", [
-    (8, 1, None, 8), (8, 2, None, 4), (8, 3, None, 2), (8, 16, None, 1), (2, 2, None, 1),
-    (8, 2, "1", 1), (8, 2, "6", 4),  # OMP_NUM_THREADS caps the share, never raises it
-])
+@pytest.mark.parametrize(
+    "cores, workers, cap, expected",
+    [
+        (8, 1, None, 8),
+        (8, 2, None, 4),
+        (8, 3, None, 2),
+        (8, 16, None, 1),
+        (2, 2, None, 1),
+        (8, 2, "1", 1),
+        (8, 2, "6", 4),  # OMP_NUM_THREADS caps the share, never raises it
+    ],
+)
 def test_the_cores_are_split(cores, workers, cap, expected, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
