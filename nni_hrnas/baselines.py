@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from search_spaces import HRNASNetwork
+
 #: How far (relative) a baseline's MACs may be from the MACs it is matched to.
 MACS_TOLERANCE = 0.03
 
@@ -31,7 +33,6 @@ class BaselineError(ValueError):
 
 def sample_macs(space, sample: Mapping[str, int], input_size: tuple[int, int, int]) -> int:
     """Exact MACs of ``sample`` of ``space`` at ``input_size`` (built on the meta device: no memory)."""
-    from search_spaces import HRNASNetwork
 
     with torch.device("meta"):
         net = HRNASNetwork(space.config, {k: int(v) for k, v in sample.items()})
@@ -52,7 +53,6 @@ def _match_macs(
 ) -> dict[str, int]:
     """Bisection on one factor applied to every width of ``shape`` so that MACs meet ``macs``."""
     from nni_hrnas.strategy.units import WidthCost
-    from search_spaces import HRNASNetwork
 
     with torch.device("meta"):  # MACs of any widths from the supernet's shapes, nothing built per sample
         width_cost = WidthCost(HRNASNetwork(space.config, space.max_sample()), input_size)

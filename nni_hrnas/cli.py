@@ -16,6 +16,19 @@ from collections.abc import Sequence
 from nni_hrnas import labels
 from nni_hrnas.logs import setup_cli_logging
 from nni_hrnas.run_folder import RunFolder, SearchResult
+from search_spaces import (
+    PRESETS,
+    ConfigError,
+    HRNASConfig,
+    HRNASNetwork,
+    HRNASSpace,
+    choice_maxima,
+    get_preset,
+    load_arch,
+)
+from search_spaces.config import check_input_size, parse_space_overrides
+from search_spaces.pointpillars import RPN_PRESETS, PointPillarsRPN
+from search_spaces.presets import PLUGIN_PRESETS
 
 _log = logging.getLogger("nni_hrnas")
 
@@ -55,11 +68,6 @@ def aggregate(groups: dict) -> tuple[dict[str, dict[str, int]], dict[str, dict[s
 def cmd_flops(args: argparse.Namespace) -> int:
     """MACs and params of a preset's supernet (or of an architecture file) at an input size."""
     import torch
-
-    from search_spaces import HRNASNetwork, choice_maxima, get_preset, load_arch
-    from search_spaces.config import check_input_size, parse_space_overrides
-    from search_spaces.pointpillars import RPN_PRESETS, PointPillarsRPN
-    from search_spaces.presets import PLUGIN_PRESETS
 
     if args.preset in RPN_PRESETS:
         config = RPN_PRESETS[args.preset]
@@ -136,7 +144,6 @@ def cmd_flops(args: argparse.Namespace) -> int:
 
 def _flops_fixed(args: argparse.Namespace, network, config, kind: str, note: str) -> int:
     """MACs and params of a fixed network (a PointPillars RPN, a Table 8 plug-in network) per group."""
-    from search_spaces import ConfigError
 
     size = tuple(args.input or config.input_size)
     try:
@@ -169,8 +176,6 @@ def _flops_fixed(args: argparse.Namespace, network, config, kind: str, note: str
 def architecture_summary(result: SearchResult) -> list[str]:
     """Lines describing a searched architecture per branch: kept / supernet units and MACs."""
     import torch
-
-    from search_spaces import HRNASConfig, HRNASNetwork
 
     config = HRNASConfig(**result.config)
     with torch.device("meta"):
@@ -211,7 +216,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from nni_hrnas import baselines
     from nni_hrnas.search import SearchSettings, run_search
     from nni_hrnas.tasks.registry import get_task
-    from search_spaces import HRNASSpace
 
     out = Path(args.out)
     settings = SearchSettings(
@@ -278,15 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from search_spaces import PRESETS
-
     flops = sub.add_parser(
         "flops",
         help="MACs and params of a preset (per stage and branch)",
         description="Exact MACs (the paper's 'FLOPs') and params, computed analytically.",
     )
-    from search_spaces.pointpillars import RPN_PRESETS
-    from search_spaces.presets import PLUGIN_PRESETS
 
     flops.add_argument(
         "--preset",
@@ -386,7 +386,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_cli_logging(args.verbose)
-    from search_spaces import ConfigError
 
     try:
         return args.func(args)

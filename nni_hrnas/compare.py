@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search_spaces import HRNASSpace
+
 if TYPE_CHECKING:
     import pandas as pd
     from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 
     from nni_hrnas.strategy.loop import DeviceSettings
     from nni_hrnas.tasks.evaluator import TaskEvaluator
-    from search_spaces import HRNASSpace
 
 _log = logging.getLogger("nni_hrnas.compare")
 
@@ -144,7 +145,6 @@ class Comparison:
     def space_for(task: str) -> HRNASSpace:
         """The space every strategy searches for ``task``: its preset at the task's input size."""
         from nni_hrnas.tasks.registry import get_task
-        from search_spaces import HRNASSpace
 
         spec = get_task(task)
         return HRNASSpace.from_preset(
@@ -240,7 +240,6 @@ class Comparison:
         from nni.nas.oneshot.pytorch.strategy import DARTS, GumbelDARTS, RandomOneShot
 
         from nni_hrnas.search import free_port
-        from search_spaces import HRNASSpace
 
         meter = _Meter(self.settings.parsed_budget)
         budget = self.settings.parsed_budget

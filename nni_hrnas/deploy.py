@@ -51,6 +51,7 @@ from nni_hrnas.run_folder import (
     SearchResult,
     atomic_write_json,
 )
+from search_spaces.config import check_input_size
 
 FORMATS = ("torch", "onnx")
 TORCH_FILE = "model.pt2"
@@ -333,7 +334,6 @@ def export_deployment(
     network cannot take). Nothing in ``out_dir`` is replaced unless every check passed.
     """
     from nni_hrnas.ops.fuse import fuse_for_inference
-    from search_spaces.config import check_input_size
 
     settings = settings or ExportSettings()
     folder = RunFolder(run_dir)

@@ -55,6 +55,9 @@ from nni_hrnas.strategy import (
     minimum_macs,
 )
 from nni_hrnas.strategy.loop import ACCELERATORS, PRECISIONS
+from search_spaces import ConfigError, HRNASSpace, get_preset
+from search_spaces.config import parse_space_overrides
+from search_spaces.presets import PRESETS
 
 _logger = logging.getLogger("nni_hrnas.search")
 
@@ -67,7 +70,6 @@ class SearchError(ValueError):
 
 
 def _space_arg(items: list[str] | None) -> dict[str, Any] | None:
-    from search_spaces.config import ConfigError, parse_space_overrides
 
     try:
         return parse_space_overrides(items) if items else None
@@ -258,13 +260,10 @@ class SearchSettings:
     def validate(self) -> None:
         """Each setting's declared check, then those that involve more than one (preset and space,
         resume and out, the devices against this machine): a :class:`SearchError` naming the first bad one."""
-        from search_spaces.presets import PRESETS
 
         if self.preset not in PRESETS:
             raise SearchError(f"invalid preset={self.preset!r}: known presets: {', '.join(PRESETS)}")
         if self.space:
-            from search_spaces import ConfigError, get_preset
-
             try:
                 get_preset(self.preset, **copy.deepcopy(self.space))
             except (ConfigError, TypeError) as exc:
@@ -320,7 +319,6 @@ def build_search(
 ):
     """The (space, evaluator, strategy) triple of a search, without running it."""
     from nni_hrnas.tasks.registry import get_task
-    from search_spaces import HRNASSpace
 
     spec = get_task(settings.task)
     input_size = spec.input_size(settings.smoke)
