@@ -23,13 +23,14 @@ from nni_hrnas import costs
 
 from .config import ConfigError
 from .plugin import (
-    DEFAULT_TOKENS,
     PluginConfig,
     PSPHead,
-    block_transformer_cost,
+    blocks_cost,
     check_image_size,
     check_images,
     check_trainable,
+    family_presets,
+    head_cost,
     init_like_torchvision,
 )
 
@@ -224,20 +225,11 @@ class MobileNetV2(nn.Module):
         groups = {
             "stem": costs.conv_cost(c.in_channels, stem, 3, hw) + costs.batchnorm_cost(stem, hw, act=True)
         }
-        for i, block in enumerate(self.blocks()):
-            groups[f"block{i}"] = block.conv_cost(hw)
-            if block.transformer is not None:
-                groups[f"block{i}.transformer"] = block_transformer_cost(block.transformer, hw)
-            hw = costs.strided(hw, block.stride)
+        hw = blocks_cost(groups, self.blocks(), hw)
         c_last = self.blocks()[-1].out_channels
-        if c.task == "classification":
-            groups["head"] = (
-                costs.conv_cost(c_last, self.last_channels, 1, hw)
-                + costs.batchnorm_cost(self.last_channels, hw, act=True)
-                + costs.linear_cost(self.last_channels, c.num_outputs)
-            )
-        else:
-            groups["head"] = self.head.cost(hw, (height, width))
+        groups["head"] = head_cost(
+            c, getattr(self, "head", None), c_last, getattr(self, "last_channels", 0), hw, (height, width)
+        )
         return groups
 
     def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
@@ -245,16 +237,6 @@ class MobileNetV2(nn.Module):
         return sum(self.cost_breakdown(input_size).values(), costs.Cost())
 
 
-def _presets() -> dict[str, MobileNetV2Config]:
-    presets = {}
-    for suffix, tokens in (("", 0), ("_transformer", DEFAULT_TOKENS)):
-        presets[f"mobilenetv2{suffix}"] = MobileNetV2Config(tokens=tokens)
-        presets[f"mobilenetv2_psp{suffix}"] = MobileNetV2Config(
-            task="segmentation", num_outputs=19, input_size=(3, 512, 1024), tokens=tokens
-        )
-    return presets
-
-
 #: width 1.0 on ImageNet (1000 classes, 224x224) and with a PSP head on Cityscapes (19 classes, 512x1024),
 #: plain and with a transformer of the project's default size in every block
-MOBILENETV2_PRESETS: dict[str, MobileNetV2Config] = _presets()
+MOBILENETV2_PRESETS: dict[str, MobileNetV2Config] = family_presets("mobilenetv2", MobileNetV2Config)

@@ -162,6 +162,41 @@ def block_transformer_cost(transformer: LightweightTransformer | None, in_hw: co
     return costs.Cost() if transformer is None else costs.transformer_module_cost(transformer, in_hw)
 
 
+def blocks_cost(groups: dict[str, costs.Cost], blocks: list, hw: costs.HW) -> costs.HW:
+    """Add ``block{i}`` (and ``block{i}.transformer``) costs of ``blocks`` from ``hw`` on; the size after them."""
+    for i, block in enumerate(blocks):
+        groups[f"block{i}"] = block.conv_cost(hw)
+        if block.transformer is not None:
+            groups[f"block{i}.transformer"] = block_transformer_cost(block.transformer, hw)
+        hw = costs.strided(hw, block.stride)
+    return hw
+
+
+def head_cost(
+    config: PluginConfig, head: PSPHead | None, c_in: int, c_last: int, hw: costs.HW, out_hw: costs.HW
+) -> costs.Cost:
+    """The classification head (1x1 conv ``c_in`` -> ``c_last`` + BN + ReLU, pool, linear) or the PSP head."""
+    if config.task == "classification":
+        return (
+            costs.conv_cost(c_in, c_last, 1, hw)
+            + costs.batchnorm_cost(c_last, hw, act=True)
+            + costs.linear_cost(c_last, config.num_outputs)
+        )
+    return head.cost(hw, out_hw)
+
+
+def family_presets(family: str, config_class: type[PluginConfig]) -> dict[str, PluginConfig]:
+    """``family`` on ImageNet (1000 classes, 224x224) and ``family_psp`` on Cityscapes (19 classes,
+    512x1024), each also ``..._transformer`` with a transformer of the project's default size in every block."""
+    presets = {}
+    for suffix, tokens in (("", 0), ("_transformer", DEFAULT_TOKENS)):
+        presets[f"{family}{suffix}"] = config_class(tokens=tokens)
+        presets[f"{family}_psp{suffix}"] = config_class(
+            task="segmentation", num_outputs=19, input_size=(3, 512, 1024), tokens=tokens
+        )
+    return presets
+
+
 def init_like_torchvision(module: nn.Module) -> None:
     """torchvision's initialisation of the convolutional layers; transformers keep their own."""
     if isinstance(module, LightweightTransformer):

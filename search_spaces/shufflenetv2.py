@@ -25,13 +25,14 @@ from nni_hrnas import costs
 
 from .config import ConfigError
 from .plugin import (
-    DEFAULT_TOKENS,
     PluginConfig,
     PSPHead,
-    block_transformer_cost,
+    blocks_cost,
     check_image_size,
     check_images,
     check_trainable,
+    family_presets,
+    head_cost,
     init_like_torchvision,
 )
 
@@ -232,20 +233,9 @@ class ShuffleNetV2(nn.Module):
         c0 = c.stage_channels[0]
         groups = {"stem": costs.conv_cost(c.in_channels, c0, 3, hw) + costs.batchnorm_cost(c0, hw, act=True)}
         hw = costs.strided(hw, 2)  # max pool 3x3, stride 2, padding 1: ceil(h / 2) like the convs
-        for i, block in enumerate(self.blocks()):
-            groups[f"block{i}"] = block.conv_cost(hw)
-            if block.transformer is not None:
-                groups[f"block{i}.transformer"] = block_transformer_cost(block.transformer, hw)
-            hw = costs.strided(hw, block.stride)
+        hw = blocks_cost(groups, self.blocks(), hw)
         c_last, c5 = c.stage_channels[3], c.stage_channels[4]
-        if c.task == "classification":
-            groups["head"] = (
-                costs.conv_cost(c_last, c5, 1, hw)
-                + costs.batchnorm_cost(c5, hw, act=True)
-                + costs.linear_cost(c5, c.num_outputs)
-            )
-        else:
-            groups["head"] = self.head.cost(hw, (height, width))
+        groups["head"] = head_cost(c, getattr(self, "head", None), c_last, c5, hw, (height, width))
         return groups
 
     def cost(self, input_size: tuple[int, int, int] | None = None) -> costs.Cost:
@@ -253,16 +243,6 @@ class ShuffleNetV2(nn.Module):
         return sum(self.cost_breakdown(input_size).values(), costs.Cost())
 
 
-def _presets() -> dict[str, ShuffleNetV2Config]:
-    presets = {}
-    for suffix, tokens in (("", 0), ("_transformer", DEFAULT_TOKENS)):
-        presets[f"shufflenetv2{suffix}"] = ShuffleNetV2Config(tokens=tokens)
-        presets[f"shufflenetv2_psp{suffix}"] = ShuffleNetV2Config(
-            task="segmentation", num_outputs=19, input_size=(3, 512, 1024), tokens=tokens
-        )
-    return presets
-
-
 #: 1.0x on ImageNet (1000 classes, 224x224) and with a PSP head on Cityscapes (19 classes, 512x1024),
 #: plain and with a transformer of the project's default size in every block
-SHUFFLENETV2_PRESETS: dict[str, ShuffleNetV2Config] = _presets()
+SHUFFLENETV2_PRESETS: dict[str, ShuffleNetV2Config] = family_presets("shufflenetv2", ShuffleNetV2Config)
