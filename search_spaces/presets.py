@@ -35,6 +35,9 @@ _KITTI_SIM_STAGES = (
     (3, [1, 1, 1], [16, 32, 48]),
 )
 
+#: the body the three digits presets share (their inputs and heads differ)
+_DIGITS_BODY = dict(stem_channels=16, stages=_SMALL_STAGES, expansion=2, transformer=_SMALL_TRANSFORMER)
+
 PRESETS: dict[str, HRNASConfig] = {
     "cityscapes": HRNASConfig(
         task="segmentation", num_outputs=19, input_size=(3, 512, 1024), head_channels=90
@@ -48,20 +51,14 @@ PRESETS: dict[str, HRNASConfig] = {
         task="segmentation",
         num_outputs=11,
         input_size=(1, 64, 64),
-        stem_channels=16,
-        stages=_SMALL_STAGES,
-        expansion=2,
-        transformer=_SMALL_TRANSFORMER,
+        **_DIGITS_BODY,
         head_channels=32,
     ),
     "digits_cls": HRNASConfig(
         task="classification",
         num_outputs=10,
         input_size=(1, 32, 32),
-        stem_channels=16,
-        stages=_SMALL_STAGES,
-        expansion=2,
-        transformer=_SMALL_TRANSFORMER,
+        **_DIGITS_BODY,
         cls_channels=(24, 32, 48, 96),
         cls_final_channels=256,
         dropout=0.1,
@@ -70,10 +67,7 @@ PRESETS: dict[str, HRNASConfig] = {
         task="keypoints",
         num_outputs=4,
         input_size=(1, 64, 64),
-        stem_channels=16,
-        stages=_SMALL_STAGES,
-        expansion=2,
-        transformer=_SMALL_TRANSFORMER,
+        **_DIGITS_BODY,
         head_channels=32,
     ),
     "kitti": HRNASConfig(
