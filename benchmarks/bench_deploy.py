@@ -1,7 +1,7 @@
 """Latency of searched networks where they will run: PyTorch eager, the inference form, onnxruntime.
 
 Usage: nice -n 19 env OMP_NUM_THREADS=1 python benchmarks/bench_deploy.py RUN_DIR [RUN_DIR ...]
-           [--synthetic] [--batch 1,32] [--repeats 30] [--json]
+           [--synthetic] [--batch 1,32] [--repeats 30] [--pad-channels 8] [--json]
 
 For each run folder (written by ``hrnas search``), for the unpruned supernet of its space and,
 with ``--synthetic``, for two made-up networks at the first run's MACs (every kernel path kept and
@@ -10,7 +10,8 @@ removed, as the latency-aware search tends to), times at each batch size, one th
 ``--repeats`` runs after a warm-up (:func:`nni_hrnas.latency.time_latency`):
 
 * ``eager``: the network in PyTorch, as searched (eval mode);
-* ``fused``: its inference form in PyTorch (BNs folded, kernel paths merged; ``--fuse``);
+* ``fused``: its inference form in PyTorch (BNs folded, kernel paths merged, each path's width
+  zero-padded to a multiple of ``--pad-channels``, default 8, as ``hrnas export --fuse`` does);
 * ``onnxruntime``: the inference form exported as ``hrnas export --format onnx --fuse
   --dynamic-batch`` writes it, in onnxruntime's CPU provider (sequential, one intra-op thread).
 
@@ -28,6 +29,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from nni_hrnas.ops.fuse import DEPLOY_CHANNEL_MULTIPLE
 
 RUNTIMES = ("eager", "fused", "onnxruntime")
 
@@ -79,13 +82,13 @@ def _synthetic(config, arch_max: dict[str, int], target_macs: int, size) -> dict
     return nets
 
 
-def _timer(model: torch.nn.Module, runtime: str, x: torch.Tensor, onnx_path: Path | None):
+def _timer(model: torch.nn.Module, runtime: str, x: torch.Tensor, onnx_path: Path | None, pad: int):
     from nni_hrnas.latency import onnxruntime_runner
     from nni_hrnas.ops.fuse import fuse_for_inference
 
     if runtime == "onnxruntime":
         return onnxruntime_runner(str(onnx_path), x, threads=1)
-    net = fuse_for_inference(model) if runtime == "fused" else model
+    net = fuse_for_inference(model, pad) if runtime == "fused" else model
 
     def run() -> None:
         with torch.inference_mode():
@@ -94,7 +97,7 @@ def _timer(model: torch.nn.Module, runtime: str, x: torch.Tensor, onnx_path: Pat
     return run
 
 
-def measure(nets: dict[str, torch.nn.Module], size, batches: list[int], repeats: int) -> dict:
+def measure(nets: dict[str, torch.nn.Module], size, batches: list[int], repeats: int, pad: int) -> dict:
     """Median seconds of every network, runtime and batch: ``{(name, runtime, batch): seconds}``."""
     from nni_hrnas.deploy import export_onnx
     from nni_hrnas.latency import time_latency
@@ -104,7 +107,7 @@ def measure(nets: dict[str, torch.nn.Module], size, batches: list[int], repeats:
     with tempfile.TemporaryDirectory() as tmp:
         for name, net in nets.items():
             path = Path(tmp) / f"{name}.onnx"
-            export_onnx(fuse_for_inference(net), torch.randn(2, *size), path, dynamic_batch=True)
+            export_onnx(fuse_for_inference(net, pad), torch.randn(2, *size), path, dynamic_batch=True)
             for batch in batches:
                 x = torch.randn(batch, *size)
                 reps = max(
@@ -112,7 +115,7 @@ def measure(nets: dict[str, torch.nn.Module], size, batches: list[int], repeats:
                 )  # large batches: fewer repeats, similar wall time
                 for runtime in RUNTIMES:
                     out[name, runtime, batch] = time_latency(
-                        _timer(net, runtime, x, path), warmup=3, repeats=reps
+                        _timer(net, runtime, x, path, pad), warmup=3, repeats=reps
                     ).median
                 print(
                     f"  {name} batch {batch}: "
@@ -134,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", default="1,32", help="comma-separated batch sizes (default 1,32)")
     parser.add_argument(
         "--repeats", type=int, default=30, help="timed runs at batch 1 (fewer at larger batches)"
+    )
+    parser.add_argument(
+        "--pad-channels",
+        type=int,
+        default=DEPLOY_CHANNEL_MULTIPLE,
+        help="inference form: path widths padded to a multiple (1: none)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON line per network and batch")
     args = parser.parse_args(argv)
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             nets[name] = net
             info[name] = "made up at the first run's MACs"
     macs = {name: net.cost(size).macs for name, net in nets.items()}
-    lat = measure(nets, size, batches, args.repeats)
+    lat = measure(nets, size, batches, args.repeats, args.pad_channels)
     if not args.json:
         print(
             "| network | MACs | batch | eager ms (ratio) | fused ms (ratio) | onnxruntime ms (ratio) |\n"

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from nni_hrnas.latency import RUNTIMES, onnxruntime_runner, time_latency
+from nni_hrnas.ops.fuse import DEPLOY_CHANNEL_MULTIPLE, fuse_for_inference
 from nni_hrnas.run_folder import (
     ARCH_FILE,
     BENCH_FILE,
@@ -82,6 +83,7 @@ class ExportSettings:
 
     formats: tuple[str, ...] = ()
     fuse: bool = False
+    pad_channels: int = DEPLOY_CHANNEL_MULTIPLE  # with fuse: kernel path widths zero-padded to a multiple
     input_size: tuple[int, int, int] | None = None  # default: the size the search ran at
     opset: int = 18
     dynamic_batch: bool = False
@@ -100,6 +102,11 @@ class ExportSettings:
             )
         if not self.tolerance > 0:
             raise DeployError(f"invalid tolerance={self.tolerance!r}: expected a positive number")
+        if not isinstance(self.pad_channels, int) or self.pad_channels < 1:
+            raise DeployError(
+                f"invalid pad_channels={self.pad_channels!r}: expected a whole number >= 1 "
+                "(1: no padding), e.g. --pad-channels 8"
+            )
 
     @staticmethod
     def parse_formats(text: str | None) -> tuple[str, ...]:
@@ -267,8 +274,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
         f"- {card['metric_name']}: {card['metric']}"
         if card.get("metric") is not None
         else "- metric: not recorded",
-        f"- form: {'inference (BNs folded, kernel paths merged)' if card['fuse'] else 'as searched (eval mode)'}; "
-        f"batch {'dynamic' if card['dynamic_batch'] else 'fixed at 1'}",
+        f"- form: {_form(card)}; batch {'dynamic' if card['dynamic_batch'] else 'fixed at 1'}",
         f"- search: preset {search.get('preset')}, lambda {search.get('lambda')}, eps {search.get('eps')}, "
         f"{search.get('epochs')} epochs, path overhead {search.get('path_overhead')}; "
         f"{search.get('search_seconds') or 0:.0f} s, cost {json.dumps(search.get('search_cost'))}",
@@ -324,6 +330,14 @@ def _card_search(result: SearchResult) -> dict[str, Any]:
     }
 
 
+def _form(card: dict[str, Any]) -> str:
+    if not card["fuse"]:
+        return "as searched (eval mode)"
+    pad = card.get("pad_channels", 1)
+    padding = f", each kernel path zero-padded to a multiple of {pad} channels" if pad > 1 else ""
+    return f"inference (BNs folded, kernel paths merged{padding})"
+
+
 def export_deployment(
     run_dir: str | Path, out_dir: str | Path | None = None, settings: ExportSettings | None = None
 ) -> dict[str, Any]:
@@ -333,8 +347,6 @@ def export_deployment(
     ``FileNotFoundError`` (a run folder without weights) or ``ConfigError`` (an input size the
     network cannot take). Nothing in ``out_dir`` is replaced unless every check passed.
     """
-    from nni_hrnas.ops.fuse import fuse_for_inference
-
     settings = settings or ExportSettings()
     folder = RunFolder(run_dir)
     run_dir = folder.path
@@ -350,7 +362,11 @@ def export_deployment(
     staging = Path(tempfile.mkdtemp(prefix=".hrnas-export-", dir=out))
     try:
         files = _write_formats(
-            model, fuse_for_inference(model) if settings.fuse else model, size, settings, staging
+            model,
+            fuse_for_inference(model, settings.pad_channels) if settings.fuse else model,
+            size,
+            settings,
+            staging,
         )
         card = dict(
             format="hrnas-model-card",
@@ -366,6 +382,7 @@ def export_deployment(
             metric_name=result.metric_name or "metric",
             io=_task_io(str(result.task or config.task), config, size),
             fuse=settings.fuse,
+            pad_channels=settings.pad_channels if settings.fuse else 1,
             dynamic_batch=settings.dynamic_batch,
             opset=settings.opset if ONNX_FILE in files else None,
             tolerance=settings.tolerance,
@@ -436,11 +453,13 @@ def bench(
     warmup: int = 10,
     repeats: int = 100,
     fuse: bool = False,
+    pad_channels: int = DEPLOY_CHANNEL_MULTIPLE,
 ) -> dict[str, Any]:
     """Latency of a run folder's network or of an export folder's files, as one JSON-able dict.
 
     A run folder runs in PyTorch eagerly (``fuse``: its inference form) or, with
-    ``runtime="onnxruntime"``, exported to ONNX in memory first; an export folder runs its
+    ``runtime="onnxruntime"``, exported to ONNX in memory first (the inference form's kernel paths
+    zero-padded to a multiple of ``pad_channels``, as ``hrnas export`` does); an export folder runs its
     ``model.pt2`` (torch) or ``model.onnx`` (onnxruntime). ``threads`` intra-op threads.
     """
     from nni_hrnas.latency import onnx_bytes
@@ -448,10 +467,11 @@ def bench(
     source = Path(source)
     if runtime not in RUNTIMES:
         raise DeployError(f"invalid runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
-    if batch < 1 or threads < 1 or warmup < 0 or repeats < 1:
+    if batch < 1 or threads < 1 or warmup < 0 or repeats < 1 or pad_channels < 1:
         raise DeployError(
-            f"need batch >= 1, threads >= 1, warmup >= 0, repeats >= 1; got batch={batch}, "
-            f"threads={threads}, warmup={warmup}, repeats={repeats}"
+            f"need batch >= 1, threads >= 1, warmup >= 0, repeats >= 1, pad-channels >= 1; got "
+            f"batch={batch}, threads={threads}, warmup={warmup}, repeats={repeats}, "
+            f"pad-channels={pad_channels}"
         )
     torch.set_num_threads(threads)
     if (source / CARD_JSON).is_file():
@@ -479,12 +499,10 @@ def bench(
             run = onnxruntime_runner(str(source / file), x, threads)
         kind = "export"
     elif (folder := RunFolder(source)).has_result() or folder.weights_path.is_file():
-        from nni_hrnas.ops.fuse import fuse_for_inference
-
         model = folder.load_model()
         size = tuple(folder.load_result().input_size or model.config.input_size)
         macs, form = model.cost(size).macs, "fused" if fuse else "plain"
-        model = fuse_for_inference(model) if fuse else model
+        model = fuse_for_inference(model, pad_channels) if fuse else model
         x = torch.randn(batch, *size)
         if runtime == "torch":
 
@@ -535,6 +553,15 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         action="store_true",
         help="export the inference form (BNs folded, kernel paths merged): the same outputs, fewer ops",
     )
+    parser.add_argument(
+        "--pad-channels",
+        type=int,
+        default=DEPLOY_CHANNEL_MULTIPLE,
+        metavar="N",
+        help="with --fuse: zero-pad each kernel path's width to a multiple of N, the same outputs; "
+        f"onnxruntime's CPU convolutions are far faster on such widths (default {DEPLOY_CHANNEL_MULTIPLE}; "
+        "1: no padding)",
+    )
     parser.add_argument("--input", type=parse_input_size, help="input size CxHxW (default: the search's)")
     parser.add_argument(
         "--opset",
@@ -556,6 +583,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         settings = ExportSettings(
             formats=ExportSettings.parse_formats(args.formats),
             fuse=args.fuse,
+            pad_channels=args.pad_channels,
             input_size=args.input,
             opset=args.opset,
             dynamic_batch=args.dynamic_batch,
@@ -586,6 +614,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--repeats", type=int, default=100, help="timed runs (default 100)")
     parser.add_argument("--fuse", action="store_true", help="a run folder's inference form")
     parser.add_argument(
+        "--pad-channels",
+        type=int,
+        default=DEPLOY_CHANNEL_MULTIPLE,
+        metavar="N",
+        help=f"with --fuse: kernel path widths zero-padded to a multiple of N (default {DEPLOY_CHANNEL_MULTIPLE})",
+    )
+    parser.add_argument(
         "--record",
         action="store_true",
         help=f"also append the line to RUN_OR_EXPORT/{BENCH_RECORD} "
@@ -600,7 +635,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     try:
         report = bench(
-            args.source, args.runtime, args.batch, args.threads, args.warmup, args.repeats, args.fuse
+            args.source,
+            args.runtime,
+            args.batch,
+            args.threads,
+            args.warmup,
+            args.repeats,
+            args.fuse,
+            args.pad_channels,
         )
     except (ValueError, FileNotFoundError) as exc:  # DeployError, ConfigError, a broken run folder
         print(f"hrnas bench: error: {exc}", file=sys.stderr)

@@ -53,3 +53,23 @@ def test_fused_network_same_outputs_and_macs_fewer_ops():
     norms = lambda m: sum(isinstance(c, torch.nn.BatchNorm2d) for c in m.modules())  # noqa: E731
     assert convs(fused) < convs(net) and norms(fused) < norms(net)
     assert net.training is False and any(isinstance(m, SearchingBlock) for m in net.modules())  # left intact
+
+
+@pytest.mark.parametrize("multiple", [4, 8])
+def test_padded_paths_give_the_same_outputs_at_whole_multiples_of_channels(multiple):
+    """Deployment pads each kernel path with zero channels (onnxruntime's blocked layout is much faster
+    on whole blocks): the outputs must not move, and each path must take exactly the padded width."""
+    torch.manual_seed(0)
+    widths = {3: 5, 5: 8, 7: 3}
+    block = SearchingBlock(6, 6, kernel_widths=widths, num_tokens=2)
+    randomize_bn(block)
+    block.eval()
+    fused = fuse_for_inference(block, channel_multiple=multiple)
+    padded = [-(-w // multiple) * multiple for w in widths.values()]  # ceil to the multiple, by hand
+    assert [conv.out_channels for conv in fused.mix.depthwise] == padded
+    assert fused.mix.expand.out_channels == fused.mix.project.in_channels == sum(padded)
+    x = torch.randn(2, 6, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), block(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="channel_multiple"):
+        fuse_for_inference(block, channel_multiple=0)
