@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -39,6 +39,9 @@ from search_spaces import (
 )
 from search_spaces.config import parse_space_overrides
 from search_spaces.presets import PLUGIN_PRESETS, PRESETS
+
+if TYPE_CHECKING:
+    from nni_hrnas.tasks.registry import TaskSpec
 
 #: ``result.json``'s ``strategy`` of a run folder written by ``hrnas train``
 STRATEGY = "train"
@@ -102,12 +105,12 @@ class FixedNetwork:
     model: str | None = None
 
 
-def _task_sized(config, spec):
+def _task_sized(config: Any, spec: TaskSpec) -> Any:
     """``config`` at the task's input size and outputs (the presets are the paper's sizes)."""
     return config.replace(input_size=spec.input_size(), num_outputs=spec.num_outputs)
 
 
-def plugin_network(name: str, spec) -> FixedNetwork:
+def plugin_network(name: str, spec: TaskSpec) -> FixedNetwork:
     """The plug-in network ``name`` sized for ``spec``'s task; refused when its head does not fit."""
     if name not in PLUGIN_PRESETS:
         raise TrainError(f"unknown model {name!r}; plug-in networks: {', '.join(sorted(PLUGIN_PRESETS))}")
@@ -120,7 +123,7 @@ def plugin_network(name: str, spec) -> FixedNetwork:
     return FixedNetwork(config.build(), name, dataclasses.asdict(config), {}, model=name)
 
 
-def space_config(spec, preset: str | None, space: list[str]):
+def space_config(spec: TaskSpec, preset: str | None, space: list[str]) -> HRNASConfig:
     """The HR-NAS config of ``preset`` (default: the task's) with ``--space`` items, sized for the task."""
     preset = preset or spec.default_preset
     if preset not in PRESETS:
@@ -154,7 +157,7 @@ def build_fixed(settings: TrainSettings) -> FixedNetwork:
     return FixedNetwork(HRNASNetwork(config, arch), name, dataclasses.asdict(config), arch)
 
 
-def _run_network(run_dir: Path, spec) -> FixedNetwork:
+def _run_network(run_dir: Path, spec: TaskSpec) -> FixedNetwork:
     """A run folder's network rebuilt from its ``result.json`` (weights not loaded)."""
     folder = RunFolder(run_dir)
     result = folder.load_result()
