@@ -194,6 +194,14 @@ def seconds_per_epoch(
     return step * (len(train) // batch_size) + validation
 
 
+def recipe_datasets(task: str, recipe: str = "task", seed: int = 0, datasets=None):
+    """``datasets`` if given, else the (train, val) data ``recipe`` trains on (the search's sizes)."""
+    if datasets is not None:
+        return datasets
+    spec, sizes, _, _ = _recipe(task, recipe)
+    return spec.make_datasets(seed=seed, **({"sizes": tuple(sizes)} if sizes else {}))
+
+
 def train_architecture(
     task: str,
     space,
@@ -205,11 +213,28 @@ def train_architecture(
     recipe: str = "task",
 ) -> TrainedRun:
     """Train ``arch`` from scratch for ``epochs`` with ``recipe`` (see :data:`RECIPES`) and validate it."""
-    spec, sizes, batch_size, mkw = _recipe(task, recipe)
-    if datasets is None:
-        datasets = spec.make_datasets(seed=seed, **({"sizes": tuple(sizes)} if sizes else {}))
+    datasets = recipe_datasets(task, recipe, seed, datasets)
     torch.manual_seed(seed)
     net = space.freeze(dict(arch))
+    return train_network(task, net, epochs, name=name, seed=seed, datasets=datasets, recipe=recipe, arch=arch)
+
+
+def train_network(
+    task: str,
+    net: torch.nn.Module,
+    epochs: int,
+    name: str = "network",
+    seed: int = 0,
+    datasets=None,
+    recipe: str = "task",
+    arch: Mapping[str, int] | None = None,
+) -> TrainedRun:
+    """Train ``net`` in place (any network with ``cost(input_size)``: a frozen architecture, a plug-in
+    network, a searched network's weights) for ``epochs`` with ``recipe`` and validate it. The caller
+    seeds torch (before building ``net``, as :func:`train_architecture` does).
+    """
+    spec, _, batch_size, mkw = _recipe(task, recipe)
+    datasets = recipe_datasets(task, recipe, seed, datasets)
     cost = net.cost(spec.input_size())
     net = _channels_last(net)
     evaluator = spec.make_evaluator(
@@ -230,7 +255,7 @@ def train_architecture(
     per_mmac = seconds / max(epochs * len(datasets[0]), 1) / max(cost.macs / 1e6, 1e-9)
     return TrainedRun(
         name,
-        {k: int(v) for k, v in arch.items()},
+        {k: int(v) for k, v in (arch or {}).items()},
         int(cost.macs),
         int(cost.params),
         metric,

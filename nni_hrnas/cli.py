@@ -1,4 +1,4 @@
-"""The ``hrnas`` command line: ``hrnas flops | search | export | bench | study | compare | report | nnictl``.
+"""The ``hrnas`` command line: ``hrnas flops | search | train | ablate | export | bench | study | compare | report | nnictl``.
 
 Each subcommand prints a human summary, or with ``--json`` exactly one JSON object on stdout;
 logs go to stderr. The CLI is the composition root: it imports the spaces, tasks and analysis
@@ -352,6 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Report what nnictl create would trip on, each with its fix.",
     )
     add_check_arguments(check).set_defaults(func=cmd_check)
+
+    from nni_hrnas.ablate import add_ablate_arguments, cmd_ablate
+    from nni_hrnas.train import add_train_arguments, cmd_train
+
+    train = sub.add_parser("train", help="train a fixed network (an arch, a preset, a plug-in network)")
+    add_train_arguments(train).set_defaults(func=cmd_train)
+    ablate = sub.add_parser(
+        "ablate", help="the paper's ablations: space (Table 6), positional (7), plugin (8)"
+    )
+    add_ablate_arguments(ablate).set_defaults(func=cmd_ablate)
 
     demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")

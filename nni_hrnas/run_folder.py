@@ -388,20 +388,26 @@ class RunFolder:
         """
         from search_spaces import HRNASNetwork, load_arch
         from search_spaces.config import HRNASConfig
+        from search_spaces.presets import PLUGIN_PRESETS
 
         for path in self.searched_files:
             self._require(path)
         result = self.load_result()
+        plugin = result.extra.get("model")  # hrnas train --model: a fixed Table 8 network
         try:
             if result.config is None:
                 raise KeyError("config")
-            config = HRNASConfig(**result.config)
+            if plugin is not None:
+                model = type(PLUGIN_PRESETS[plugin])(**result.config).build()
+            else:
+                config = HRNASConfig(**result.config)
         except (TypeError, KeyError) as exc:
             raise RunFolderError(
                 f"{self.result_path} is not a result.json as hrnas search writes it "
                 f"({type(exc).__name__}: {exc}); {_RESTORE}"
             ) from None
-        model = HRNASNetwork(config, load_arch(self.arch_path, config))
+        if plugin is None:
+            model = HRNASNetwork(config, load_arch(self.arch_path, config))
         try:
             model.load_state_dict(load_weights(self.weights_path), strict=True)
         except Exception as exc:  # noqa: BLE001 - safetensors' errors, torch's key/shape mismatches (many lines)
