@@ -331,3 +331,30 @@ def test_bench_of_a_folder_that_is_neither_run_nor_export(tmp_path, capfd):
     assert main(["bench", str(tmp_path)]) == 2
     err = capfd.readouterr().err.strip()
     assert "is neither a run folder" in err and "\n" not in err
+
+
+def test_onnxruntime_path_overhead_is_what_one_path_adds_to_the_deployed_block(monkeypatch):
+    """Under onnxruntime the overhead is timed on the exported form (fused, padded) and is what one more
+    kernel path adds to a block that keeps another: with a made-up clock of 40 us a block, 15 us a depthwise
+    conv and 2e-11 s a MAC, the fit must give 15 us in MAC-equivalents (the block and the other path are subtracted)."""
+    from nni_hrnas import costs, latency
+    from nni_hrnas.latency import LatencyStats
+
+    per_mac, per_dw, per_block = 2e-11, 15e-6, 40e-6
+    unit = costs.kernel_unit_macs(32, 32, 5, (16, 16), 1)
+
+    def fake_runner(module, x, runtime):
+        assert runtime == "onnxruntime"
+        convs = list(module.mix.depthwise)  # the deployed form: one depthwise conv a kernel path
+        assert all(c.out_channels % 8 == 0 for c in convs)
+        channels = sum(c.out_channels for c in convs if c.kernel_size == (5, 5))
+        return lambda: per_block + per_dw * len(convs) + per_mac * unit * channels
+
+    def fake_time(run, warmup, repeats):
+        seconds = run()
+        return LatencyStats(seconds, seconds, seconds, seconds, seconds, repeats, warmup)
+
+    monkeypatch.setattr(latency, "_runner", fake_runner)
+    monkeypatch.setattr(latency, "time_latency", fake_time)
+    got = latency.measure_path_overhead(runtime="onnxruntime", widths=(8, 128))
+    assert got == pytest.approx(per_dw / per_mac, rel=1e-6)
