@@ -97,12 +97,25 @@ def kernel_path_cost(
     )
 
 
+#: what a depthwise channel's unit cost counts in the penalty (Eq. 6, Eq. 7): ``exact``, the MACs
+#: removing it saves (its depthwise conv and its share of the expand and project convs, as the
+#: official code's per-channel cost), or ``paper``, Eq. 6 as printed (the depthwise conv alone)
+UNIT_COSTS: tuple[str, ...] = ("exact", "paper")
+
+
 def kernel_unit_macs(
     in_channels: int, out_channels: int, kernel_size: int, in_hw: HW, stride: int = 1
 ) -> int:
-    """MACs one depthwise channel costs, with its share of the expand and project convs (Eq. 6)."""
+    """MACs one depthwise channel costs, with its share of the expand and project convs: exactly
+    what removing it saves (``unit_cost='exact'``)."""
     out_hw = strided(in_hw, stride)
     return in_channels * _area(in_hw) + (kernel_size * kernel_size + out_channels) * _area(out_hw)
+
+
+def depthwise_unit_macs(kernel_size: int, in_hw: HW, stride: int = 1) -> int:
+    """MACs of one channel of the k x k depthwise conv alone, k * k * h * w at its output size:
+    Eq. 6 as printed (``unit_cost='paper'``)."""
+    return kernel_size * kernel_size * _area(strided(in_hw, stride))
 
 
 def transformer_cost(
@@ -203,10 +216,18 @@ def searching_block_cost(block: SearchingBlock, in_hw: HW) -> Cost:
     return cost
 
 
-def block_unit_macs(block: SearchingBlock, in_hw: HW) -> dict[str, int]:
-    """Per-unit MACs of every search unit kind in a block: ``{'k3': ..., 'k5': ..., 'tok': ...}``."""
+def block_unit_macs(block: SearchingBlock, in_hw: HW, unit_cost: str = "exact") -> dict[str, int]:
+    """Per-unit MACs of every search unit kind in a block: ``{'k3': ..., 'k5': ..., 'tok': ...}``.
+
+    ``unit_cost`` (one of :data:`UNIT_COSTS`) sets what a depthwise channel counts; a token is
+    ``O_T(n') - O_T(n'-1)`` either way (Eq. 6).
+    """
+    if unit_cost not in UNIT_COSTS:
+        raise ValueError(f"unit_cost must be one of {', '.join(UNIT_COSTS)}, got {unit_cost!r}")
     units = {
         name: kernel_unit_macs(block.in_channels, block.out_channels, path.kernel_size, in_hw, block.stride)
+        if unit_cost == "exact"
+        else depthwise_unit_macs(path.kernel_size, in_hw, block.stride)
         for name, path in block.paths.items()
     }
     if block.transformer is not None:

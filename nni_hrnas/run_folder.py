@@ -212,6 +212,9 @@ class SearchResult(Mapping):
     input_size: tuple[int, ...] | None = _spec(_size, "(C, H, W) the costs are computed at")
     strategy: str | None = _spec(_text, "hrnas, or the NNI strategy that found arch")
     path_overhead: float | None = _spec(_number, "MAC-equivalents charged per kernel path")
+    unit_cost: str | None = _spec(
+        _text, "what a depthwise channel's penalty weight counted: exact (MACs saved) or paper (Eq. 6)"
+    )
     shrink_epochs: int | None = _spec(
         _integer, "epochs of shrinking; the rest trained the final architecture"
     )

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nni_hrnas.costs import UNIT_COSTS
 from nni_hrnas.data.common import smoke_mode
 from nni_hrnas.run_folder import ARCH_FILE, RESULT_FILE, WEIGHTS_FILE, RunFolder, SearchResult
 from nni_hrnas.settings import (
@@ -173,6 +174,14 @@ class SearchSettings:
         help="fixed cost of each kernel path in MAC-equivalents, so that whole paths are removed "
         "(Eq. 7 adapted to latency); 'auto' measures it on this machine (default: per task; "
         "0, the paper's MAC-only cost, on the real tasks)",
+    )
+    unit_cost: str | None = setting(
+        None,
+        metavar="exact|paper",
+        check=one_of(*UNIT_COSTS),
+        forward=True,
+        help="what a depthwise channel's penalty weight counts: exact, the MACs removing it saves "
+        "(default; as the official code), or paper, its depthwise conv alone (Eq. 6 as printed)",
     )
     latency_batch: int = setting(
         1, type=int, check=integer(1), help="batch size 'auto' measures at (default 1)"

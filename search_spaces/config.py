@@ -36,11 +36,13 @@ class StageConfig:
 class TransformerConfig(TransformerSettings):
     """Transformer settings plus how many tokens the supernet starts with and where transformers go.
 
-    ``placement``: ``identity`` (blocks that keep their shape), ``all`` (every searching block) or ``none``.
+    ``placement``: ``all`` (every searching block, reduction, upsampling, channel-changing and head
+    blocks included, as the paper: a reduction block's transformer outputs half size), ``identity``
+    (only the blocks that keep their shape) or ``none``.
     """
 
     tokens: int = 64
-    placement: str = "identity"
+    placement: str = "all"
 
     def settings(self) -> TransformerSettings:
         """The per-module settings handed to :class:`~nni_hrnas.ops.LightweightTransformer`."""
@@ -244,8 +246,8 @@ class HRNASConfig:
 
 
 def _transformer(current: TransformerConfig, value: Any) -> TransformerConfig:
-    if isinstance(value, bool):
-        placement = current.placement if current.placement != "none" else "identity"
+    if isinstance(value, bool):  # True on a space without transformers: the default placement
+        placement = current.placement if current.placement != "none" else TransformerConfig.placement
         return dataclasses.replace(current, placement=placement if value else "none")
     if isinstance(value, dict):
         known = {f.name for f in dataclasses.fields(current)}

@@ -46,9 +46,10 @@ def _arch(space: HRNASSpace, seed: int, p_zero: float = 0.3, tokens: str = "rand
     return arch
 
 
-def _run_folder(path: Path, preset: str, arch: dict[str, int], seed: int = 0) -> torch.nn.Module:
-    """A run folder as hrnas search writes it (arch.json, model.safetensors, result.json), no search run."""
-    space = HRNASSpace.from_preset(preset)
+def _run_folder(path: Path, preset: str, arch: dict[str, int], seed: int = 0, **overrides) -> torch.nn.Module:
+    """A run folder as hrnas search writes it (arch.json, model.safetensors, result.json), no search run;
+    ``overrides`` of the preset's config are recorded in it as a search records them."""
+    space = HRNASSpace.from_preset(preset, **overrides)
     torch.manual_seed(seed)
     net = space.freeze(arch)
     randomize_bn(net, seed)
@@ -139,6 +140,21 @@ def test_edge_architectures_export_and_match(tokens, p_zero, size, tmp_path):
         ExportSettings(formats=("torch", "onnx"), input_size=size, fuse=p_zero < 1.0),
     )
     _check_files(tmp_path / "out", net, size or space.config.input_size, (1,))
+
+
+def test_transformers_of_every_block_kind_export_and_match(tmp_path):
+    """Placement 'all': a reduction block's transformer (half-size output), an upsampling fusion
+    block's and the head's, each alone in a network of shortcuts, exported fused and matched."""
+    space = HRNASSpace.from_preset("tiny", transformer={"placement": "all"})
+    kinds = ("f1_o1_i0_tok", "f2_o0_i1_tok", "head_tok")  # 8 -> 8 at stride 2, upsampled, 24 -> 8
+    arch = {label: (values[1] if label in kinds else 0) for label, values in space.choices().items()}
+    net = _run_folder(tmp_path / "run", "tiny", arch, transformer={"placement": "all"})
+    export_deployment(
+        tmp_path / "run",
+        tmp_path / "out",
+        ExportSettings(formats=("torch", "onnx"), input_size=(3, 32, 96), fuse=True),
+    )
+    _check_files(tmp_path / "out", net, (3, 32, 96), (1,))
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,10 @@ def test_fused_block_equals_the_block(kwargs):
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.mix.modules())
 
 
-def test_fused_network_same_outputs_and_macs_fewer_ops():
-    space = HRNASSpace.from_preset("tiny")
+# placement "all": transformers in the stride-2, upsampling and head blocks too
+@pytest.mark.parametrize("placement", ["identity", "all"])
+def test_fused_network_same_outputs_and_macs_fewer_ops(placement):
+    space = HRNASSpace.from_preset("tiny", transformer={"placement": placement})
     rng = random.Random(3)
     arch = {label: rng.choice(values) for label, values in space.choices().items()}
     net = space.freeze(arch)

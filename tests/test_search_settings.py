@@ -38,6 +38,7 @@ SEARCH_FLAGS = {
     "--num-nodes",
     "--precision",
     "--no-channels-last",
+    "--unit-cost",  # added by issue 12
 }
 #: The flags of `python -m nni_hrnas.trial` at 0a5253d.
 TRIAL_FLAGS = {
@@ -68,6 +69,7 @@ FORWARDED = {
     "seed",
     "resume",
     "path_overhead",
+    "unit_cost",  # added by issue 12
 }
 
 
@@ -109,6 +111,7 @@ def test_no_flag_given_is_the_task_default(monkeypatch):
         ("--shrink-epochs", "2", "shrink_epochs", 2),
         ("--batch-size", "4", "batch_size", 4),
         ("--path-overhead", "2e6", "path_overhead", 2e6),
+        ("--unit-cost", "paper", "unit_cost", "paper"),
         ("--latency-batch", "4", "latency_batch", 4),
         ("--latency-runtime", "onnxruntime", "latency_runtime", "onnxruntime"),
         ("--seed", "3", "seed", 3),
@@ -147,6 +150,7 @@ def test_each_flag_sets_its_setting_and_nothing_else(flag, text, name, value, mo
             "invalid path_overhead=-1.0: expected a number of MAC-equivalents >= 0, or 'auto'",
         ),
         ({"latency_batch": 0}, "invalid latency_batch=0: expected an integer >= 1"),
+        ({"unit_cost": "flops"}, "invalid unit_cost='flops': expected exact or paper"),
         ({"latency_runtime": "tflite"}, "invalid latency_runtime='tflite': expected torch or onnxruntime"),
         ({"resume": True}, "invalid resume=True: --resume needs --out RUN_DIR"),
         ({"preset": "nosuch"}, "invalid preset='nosuch': known presets:"),

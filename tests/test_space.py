@@ -7,7 +7,7 @@ import torch
 from reference import parameter_count
 
 from search_spaces import PRESETS, ConfigError, HRNASSpace, get_preset
-from search_spaces.hrnas import width_choices
+from search_spaces.hrnas import plan_blocks, width_choices
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +35,25 @@ def test_official_supernet_shape():
     maxima = space.max_sample()
     assert maxima["p0_b0_n0_k3"] == 4 * 24  # expansion 4 per kernel path: 12 x C_in channels per block
     assert maxima["p3_b3_n3_tok"] == 64 and "f4_o3_i3_tok" in maxima  # identity blocks carry transformers
-    assert "f1_o1_i0_tok" not in maxima  # the new branch's stride-2 block keeps no transformer
+    # the paper's placement: every searching block, the new branch's stride-2 block, the upsampling
+    # and channel-changing fusion blocks and the head included
+    assert all(f"{label}_tok" in maxima for label in ("f1_o1_i0", "f2_o0_i1", "f2_o1_i0", "head"))
+    # placement 'identity' (the CPU presets'): only the blocks that keep their shape
+    identity = HRNASSpace(config.replace(transformer={"placement": "identity"})).max_sample()
+    assert "f1_o1_i0_tok" not in identity  # the new branch's stride-2 block keeps no transformer
+    assert "f4_o3_i3_tok" in identity and "head_tok" not in identity
     assert maxima["head_k5"] == 4 * (18 + 36 + 72 + 144)  # head block on the 270-channel concat
     assert "p2_b2_n2_k7" in maxima and "p2_b2_n3_k7" not in maxima
+
+
+def test_paper_presets_put_a_transformer_in_every_searching_block_cpu_presets_on_identity_blocks():
+    for name in ("cityscapes", "ade20k", "coco_keypoints", "imagenet", "kitti"):
+        slots = plan_blocks(get_preset(name))
+        assert all(slot.has_transformer for slot in slots), name
+        assert any(slot.stride == 2 for slot in slots) and any(slot.upsample for slot in slots)
+    for name in ("digits_seg", "digits_cls", "digits_kp", "kitti_sim", "tiny"):
+        for slot in plan_blocks(get_preset(name)):
+            assert slot.has_transformer == (slot.stride == 1 and slot.in_channels == slot.out_channels), name
 
 
 @pytest.mark.parametrize("name", ["tiny", "digits_seg", "digits_cls", "digits_kp"])

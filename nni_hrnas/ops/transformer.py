@@ -13,11 +13,12 @@ digits_seg: the task gradient on those scales is 20x smaller than on the depthwi
 and every token was pruned). A scale on the decoded token is a real gate: it sets the token's
 share of the output, the way the depthwise BN's scale sets a channel's.
 
-Two choices differ from a literal reading of the paper, both without changing the function:
-the projector resizes to s x s *before* its 1x1 conv + BN (both are per-pixel affine maps and
-bilinear weights sum to one, so the order commutes), and the inverse projector runs its 1x1
-conv + BN at s x s before upsampling. The paper's order costs (C+2) n H W MACs at full
-resolution; this one costs (C+2) n s^2.
+Two choices differ from a literal reading of the paper (the official code makes them too), both
+without changing the function at inference: the projector resizes to s x s *before* its 1x1
+conv + BN (both are per-pixel affine maps and bilinear weights sum to one, so the order
+commutes), and the inverse projector runs its 1x1 conv + BN at s x s before upsampling. The
+paper's order costs (C+2) n H W MACs at full resolution; this one costs (C+2) n s^2. In training
+the two BNs take their batch statistics over the s x s maps, not over H x W.
 """
 
 from __future__ import annotations

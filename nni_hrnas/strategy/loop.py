@@ -47,7 +47,7 @@ from .ema import EMA
 from .policy import PruningPolicy
 from .prune import rebuild, recalibrate_bn, slice_optimizer_, units_removed
 from .run_state import RunState, rng_state, set_rng_state
-from .units import clip_zero_crossings_, mean_unit_macs, penalty, unit_groups
+from .units import clip_zero_crossings_, mean_unit_macs, penalty
 
 if TYPE_CHECKING:  # annotations only: the loop just calls the task module's methods (Lightning not imported)
     from pytorch_lightning import LightningModule
@@ -495,7 +495,7 @@ class _SearchLoop:
         if payload is None:
             self._reseed(-1, per_rank=False)  # the same initial weights on every rank
             model = job.build(dict(job.supernet_arch))
-            state.normaliser = mean_unit_macs(unit_groups(model, policy.input_size, policy.path_overhead))
+            state.normaliser = mean_unit_macs(policy.unit_groups(model))
             state.start_macs = self._macs_params(model)[0]
         else:
             model = job.build(dict(payload["arch"]))
@@ -527,7 +527,7 @@ class _SearchLoop:
                 }
             )
         self.state = state
-        self.groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
+        self.groups = policy.unit_groups(self.model)
         return state.epoch if payload is not None else None
 
     def _begin_phase(self, model: nn.Module, phase_epochs: int) -> None:
@@ -597,7 +597,7 @@ class _SearchLoop:
                 # the final architecture: trained afresh (optimizer, schedule, EMA) for the epochs left;
                 # a copy, so that no parameter keeps the hooks of the data-parallel wrapper it had
                 self._begin_phase(copy.deepcopy(self.model), job.epochs - policy.shrink_end(job.epochs))
-                self.groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
+                self.groups = policy.unit_groups(self.model)
         elif policy.evaluates_after(epoch, job.epochs):
             self._evaluate_step(epoch)
 
@@ -694,7 +694,7 @@ class _SearchLoop:
         shrink_end = policy.shrink_end(job.epochs)
         inputs = self._calibration_inputs(epoch)
         self._recalibrate(self.model, inputs)
-        groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
+        groups = policy.unit_groups(self.model)
         keep = policy.keep(groups, self.model, last=epoch + 1 == shrink_end)
         if self.world > 1:  # one decision for all ranks, whatever their float round-off
             keep = fabric.broadcast({k: v.cpu() for k, v in keep.items()}, src=0)
@@ -704,7 +704,7 @@ class _SearchLoop:
             slice_optimizer_(self.raw_optimizer, self.model, new, keep)
             ema.replace(rebuild(ema.model, keep))
             self._setup(new)
-            groups = unit_groups(self.model, policy.input_size, policy.path_overhead)
+            groups = policy.unit_groups(self.model)
         self.groups = groups
         self._recalibrate(ema.model, inputs)
         self._evaluate_ema()

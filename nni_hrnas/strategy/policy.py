@@ -23,7 +23,7 @@ import torch
 
 from .interface import ShrinkableNetwork, ShrinkableSpace
 from .prune import Keep, budget_keep, ranked_units, threshold_keep, widths_after
-from .units import UnitGroup, WidthCost
+from .units import UnitGroup, WidthCost, unit_groups
 
 
 def check_number(
@@ -74,6 +74,12 @@ class PruningPolicy:
     path_overhead: float = 0.0
     round_up: Callable[[str, int], int] | None = None
     shrink_epochs: int | None = None
+    unit_cost: str = "exact"
+
+    def unit_groups(self, model: ShrinkableNetwork) -> list[UnitGroup]:
+        """The search units of ``model`` with the penalty weights of this search (input size, path
+        overhead, unit cost)."""
+        return unit_groups(model, self.input_size, self.path_overhead, self.unit_cost)
 
     def shrink_end(self, epochs: int) -> int:
         """The epoch the shrinking phase ends at (``epochs`` when the whole search shrinks)."""

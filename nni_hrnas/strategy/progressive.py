@@ -54,6 +54,7 @@ from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import ModelStatus, RawFormatModelSpace
 from torch import nn
 
+from nni_hrnas.costs import UNIT_COSTS
 from nni_hrnas.run_folder import SearchResult
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
@@ -92,6 +93,10 @@ class ProgressiveShrinking(OneShotStrategy):
             (Eq. 7 adapted to latency; :func:`nni_hrnas.latency.measure_path_overhead` measures it),
             shared by the path's remaining units so that removing whole paths pays. 0 (the default)
             is the paper's MAC-only cost.
+        unit_cost: what a depthwise channel's penalty weight counts (:data:`nni_hrnas.costs.UNIT_COSTS`):
+            ``exact`` (the default) the MACs removing it saves, its depthwise conv and its share of
+            the expand and project convs, as the official code; ``paper`` the depthwise conv alone,
+            k * k * h * w, Eq. 6 as printed. Tokens cost O_T(n') - O_T(n'-1) either way.
         shrink_epochs: epochs of the shrinking phase (default: all ``epochs``, the paper's schedule);
             the remaining epochs train the final architecture without penalty or pruning.
         on_epoch_end: called after every epoch, once its checkpoint is written, with a dict
@@ -120,6 +125,7 @@ class ProgressiveShrinking(OneShotStrategy):
         resume: bool = False,
         target_tolerance: float = 0.05,
         path_overhead: float = 0.0,
+        unit_cost: str = "exact",
         shrink_epochs: int | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         devices: DeviceSettings | None = None,
@@ -140,6 +146,8 @@ class ProgressiveShrinking(OneShotStrategy):
         check_number("seed", seed, low=0, integer=True)
         check_number("target_tolerance", target_tolerance, low=0.0, high=1.0, low_open=True, high_open=True)
         check_number("path_overhead", path_overhead, low=0.0)
+        if unit_cost not in UNIT_COSTS:
+            raise ValueError(f"unit_cost must be {' or '.join(UNIT_COSTS)}, got {unit_cost!r}")
         if input_size is not None and (len(tuple(input_size)) != 3 or any(int(v) < 1 for v in input_size)):
             raise ValueError(f"input_size must be (channels, height, width), got {input_size!r}")
         self.lambda_, self.eps, self.prune_every = float(lambda_), float(eps), int(prune_every)
@@ -148,7 +156,7 @@ class ProgressiveShrinking(OneShotStrategy):
         self.input_size = None if input_size is None else tuple(int(v) for v in input_size)
         self.ema_decay, self.recalibration_batches = float(ema_decay), int(recalibration_batches)
         self.seed, self.resume, self.target_tolerance = int(seed), bool(resume), float(target_tolerance)
-        self.path_overhead = float(path_overhead)
+        self.path_overhead, self.unit_cost = float(path_overhead), unit_cost
         self.shrink_epochs = None if shrink_epochs is None else int(shrink_epochs)
         self.on_epoch_end = on_epoch_end
         self.devices = devices or DeviceSettings()
@@ -261,6 +269,7 @@ class ProgressiveShrinking(OneShotStrategy):
             target_macs=self.target_macs,
             target_tolerance=self.target_tolerance,
             path_overhead=self.path_overhead,
+            unit_cost=self.unit_cost,
             round_up=self._round_up if granular else None,
             shrink_epochs=self.shrink_epochs,
         )
@@ -281,6 +290,8 @@ class ProgressiveShrinking(OneShotStrategy):
             "path_overhead": self.path_overhead,
             "shrink_epochs": self.shrink_epochs,
             "world_size": self.devices.world_size,
+            # only when not the default: checkpoints written before the setting existed still resume
+            **({"unit_cost": self.unit_cost} if self.unit_cost != "exact" else {}),
         }
 
     def _macs_params(self, model: nn.Module) -> tuple[int, int]:
@@ -398,6 +409,7 @@ class ProgressiveShrinking(OneShotStrategy):
             input_size=tuple(self.input_size),
             strategy="hrnas",
             path_overhead=self.path_overhead,
+            unit_cost=self.unit_cost,
             shrink_epochs=self.policy().shrink_end(epochs),
             search_cost=state.search_cost(),
             trajectory=state.trajectory,

@@ -62,19 +62,23 @@ def block_input_hw(input_size: tuple[int, int, int], input_stride: int) -> HW:
 
 
 def unit_groups(
-    net: ShrinkableNetwork, input_size: tuple[int, int, int], path_overhead: float = 0.0
+    net: ShrinkableNetwork,
+    input_size: tuple[int, int, int],
+    path_overhead: float = 0.0,
+    unit_cost: str = "exact",
 ) -> list[UnitGroup]:
     """Every group of search units of ``net``, costed at ``input_size`` (C, H, W).
 
     Costs come from the cost model at the given (training) input size: the same network searched
     at 64x64 and at 512x1024 weighs its branches differently. ``path_overhead`` (MAC-equivalents,
     see :func:`nni_hrnas.latency.measure_path_overhead`) adds each kernel path's and transformer's
-    fixed cost, Eq. 7 adapted to latency.
+    fixed cost, Eq. 7 adapted to latency. ``unit_cost`` (:data:`nni_hrnas.costs.UNIT_COSTS`) is what a
+    depthwise channel counts: ``exact`` the MACs its removal saves, ``paper`` its depthwise conv alone.
     """
     groups: list[UnitGroup] = []
     for slot, block in net.searching_blocks():
         hw = block_input_hw(input_size, slot.input_stride)
-        unit = costs.block_unit_macs(block, hw)
+        unit = costs.block_unit_macs(block, hw, unit_cost)
         for name, path in block.paths.items():
             groups.append(
                 UnitGroup(

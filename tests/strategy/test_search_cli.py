@@ -69,6 +69,7 @@ def test_search_json_run_folder_export_and_reload(tmp_path, monkeypatch, capfd):
         (["--eps", "1.5"], "invalid eps=1.5"),
         (["--eps", "0"], "invalid eps=0.0"),
         (["--epochs", "0"], "invalid epochs=0"),
+        (["--unit-cost", "flops"], "invalid unit_cost='flops': expected exact or paper"),
         (["--resume"], "--resume needs --out"),
         (["--target-macs", "1000", "--out", "{tmp}/t"], "below what this network can reach"),
     ],
