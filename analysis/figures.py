@@ -1,5 +1,6 @@
 """Plotly figures: Pareto fronts (paper Fig. 1 style), hypervolumes, architectures per searching
-block (paper Fig. 4 style), search trajectories and lambda/eps study views.
+block and several tasks' architectures side by side (paper Fig. 4), search trajectories and
+lambda/eps study views.
 
 Every function returns a ``plotly.graph_objects.Figure``; none of them writes files.
 """
