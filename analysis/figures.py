@@ -1,5 +1,6 @@
 """Plotly figures: Pareto fronts (paper Fig. 1 style), hypervolumes, architectures per searching
-block (paper Fig. 4 style), search trajectories and lambda/eps study views.
+block and several tasks' architectures side by side (paper Fig. 4), search trajectories and
+lambda/eps study views.
 
 Every function returns a ``plotly.graph_objects.Figure``; none of them writes files.
 """
@@ -30,6 +31,8 @@ PALETTE = qualitative.Plotly
 KERNEL_COLORS = {"k3": "#1f77b4", "k5": "#ff7f0e", "k7": "#2ca02c"}
 REMOVED_COLOR = "rgba(150,150,150,0.35)"
 TOKEN_COLOR = "#9467bd"
+#: bar patterns telling side-by-side architectures apart (the first one plain)
+HATCHES = ("", "/", ".", "x", "\\", "-", "|", "+")
 #: Open marker symbols of the reference networks (never joined into a front).
 BASELINE_SYMBOLS = {"uniform": "diamond-open", "random": "square-open", "supernet": "star-diamond-open"}
 BASELINE_COLOR = "#333333"
@@ -340,6 +343,11 @@ def parse_arch(arch: dict[str, Any], arch_max: dict[str, Any] | None = None) -> 
     return df
 
 
+def panel_rows(parsed: Iterable[pd.DataFrame]) -> list[str]:
+    """The rows of :func:`parse_arch` frames in drawing order: branches from the finest, the head last."""
+    return sorted({r for blocks in parsed for r in blocks["row"]}, key=lambda r: (r == "head", r))
+
+
 def kernel_columns(blocks: pd.DataFrame) -> list[str]:
     """The kernel-path columns of a :func:`parse_arch` frame, smallest kernel first."""
     return [c for c in blocks.columns if labels.is_kernel_choice(c)]
@@ -365,7 +373,7 @@ def architecture_figure(
         (tags[i] if len(archs) > 1 else "", parse_arch(arch, amax), amax is not None)
         for i, (_, arch, amax) in enumerate(archs)
     ]
-    rows = sorted({r for _, p, _ in parsed for r in p["row"]}, key=lambda r: (r == "head", r))
+    rows = panel_rows(p for _, p, _ in parsed)
     if not rows:
         fig = go.Figure()
         fig.update_layout(title="no searching blocks recognised in the architecture")
@@ -378,23 +386,11 @@ def architecture_figure(
         subplot_titles=[r if r != "head" else "head blocks" for r in rows],
         vertical_spacing=min(120 / height, 0.9 / max(len(rows) - 1, 1)),
     )
-    legend = _LegendOnce()
-    tok_top: dict[int, float] = {}
-    for a, ((name, blocks, has_max), (full, _, _)) in enumerate(zip(parsed, archs, strict=True)):
-        style = _ArchStyle(name=name, full=full, hatch=["", "/"][a], first=a == 0, has_max=has_max)
-        for r, rowname in enumerate(rows, start=1):
-            sub = blocks[blocks["row"] == rowname]
-            if sub.empty:
-                continue
-            x = _block_axis(sub)
-            kernels = kernel_columns(blocks)
-            base = _kept_channel_bars(fig, sub, x, kernels, style, legend, r)
-            if has_max:
-                _removed_channel_bar(fig, sub, x, kernels, base, style, legend, r)
-            top = _token_markers(fig, sub, x, style, legend, r)
-            if top is not None:
-                tok_top[r] = max(tok_top.get(r, 0.0), top)
-    _architecture_axes(fig, len(rows), tok_top)
+    styles = [
+        (_ArchStyle(name=name, full=full, hatch=HATCHES[a], first=a == 0, has_max=has_max), blocks)
+        for a, ((name, blocks, has_max), (full, _, _)) in enumerate(zip(parsed, archs, strict=True))
+    ]
+    _architecture_axes(fig, len(rows), _block_panels(fig, styles, rows))
     names = "<br>".join(
         (f"{tags[i]} (right, hatched): " if i else (f"{tags[0]} (left): " if len(parsed) > 1 else "")) + name
         for i, (name, _, _) in enumerate(archs)
@@ -412,6 +408,30 @@ def architecture_figure(
         legend=dict(orientation="h", y=-60 / height),
     )
     return fig
+
+
+def _block_panels(
+    fig: go.Figure, styles: list[tuple[_ArchStyle, pd.DataFrame]], rows: list[str]
+) -> dict[int, float]:
+    """Every architecture's blocks in panels 1..len(rows) (one per row of :func:`parse_arch`): kept
+    channels, removed channels (when the maxima are known) and tokens; returns each panel's highest
+    token count (for its right axis)."""
+    legend = _LegendOnce()
+    tok_top: dict[int, float] = {}
+    for style, blocks in styles:
+        kernels = kernel_columns(blocks)
+        for r, rowname in enumerate(rows, start=1):
+            sub = blocks[blocks["row"] == rowname]
+            if sub.empty:
+                continue
+            x = _block_axis(sub)
+            base = _kept_channel_bars(fig, sub, x, kernels, style, legend, r)
+            if style.has_max:
+                _removed_channel_bar(fig, sub, x, kernels, base, style, legend, r)
+            top = _token_markers(fig, sub, x, style, legend, r)
+            if top is not None:
+                tok_top[r] = max(tok_top.get(r, 0.0), top)
+    return tok_top
 
 
 class _LegendOnce:
@@ -584,6 +604,157 @@ def _architecture_axes(fig: go.Figure, n_rows: int, tok_top: dict[int, float]) -
             tickformat="d",
             range=[0, tok_top[r] * 1.08] if tok_top.get(r) else None,
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# Architectures of several tasks side by side (paper Fig. 4)
+
+#: the most architectures :func:`task_comparison_figure` draws side by side (one bar pattern each)
+MAX_COMPARED = len(HATCHES)
+SUMMARY_COLUMNS = [
+    "name",
+    "row",
+    "channels",
+    "channels_max",
+    "channel_share",
+    "tokens",
+    "tokens_max",
+    "token_share",
+]
+
+
+def branch_summary(archs: list[tuple[str, dict, dict | None]]) -> pd.DataFrame:
+    """Where each architecture keeps its units: one row per (architecture ``name``, :func:`parse_arch`
+    row: ``branch b`` or ``head``) with the depthwise channels and tokens kept, the supernet's
+    (``*_max``, NaN without the maxima) and the share kept (NaN where the maxima are unknown or the
+    row has none, e.g. tokens of a branch without transformers).
+
+    Shares count units, not MACs: the analysis does not rebuild the space or its cost model. Within
+    one branch every block runs at one resolution, so the share of its channels kept is close to the
+    share of its kernel-path MACs kept."""
+    out = []
+    for name, arch, amax in archs:
+        blocks = parse_arch(arch, amax)
+        kernels = kernel_columns(blocks)
+        for row in panel_rows([blocks]):
+            sub = blocks[blocks["row"] == row]
+            out.append(
+                {"name": name, "row": row, **_kept(sub, kernels, "channel"), **_kept(sub, ["tok"], "token")}
+            )
+    return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+
+def _kept(sub: pd.DataFrame, columns: list[str], unit: str) -> dict[str, float]:
+    """``{unit}s`` kept over ``columns``, their maximum and the share kept (see :func:`branch_summary`)."""
+    kept = sum(_num(v) for c in columns for v in sub[c])
+    maxima = [_num(v) for c in columns for v in sub[c + "_max"] if v is not None and not pd.isna(v)]
+    top = float(sum(maxima)) if maxima else math.nan
+    return {f"{unit}s": kept, f"{unit}s_max": top, f"{unit}_share": kept / top if top > 0 else math.nan}
+
+
+def branch_title(row: str) -> str:
+    """A :func:`parse_arch` row with its resolution: ``branch 1 (1/8)``, ``head``."""
+    if not row.startswith("branch "):
+        return row
+    return f"{row} (1/{4 * 2 ** int(row.split()[1])})"
+
+
+def task_comparison_figure(
+    archs: list[tuple[str, dict, dict | None]], *, title: str = "Architectures per task"
+) -> go.Figure:
+    """Paper Fig. 4: up to :data:`MAX_COMPARED` architectures (typically one per task) side by side
+    per searching block, one panel per branch and the head (3x3/5x5/7x7 channels kept, removed
+    units, tokens, as :func:`architecture_figure`), and a last panel: per branch, the share of the
+    supernet's depthwise channels (bars) and tokens (diamonds) each keeps (:func:`branch_summary`)."""
+    archs = archs[:MAX_COMPARED]
+    parsed = [parse_arch(arch, amax) for _, arch, amax in archs]
+    rows = panel_rows(parsed)
+    if not rows:
+        fig = go.Figure()
+        fig.update_layout(title="no searching blocks recognised in the architectures")
+        return fig
+    n = len(rows) + 1
+    height = 300 * n + 220
+    fig = make_subplots(
+        rows=n,
+        cols=1,
+        specs=[[{"secondary_y": True}]] * n,
+        subplot_titles=[*(branch_title(r) if r != "head" else "head blocks" for r in rows), _SUMMARY_TITLE],
+        vertical_spacing=min(120 / height, 0.9 / (n - 1)),
+    )
+    styles = [
+        (_ArchStyle(name=_tag(i), full=name, hatch=HATCHES[i], first=i == 0, has_max=amax is not None), p)
+        for i, ((name, _, amax), p) in enumerate(zip(archs, parsed, strict=True))
+    ]
+    _architecture_axes(fig, len(rows), _block_panels(fig, styles, rows))
+    summary = branch_summary(archs)
+    for i, ((name, _, _), (style, _)) in enumerate(zip(archs, styles, strict=True)):
+        own = summary[summary["name"] == name]
+        _channel_share_bars(fig, own, style, PALETTE[i % len(PALETTE)], n)
+        _token_share_markers(fig, own, style, PALETTE[i % len(PALETTE)], n)
+    fig.update_yaxes(title_text="share kept", range=[0, 1.05], row=n, col=1, secondary_y=False)
+    names = "<br>".join(
+        f"{_tag(i)}{' (hatched ' + HATCHES[i] + ')' if i else ''}: {a[0]}" for i, a in enumerate(archs)
+    )
+    fig.update_layout(
+        title=dict(
+            text=f"{title}<br><sup>{names}<br>stacked bars: depthwise channels kept per kernel size, grey: "
+            "removed units; diamonds: transformer tokens kept</sup>"
+        ),
+        margin=dict(t=175 + 18 * len(archs)),
+        barmode="group",
+        scattermode="group",
+        template="plotly_white",
+        height=height,
+        legend=dict(orientation="h", y=-60 / height),
+    )
+    return fig
+
+
+_SUMMARY_TITLE = "share of the supernet kept per branch: depthwise channels (bars), tokens (diamonds)"
+
+
+def _tag(i: int) -> str:
+    return chr(ord("A") + i)
+
+
+def _channel_share_bars(fig: go.Figure, own: pd.DataFrame, style: _ArchStyle, color: str, r: int) -> None:
+    """One architecture's share of each branch's depthwise channels kept (summary panel)."""
+    fig.add_trace(
+        go.Bar(
+            x=[branch_title(row) for row in own["row"]],
+            y=own["channel_share"],
+            offsetgroup=style.name,
+            name="share of channels kept" + style.suffix(),
+            legendgroup=f"{style.name}share",
+            marker=dict(color=color, pattern_shape=style.hatch),
+            customdata=np.stack([own["channels"], own["channels_max"]], axis=-1),
+            hovertemplate=f"{style.full}<br>%{{x}}: %{{customdata[0]:.0f}} of %{{customdata[1]:.0f}} "
+            "depthwise channels kept (%{y:.1%})<extra></extra>",
+        ),
+        row=r,
+        col=1,
+    )
+
+
+def _token_share_markers(fig: go.Figure, own: pd.DataFrame, style: _ArchStyle, color: str, r: int) -> None:
+    """One architecture's share of each branch's tokens kept (summary panel; none where a branch has no tokens)."""
+    fig.add_trace(
+        go.Scatter(
+            x=[branch_title(row) for row in own["row"]],
+            y=own["token_share"],
+            mode="markers",
+            offsetgroup=style.name,
+            name="share of tokens kept" + style.suffix(),
+            legendgroup=f"{style.name}share",
+            marker=dict(symbol="diamond", size=11, color=color, line=dict(width=1, color="black")),
+            customdata=np.stack([own["tokens"], own["tokens_max"]], axis=-1),
+            hovertemplate=f"{style.full}<br>%{{x}}: %{{customdata[0]:.0f}} of %{{customdata[1]:.0f}} "
+            "tokens kept (%{y:.1%})<extra></extra>",
+        ),
+        row=r,
+        col=1,
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,7 +26,15 @@ from analysis.paper import PAPER_NOTE, load_points, points_for
 from analysis.pareto import MIN_FRONT_POINTS, ReferencePoint, default_reference, front_table, pareto_mask
 
 FIGURE_CLASS = "hrnas-figure"
-SECTIONS = ["Pareto fronts", "Hypervolume", "Architectures", "Search trajectories", "lambda / eps studies"]
+COMPARISON = "Architectures per task"
+SECTIONS = [
+    "Pareto fronts",
+    "Hypervolume",
+    "Architectures",
+    COMPARISON,
+    "Search trajectories",
+    "lambda / eps studies",
+]
 HV_OMITTED = (
     f"Hypervolume not shown: it compares Pareto fronts, and no strategy has {MIN_FRONT_POINTS} or more "
     "search results with a metric and MACs in any task (reference networks are not counted)."
@@ -98,7 +106,12 @@ def hypervolume_rows(ok: pd.DataFrame) -> pd.DataFrame:
 def _pick_archs(group: pd.DataFrame, rows: list[int] | None) -> list[tuple[str, dict, dict | None]]:
     """Up to two architectures: given rows, else the best-metric and the fewest-MACs front points of
     the HR-NAS runs (or of all runs when none is HR-NAS)."""
-    has_arch = group[group["arch"].map(lambda a: isinstance(a, dict) and bool(a))]
+    return [_arch_entry(i, group.loc[i]) for i in _pick_rows(group, rows)]
+
+
+def _pick_rows(group: pd.DataFrame, rows: list[int] | None = None) -> list[int]:
+    """The table rows :func:`_pick_archs` draws."""
+    has_arch = group[group["arch"].map(_has_arch)]
     if rows:
         chosen = [r for r in rows if r in has_arch.index][:2]
     else:
@@ -113,15 +126,41 @@ def _pick_archs(group: pd.DataFrame, rows: list[int] | None) -> list[tuple[str, 
             front = pool[pareto_mask(pool["metric"], pool["macs"].astype(float))]
             chosen = [front["metric"].idxmax(), front["macs"].astype(float).idxmin()]
             chosen = list(dict.fromkeys(chosen))
-    out = []
-    for i in chosen:
-        row = group.loc[i] if i in group.index else has_arch.loc[i]
-        name = f"#{i} {F.run_label(row)}"
-        if not pd.isna(row["metric"]) and not pd.isna(row["macs"]):
-            scale, unit = F.macs_scale([row["macs"]])
-            name += f" ({row['metric']:.3g}, {row['macs'] / scale:.3g}{unit} MACs)"
-        out.append((name, row["arch"], row["arch_max"] if isinstance(row["arch_max"], dict) else None))
-    return out
+    return chosen
+
+
+def _arch_entry(i: int, row: pd.Series, prefix: str = "") -> tuple[str, dict, dict | None]:
+    """(name, arch, arch_max or None) of table row ``i``, named by its label, metric and MACs."""
+    name = f"{prefix}#{i} {F.run_label(row)}"
+    if not pd.isna(row["metric"]) and not pd.isna(row["macs"]):
+        scale, unit = F.macs_scale([row["macs"]])
+        name += f" ({row['metric']:.3g}, {row['macs'] / scale:.3g}{unit} MACs)"
+    return name, row["arch"], row["arch_max"] if isinstance(row["arch_max"], dict) else None
+
+
+def _has_arch(arch: Any) -> bool:
+    return isinstance(arch, dict) and bool(arch)
+
+
+def _searched_archs(table: pd.DataFrame) -> pd.DataFrame:
+    """The search results with an architecture (reference networks left out)."""
+    return table[table["arch"].map(_has_arch) & ~baseline_mask(table)]
+
+
+def compared_archs(table: pd.DataFrame) -> list[tuple[str, dict, dict | None]]:
+    """What the task comparison (paper Fig. 4) draws: with searches of several tasks, one
+    architecture per task (its first pick of :func:`_pick_archs`: the best-metric front point);
+    with one task, every search result with an architecture, most MACs first; nothing unless there
+    are at least two. Reference networks never; at most :data:`analysis.figures.MAX_COMPARED`."""
+    groups = _task_groups(_searched_archs(table))
+    if len(groups) > 1:
+        out = [_arch_entry(i, g.loc[i], f"{task}: ") for task, g in groups for i in _pick_rows(g)[:1]]
+    elif groups:
+        order = groups[0][1]["macs"].astype(float).sort_values(ascending=False, na_position="last").index
+        out = [_arch_entry(i, groups[0][1].loc[i]) for i in order]
+    else:
+        out = []
+    return out[: F.MAX_COMPARED] if len(out) > 1 else []
 
 
 Figure = tuple[str, str, go.Figure]  # (section, title, figure)
@@ -158,6 +197,7 @@ def build_figures(
     for task, group in _task_groups(coll.table):
         for builder in _TASK_FIGURES:
             figs.extend(builder(task, group, ctx))
+    figs.extend(_comparison_figures(coll.table, ctx))
     figs.extend(_study_figures(coll, ctx))
     hv = pd.concat(ctx.hv_tables, ignore_index=True) if ctx.hv_tables else pd.DataFrame()
     figs.sort(key=lambda f: SECTIONS.index(f[0]))  # stable: tasks keep their order inside a section
@@ -231,6 +271,20 @@ def _lambda_eps_figures(task: str, group: pd.DataFrame, ctx: _FigureContext) -> 
 
 #: The figures drawn for every task, in this order (their problems are reported in this order too).
 _TASK_FIGURES = (_pareto_figures, _architecture_figures, _trajectory_figures, _lambda_eps_figures)
+
+
+def _comparison_figures(table: pd.DataFrame, ctx: _FigureContext) -> list[Figure]:
+    """Several tasks' (or one task's several) architectures side by side (see :func:`compared_archs`)."""
+    archs = compared_archs(table)
+    if not archs:
+        return []
+    several = len(_task_groups(_searched_archs(table))) > 1
+    title = "architectures per task" if several else "searched architectures side by side"
+    try:
+        return [(COMPARISON, title, F.task_comparison_figure(archs, title=title))]
+    except Exception as err:  # noqa: BLE001
+        ctx.problems.append(Problem("report", f"{title}: not drawn ({type(err).__name__}: {err})"))
+        return []
 
 
 def _study_figures(coll: Collection, ctx: _FigureContext) -> list[Figure]:

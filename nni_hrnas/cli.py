@@ -119,7 +119,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
     with_tokens = sum(block.transformer is not None for _, block in blocks)
     print(
         f"{args.preset}: {config.task} head with {config.num_outputs} outputs; stem {config.stem_channels} ch, "
-        f"parallel modules with branches {[s.branches for s in config.stages]}, "
+        f"{config.layout} layout of parallel modules with branches {[s.branches for s in config.stages]}, "
         f"channels {[list(s.channels) for s in config.stages]}"
     )
     print(

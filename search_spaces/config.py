@@ -13,6 +13,7 @@ from nni_hrnas.ops import POSITIONAL_ENCODINGS, TransformerSettings
 
 from .errors import ConfigError, check_positive
 from .heads import HEADS, TaskHead
+from .layouts import LAYOUTS, MULTI_BRANCH
 
 TASK_KINDS = tuple(HEADS)
 PLACEMENTS = ("identity", "all", "none")
@@ -96,6 +97,8 @@ class HRNASConfig:
             (B, P, 3 + 4 N) and runs the pillar feature net before the stem; ``input_size`` must be
             the grid's pseudo-image. Costs count the 2D network and head on the pseudo-image (as the
             paper's Table 5), the pillar net's parameters but not its MACs, which depend on the cloud.
+        layout: ``multi_branch`` (the HR-NAS space) or ``single_branch`` (the paper's Table 6
+            baseline: one branch through the same resolutions, see :mod:`search_spaces.layouts`).
     """
 
     task: str = "segmentation"
@@ -113,6 +116,7 @@ class HRNASConfig:
     granularity: int = 1
     token_granularity: int = 1
     pillars: PillarSettings | None = None
+    layout: str = MULTI_BRANCH
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", tuple(self.input_size))
@@ -144,6 +148,8 @@ class HRNASConfig:
         """Raise :class:`ConfigError` naming the first invalid field."""
         if self.task not in TASK_KINDS:
             raise ConfigError("task", self.task, f"allowed: {', '.join(TASK_KINDS)}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError("layout", self.layout, f"allowed: {', '.join(LAYOUTS)}")
         check_positive("num_outputs", self.num_outputs)
         check_positive("stem_channels", self.stem_channels)
         check_positive("expansion", self.expansion)

@@ -28,6 +28,7 @@ from torch import nn
 from nni_hrnas import costs, labels
 
 from .errors import ConfigError, check_positive
+from .layouts import head_input_channels
 
 if TYPE_CHECKING:  # annotations only: config.py imports this module to validate and pick heads
     from .config import HRNASConfig
@@ -57,8 +58,9 @@ class TaskHead:
 
     @property
     def branch_channels(self) -> tuple[int, ...]:
-        """Channels of the last parallel module's branches: what the head receives."""
-        return self.config.stages[-1].channels
+        """Channels of the features the head receives, finest first (one per resolution): the last
+        parallel module's branches, or the single branch's features (see :mod:`search_spaces.layouts`)."""
+        return head_input_channels(self.config)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field this head reads (none by default)."""
@@ -124,7 +126,7 @@ class ClassificationHead(TaskHead):
 
     def validate(self) -> None:
         """``cls_channels``: one positive width per branch of the last module; ``cls_final_channels`` positive."""
-        config, last = self.config, self.config.stages[-1].branches
+        config, last = self.config, len(self.branch_channels)
         if len(config.cls_channels) != last:
             raise ConfigError(
                 "cls_channels",

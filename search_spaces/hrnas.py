@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from nni_hrnas.ops.pillars import POINT_FEATURES as PILLAR_FEATURES
 from nni_hrnas.ops.pillars import PillarFrontEnd
 
 from .config import ConfigError, HRNASConfig, check_input_size
+from .layouts import SINGLE_BRANCH, single_branch_steps
 from .presets import get_preset
 
 compat.apply()
@@ -68,6 +69,21 @@ def plan_blocks(config: HRNASConfig) -> list[BlockSlot]:
         has_t = placement == "all" or (placement == "identity" and identity)
         slots.append(BlockSlot(label, c_in, c_out, stride, input_stride, group, has_t, upsample))
 
+    if config.stem_channels != config.stages[0].channels[0]:
+        raise ConfigError(
+            "stages[0].channels",
+            config.stages[0].channels,
+            f"the first module keeps the stem's width ({config.stem_channels})",
+        )
+    plan_body = _plan_single_branch if config.layout == SINGLE_BRANCH else _plan_multi_branch
+    plan_body(config, add)
+    for block in config.head.blocks():
+        add(block.label, block.in_channels, block.out_channels, block.stride, block.input_stride, "head")
+    return slots
+
+
+def _plan_multi_branch(config: HRNASConfig, add: Callable[..., None]) -> None:
+    """The (fusion, parallel) modules of the multi-branch space."""
     prev_channels: tuple[int, ...] = (config.stem_channels,)
     for s, stage in enumerate(config.stages):
         if s > 0:
@@ -82,12 +98,6 @@ def plan_blocks(config: HRNASConfig) -> list[BlockSlot]:
                         f"fusion{s}.b{o}",
                         upsample=i == o + 1,
                     )
-        elif config.stem_channels != stage.channels[0]:
-            raise ConfigError(
-                "stages[0].channels",
-                stage.channels,
-                f"the first module keeps the stem's width ({config.stem_channels})",
-            )
         for b in range(stage.branches):
             for n in range(stage.blocks[b]):
                 add(
@@ -99,9 +109,41 @@ def plan_blocks(config: HRNASConfig) -> list[BlockSlot]:
                     f"stage{s}.b{b}",
                 )
         prev_channels = stage.channels
-    for block in config.head.blocks():
-        add(block.label, block.in_channels, block.out_channels, block.stride, block.input_stride, "head")
-    return slots
+
+
+def _plan_single_branch(config: HRNASConfig, add: Callable[..., None]) -> None:
+    """The single branch: per module a transition block, then its blocks (see :mod:`search_spaces.layouts`)."""
+    prev = None
+    for step in single_branch_steps(config.stages):
+        if prev is not None:
+            add(
+                labels.fusion_block(step.stage, step.branch, prev.branch),
+                prev.channels,
+                step.channels,
+                2 if step.branch > prev.branch else 1,
+                4 * 2**prev.branch,
+                f"fusion{step.stage}.b{step.branch}",
+            )
+        for n in range(step.blocks):
+            add(
+                labels.parallel_block(step.stage, step.branch, n),
+                step.channels,
+                step.channels,
+                1,
+                4 * 2**step.branch,
+                f"stage{step.stage}.b{step.branch}",
+            )
+        prev = step
+
+
+def fusion_outputs(config: HRNASConfig) -> list[tuple[int, int, int]]:
+    """(stage, output branch, channels) of every fusion (multi-branch) or transition (single-branch)
+    output: each is followed by a ReLU."""
+    if config.layout == SINGLE_BRANCH:
+        return [(st.stage, st.branch, st.channels) for st in single_branch_steps(config.stages)[1:]]
+    return [
+        (s, o, ch) for s, stage in enumerate(config.stages) if s > 0 for o, ch in enumerate(stage.channels)
+    ]
 
 
 def _fusion_inputs(out_branch: int, num_inputs: int) -> list[int]:
@@ -178,14 +220,32 @@ class HRNASNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 3 and self.config.pillars is not None:  # packed pillars: the pseudo-image first
             x = self.frontend(x)
-        feats = [self.stem(x)]
+        x = self.stem(x)
+        feats = self._single_branch(x) if self.config.layout == SINGLE_BRANCH else self._multi_branch(x)
+        return self.task_head.forward(self, feats)
+
+    def _multi_branch(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The (fusion, parallel) modules: the last module's branch outputs, finest first."""
+        feats = [x]
         for s, stage in enumerate(self.config.stages):
             if s > 0:
                 feats = [self._fuse(s, o, feats) for o in range(stage.branches)]
             for b in range(stage.branches):
                 for n in range(stage.blocks[b]):
                     feats[b] = self.blocks[labels.parallel_block(s, b, n)](feats[b])
-        return self.task_head.forward(self, feats)
+        return feats
+
+    def _single_branch(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The single branch: at each resolution, the last feature it produced there, finest first."""
+        taps: dict[int, torch.Tensor] = {}
+        prev = None
+        for step in single_branch_steps(self.config.stages):
+            if prev is not None:  # the transition, ReLU'd like a fusion sum
+                x = F.relu(self.blocks[labels.fusion_block(step.stage, step.branch, prev.branch)](x))
+            for n in range(step.blocks):
+                x = self.blocks[labels.parallel_block(step.stage, step.branch, n)](x)
+            taps[step.branch], prev = x, step
+        return [taps[b] for b in sorted(taps)]
 
     def _fuse(self, stage: int, out_branch: int, feats: list[torch.Tensor]) -> torch.Tensor:
         total = None
@@ -232,9 +292,8 @@ class HRNASNetwork(nn.Module):
             if slot.upsample:
                 cost += costs.interpolate_cost(slot.out_channels, hw(slot.input_stride // 2))
             groups[slot.group] = groups.get(slot.group, costs.Cost()) + cost
-        for s, stage in enumerate(config.stages[1:], start=1):  # the ReLU after each fusion sum
-            for o, ch in enumerate(stage.channels):
-                groups[f"fusion{s}.b{o}"] += costs.activation_cost(ch, hw(4 * 2**o))
+        for s, o, ch in fusion_outputs(config):  # the ReLU after each fusion sum (or transition)
+            groups[f"fusion{s}.b{o}"] += costs.activation_cost(ch, hw(4 * 2**o))
         groups["head"] += self.task_head.cost(height, width)
         return groups
 

@@ -36,6 +36,30 @@ def test_supernet_cost_at_paper_input_size(name, transformer):
     assert predicted == counted  # exact, not only within 1%
 
 
+# Table 6's single-branch variant (its own blocks, transitions and head inputs) of one preset per
+# head kind: dense (the paper's supernet), classification, detection with the pillar front end.
+@pytest.mark.parametrize("name", ["cityscapes", "digits_cls", "kitti_sim"])
+def test_single_branch_supernet_cost_at_paper_input_size(name):
+    config = get_preset(name, layout="single_branch")
+    predicted, counted = _check(config, choice_maxima(config))
+    assert predicted == counted
+
+
+@pytest.mark.parametrize("name", ["digits_seg", "digits_cls"])
+def test_single_branch_random_samples_cost(name):
+    space = HRNASSpace.from_preset(name, layout="single_branch")
+    size = SMALL_INPUTS.get(name, space.config.input_size)
+    rng = random.Random(name)
+    for _ in range(2):
+        sample = {label: rng.choice(values) for label, values in space.choices().items()}
+        net = _meta_network(space.config, sample).to_empty(device="cpu")
+        for tensor in net.state_dict().values():
+            tensor.zero_()
+        predicted = net.cost(size)
+        assert predicted.macs == torch_counted_macs(net, torch.zeros(1, *size))
+        assert predicted.params == parameter_count(net)
+
+
 # Random samples run on real CPU tensors at a small input of the preset's aspect ratio: faster than
 # the meta device, whose shape functions run as Python decompositions (digits_seg, one architecture:
 # 1.9 s counted on meta, 0.8 s on CPU at this size);
