@@ -81,12 +81,13 @@ def main() -> None:
     before = evaluate(module, rpn, val_loader)
     steps = train_for(module, rpn, loader, result["run_seconds"], module.optim_config["learning_rate"])
     after = evaluate(module, rpn, val_loader)
-    trajectory = result.get("trajectory", [])
+    # the trajectory's first entry is the start (no metric): the first epoch is the first evaluated one
+    evaluated = [e for e in result.get("trajectory", []) if e.get("metric") is not None]
     print(
         json.dumps(
             {
                 "search": {
-                    "metric_first_epoch": trajectory[0].get("metric") if trajectory else None,
+                    "metric_first_epoch": evaluated[0]["metric"] if evaluated else None,
                     "metric": result.get("metric"),
                     "macs_supernet": result.get("macs_max"),
                     "macs": result.get("macs"),

@@ -53,10 +53,10 @@ class RPNConfig:
         return 2 ** len(self.layers)
 
 
-def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+def _conv_bn(c_in: int, c_out: int, stride: int, momentum: float) -> list[nn.Module]:
     return [
         nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
-        nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01),
+        nn.BatchNorm2d(c_out, eps=1e-3, momentum=momentum),
         nn.ReLU(inplace=True),
     ]
 
@@ -70,19 +70,20 @@ class PointPillarsRPN(nn.Module):
         self.arch: dict[str, int] = {}  # nothing searched
         self.frontend = PillarFrontEnd(config.pillars)
         c_in = config.pillars.channels
+        momentum = config.pillars.bn_momentum  # the grid's: PointPillars' 0.01, or 0.1 for short runs
         self.blocks = nn.ModuleList()
         self.ups = nn.ModuleList()
         for n, c, up, s in zip(
             config.layers, config.channels, config.up_channels, config.up_strides, strict=True
         ):
-            layers = _conv_bn(c_in, c, 2)
+            layers = _conv_bn(c_in, c, 2, momentum)
             for _ in range(n):
-                layers += _conv_bn(c, c, 1)
+                layers += _conv_bn(c, c, 1, momentum)
             self.blocks.append(nn.Sequential(*layers))
             self.ups.append(
                 nn.Sequential(
                     nn.ConvTranspose2d(c, up, s, s, bias=False),
-                    nn.BatchNorm2d(up, eps=1e-3, momentum=0.01),
+                    nn.BatchNorm2d(up, eps=1e-3, momentum=momentum),
                     nn.ReLU(inplace=True),
                 )
             )

@@ -24,7 +24,7 @@ class PillarFrontEnd(nn.Module):
         super().__init__()
         self.settings = settings
         self.linear = nn.Linear(POINT_FEATURES, settings.channels, bias=False)
-        self.norm = nn.BatchNorm1d(settings.channels, eps=1e-3, momentum=0.01)
+        self.norm = nn.BatchNorm1d(settings.channels, eps=1e-3, momentum=settings.bn_momentum)
 
     def point_features(self, packed: torch.Tensor) -> torch.Tensor:
         """(M, N, 9) augmented features of M pillars (padding points zero)."""
