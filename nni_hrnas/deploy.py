@@ -51,6 +51,7 @@ from nni_hrnas.run_folder import (
     SearchResult,
     atomic_write_json,
 )
+from nni_hrnas.tasks.registry import input_normalisation
 from search_spaces.config import check_input_size
 
 FORMATS = ("torch", "onnx")
@@ -212,46 +213,20 @@ def export_onnx(
 
 
 def _task_io(task: str, config: Any, size: tuple[int, int, int]) -> dict[str, Any]:
-    """Normalisation of the input and meaning of the output, per task (from the data modules)."""
-    from nni_hrnas.data.common import IMAGENET_MEAN, IMAGENET_STD
-    from nni_hrnas.data.digits import DIGITS_MEAN, DIGITS_STD
-
-    if task.startswith("digits"):
-        mean, std, pixels = [DIGITS_MEAN], [DIGITS_STD], "grey values / 255"
-    else:
-        mean, std, pixels = (
-            [float(v) for v in IMAGENET_MEAN],
-            [float(v) for v in IMAGENET_STD],
-            "RGB values / 255",
-        )
+    """The input's normalisation (the task's data: :func:`~nni_hrnas.tasks.registry.input_normalisation`)
+    and the output's meaning (the network's head: ``config.head.output``)."""
+    normalisation = input_normalisation(task)
     _, height, width = size
-    if config.task == "classification":
-        output = {
-            "shape": ["B", config.num_outputs],
-            "meaning": f"class logits ({config.num_outputs} classes); softmax for probabilities",
-        }
-    elif config.task == "keypoints":
-        output = {
-            "shape": ["B", config.num_outputs, height // 4, width // 4],
-            "meaning": f"one heatmap per keypoint ({config.num_outputs}) at 1/4 of the input size; "
-            "the peak is the keypoint",
-        }
-    else:
-        output = {
-            "shape": ["B", config.num_outputs, height // 4, width // 4],
-            "meaning": f"per-pixel class logits ({config.num_outputs} classes) at 1/4 of the input size; "
-            "resize bilinearly to the input size, then argmax over classes",
-        }
     return {
         "input": {
             "shape": ["B", *size],
             "dtype": "float32",
             "layout": "NCHW",
-            "normalisation": f"(({pixels}) - mean) / std per channel",
-            "mean": mean,
-            "std": std,
+            "normalisation": f"(({normalisation.pixels}) - mean) / std per channel",
+            "mean": list(normalisation.mean),
+            "std": list(normalisation.std),
         },
-        "output": output,
+        "output": config.head.output(height, width),
     }
 
 
