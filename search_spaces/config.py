@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nni_hrnas.detection.pillars import PillarSettings
 from nni_hrnas.ops import POSITIONAL_ENCODINGS, TransformerSettings
+from nni_hrnas.ops.pillars import PillarSettings
 
 from .errors import ConfigError, check_positive
 from .heads import HEADS, TaskHead

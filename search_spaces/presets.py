@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nni_hrnas.detection.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
-from nni_hrnas.detection.pillars import PillarSettings
+from nni_hrnas.ops.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
+from nni_hrnas.ops.pillars import PillarSettings
 
 from .config import HRNASConfig, TransformerConfig
 from .mobilenetv2 import MOBILENETV2_PRESETS

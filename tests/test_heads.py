@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from nni_hrnas import costs
-from nni_hrnas.detection.pillars import PillarSettings
+from nni_hrnas.ops.pillars import PillarSettings
 from search_spaces import ConfigError, HRNASSpace, get_preset
 from search_spaces.config import TASK_KINDS
 from search_spaces.heads import HEADS, ClassificationHead, DenseHead, DetectionHead

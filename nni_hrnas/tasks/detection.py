@@ -10,7 +10,7 @@ import numpy as np
 
 from ..detection.anchors import AnchorSettings, DecodeSettings, decode_detections, detection_loss
 from ..detection.kitti_eval import Detections, kitti_ap
-from ..detection.pillars import PillarSettings
+from ..ops.pillars import PillarSettings
 from .base import TaskModule
 
 

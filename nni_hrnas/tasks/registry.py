@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..data import ade20k, cityscapes, coco_keypoints, digits, imagenet, kitti
 from ..data.common import IMAGENET_NORMALISATION, Normalisation, smoke_mode
-from ..detection.pillars import SIM_PILLARS, PillarSettings
+from ..ops.pillars import SIM_PILLARS, PillarSettings
 from .base import TaskModule
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nni_hrnas.detection.pillars import SIM_PILLARS, PillarSettings
+from nni_hrnas.ops.pillars import SIM_PILLARS, PillarSettings
 from nni_hrnas.search import SearchSettings
 from nni_hrnas.tasks.registry import TASKS, SearchDefaults, TaskSpec, TrainingRecipe, get_task
 
