@@ -1,6 +1,6 @@
 """nni-hrnas: HR-NAS (CVPR 2021) for NNI.
 
-Layers: :mod:`nni_hrnas.ops` (plain PyTorch), :mod:`nni_hrnas.costs` (exact analytic MACs and
+Layers: :mod:`search_spaces.ops` (plain PyTorch), :mod:`search_spaces.costs` (exact analytic MACs and
 params), :mod:`nni_hrnas.compat` (NNI 3.0 workarounds). The search spaces live in the top-level
 package :mod:`search_spaces`.
 """
@@ -22,7 +22,7 @@ __all__ = ["ProgressiveShrinking"]
 
 
 def __getattr__(name: str):
-    # Lazy: importing nni_hrnas (e.g. for nni_hrnas.ops or costs) does not import NNI's strategies.
+    # Lazy: importing nni_hrnas (e.g. for search_spaces.ops or costs) does not import NNI's strategies.
     if name == "ProgressiveShrinking":
         from .strategy import ProgressiveShrinking
 

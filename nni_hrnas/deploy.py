@@ -9,7 +9,7 @@
     DIR/arch.json, DIR/model.safetensors, DIR/result.json   the run folder's files (nni_hrnas.run_folder)
 
 Without ``--format`` only the last three are copied (what ``hrnas export`` always did).
-``--fuse`` exports the inference form (:func:`~nni_hrnas.ops.fuse.fuse_for_inference`: BNs folded,
+``--fuse`` exports the inference form (:func:`~search_spaces.ops.fuse.fuse_for_inference`: BNs folded,
 each block's kernel paths merged). Every exported file is loaded back and run on random inputs;
 the export fails, writing nothing, if any output differs from the searched network's (in PyTorch,
 unfused) by more than :data:`TOLERANCE`. A DIR that already holds another model is refused unless
@@ -308,7 +308,7 @@ def export_deployment(
     ``FileNotFoundError`` (a run folder without weights) or ``ConfigError`` (an input size the
     network cannot take). Nothing in ``out_dir`` is replaced unless every check passed.
     """
-    from nni_hrnas.ops.fuse import fuse_for_inference
+    from search_spaces.ops.fuse import fuse_for_inference
 
     settings = settings or ExportSettings()
     folder = RunFolder(run_dir)
@@ -454,7 +454,7 @@ def bench(
             run = onnxruntime_runner(str(source / file), x, threads)
         kind = "export"
     elif (folder := RunFolder(source)).has_result() or folder.weights_path.is_file():
-        from nni_hrnas.ops.fuse import fuse_for_inference
+        from search_spaces.ops.fuse import fuse_for_inference
 
         model = folder.load_model()
         size = tuple(folder.load_result().input_size or model.config.input_size)

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from nni_hrnas import costs
-from nni_hrnas.ops import KernelPath
+from search_spaces import costs
+from search_spaces.ops import KernelPath
 
 #: Where a network can be timed: PyTorch in this process, or onnxruntime's CPU provider.
 RUNTIMES = ("torch", "onnxruntime")

@@ -8,11 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nni_hrnas.ops import POSITIONAL_ENCODINGS, TransformerSettings
-from nni_hrnas.ops.pillars import PillarSettings
-
 from .errors import ConfigError, check_positive
 from .heads import HEADS, TaskHead
+from .ops import POSITIONAL_ENCODINGS, TransformerSettings
+from .ops.pillars import PillarSettings
 
 TASK_KINDS = tuple(HEADS)
 PLACEMENTS = ("identity", "all", "none")
@@ -43,7 +42,7 @@ class TransformerConfig(TransformerSettings):
     placement: str = "identity"
 
     def settings(self) -> TransformerSettings:
-        """The per-module settings handed to :class:`~nni_hrnas.ops.LightweightTransformer`."""
+        """The per-module settings handed to :class:`~search_spaces.ops.LightweightTransformer`."""
         return TransformerSettings(
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(TransformerSettings)}
         )

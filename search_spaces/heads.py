@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nni_hrnas import costs, labels
-
+from . import costs, labels
 from .errors import ConfigError, check_positive
 
 if TYPE_CHECKING:  # annotations only: config.py imports this module to validate and pick heads

@@ -215,7 +215,7 @@ def test_time_latency_percentiles_match_numpy(monkeypatch):
 
 def test_onnxruntime_latency_runner_computes_the_kernel_path():
     from nni_hrnas.latency import _runner, measure_path_overhead
-    from nni_hrnas.ops import KernelPath
+    from search_spaces.ops import KernelPath
 
     path = KernelPath(8, 8, 12, 5, 1).eval()
     randomize_bn(path, seed=3)

@@ -5,12 +5,11 @@ import dataclasses
 
 import pytest
 
-from nni_hrnas import costs
-from nni_hrnas.ops.pillars import PillarSettings
-from search_spaces import ConfigError, HRNASSpace, get_preset
+from search_spaces import ConfigError, HRNASSpace, costs, get_preset
 from search_spaces.config import TASK_KINDS
 from search_spaces.heads import HEADS, ClassificationHead, DenseHead, DetectionHead
 from search_spaces.hrnas import plan_blocks
+from search_spaces.ops.pillars import PillarSettings
 
 
 def test_every_task_kind_has_one_head_chosen_from_the_config():

@@ -1,5 +1,5 @@
 """PointPillars' grouping of a point cloud into pillars (vectorised torch), on the grid of
-:class:`~nni_hrnas.ops.pillars.PillarSettings`.
+:class:`~search_spaces.ops.pillars.PillarSettings`.
 
 A cloud is grouped into at most ``max_pillars`` non-empty pillars of at most ``max_points``
 points each and packed into one dense float tensor of shape ``(max_pillars, 3 + 4 * max_points)``:
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from nni_hrnas.ops.pillars import HEADER, PillarSettings
+from search_spaces.ops.pillars import HEADER, PillarSettings
 
 
 def pillarise(

@@ -2,7 +2,7 @@
 
 A *unit* is one channel of a depthwise convolution (importance: the gamma of the BN after it)
 or one token of a transformer (importance: the gamma of the BN over the decoded tokens, see
-:mod:`nni_hrnas.ops.transformer` for why not the projector's). Units come in groups,
+:mod:`search_spaces.ops.transformer` for why not the projector's). Units come in groups,
 one group per choice label of the space (``{block}_k3``, ``{block}_tok``, ...).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nni_hrnas import costs, labels
+from search_spaces import costs, labels
 
 from .interface import ShrinkableNetwork
 

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
+from search_spaces.ops.pillars import SIM_PILLARS, PillarSettings
+
 from ..data import ade20k, cityscapes, coco_keypoints, digits, imagenet, kitti
 from ..data.common import IMAGENET_NORMALISATION, Normalisation, smoke_mode
-from ..ops.pillars import SIM_PILLARS, PillarSettings
 from .base import TaskModule
 
 if TYPE_CHECKING:

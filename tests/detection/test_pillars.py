@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nni_hrnas.detection.pillars import pillarise
-from nni_hrnas.ops.pillars import PillarFrontEnd, PillarSettings
+from search_spaces.ops.pillars import PillarFrontEnd, PillarSettings
 
 SMALL = PillarSettings(
     voxel=0.5, x_range=(0, 4), y_range=(-2, 2), z_range=(-1, 1), max_points=6, max_pillars=64, channels=5
