@@ -26,15 +26,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nni_hrnas.search import (
+    SearchError,
+    SearchSettings,
+    _stdout_to_stderr,
+    add_device_arguments,
+    device_settings,
+    free_port,
+    run_search,
+)
 from nni_hrnas.settings import Check, add_arguments, from_args, integer, setting
 from nni_hrnas.settings import check as check_settings
+from nni_hrnas.strategy.loop import DeviceSettings
+from nni_hrnas.strategy.prune import recalibrate_bn
+from nni_hrnas.tasks.registry import get_task
 from search_spaces import HRNASSpace
 
 if TYPE_CHECKING:
     import pandas as pd
     from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 
-    from nni_hrnas.strategy.loop import DeviceSettings
     from nni_hrnas.tasks.evaluator import TaskEvaluator
 
 _log = logging.getLogger("nni_hrnas.compare")
@@ -115,8 +126,6 @@ class CompareSettings:
     def __post_init__(self) -> None:
         check_settings(self, CompareError)
         self.parsed_budget = parse_budget(self.budget)
-        from nni_hrnas.strategy.loop import DeviceSettings
-
         self.device = self.device or DeviceSettings()
         try:
             self.device.check_machine()
@@ -147,8 +156,6 @@ class Comparison:
     """Runs the strategies of ``settings`` on one task; :meth:`run` returns the results table."""
 
     def __init__(self, settings: CompareSettings) -> None:
-        from nni_hrnas.tasks.registry import get_task
-
         self.settings = settings
         self.spec = get_task(settings.task)
         self.defaults = self.spec.search  # every strategy trains with the search's recipe and data
@@ -162,8 +169,6 @@ class Comparison:
     @staticmethod
     def space_for(task: str) -> HRNASSpace:
         """The space every strategy searches for ``task``: its preset at the task's input size."""
-        from nni_hrnas.tasks.registry import get_task
-
         spec = get_task(task)
         return HRNASSpace.from_preset(
             spec.default_preset, input_size=spec.input_size(), num_outputs=spec.num_outputs
@@ -224,8 +229,6 @@ class Comparison:
         import nni.nas.strategy as strategies
         from nni.nas.experiment import NasExperiment, NasExperimentConfig
 
-        from nni_hrnas.search import free_port
-
         meter = _Meter(self.settings.parsed_budget)
         strategy = {
             "random": lambda: strategies.Random(dedup=True),
@@ -256,8 +259,6 @@ class Comparison:
         # strategies hits a circular import in NNI 3.0 and yields a placeholder strategy
         from nni.nas.experiment import NasExperiment
         from nni.nas.oneshot.pytorch.strategy import DARTS, GumbelDARTS, RandomOneShot
-
-        from nni_hrnas.search import free_port
 
         meter = _Meter(self.settings.parsed_budget)
         budget = self.settings.parsed_budget
@@ -304,7 +305,6 @@ class Comparison:
         import torch
 
         from analysis.pareto import pareto_mask
-        from nni_hrnas.strategy.prune import recalibrate_bn
 
         supernet, oneshot = strategy.supernet, strategy.oneshot_module
         task = self.spec.make_lightning_module(**(self.defaults.module_kwargs or {}))
@@ -339,8 +339,6 @@ class Comparison:
 
     def run_hrnas(self) -> list[dict]:
         """HR-NAS searches over a sweep of lambda (``--hrnas-lambdas``), each searched network evaluated."""
-        from nni_hrnas.search import SearchSettings, run_search
-
         meter = _Meter(self.settings.parsed_budget)
         center = self.defaults.lambda_
         k = self.settings.hrnas_lambdas
@@ -435,8 +433,6 @@ def run_compare(settings: CompareSettings, resume: bool = False) -> pd.DataFrame
 def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of ``hrnas compare``: one per :class:`CompareSettings` setting, ``--resume``, ``--json``
     and the device flags."""
-    from nni_hrnas.search import add_device_arguments
-
     add_arguments(parser, CompareSettings)
     parser.add_argument(
         "--resume",
@@ -449,8 +445,6 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``hrnas compare``: returns the exit status (2 for bad input, with one line saying why)."""
-    from nni_hrnas.search import SearchError, _stdout_to_stderr, device_settings
-
     try:
         settings = CompareSettings(
             **from_args(CompareSettings, args), device=device_settings(args, check_machine=False)

@@ -25,6 +25,11 @@ from typing import Any, NoReturn
 
 import yaml
 
+from nni_hrnas.search import device_kwargs
+from nni_hrnas.strategy.loop import DeviceSettings
+from nni_hrnas.tasks.registry import get_task
+from nni_hrnas.trial import build_parser
+
 OUR_TUNER = "nni_hrnas.tuning.OptunaTuner"
 
 
@@ -105,8 +110,6 @@ def _trial_args(data: dict[str, Any]) -> argparse.Namespace | str | None:
     command = str(data.get("trialCommand") or "")
     if "nni_hrnas.trial" not in command:
         return None
-    from nni_hrnas.trial import build_parser
-
     words = shlex.split(command)
     start = next(i for i, w in enumerate(words) if "nni_hrnas.trial" in w) + 1
     parser = build_parser()
@@ -131,8 +134,6 @@ def _trial_problems(data: dict[str, Any]) -> list[str]:
         return []
     if isinstance(args, str):
         return [args]
-    from nni_hrnas.tasks.registry import get_task
-
     try:
         spec = get_task(args.task)
     except ValueError as exc:
@@ -175,9 +176,6 @@ def _gpu_problems(data: dict[str, Any]) -> list[str]:
         )
     if not isinstance(args, argparse.Namespace):  # no HR-NAS trial, or flags _trial_problems reports
         return problems
-    from nni_hrnas.search import device_kwargs
-    from nni_hrnas.strategy.loop import DeviceSettings
-
     try:
         device = DeviceSettings(**device_kwargs(args))
     except ValueError as exc:

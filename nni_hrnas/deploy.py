@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nni_hrnas.latency import RUNTIMES, onnxruntime_runner, time_latency
+from nni_hrnas.latency import RUNTIMES, onnx_bytes, onnxruntime_runner, time_latency
 from nni_hrnas.run_folder import (
     ARCH_FILE,
     BENCH_FILE,
@@ -53,6 +53,7 @@ from nni_hrnas.run_folder import (
 )
 from nni_hrnas.tasks.registry import input_normalisation
 from search_spaces.config import check_input_size
+from search_spaces.ops.fuse import fuse_for_inference
 
 FORMATS = ("torch", "onnx")
 TORCH_FILE = "model.pt2"
@@ -308,8 +309,6 @@ def export_deployment(
     ``FileNotFoundError`` (a run folder without weights) or ``ConfigError`` (an input size the
     network cannot take). Nothing in ``out_dir`` is replaced unless every check passed.
     """
-    from search_spaces.ops.fuse import fuse_for_inference
-
     settings = settings or ExportSettings()
     folder = RunFolder(run_dir)
     run_dir = folder.path
@@ -418,8 +417,6 @@ def bench(
     ``runtime="onnxruntime"``, exported to ONNX in memory first; an export folder runs its
     ``model.pt2`` (torch) or ``model.onnx`` (onnxruntime). ``threads`` intra-op threads.
     """
-    from nni_hrnas.latency import onnx_bytes
-
     source = Path(source)
     if runtime not in RUNTIMES:
         raise DeployError(f"invalid runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
@@ -454,8 +451,6 @@ def bench(
             run = onnxruntime_runner(str(source / file), x, threads)
         kind = "export"
     elif (folder := RunFolder(source)).has_result() or folder.weights_path.is_file():
-        from search_spaces.ops.fuse import fuse_for_inference
-
         model = folder.load_model()
         size = tuple(folder.load_result().input_size or model.config.input_size)
         macs, form = model.cost(size).macs, "fused" if fuse else "plain"

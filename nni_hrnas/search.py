@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from nni_hrnas.data.common import smoke_mode
+from nni_hrnas.logs import setup_cli_logging
 from nni_hrnas.run_folder import ARCH_FILE, RESULT_FILE, WEIGHTS_FILE, RunFolder, SearchResult
 from nni_hrnas.settings import (
     Check,
@@ -55,6 +56,7 @@ from nni_hrnas.strategy import (
     minimum_macs,
 )
 from nni_hrnas.strategy.loop import ACCELERATORS, PRECISIONS
+from nni_hrnas.tasks.registry import get_task
 from search_spaces import ConfigError, HRNASSpace, get_preset
 from search_spaces.config import parse_space_overrides
 from search_spaces.presets import PRESETS
@@ -226,8 +228,6 @@ class SearchSettings:
     )
 
     def __post_init__(self) -> None:
-        from nni_hrnas.tasks.registry import get_task
-
         try:
             spec = get_task(self.task)
         except ValueError as exc:
@@ -318,8 +318,6 @@ def build_search(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ):
     """The (space, evaluator, strategy) triple of a search, without running it."""
-    from nni_hrnas.tasks.registry import get_task
-
     spec = get_task(settings.task)
     input_size = spec.input_size(settings.smoke)
     overrides = copy.deepcopy(settings.space or {})
@@ -511,8 +509,6 @@ def _stdout_to_stderr():
 
 
 def _setup_logging() -> None:
-    from nni_hrnas.logs import setup_cli_logging
-
     setup_cli_logging()
 
 

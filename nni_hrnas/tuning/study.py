@@ -24,9 +24,11 @@ import optuna
 
 from nni_hrnas.logs import setup_cli_logging
 from nni_hrnas.run_folder import RunFolder
+from nni_hrnas.search import SearchSettings, add_device_arguments, device_settings, run_search
 from nni_hrnas.settings import Check, add_arguments, from_args, integer, is_integer, setting
 from nni_hrnas.settings import check as check_settings
 from nni_hrnas.strategy.loop import DeviceSettings
+from nni_hrnas.tasks.registry import get_task
 from nni_hrnas.threads import limit_threads, threads_per_worker
 
 from .storage import open_storage, retry_callback
@@ -114,8 +116,6 @@ class StudySettings:
         if self.out is None:
             self.out = str(Path("runs") / self.study_name)
         if self.lambda_range is None:
-            from nni_hrnas.tasks.registry import get_task
-
             try:
                 center = get_task(self.task).search.lambda_
             except ValueError as exc:
@@ -155,8 +155,6 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
         # the penalty ramps up over the first epochs: judge a search only after two
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     if settings.pruner == "hyperband":
-        from nni_hrnas.search import SearchSettings
-
         epochs = SearchSettings(task=settings.task, epochs=settings.epochs).epochs
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     return optuna.pruners.NopPruner()
@@ -185,7 +183,6 @@ def create_study(settings: StudySettings) -> optuna.Study:
 
 def make_objective(settings: StudySettings) -> Callable[[optuna.Trial], Any]:
     """The trial function: one HR-NAS search with the sampled lambda and eps."""
-    from nni_hrnas.search import SearchSettings, run_search
 
     def objective(trial: optuna.Trial) -> Any:
         lam = trial.suggest_float("lambda", *settings.lambda_range, log=True)
@@ -347,8 +344,6 @@ def run_study(settings: StudySettings, objective: ObjectiveFactory = make_object
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The flags of ``hrnas study``: one per :class:`StudySettings` setting, ``--json``, and the device flags."""
-    from nni_hrnas.search import add_device_arguments
-
     add_arguments(parser, StudySettings)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return add_device_arguments(parser)
@@ -356,8 +351,6 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def cmd_study(args: argparse.Namespace) -> int:
     """``hrnas study``."""
-    from nni_hrnas.search import device_settings
-
     try:
         settings = StudySettings(
             **from_args(StudySettings, args), device=device_settings(args, check_machine=False)
