@@ -22,7 +22,7 @@ from plotly.subplots import make_subplots
 
 from analysis.collect import BASELINE_NAMES, _optuna, baseline_label, baseline_mask, run_label, trajectories
 from analysis.pareto import MIN_FRONT_POINTS, ReferencePoint, pareto_mask
-from nni_hrnas import labels
+from search_spaces import labels
 
 if TYPE_CHECKING:
     import optuna

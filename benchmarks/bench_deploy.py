@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from nni_hrnas.ops.fuse import DEPLOY_CHANNEL_MULTIPLE
+from search_spaces.ops.fuse import DEPLOY_CHANNEL_MULTIPLE
 
 RUNTIMES = ("eager", "fused", "onnxruntime")
 
@@ -84,7 +84,7 @@ def _synthetic(config, arch_max: dict[str, int], target_macs: int, size) -> dict
 
 def _timer(model: torch.nn.Module, runtime: str, x: torch.Tensor, onnx_path: Path | None, pad: int):
     from nni_hrnas.latency import onnxruntime_runner
-    from nni_hrnas.ops.fuse import fuse_for_inference
+    from search_spaces.ops.fuse import fuse_for_inference
 
     if runtime == "onnxruntime":
         return onnxruntime_runner(str(onnx_path), x, threads=1)
@@ -101,7 +101,7 @@ def measure(nets: dict[str, torch.nn.Module], size, batches: list[int], repeats:
     """Median seconds of every network, runtime and batch: ``{(name, runtime, batch): seconds}``."""
     from nni_hrnas.deploy import export_onnx
     from nni_hrnas.latency import time_latency
-    from nni_hrnas.ops.fuse import fuse_for_inference
+    from search_spaces.ops.fuse import fuse_for_inference
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ Latencies are medians of interleaved runs (supernet, searched, supernet, ...) in
 ``torch.inference_mode``, at the run's training input size. The figure is
 ``latency drop / MAC drop`` with ``drop = 1 - searched / supernet`` (goal >= 0.8). It is measured
 twice: on the networks as built (``form: plain``) and on their inference forms (``form: fused``,
-BNs folded and each block's kernel paths merged, see nni_hrnas/ops/fuse.py), both networks in the
+BNs folded and each block's kernel paths merged, see search_spaces/ops/fuse.py), both networks in the
 same form each time.
 """
 
@@ -32,10 +32,10 @@ def _time(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 def measure(run_dir: Path, batch: int = 1, runs: int = 30, warmup: int = 5, fuse: bool = False) -> dict:
-    from nni_hrnas.ops.fuse import fuse_for_inference
     from nni_hrnas.search import load_searched_model
     from search_spaces import HRNASNetwork
     from search_spaces.config import HRNASConfig
+    from search_spaces.ops.fuse import fuse_for_inference
 
     result = json.loads((run_dir / "result.json").read_text())
     searched = load_searched_model(run_dir)

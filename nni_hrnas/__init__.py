@@ -1,8 +1,8 @@
 """nni-hrnas: HR-NAS (CVPR 2021) for NNI.
 
-Layers: :mod:`nni_hrnas.ops` (plain PyTorch), :mod:`nni_hrnas.costs` (exact analytic MACs and
-params), :mod:`nni_hrnas.compat` (NNI 3.0 workarounds). The search spaces live in the top-level
-package :mod:`search_spaces`.
+The strategy (:mod:`nni_hrnas.strategy`), the tasks, the data sets, the run folder and the ``hrnas``
+command. The search spaces and what they are built of (ops, costs, labels) live in the top-level
+package :mod:`search_spaces`, which imports nothing of this one.
 """
 
 import os
@@ -22,7 +22,7 @@ __all__ = ["ProgressiveShrinking"]
 
 
 def __getattr__(name: str):
-    # Lazy: importing nni_hrnas (e.g. for nni_hrnas.ops or costs) does not import NNI's strategies.
+    # Lazy: importing nni_hrnas (e.g. for nni_hrnas.run_folder) does not import NNI's strategies.
     if name == "ProgressiveShrinking":
         from .strategy import ProgressiveShrinking
 

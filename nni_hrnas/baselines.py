@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from nni_hrnas.data.common import smoke_mode
+from nni_hrnas.strategy.units import WidthCost
+from nni_hrnas.tasks.registry import get_task
 from search_spaces import HRNASNetwork
 
 #: How far (relative) a baseline's MACs may be from the MACs it is matched to.
@@ -52,8 +55,6 @@ def _match_macs(
     space, shape: Mapping[str, float], macs: float, input_size: tuple[int, int, int], tolerance: float
 ) -> dict[str, int]:
     """Bisection on one factor applied to every width of ``shape`` so that MACs meet ``macs``."""
-    from nni_hrnas.strategy.units import WidthCost
-
     with torch.device("meta"):  # MACs of any widths from the supernet's shapes, nothing built per sample
         width_cost = WidthCost(HRNASNetwork(space.config, space.max_sample()), input_size)
     low, high = 0.0, 1.0 / max(min(v for v in shape.values() if v > 0), 1e-6)
@@ -148,9 +149,6 @@ RECIPES = ("task", "search")
 
 def _recipe(task: str, recipe: str = "task"):
     """(task spec, data sizes, batch size, module kwargs) of ``recipe``; data are the search's either way."""
-    from nni_hrnas.data.common import smoke_mode
-    from nni_hrnas.tasks.registry import get_task
-
     if recipe not in RECIPES:
         raise BaselineError(f"unknown recipe {recipe!r}; allowed: {', '.join(RECIPES)}")
     spec = get_task(task)

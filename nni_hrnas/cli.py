@@ -13,7 +13,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from nni_hrnas import labels
 from nni_hrnas.logs import setup_cli_logging
 from nni_hrnas.run_folder import RunFolder, SearchResult
 from search_spaces import (
@@ -24,6 +23,7 @@ from search_spaces import (
     HRNASSpace,
     choice_maxima,
     get_preset,
+    labels,
     load_arch,
 )
 from search_spaces.config import check_input_size, parse_space_overrides

@@ -22,17 +22,30 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nni_hrnas.search import (
+    SearchError,
+    SearchSettings,
+    _stdout_to_stderr,
+    add_device_arguments,
+    device_settings,
+    free_port,
+    run_search,
+)
+from nni_hrnas.settings import Check, add_arguments, from_args, integer, setting
+from nni_hrnas.settings import check as check_settings
+from nni_hrnas.strategy.loop import DeviceSettings
+from nni_hrnas.strategy.prune import recalibrate_bn
+from nni_hrnas.tasks.registry import get_task
 from search_spaces import HRNASSpace
 
 if TYPE_CHECKING:
     import pandas as pd
     from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 
-    from nni_hrnas.strategy.loop import DeviceSettings
     from nni_hrnas.tasks.evaluator import TaskEvaluator
 
 _log = logging.getLogger("nni_hrnas.compare")
@@ -71,34 +84,48 @@ def parse_budget(text: str) -> Budget:
     return Budget(seconds=value * {"s": 1, "m": 60, "h": 3600}[unit])
 
 
+def _strategies_arg(text: str | list[str]) -> list[str]:
+    """``--strategies hrnas,random``: the names, in order, blanks dropped."""
+    if not isinstance(text, str):
+        return list(text)
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
 @dataclass
 class CompareSettings:
-    """One comparison. ``eval_epochs``: the fixed schedule every architecture is evaluated with."""
+    """One comparison, each setting declared once (its flag and help included; see :mod:`nni_hrnas.settings`).
 
-    task: str
-    budget: str
-    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
-    out: str = "runs/compare"
-    seed: int = 0
-    eval_epochs: int = 2
-    hrnas_lambdas: int = 3
-    device: DeviceSettings | None = (
-        None  # where every search and evaluation trains (default: one device, auto)
+    ``eval_epochs``: the fixed schedule every architecture is evaluated with.
+    """
+
+    task: str = setting(help="task name (e.g. digits_seg, cityscapes)")
+    budget: str = setting(help="per strategy: 20m, 90s, 1h (wall clock) or 50000img")
+    strategies: list[str] = setting(
+        default_factory=lambda: list(STRATEGIES),
+        from_cli=_strategies_arg,
+        check=Check(
+            lambda v: bool(v) and all(s in STRATEGIES for s in v), f"choose from {', '.join(STRATEGIES)}"
+        ),
+        help=f"comma-separated: {', '.join(STRATEGIES)}",
     )
+    out: str = setting("runs/compare")
+    seed: int = setting(0, type=int)
+    eval_epochs: int = setting(
+        2, type=int, check=integer(1), help="fixed schedule every architecture is trained with"
+    )
+    hrnas_lambdas: int = setting(
+        3,
+        type=int,
+        check=integer(1),
+        help="HR-NAS: searches in the lambda sweep (a decade either side of the task's lambda); "
+        "with an image budget each search gets the epochs that make them all fit",
+    )
+    # where every search and evaluation trains: the device flags of hrnas search (default: one device, auto)
+    device: DeviceSettings | None = setting(None, cli=False)
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown or not self.strategies:
-            raise CompareError(
-                f"invalid strategies={','.join(self.strategies)!r}: choose from {', '.join(STRATEGIES)}"
-            )
+        check_settings(self, CompareError)
         self.parsed_budget = parse_budget(self.budget)
-        if self.eval_epochs < 1:
-            raise CompareError(f"invalid eval_epochs={self.eval_epochs}: expected >= 1")
-        if self.hrnas_lambdas < 1:
-            raise CompareError(f"invalid hrnas_lambdas={self.hrnas_lambdas}: expected >= 1")
-        from nni_hrnas.strategy.loop import DeviceSettings
-
         self.device = self.device or DeviceSettings()
         try:
             self.device.check_machine()
@@ -129,8 +156,6 @@ class Comparison:
     """Runs the strategies of ``settings`` on one task; :meth:`run` returns the results table."""
 
     def __init__(self, settings: CompareSettings) -> None:
-        from nni_hrnas.tasks.registry import get_task
-
         self.settings = settings
         self.spec = get_task(settings.task)
         self.defaults = self.spec.search  # every strategy trains with the search's recipe and data
@@ -144,8 +169,6 @@ class Comparison:
     @staticmethod
     def space_for(task: str) -> HRNASSpace:
         """The space every strategy searches for ``task``: its preset at the task's input size."""
-        from nni_hrnas.tasks.registry import get_task
-
         spec = get_task(task)
         return HRNASSpace.from_preset(
             spec.default_preset, input_size=spec.input_size(), num_outputs=spec.num_outputs
@@ -206,8 +229,6 @@ class Comparison:
         import nni.nas.strategy as strategies
         from nni.nas.experiment import NasExperiment, NasExperimentConfig
 
-        from nni_hrnas.search import free_port
-
         meter = _Meter(self.settings.parsed_budget)
         strategy = {
             "random": lambda: strategies.Random(dedup=True),
@@ -238,8 +259,6 @@ class Comparison:
         # strategies hits a circular import in NNI 3.0 and yields a placeholder strategy
         from nni.nas.experiment import NasExperiment
         from nni.nas.oneshot.pytorch.strategy import DARTS, GumbelDARTS, RandomOneShot
-
-        from nni_hrnas.search import free_port
 
         meter = _Meter(self.settings.parsed_budget)
         budget = self.settings.parsed_budget
@@ -286,7 +305,6 @@ class Comparison:
         import torch
 
         from analysis.pareto import pareto_mask
-        from nni_hrnas.strategy.prune import recalibrate_bn
 
         supernet, oneshot = strategy.supernet, strategy.oneshot_module
         task = self.spec.make_lightning_module(**(self.defaults.module_kwargs or {}))
@@ -321,8 +339,6 @@ class Comparison:
 
     def run_hrnas(self) -> list[dict]:
         """HR-NAS searches over a sweep of lambda (``--hrnas-lambdas``), each searched network evaluated."""
-        from nni_hrnas.search import SearchSettings, run_search
-
         meter = _Meter(self.settings.parsed_budget)
         center = self.defaults.lambda_
         k = self.settings.hrnas_lambdas
@@ -415,50 +431,23 @@ def run_compare(settings: CompareSettings, resume: bool = False) -> pd.DataFrame
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags of ``hrnas compare``."""
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--budget", required=True, help="per strategy: 20m, 90s, 1h (wall clock) or 50000img")
-    parser.add_argument(
-        "--strategies", default=",".join(STRATEGIES), help=f"comma-separated: {', '.join(STRATEGIES)}"
-    )
-    parser.add_argument("--out", default="runs/compare")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--eval-epochs", type=int, default=2, help="fixed schedule every architecture is trained with"
-    )
-    parser.add_argument(
-        "--hrnas-lambdas",
-        type=int,
-        default=3,
-        help="HR-NAS: searches in the lambda sweep (a decade either side of the task's lambda); "
-        "with an image budget each search gets the epochs that make them all fit",
-    )
+    """The flags of ``hrnas compare``: one per :class:`CompareSettings` setting, ``--resume``, ``--json``
+    and the device flags."""
+    add_arguments(parser, CompareSettings)
     parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the strategies already in OUT/results.csv and run the others",
     )
     parser.add_argument("--json", action="store_true")
-    from nni_hrnas.search import add_device_arguments
-
-    add_device_arguments(parser)
-    return parser
+    return add_device_arguments(parser)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``hrnas compare``: returns the exit status (2 for bad input, with one line saying why)."""
-    from nni_hrnas.search import SearchError, _stdout_to_stderr, device_settings
-
     try:
         settings = CompareSettings(
-            task=args.task,
-            budget=args.budget,
-            out=args.out,
-            seed=args.seed,
-            strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
-            eval_epochs=args.eval_epochs,
-            hrnas_lambdas=args.hrnas_lambdas,
-            device=device_settings(args, check_machine=False),
+            **from_args(CompareSettings, args), device=device_settings(args, check_machine=False)
         )
         with _stdout_to_stderr():  # NNI's engines log to stdout; it is ours (--json)
             table = run_compare(settings, resume=args.resume)

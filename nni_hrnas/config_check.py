@@ -21,9 +21,14 @@ import shlex
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
+
+from nni_hrnas.search import device_kwargs
+from nni_hrnas.strategy.loop import DeviceSettings
+from nni_hrnas.tasks.registry import get_task
+from nni_hrnas.trial import build_parser
 
 OUR_TUNER = "nni_hrnas.tuning.OptunaTuner"
 
@@ -92,21 +97,48 @@ def _tuner_problems(data: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _trial_problems(data: dict[str, Any]) -> list[str]:
-    """The trial command's task, and its data root (flag or environment variable)."""
+class _FlagError(Exception):
+    """The trial parser's complaint about the trial command's flags."""
+
+
+def _trial_args(data: dict[str, Any]) -> argparse.Namespace | str | None:
+    """The trial command's flags as the trial itself parses them (:func:`nni_hrnas.trial.build_parser`:
+    the same setting declarations as ``hrnas search``), so that no setting is checked by a second parser.
+
+    None when the command runs no HR-NAS trial; the parser's complaint (a string) when it rejects them.
+    """
     command = str(data.get("trialCommand") or "")
     if "nni_hrnas.trial" not in command:
-        return []
-    from nni_hrnas.tasks.registry import get_task
+        return None
+    words = shlex.split(command)
+    start = next(i for i, w in enumerate(words) if "nni_hrnas.trial" in w) + 1
+    parser = build_parser()
 
-    flags = _trial_flags(data) or {}
-    if "--task" not in flags:
-        return ["trialCommand: python -m nni_hrnas.trial needs --task TASK"]
+    def complain(message: str) -> NoReturn:
+        raise _FlagError(message)
+
+    parser.error = complain  # type: ignore[method-assign]  # argparse would print and exit
     try:
-        spec = get_task(flags["--task"])
+        return parser.parse_args(words[start:])
+    except _FlagError as exc:
+        return (
+            f"trialCommand: {exc} (python -m nni_hrnas.trial takes the flags of hrnas search but --out "
+            "and --resume, and --threads)"
+        )
+
+
+def _trial_problems(data: dict[str, Any]) -> list[str]:
+    """The trial command's flags, task, and data root (flag or environment variable)."""
+    args = _trial_args(data)
+    if args is None:
+        return []
+    if isinstance(args, str):
+        return [args]
+    try:
+        spec = get_task(args.task)
     except ValueError as exc:
         return [f"trialCommand: {exc}"]
-    root = flags.get("--data-root") or (os.environ.get(spec.root_env) if spec.root_env else None)
+    root = args.data_root or (os.environ.get(spec.root_env) if spec.root_env else None)
     if spec.root_env and not root:
         return [
             f"task {spec.name!r} reads its data from ${spec.root_env}, which is not set: export "
@@ -120,14 +152,6 @@ def _trial_problems(data: dict[str, Any]) -> list[str]:
     return []
 
 
-def _trial_flags(data: dict[str, Any]) -> dict[str, str] | None:
-    command = str(data.get("trialCommand") or "")
-    if "nni_hrnas.trial" not in command:
-        return None
-    words = shlex.split(command)
-    return {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
-
-
 def _gpu_problems(data: dict[str, Any]) -> list[str]:
     """``trialGpuNumber``, ``gpuIndices`` and ``trialConcurrency`` against the trial's device flags.
 
@@ -135,7 +159,7 @@ def _gpu_problems(data: dict[str, Any]) -> list[str]:
     (through ``CUDA_VISIBLE_DEVICES``) and runs up to ``trialConcurrency`` trials at once; a trial
     that needs more GPUs than it is given, or GPUs it is not given, fails or waits.
     """
-    flags = _trial_flags(data)
+    args = _trial_args(data)
     gpus = int(data.get("trialGpuNumber") or 0)
     service = data.get("trainingService") or {}
     service = service if isinstance(service, dict) else {}
@@ -150,17 +174,10 @@ def _gpu_problems(data: dict[str, Any]) -> list[str]:
             f"trainingService.gpuIndices lists {len(indices)} GPU(s), fewer than trialGpuNumber: {gpus}: "
             f"no trial could ever start; list at least {gpus} GPU(s) or lower trialGpuNumber"
         )
-    if flags is None:
+    if not isinstance(args, argparse.Namespace):  # no HR-NAS trial, or flags _trial_problems reports
         return problems
-    from nni_hrnas.strategy.loop import DeviceSettings
-
     try:
-        device = DeviceSettings(
-            accelerator=flags.get("--accelerator", "auto"),
-            devices=int(flags.get("--devices", 1)),
-            num_nodes=int(flags.get("--num-nodes", 1)),
-            precision=flags.get("--precision", "32-true"),
-        )
+        device = DeviceSettings(**device_kwargs(args))
     except ValueError as exc:
         return problems + [f"trialCommand: {exc}"]
     if device.accelerator == "cpu" and gpus:

@@ -9,7 +9,7 @@
     DIR/arch.json, DIR/model.safetensors, DIR/result.json   the run folder's files (nni_hrnas.run_folder)
 
 Without ``--format`` only the last three are copied (what ``hrnas export`` always did).
-``--fuse`` exports the inference form (:func:`~nni_hrnas.ops.fuse.fuse_for_inference`: BNs folded,
+``--fuse`` exports the inference form (:func:`~search_spaces.ops.fuse.fuse_for_inference`: BNs folded,
 each block's kernel paths merged). Every exported file is loaded back and run on random inputs;
 the export fails, writing nothing, if any output differs from the searched network's (in PyTorch,
 unfused) by more than :data:`TOLERANCE`. A DIR that already holds another model is refused unless
@@ -41,8 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nni_hrnas.latency import RUNTIMES, onnxruntime_runner, time_latency
-from nni_hrnas.ops.fuse import DEPLOY_CHANNEL_MULTIPLE, fuse_for_inference
+from nni_hrnas.latency import RUNTIMES, onnx_bytes, onnxruntime_runner, time_latency
 from nni_hrnas.run_folder import (
     ARCH_FILE,
     BENCH_FILE,
@@ -52,7 +51,9 @@ from nni_hrnas.run_folder import (
     SearchResult,
     atomic_write_json,
 )
+from nni_hrnas.tasks.registry import input_normalisation
 from search_spaces.config import check_input_size
+from search_spaces.ops.fuse import DEPLOY_CHANNEL_MULTIPLE, fuse_for_inference
 
 FORMATS = ("torch", "onnx")
 TORCH_FILE = "model.pt2"
@@ -219,46 +220,20 @@ def export_onnx(
 
 
 def _task_io(task: str, config: Any, size: tuple[int, int, int]) -> dict[str, Any]:
-    """Normalisation of the input and meaning of the output, per task (from the data modules)."""
-    from nni_hrnas.data.common import IMAGENET_MEAN, IMAGENET_STD
-    from nni_hrnas.data.digits import DIGITS_MEAN, DIGITS_STD
-
-    if task.startswith("digits"):
-        mean, std, pixels = [DIGITS_MEAN], [DIGITS_STD], "grey values / 255"
-    else:
-        mean, std, pixels = (
-            [float(v) for v in IMAGENET_MEAN],
-            [float(v) for v in IMAGENET_STD],
-            "RGB values / 255",
-        )
+    """The input's normalisation (the task's data: :func:`~nni_hrnas.tasks.registry.input_normalisation`)
+    and the output's meaning (the network's head: ``config.head.output``)."""
+    normalisation = input_normalisation(task)
     _, height, width = size
-    if config.task == "classification":
-        output = {
-            "shape": ["B", config.num_outputs],
-            "meaning": f"class logits ({config.num_outputs} classes); softmax for probabilities",
-        }
-    elif config.task == "keypoints":
-        output = {
-            "shape": ["B", config.num_outputs, height // 4, width // 4],
-            "meaning": f"one heatmap per keypoint ({config.num_outputs}) at 1/4 of the input size; "
-            "the peak is the keypoint",
-        }
-    else:
-        output = {
-            "shape": ["B", config.num_outputs, height // 4, width // 4],
-            "meaning": f"per-pixel class logits ({config.num_outputs} classes) at 1/4 of the input size; "
-            "resize bilinearly to the input size, then argmax over classes",
-        }
     return {
         "input": {
             "shape": ["B", *size],
             "dtype": "float32",
             "layout": "NCHW",
-            "normalisation": f"(({pixels}) - mean) / std per channel",
-            "mean": mean,
-            "std": std,
+            "normalisation": f"(({normalisation.pixels}) - mean) / std per channel",
+            "mean": list(normalisation.mean),
+            "std": list(normalisation.std),
         },
-        "output": output,
+        "output": config.head.output(height, width),
     }
 
 
@@ -462,8 +437,6 @@ def bench(
     zero-padded to a multiple of ``pad_channels``, as ``hrnas export`` does); an export folder runs its
     ``model.pt2`` (torch) or ``model.onnx`` (onnxruntime). ``threads`` intra-op threads.
     """
-    from nni_hrnas.latency import onnx_bytes
-
     source = Path(source)
     if runtime not in RUNTIMES:
         raise DeployError(f"invalid runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")

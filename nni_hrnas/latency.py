@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from nni_hrnas import costs
-from nni_hrnas.ops import KernelPath, SearchingBlock
-from nni_hrnas.ops.fuse import DEPLOY_CHANNEL_MULTIPLE, fuse_for_inference
+from search_spaces import costs
+from search_spaces.ops import KernelPath, SearchingBlock
+from search_spaces.ops.fuse import DEPLOY_CHANNEL_MULTIPLE, fuse_for_inference
 
 #: Where a network can be timed: PyTorch in this process, or onnxruntime's CPU provider.
 RUNTIMES = ("torch", "onnxruntime")

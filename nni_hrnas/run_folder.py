@@ -386,7 +386,7 @@ class RunFolder:
     def load_model(self, fuse: bool = False) -> nn.Module:
         """The searched network with its trained weights, in eval mode.
 
-        ``fuse=True`` returns its inference form (:func:`nni_hrnas.ops.fuse.fuse_for_inference`: BNs
+        ``fuse=True`` returns its inference form (:func:`search_spaces.ops.fuse.fuse_for_inference`: BNs
         folded, each block's kernel paths merged): the same outputs to float tolerance, fewer ops.
         """
         from search_spaces import HRNASNetwork, load_arch
@@ -420,7 +420,7 @@ class RunFolder:
                 f"{detail}); {_RESTORE}"
             ) from None
         if fuse:
-            from nni_hrnas.ops.fuse import fuse_for_inference
+            from search_spaces.ops.fuse import fuse_for_inference
 
             return fuse_for_inference(model)
         return model.eval()

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nni_hrnas.costs import UNIT_COSTS
 from nni_hrnas.data.common import smoke_mode
+from nni_hrnas.logs import setup_cli_logging
 from nni_hrnas.run_folder import ARCH_FILE, RESULT_FILE, WEIGHTS_FILE, RunFolder, SearchResult
 from nni_hrnas.settings import (
     Check,
@@ -56,8 +56,10 @@ from nni_hrnas.strategy import (
     minimum_macs,
 )
 from nni_hrnas.strategy.loop import ACCELERATORS, PRECISIONS
+from nni_hrnas.tasks.registry import get_task
 from search_spaces import ConfigError, HRNASSpace, get_preset
 from search_spaces.config import parse_space_overrides
+from search_spaces.costs import UNIT_COSTS
 from search_spaces.presets import PRESETS
 
 _logger = logging.getLogger("nni_hrnas.search")
@@ -235,8 +237,6 @@ class SearchSettings:
     )
 
     def __post_init__(self) -> None:
-        from nni_hrnas.tasks.registry import get_task
-
         try:
             spec = get_task(self.task)
         except ValueError as exc:
@@ -327,8 +327,6 @@ def build_search(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
 ):
     """The (space, evaluator, strategy) triple of a search, without running it."""
-    from nni_hrnas.tasks.registry import get_task
-
     spec = get_task(settings.task)
     input_size = spec.input_size(settings.smoke)
     overrides = copy.deepcopy(settings.space or {})
@@ -520,8 +518,6 @@ def _stdout_to_stderr():
 
 
 def _setup_logging() -> None:
-    from nni_hrnas.logs import setup_cli_logging
-
     setup_cli_logging()
 
 

@@ -24,8 +24,11 @@ from typing import Any
 
 import nni
 
+from nni_hrnas.compat import nni_trial_concurrency
 from nni_hrnas.run_folder import RunFolder, SearchResult
+from nni_hrnas.search import SearchError, SearchSettings, run_search, search_kwargs
 from nni_hrnas.settings import add_arguments, unknown_keys
+from nni_hrnas.threads import limit_threads, threads_per_worker
 
 
 @contextlib.contextmanager
@@ -82,8 +85,6 @@ _TUNED = ("lambda", "eps")
 
 def build_parser() -> argparse.ArgumentParser:
     """The trial's flags: every ``hrnas search`` setting (the same declarations) but the run folder, and ``--threads``."""
-    from nni_hrnas.search import SearchSettings
-
     parser = argparse.ArgumentParser(
         prog="python -m nni_hrnas.trial",
         description=__doc__,
@@ -102,8 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
 def trial_settings(args: argparse.Namespace, params: dict[str, Any], out: Path):
     """The :class:`~nni_hrnas.search.SearchSettings` of a trial: its flags, then the tuner's parameters
     (named as the settings' public names: ``lambda``, ``eps``, ``shrink_epochs``, ...) over them."""
-    from nni_hrnas.search import SearchError, SearchSettings, search_kwargs
-
     missing = set(_TUNED) - set(params)
     if missing:
         raise SystemExit(
@@ -125,13 +124,8 @@ def trial_settings(args: argparse.Namespace, params: dict[str, Any], out: Path):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the trial (``python -m nni_hrnas.trial``); returns the exit status."""
-    from nni_hrnas.search import run_search
-
     parser = build_parser()
     args = parser.parse_args(argv)
-    from nni_hrnas.compat import nni_trial_concurrency
-    from nni_hrnas.threads import limit_threads, threads_per_worker
-
     try:
         limit_threads(threads_per_worker(nni_trial_concurrency() or 1, args.threads))
     except ValueError as exc:

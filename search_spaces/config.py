@@ -8,12 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nni_hrnas.detection.pillars import PillarSettings
-from nni_hrnas.ops import POSITIONAL_ENCODINGS, TransformerSettings
-
 from .errors import ConfigError, check_positive
 from .heads import HEADS, TaskHead
 from .layouts import LAYOUTS, MULTI_BRANCH
+from .ops import POSITIONAL_ENCODINGS, TransformerSettings
+from .ops.pillars import PillarSettings
 
 TASK_KINDS = tuple(HEADS)
 PLACEMENTS = ("identity", "all", "none")
@@ -46,7 +45,7 @@ class TransformerConfig(TransformerSettings):
     placement: str = "all"
 
     def settings(self) -> TransformerSettings:
-        """The per-module settings handed to :class:`~nni_hrnas.ops.LightweightTransformer`."""
+        """The per-module settings handed to :class:`~search_spaces.ops.LightweightTransformer`."""
         return TransformerSettings(
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(TransformerSettings)}
         )

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nni_hrnas import costs, labels
-
+from . import costs, labels
 from .errors import ConfigError, check_positive
 from .layouts import head_input_channels
 
@@ -82,9 +81,23 @@ class TaskHead:
         """Exact per-image cost of the head outside its searching blocks, for an input of ``height`` x ``width``."""
         raise NotImplementedError
 
+    def output(self, height: int, width: int) -> dict[str, Any]:
+        """The network's output for an input of ``height`` x ``width``: its ``shape`` (``'B'`` the batch)
+        and what it means (``meaning``, for a deployed model's card)."""
+        raise NotImplementedError
+
 
 class DenseHead(TaskHead):
     """Dense prediction at 1/4 (segmentation maps, keypoint heatmaps): see the module docstring."""
+
+    #: What the maps are, by task kind: the one thing segmentation and keypoints differ in here.
+    MEANING: ClassVar[dict[str, str]] = {
+        "segmentation": "per-pixel class logits ({n} classes) at 1/4 of the input size; "
+        "resize bilinearly to the input size, then argmax over classes",
+        "keypoints": "one heatmap per keypoint ({n}) at 1/4 of the input size; the peak is the keypoint",
+        "detection": "anchor predictions ({n} maps: per anchor a score, 7 box values and 2 direction "
+        "logits) at 1/4 of the pillar grid",
+    }
 
     def blocks(self) -> list[HeadBlock]:
         """One searching block over the concatenated branches: ``head``."""
@@ -113,6 +126,14 @@ class DenseHead(TaskHead):
             + costs.activation_cost(config.head_channels, hw)
             + costs.conv_cost(config.head_channels, config.num_outputs, 1, hw, bias=True)
         )
+
+    def output(self, height: int, width: int) -> dict[str, Any]:
+        """``num_outputs`` maps at 1/4 of the input size."""
+        n = self.config.num_outputs
+        return {
+            "shape": ["B", n, height // 4, width // 4],
+            "meaning": self.MEANING[self.config.task].format(n=n),
+        }
 
 
 class DetectionHead(DenseHead):
@@ -180,6 +201,11 @@ class ClassificationHead(TaskHead):
             + costs.batchnorm_cost(final, hw, act=True)
             + costs.linear_cost(final, config.num_outputs)
         )
+
+    def output(self, height: int, width: int) -> dict[str, Any]:
+        """One logit per class."""
+        n = self.config.num_outputs
+        return {"shape": ["B", n], "meaning": f"class logits ({n} classes); softmax for probabilities"}
 
 
 #: The head of each task kind (``HRNASConfig.task``); its keys are the allowed task kinds.

@@ -25,16 +25,15 @@ from nni.mutable import Categorical
 from nni.nas.nn.pytorch import ModelSpace, MutableBatchNorm2d, MutableConv2d, MutableLinear
 from torch import nn
 
-from nni_hrnas import compat, costs, labels
-from nni_hrnas.ops import TORCH_LAYERS, LayerFactory, SearchingBlock, Width
-from nni_hrnas.ops.pillars import POINT_FEATURES as PILLAR_FEATURES
-from nni_hrnas.ops.pillars import PillarFrontEnd
-
+from . import costs, labels, nni_patches
 from .config import ConfigError, HRNASConfig, check_input_size
 from .layouts import SINGLE_BRANCH, single_branch_steps
+from .ops import TORCH_LAYERS, LayerFactory, SearchingBlock, Width
+from .ops.pillars import POINT_FEATURES as PILLAR_FEATURES
+from .ops.pillars import PillarFrontEnd
 from .presets import get_preset
 
-compat.apply()
+nni_patches.apply()
 
 NNI_LAYERS = LayerFactory(
     conv2d=MutableConv2d,

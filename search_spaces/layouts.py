@@ -16,7 +16,7 @@ the paper's Table 6 (``HRNASConfig.layout``).
   and what the head sees, at a 270 -> 144 channel head input in the official space), so Table 6
   would no longer isolate the multi-branch design.
 
-Labels are the multi-branch space's (:mod:`nni_hrnas.labels`): the branch index of a block is the
+Labels are the multi-branch space's (:mod:`search_spaces.labels`): the branch index of a block is the
 resolution it runs at (``b``: 1/(4 * 2**b)), so ``p3_b3_n5`` is the sixth block of module 3 at
 1/32 and ``f2_o2_i1`` the transition into module 2 from 1/8 to 1/16; the analysis's per-branch
 views read them as resolutions in both layouts.

@@ -6,7 +6,7 @@ names, so its state-dict keys match): a 3x3 stride-2 stem, 17 inverted-residual 
 shape is kept), a 1x1 conv to 1280 + BN + ReLU6, global average pool, dropout and a linear layer.
 Width 1.0 with 1000 classes has 3,504,872 parameters, torchvision's count.
 
-``tokens > 0`` adds a :class:`~nni_hrnas.ops.LightweightTransformer` beside each of the 17 blocks:
+``tokens > 0`` adds a :class:`~search_spaces.ops.LightweightTransformer` beside each of the 17 blocks:
 it reads the block's input and its output is added to the block's output (see :mod:`.plugin`).
 Segmentation drops the 1x1 conv to 1280 and the classifier and puts a :class:`~.plugin.PSPHead`
 on the last block's output (320 channels at 1/32).
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nni_hrnas import costs
-
+from . import costs
 from .config import ConfigError
 from .plugin import (
     PluginConfig,

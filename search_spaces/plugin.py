@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nni_hrnas import costs
-from nni_hrnas.ops import POSITIONAL_ENCODINGS, LightweightTransformer, TransformerSettings
-
+from . import costs
 from .config import ConfigError, TransformerConfig
+from .ops import POSITIONAL_ENCODINGS, LightweightTransformer, TransformerSettings
 
 TASKS = ("classification", "segmentation")
 #: PSPNet's pyramid: average pools to 1x1, 2x2, 3x3 and 6x6 bins

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nni_hrnas import costs
-from nni_hrnas.detection.pillars import PillarSettings
-from nni_hrnas.ops.pillars import POINT_FEATURES, PillarFrontEnd
-
+from . import costs
+from .ops.pillars import POINT_FEATURES, PillarFrontEnd, PillarSettings
 from .presets import KITTI_SIM_PILLARS
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nni_hrnas.detection.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
-from nni_hrnas.detection.pillars import PillarSettings
-
 from .config import HRNASConfig, TransformerConfig
 from .mobilenetv2 import MOBILENETV2_PRESETS
+from .ops.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
+from .ops.pillars import PillarSettings
 from .shufflenetv2 import SHUFFLENETV2_PRESETS
 
 _SMALL_STAGES = (

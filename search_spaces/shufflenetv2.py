@@ -8,7 +8,7 @@ average pool and a linear layer. A stride-1 block splits the channels in two hal
 whole input and a second branch (3x3 depthwise stride 2 + BN, 1x1 + BN + ReLU) beside it. The
 halves are concatenated and shuffled. 1.0x with 1000 classes has 2,278,604 parameters, torchvision's count.
 
-``tokens > 0`` adds a :class:`~nni_hrnas.ops.LightweightTransformer` beside each of the 16 blocks:
+``tokens > 0`` adds a :class:`~search_spaces.ops.LightweightTransformer` beside each of the 16 blocks:
 it reads the block's input and its output is added to the block's (shuffled) output. Segmentation
 drops the 1x1 conv to 1024 and the classifier and puts a :class:`~.plugin.PSPHead` on the last
 stage's output (464 channels at 1/32).
@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nni_hrnas import costs
-
+from . import costs
 from .config import ConfigError
 from .plugin import (
     PluginConfig,

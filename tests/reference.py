@@ -1,4 +1,4 @@
-"""Independent references the tests check our numbers against (no code shared with nni_hrnas.costs)."""
+"""Independent references the tests check our numbers against (no code shared with search_spaces.costs)."""
 
 from __future__ import annotations
 

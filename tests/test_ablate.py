@@ -13,9 +13,9 @@ from torch import nn
 from nni_hrnas import ablate as ablate_module
 from nni_hrnas import train as train_module
 from nni_hrnas.cli import main as hrnas
-from nni_hrnas.ops import LightweightTransformer
 from nni_hrnas.run_folder import RunFolder
 from search_spaces.ablations import SPACE_VARIANTS
+from search_spaces.ops import LightweightTransformer
 
 
 @pytest.fixture(autouse=True)

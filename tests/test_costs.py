@@ -6,8 +6,7 @@ import pytest
 import torch
 from reference import parameter_count, torch_counted_macs
 
-from nni_hrnas import costs
-from search_spaces import PRESETS, HRNASNetwork, HRNASSpace, choice_maxima, get_preset
+from search_spaces import PRESETS, HRNASNetwork, HRNASSpace, choice_maxima, costs, get_preset
 
 PAPER_PRESETS = ["cityscapes", "ade20k", "coco_keypoints", "imagenet"]
 

@@ -231,7 +231,7 @@ def test_time_latency_percentiles_match_numpy(monkeypatch):
 
 def test_onnxruntime_latency_runner_computes_the_kernel_path():
     from nni_hrnas.latency import _runner, measure_path_overhead
-    from nni_hrnas.ops import KernelPath
+    from search_spaces.ops import KernelPath
 
     path = KernelPath(8, 8, 12, 5, 1).eval()
     randomize_bn(path, seed=3)
@@ -353,8 +353,9 @@ def test_onnxruntime_path_overhead_is_what_one_path_adds_to_the_deployed_block(m
     """Under onnxruntime the overhead is timed on the exported form (fused, padded) and is what one more
     kernel path adds to a block that keeps another: with a made-up clock of 40 us a block, 15 us a depthwise
     conv and 2e-11 s a MAC, the fit must give 15 us in MAC-equivalents (the block and the other path are subtracted)."""
-    from nni_hrnas import costs, latency
+    from nni_hrnas import latency
     from nni_hrnas.latency import LatencyStats
+    from search_spaces import costs
 
     per_mac, per_dw, per_block = 2e-11, 15e-6, 40e-6
     unit = costs.kernel_unit_macs(32, 32, 5, (16, 16), 1)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from reference import randomize_bn, torch_counted_macs
 
-from nni_hrnas.ops import SearchingBlock
-from nni_hrnas.ops.fuse import FusedSearchingBlock, fuse_for_inference
 from search_spaces import HRNASSpace
+from search_spaces.ops import SearchingBlock
+from search_spaces.ops.fuse import FusedSearchingBlock, fuse_for_inference
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,11 @@ import dataclasses
 
 import pytest
 
-from nni_hrnas import costs
-from nni_hrnas.detection.pillars import PillarSettings
-from search_spaces import ConfigError, HRNASSpace, get_preset
+from search_spaces import ConfigError, HRNASSpace, costs, get_preset
 from search_spaces.config import TASK_KINDS
 from search_spaces.heads import HEADS, ClassificationHead, DenseHead, DetectionHead
 from search_spaces.hrnas import plan_blocks
+from search_spaces.ops.pillars import PillarSettings
 
 
 def test_every_task_kind_has_one_head_chosen_from_the_config():
@@ -92,3 +91,36 @@ def test_only_the_detection_head_takes_a_pillar_front_end():
     with pytest.raises(ConfigError, match="a pillar front end needs task='detection'"):
         dataclasses.replace(sim, task="segmentation")
     assert get_preset("kitti").pillars == PillarSettings()
+
+
+def test_each_head_says_what_its_output_is_for_the_model_card():
+    # the texts and shapes the model card gave before the heads said them (deploy.py branched on the task)
+    assert get_preset("digits_cls").head.output(32, 32) == {
+        "shape": ["B", 10],
+        "meaning": "class logits (10 classes); softmax for probabilities",
+    }
+    assert get_preset("digits_kp").head.output(64, 48) == {
+        "shape": ["B", 4, 16, 12],
+        "meaning": "one heatmap per keypoint (4) at 1/4 of the input size; the peak is the keypoint",
+    }
+    assert get_preset("digits_seg").head.output(64, 64) == {
+        "shape": ["B", 11, 16, 16],
+        "meaning": "per-pixel class logits (11 classes) at 1/4 of the input size; "
+        "resize bilinearly to the input size, then argmax over classes",
+    }
+    assert "anchor predictions (20 maps" in get_preset("kitti_sim").head.output(128, 128)["meaning"]
+
+
+def test_the_input_normalisation_is_the_task_data_sets():
+    from nni_hrnas.data.digits import DIGITS_MEAN, DIGITS_STD
+    from nni_hrnas.tasks.registry import input_normalisation
+
+    digits = input_normalisation("digits_kp")
+    assert (digits.mean, digits.std, digits.pixels) == ((0.1,), (0.25,), "grey values / 255")
+    assert (DIGITS_MEAN, DIGITS_STD) == (0.1, 0.25)  # what the digits data sets normalise with
+    for name in ("cityscapes", "imagenet", "segmentation"):  # a run folder naming no task: its kind
+        real = input_normalisation(name)
+        assert real.mean == pytest.approx((0.485, 0.456, 0.406)) and real.std == pytest.approx(
+            (0.229, 0.224, 0.225)
+        )
+        assert real.pixels == "RGB values / 255"

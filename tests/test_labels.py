@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nni_hrnas import labels
-from search_spaces import HRNASSpace
+from search_spaces import HRNASSpace, labels
 
 
 @pytest.mark.parametrize("preset", ["digits_seg", "digits_cls"])

@@ -1,4 +1,4 @@
-"""NNI 3.0's own strategies run unchanged on the HR-NAS space (with nni_hrnas.compat applied)."""
+"""NNI 3.0's own strategies run unchanged on the HR-NAS space (with search_spaces/nni_patches.py applied)."""
 
 import nni
 import nni.nas.strategy as strategies

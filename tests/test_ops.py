@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from reference import parameter_count, torch_counted_macs
 from torch import nn
 
-from nni_hrnas.costs import kernel_path_cost, transformer_module_cost
-from nni_hrnas.ops import LightweightTransformer, SearchingBlock, coordinate_map
+from search_spaces.costs import kernel_path_cost, transformer_module_cost
+from search_spaces.ops import LightweightTransformer, SearchingBlock, coordinate_map
 
 
 def test_coordinate_map_matches_eq2_by_hand():
@@ -133,7 +133,7 @@ def test_block_costs_match_torch_counter_by_hand_sizes(stride):
     n, s2, d, hid = 5, 64, 64, 256
     hand = (12 + 2) * n * s2 + n * 20 * s2 + 2 * (4 * n * s2 * d + 2 * n * n * d + 2 * n * s2 * hid)
     assert transformer_module_cost(block.transformer, (16, 16)).macs == hand
-    from nni_hrnas.costs import searching_block_cost
+    from search_spaces.costs import searching_block_cost
 
     assert searching_block_cost(block, (16, 16)).macs == torch_counted_macs(block, x)
     assert searching_block_cost(block, (16, 16)).params == parameter_count(block)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from reference import parameter_count, torch_counted_macs
 
-from nni_hrnas.ops import LightweightTransformer
 from search_spaces.config import ConfigError
 from search_spaces.mobilenetv2 import MobileNetV2Config
+from search_spaces.ops import LightweightTransformer
 from search_spaces.presets import PLUGIN_PRESETS
 from search_spaces.shufflenetv2 import ShuffleNetV2Config
 

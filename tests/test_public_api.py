@@ -17,7 +17,7 @@ PACKAGES = (
     "nni_hrnas.tasks",
     "nni_hrnas.tuning",
     "nni_hrnas.data",
-    "nni_hrnas.ops",
+    "search_spaces.ops",
     "nni_hrnas.detection",
     "search_spaces",
     "analysis",

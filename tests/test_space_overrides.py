@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from nni_hrnas.cli import main as hrnas
-from nni_hrnas.ops import LightweightTransformer
 from search_spaces import ConfigError, HRNASNetwork, choice_maxima, get_preset
 from search_spaces.config import parse_space_overrides
+from search_spaces.ops import LightweightTransformer
 
 
 def _built(preset: str, items: list[str]) -> HRNASNetwork:

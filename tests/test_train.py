@@ -14,9 +14,9 @@ from torch import nn
 
 from nni_hrnas import train as train_module
 from nni_hrnas.cli import main as hrnas
-from nni_hrnas.ops import LightweightTransformer
 from nni_hrnas.run_folder import RunFolder, load_weights
 from nni_hrnas.train import TrainSettings, train_fixed
+from search_spaces.ops import LightweightTransformer
 
 # the tiny preset on digits_seg: the smallest space that trains on a task (seconds under smoke)
 SPACE = ["kernels=3", "transformer=false"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,22 @@ from PIL import Image, UnidentifiedImageError
 IGNORE_INDEX = 255
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """How a data set turns its images into the network's input: ``((pixels) - mean) / std`` per
+    channel, ``pixels`` saying what the values are before (what a deployed model's caller applies)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pixels: str
+
+
+#: The real image tasks' normalisation (ImageNet statistics of RGB values in [0, 1]).
+IMAGENET_NORMALISATION = Normalisation(
+    tuple(float(v) for v in IMAGENET_MEAN), tuple(float(v) for v in IMAGENET_STD), "RGB values / 255"
+)
 
 #: what a data set does with a file it cannot use (a truncated image, unknown label ids):
 #: ``'raise'`` (the default) stops with an error naming the file; ``'skip'`` warns once per file and

@@ -35,11 +35,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .common import Normalisation
 from .keypoint_utils import gaussian_heatmaps
 
 CACHE_VERSION = 2
 DIGITS_MEAN = 0.1
 DIGITS_STD = 0.25
+NORMALISATION = Normalisation((DIGITS_MEAN,), (DIGITS_STD,), "grey values / 255")
 SEG_CANVAS = 64
 SEG_NUM_CLASSES = 11
 CLS_SIZE = 32

@@ -29,7 +29,8 @@ from numpy.typing import ArrayLike
 
 from nni_hrnas.detection.boxes import as_boxes, bev_iou, corners_3d, limit_period
 from nni_hrnas.detection.kitti_eval import Annotations
-from nni_hrnas.detection.pillars import PillarSettings, pillarise
+from nni_hrnas.detection.pillars import pillarise
+from search_spaces.ops.pillars import PillarSettings
 
 from .common import DataFormatError, DataRootError, check_on_error, resolve_root
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .pillars import PillarSettings
+from search_spaces.ops.pillars import PillarSettings
 
 BOX_CODE = 7
 PER_ANCHOR = 1 + BOX_CODE + 2

@@ -1,4 +1,5 @@
-"""PointPillars' pillar grid: settings and the (vectorised torch) grouping of a point cloud into pillars.
+"""PointPillars' grouping of a point cloud into pillars (vectorised torch), on the grid of
+:class:`~search_spaces.ops.pillars.PillarSettings`.
 
 A cloud is grouped into at most ``max_pillars`` non-empty pillars of at most ``max_points``
 points each and packed into one dense float tensor of shape ``(max_pillars, 3 + 4 * max_points)``:
@@ -9,82 +10,9 @@ count 0 are padding). One tensor per cloud keeps the default collate and the sea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-HEADER = 3  # count, row, col
-
-
-@dataclass(frozen=True)
-class PillarSettings:
-    """The grid of PointPillars (published car settings by default: 0.16 m pillars over
-    x 0..69.12 m, y -39.68..39.68 m, z -3..1 m, 32 points per pillar, 12000 pillars in training
-    (16000 in testing), 64 BEV channels). ``bn_momentum`` is the BatchNorm momentum (torch's
-    convention) of the networks on this grid: PointPillars' 0.01 suits its ~300k steps, but in a
-    run of a few hundred steps the running statistics lag so far behind the weights that the
-    network in eval mode detects nothing (measured on kitti_sim), so the simulator's grid uses 0.1."""
-
-    voxel: float = 0.16
-    x_range: tuple[float, float] = (0.0, 69.12)
-    y_range: tuple[float, float] = (-39.68, 39.68)
-    z_range: tuple[float, float] = (-3.0, 1.0)
-    max_points: int = 32
-    max_pillars: int = 12000
-    max_pillars_test: int = 16000
-    channels: int = 64
-    bn_momentum: float = 0.01
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "x_range", tuple(float(v) for v in self.x_range))
-        object.__setattr__(self, "y_range", tuple(float(v) for v in self.y_range))
-        object.__setattr__(self, "z_range", tuple(float(v) for v in self.z_range))
-        if not self.voxel > 0:
-            raise ValueError(f"pillar voxel={self.voxel!r}: expected a positive size in metres")
-        for name in ("x_range", "y_range", "z_range"):
-            lo, hi = getattr(self, name)
-            if not hi > lo:
-                raise ValueError(f"pillar {name}={(lo, hi)!r}: expected (low, high) with low < high")
-        for name in ("max_points", "max_pillars", "max_pillars_test", "channels"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"pillar {name}={getattr(self, name)!r}: expected a positive integer")
-        if not 0 < self.bn_momentum <= 1:
-            raise ValueError(f"pillar bn_momentum={self.bn_momentum!r}: expected a value in (0, 1]")
-        for name, (lo, hi) in (("x_range", self.x_range), ("y_range", self.y_range)):
-            cells = (hi - lo) / self.voxel
-            if abs(cells - round(cells)) > 1e-6:
-                raise ValueError(f"pillar {name}={(lo, hi)!r} is not a whole number of {self.voxel} m cells")
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """(rows, cols) of the pseudo-image: y cells, x cells (496 x 432 for the published setting)."""
-        return (
-            round((self.y_range[1] - self.y_range[0]) / self.voxel),
-            round((self.x_range[1] - self.x_range[0]) / self.voxel),
-        )
-
-    @property
-    def input_size(self) -> tuple[int, int, int]:
-        """(C, H, W) of the BEV pseudo-image the 2D network sees."""
-        return (self.channels, *self.grid)
-
-    def packed_width(self) -> int:
-        """Columns of a packed pillar row: the header (count, row, col) and x, y, z, r per point."""
-        return HEADER + 4 * self.max_points
-
-
-#: the simulator's grid (kitti_sim): 0.25 m pillars over 32 x 32 m, 32 channels, a CPU-sized PointPillars
-SIM_PILLARS = PillarSettings(
-    voxel=0.25,
-    x_range=(0.0, 32.0),
-    y_range=(-16.0, 16.0),
-    z_range=(-3.0, 1.0),
-    max_points=16,
-    max_pillars=5000,
-    max_pillars_test=5000,
-    channels=32,
-    bn_momentum=0.1,
-)
+from search_spaces.ops.pillars import HEADER, PillarSettings
 
 
 def pillarise(
@@ -150,11 +78,3 @@ def pillarise(
 def pillar_count(packed: torch.Tensor) -> int:
     """The number of non-empty pillars in ``packed`` (rows whose point count is not 0)."""
     return int((packed[..., 0] > 0).sum())
-
-
-def cell_centres(
-    row: torch.Tensor, col: torch.Tensor, settings: PillarSettings
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """x, y of the centres of pillar cells."""
-    s = settings
-    return (col * s.voxel + s.x_range[0] + s.voxel / 2, row * s.voxel + s.y_range[0] + s.voxel / 2)

@@ -42,8 +42,14 @@ def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
     atomic_write_bytes(path, lambda f: torch.save(dict(payload, format=CHECKPOINT_FORMAT), f))
 
 
-def load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
-    """Read a checkpoint and check it belongs to the search described by ``fingerprint``."""
+def load_checkpoint(
+    path: Path, fingerprint: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read a checkpoint and check it belongs to the search described by ``fingerprint``.
+
+    A key the checkpoint's fingerprint lacks stands for its value in ``defaults``: a checkpoint
+    written before a setting was compared ran with that setting's default.
+    """
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -67,7 +73,7 @@ def load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any
             f"checkpoint {path} is not an HR-NAS search checkpoint (format "
             f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__})"
         )
-    saved = payload.get("fingerprint", {})
+    saved = {**(defaults or {}), **payload.get("fingerprint", {})}
     diffs = [
         f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}" for k, v in fingerprint.items() if saved.get(k) != v
     ]

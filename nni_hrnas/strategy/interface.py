@@ -3,7 +3,7 @@
 The strategy imports no space package. :class:`ProgressiveShrinking` is handed a space with the
 members of :class:`ShrinkableSpace` (``search_spaces.HRNASSpace`` has them), and everything it
 trains, costs, prunes and rebuilds is a :class:`ShrinkableNetwork` that the space built. Searching
-blocks themselves are :class:`nni_hrnas.ops.SearchingBlock` (the ops layer, below both).
+blocks themselves are :class:`search_spaces.ops.SearchingBlock` (the ops layer, below both).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
-from nni_hrnas.costs import Cost
-from nni_hrnas.ops import SearchingBlock
+from search_spaces.costs import Cost
+from search_spaces.ops import SearchingBlock
 
 
 class SearchSlot(Protocol):

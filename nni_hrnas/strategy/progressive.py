@@ -39,6 +39,7 @@ cost of the target; ``result.target`` says on which side and how far.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import pickle
 import tempfile
@@ -54,8 +55,8 @@ from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import ModelStatus, RawFormatModelSpace
 from torch import nn
 
-from nni_hrnas.costs import UNIT_COSTS
 from nni_hrnas.run_folder import SearchResult
+from search_spaces.costs import UNIT_COSTS
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .interface import ShrinkableSpace
@@ -66,6 +67,31 @@ from .run_state import RunState, read_resumable
 _logger = logging.getLogger(__name__)
 
 __all__ = ["ProgressiveShrinking", "SearchDiverged", "minimum_macs"]
+
+
+#: Constructor settings the resume fingerprint leaves out, as they do not change what the search
+#: computes: where the checkpoint is written (``checkpoint_dir``), whether to continue it
+#: (``resume``), an observer of each epoch (``on_epoch_end``), and where it trains (``devices``: of
+#: those, only the world size changes the computation, the global batch and the data shards, and the
+#: fingerprint holds it on its own; precision and memory layout may change on resume).
+NOT_IN_FINGERPRINT = ("checkpoint_dir", "resume", "on_epoch_end", "devices")
+
+
+def fingerprint_settings() -> list[str]:
+    """The :class:`ProgressiveShrinking` arguments a resumed search must match (its signature but
+    :data:`NOT_IN_FINGERPRINT`), in signature order."""
+    return [
+        name
+        for name in inspect.signature(ProgressiveShrinking.__init__).parameters
+        if name != "self" and name not in NOT_IN_FINGERPRINT
+    ]
+
+
+def fingerprint_defaults() -> dict[str, Any]:
+    """The defaults of :func:`fingerprint_settings` by fingerprint key: what a key missing from a
+    checkpoint written before that setting was fingerprinted stands for (``target_tolerance``)."""
+    parameters = inspect.signature(ProgressiveShrinking.__init__).parameters
+    return {name.rstrip("_"): parameters[name].default for name in fingerprint_settings()}
 
 
 class ProgressiveShrinking(OneShotStrategy):
@@ -93,7 +119,7 @@ class ProgressiveShrinking(OneShotStrategy):
             (Eq. 7 adapted to latency; :func:`nni_hrnas.latency.measure_path_overhead` measures it),
             shared by the path's remaining units so that removing whole paths pays. 0 (the default)
             is the paper's MAC-only cost.
-        unit_cost: what a depthwise channel's penalty weight counts (:data:`nni_hrnas.costs.UNIT_COSTS`):
+        unit_cost: what a depthwise channel's penalty weight counts (:data:`search_spaces.costs.UNIT_COSTS`):
             ``exact`` (the default) the MACs removing it saves, its depthwise conv and its share of
             the expand and project convs, as the official code; ``paper`` the depthwise conv alone,
             k * k * h * w, Eq. 6 as printed. Tokens cost O_T(n') - O_T(n'-1) either way.
@@ -275,20 +301,16 @@ class ProgressiveShrinking(OneShotStrategy):
         )
 
     def _fingerprint(self, epochs: int) -> dict[str, Any]:
+        """What a resumed search must share with the checkpoint: every constructor setting but
+        :data:`NOT_IN_FINGERPRINT` (read from the signature, so a new setting is compared without being
+        listed here), by its public name (``lambda`` for ``lambda_``), plus the space's config, the
+        epochs resolved from the evaluator and the world size (from ``devices``)."""
+        values = {name: getattr(self, name) for name in fingerprint_settings()}
+        values["epochs"] = epochs
+        values["input_size"] = list(self.input_size)
         return {
             "config": repr(self._space.config),
-            "lambda": self.lambda_,
-            "eps": self.eps,
-            "prune_every": self.prune_every,
-            "warmup_epochs": self.warmup_epochs,
-            "epochs": epochs,
-            "target_macs": self.target_macs,
-            "seed": self.seed,
-            "input_size": list(self.input_size),
-            "ema_decay": self.ema_decay,
-            "recalibration_batches": self.recalibration_batches,
-            "path_overhead": self.path_overhead,
-            "shrink_epochs": self.shrink_epochs,
+            **{name.rstrip("_"): value for name, value in values.items()},
             "world_size": self.devices.world_size,
             # only when not the default: checkpoints written before the setting existed still resume
             **({"unit_cost": self.unit_cost} if self.unit_cost != "exact" else {}),
@@ -310,7 +332,7 @@ class ProgressiveShrinking(OneShotStrategy):
                 f"a search checkpoint already exists at {path}; resume it (resume=True, "
                 "--resume) or use another output directory (nothing was overwritten)"
             )
-        payload = read_resumable(path, fingerprint)
+        payload = read_resumable(path, fingerprint, fingerprint_defaults())
         try:  # the saved network must be one of this space's
             self._build(dict(payload["arch"])).load_state_dict(payload["model"])
         except (KeyError, RuntimeError, TypeError) as exc:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nni_hrnas import labels
+from search_spaces import labels
 
 from .units import UnitGroup, WidthCost
 

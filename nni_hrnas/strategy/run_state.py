@@ -74,10 +74,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((state["random_version"], tuple(state["random"]), state["random_gauss"]))
 
 
-def read_resumable(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """Load ``path`` and check it belongs to this search; a world-size mismatch names the flags to fix."""
+def read_resumable(
+    path: Path, fingerprint: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load ``path`` and check it belongs to this search; a world-size mismatch names the flags to fix.
+
+    ``defaults``: the value a key absent from an older checkpoint's fingerprint stands for.
+    """
     world = fingerprint.get("world_size", 1)
-    payload = load_checkpoint(path, {k: v for k, v in fingerprint.items() if k != "world_size"})
+    payload = load_checkpoint(path, {k: v for k, v in fingerprint.items() if k != "world_size"}, defaults)
     was = payload.get("fingerprint", {}).get("world_size", 1)
     if was != world:
         raise CheckpointError(

@@ -2,7 +2,7 @@
 
 A *unit* is one channel of a depthwise convolution (importance: the gamma of the BN after it)
 or one token of a transformer (importance: the gamma of the BN over the decoded tokens, see
-:mod:`nni_hrnas.ops.transformer` for why not the projector's). Units come in groups,
+:mod:`search_spaces.ops.transformer` for why not the projector's). Units come in groups,
 one group per choice label of the space (``{block}_k3``, ``{block}_tok``, ...).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nni_hrnas import costs, labels
+from search_spaces import costs, labels
 
 from .interface import ShrinkableNetwork
 
@@ -72,7 +72,7 @@ def unit_groups(
     Costs come from the cost model at the given (training) input size: the same network searched
     at 64x64 and at 512x1024 weighs its branches differently. ``path_overhead`` (MAC-equivalents,
     see :func:`nni_hrnas.latency.measure_path_overhead`) adds each kernel path's and transformer's
-    fixed cost, Eq. 7 adapted to latency. ``unit_cost`` (:data:`nni_hrnas.costs.UNIT_COSTS`) is what a
+    fixed cost, Eq. 7 adapted to latency. ``unit_cost`` (:data:`search_spaces.costs.UNIT_COSTS`) is what a
     depthwise channel counts: ``exact`` the MACs its removal saves, ``paper`` its depthwise conv alone.
     """
     groups: list[UnitGroup] = []

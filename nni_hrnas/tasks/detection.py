@@ -8,9 +8,10 @@ from typing import Any
 import nni
 import numpy as np
 
+from search_spaces.ops.pillars import PillarSettings
+
 from ..detection.anchors import AnchorSettings, DecodeSettings, decode_detections, detection_loss
 from ..detection.kitti_eval import Detections, kitti_ap
-from ..detection.pillars import PillarSettings
 from .base import TaskModule
 
 

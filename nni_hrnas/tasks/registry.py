@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
+from search_spaces.ops.pillars import SIM_PILLARS, PillarSettings
+
 from ..data import ade20k, cityscapes, coco_keypoints, digits, imagenet, kitti
-from ..data.common import smoke_mode
-from ..detection.pillars import SIM_PILLARS, PillarSettings
+from ..data.common import IMAGENET_NORMALISATION, Normalisation, smoke_mode
 from .base import TaskModule
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ class TaskSpec:
     smoke); ``num_outputs`` the classes, or heatmaps for keypoints; ``metric`` the name of the
     ``'default'`` metric (higher is better); ``module_args`` the task module's structure (classes,
     joints, pillar grid); ``train`` the plain-training recipe and ``search`` the search's defaults,
-    each saying where its values come from (``source``).
+    each saying where its values come from (``source``); ``normalisation`` how its data sets make the
+    network's input (what a deployed model's caller applies; the model card says it).
     """
 
     name: str
@@ -131,6 +133,7 @@ class TaskSpec:
     train: TrainingRecipe
     search: SearchDefaults
     num_workers: int = 0
+    normalisation: Normalisation = IMAGENET_NORMALISATION
 
     @property
     def in_channels(self) -> int:
@@ -514,6 +517,7 @@ TASKS: dict[str, TaskSpec] = {
         module_args=dict(num_classes=digits.SEG_NUM_CLASSES),
         train=TrainingRecipe(source="cpu", epochs=10, batch_size=32, module_kwargs=_CPU_TRAIN),
         search=_cpu_search(epochs=15, data_sizes=(640, 192)),
+        normalisation=digits.NORMALISATION,
     ),
     "digits_cls": TaskSpec(
         name="digits_cls",
@@ -532,6 +536,7 @@ TASKS: dict[str, TaskSpec] = {
             source="cpu", epochs=10, batch_size=64, module_kwargs=dict(_CPU_TRAIN, label_smoothing=0.1)
         ),
         search=_cpu_search(data_sizes=(1280, 360)),
+        normalisation=digits.NORMALISATION,
     ),
     "digits_kp": TaskSpec(
         name="digits_kp",
@@ -552,8 +557,16 @@ TASKS: dict[str, TaskSpec] = {
             source="cpu", epochs=10, batch_size=32, module_kwargs=dict(_CPU_TRAIN, milestones=())
         ),
         search=_cpu_search(data_sizes=(640, 192)),
+        normalisation=digits.NORMALISATION,
     ),
 }
+
+
+def input_normalisation(task: str) -> Normalisation:
+    """The input normalisation of ``task``'s data; ImageNet's for a name not registered (a run folder
+    whose result names no task gives its space's task kind instead)."""
+    spec = TASKS.get(task)
+    return spec.normalisation if spec is not None else IMAGENET_NORMALISATION
 
 
 def task_names() -> list[str]:

@@ -16,7 +16,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,11 @@ import optuna
 
 from nni_hrnas.logs import setup_cli_logging
 from nni_hrnas.run_folder import RunFolder
+from nni_hrnas.search import SearchSettings, add_device_arguments, device_settings, run_search
+from nni_hrnas.settings import Check, add_arguments, from_args, integer, is_integer, setting
+from nni_hrnas.settings import check as check_settings
 from nni_hrnas.strategy.loop import DeviceSettings
+from nni_hrnas.tasks.registry import get_task
 from nni_hrnas.threads import limit_threads, threads_per_worker
 
 from .storage import open_storage, retry_callback
@@ -63,22 +67,46 @@ class StudySettings:
         >>> run_study(settings).best_trial.params  # doctest: +SKIP
     """
 
-    task: str
-    storage: str = "sqlite:///study.db"
-    n_trials: int = 20
-    workers: int = 1
-    study_name: str | None = None
-    mode: str = "multi"
-    macs_limit: float | None = None
-    lambda_range: tuple[float, float] | None = None
-    eps_range: tuple[float, float] = (1e-4, 1e-2)
-    epochs: int | None = None
-    seed: int = 0
-    out: str | None = None
-    pruner: str | None = None  # single mode: 'median' (default), 'hyperband' or 'none'
-    threads: int | None = None  # torch threads per worker; None: the cores split between the workers
-    heartbeat: int = 60  # seconds between a running trial's heartbeats (SQL storages)
-    device: DeviceSettings = field(default_factory=lambda: DeviceSettings())  # where each search trains
+    task: str = setting(help="task name (e.g. digits_seg, cityscapes)")
+    storage: str = setting(
+        "sqlite:///study.db",
+        help="Optuna storage: sqlite:///study.db, postgresql://user:pw@host/db or journal:PATH",
+    )
+    n_trials: int = setting(20, type=int, check=integer(1), help="new trials to add")
+    workers: int = setting(1, type=int, check=integer(1), help="parallel worker processes")
+    threads: int | None = setting(  # None: the cores split between the workers
+        None,
+        type=int,
+        check=integer(1, "threads per worker").or_none(),
+        help="torch threads per worker (default: this machine's cores "
+        "divided by --workers, capped by OMP_NUM_THREADS if set)",
+    )
+    heartbeat: int = setting(
+        60,
+        type=int,
+        check=Check(lambda v: is_integer(v) and v >= 1, "expected whole seconds >= 1"),
+        help="seconds between heartbeats of running trials (SQL storages): a trial silent for two "
+        "intervals is marked FAIL and retried",
+    )
+    study_name: str | None = setting(None, help="default: hrnas-TASK")
+    mode: str = setting(
+        "multi", choices=MODES, check=Check(lambda v: v in MODES, f"allowed: {', '.join(MODES)}")
+    )
+    macs_limit: float | None = setting(None, type=float, help="single mode: MACs above this are infeasible")
+    pruner: str | None = setting(  # None: 'median' in single mode, 'none' in multi mode
+        None,
+        choices=PRUNERS,
+        help="single mode: stops searches whose per-epoch metric "
+        "falls behind (default median; multi mode: none)",
+    )
+    epochs: int | None = setting(None, type=int, help="epochs of each search (default: the task's)")
+    seed: int = setting(0, type=int)
+    out: str | None = setting(None, help="folder of the trials' run folders (default: runs/STUDY_NAME)")
+    # set from Python only: the flags give the default ranges (a decade either side of the task's lambda)
+    lambda_range: tuple[float, float] | None = setting(None, cli=False)
+    eps_range: tuple[float, float] = setting((1e-4, 1e-2), cli=False)
+    # where each search trains: the device flags of hrnas search (add_device_arguments)
+    device: DeviceSettings = setting(default_factory=DeviceSettings, cli=False)
 
     def __post_init__(self) -> None:
         if self.pruner is None:
@@ -88,8 +116,6 @@ class StudySettings:
         if self.out is None:
             self.out = str(Path("runs") / self.study_name)
         if self.lambda_range is None:
-            from nni_hrnas.tasks.registry import get_task
-
             try:
                 center = get_task(self.task).search.lambda_
             except ValueError as exc:
@@ -98,19 +124,9 @@ class StudySettings:
         self.validate()
 
     def validate(self) -> None:
-        """Check every setting: a :class:`StudyError` naming the first bad one and what is allowed."""
-        if not isinstance(self.n_trials, int) or self.n_trials < 1:
-            raise StudyError(f"invalid n_trials={self.n_trials!r}: expected an integer >= 1")
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise StudyError(f"invalid workers={self.workers!r}: expected an integer >= 1")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise StudyError(
-                f"invalid threads={self.threads!r}: expected an integer >= 1 (threads per worker)"
-            )
-        if not isinstance(self.heartbeat, int) or self.heartbeat < 1:
-            raise StudyError(f"invalid heartbeat={self.heartbeat!r}: expected whole seconds >= 1")
-        if self.mode not in MODES:
-            raise StudyError(f"invalid mode={self.mode!r}: allowed: {', '.join(MODES)}")
+        """Each setting's declared check, then those that involve more than one: a :class:`StudyError`
+        naming the first bad one and what is allowed."""
+        check_settings(self, StudyError)
         for name, (low, high) in (("lambda_range", self.lambda_range), ("eps_range", self.eps_range)):
             if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
                 raise StudyError(f"invalid {name}=({low}, {high}): expected 0 < low < high (log-uniform)")
@@ -139,8 +155,6 @@ def make_pruner(settings: StudySettings) -> optuna.pruners.BasePruner:
         # the penalty ramps up over the first epochs: judge a search only after two
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     if settings.pruner == "hyperband":
-        from nni_hrnas.search import SearchSettings
-
         epochs = SearchSettings(task=settings.task, epochs=settings.epochs).epochs
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     return optuna.pruners.NopPruner()
@@ -169,7 +183,6 @@ def create_study(settings: StudySettings) -> optuna.Study:
 
 def make_objective(settings: StudySettings) -> Callable[[optuna.Trial], Any]:
     """The trial function: one HR-NAS search with the sampled lambda and eps."""
-    from nni_hrnas.search import SearchSettings, run_search
 
     def objective(trial: optuna.Trial) -> Any:
         lam = trial.suggest_float("lambda", *settings.lambda_range, log=True)
@@ -330,67 +343,17 @@ def run_study(settings: StudySettings, objective: ObjectiveFactory = make_object
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags of ``hrnas study``."""
-    parser.add_argument("--task", required=True)
-    parser.add_argument(
-        "--storage",
-        default="sqlite:///study.db",
-        help="Optuna storage: sqlite:///study.db, postgresql://user:pw@host/db or journal:PATH",
-    )
-    parser.add_argument("--n-trials", type=int, default=20, help="new trials to add")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch threads per worker (default: this machine's cores "
-        "divided by --workers, capped by OMP_NUM_THREADS if set)",
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=int,
-        default=60,
-        help="seconds between heartbeats of running trials (SQL storages): a trial silent for two "
-        "intervals is marked FAIL and retried",
-    )
-    parser.add_argument("--study-name", help="default: hrnas-TASK")
-    parser.add_argument("--mode", choices=MODES, default="multi")
-    parser.add_argument("--macs-limit", type=float, help="single mode: MACs above this are infeasible")
-    parser.add_argument(
-        "--pruner",
-        choices=PRUNERS,
-        help="single mode: stops searches whose per-epoch metric "
-        "falls behind (default median; multi mode: none)",
-    )
-    parser.add_argument("--epochs", type=int, help="epochs of each search (default: the task's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="folder of the trials' run folders (default: runs/STUDY_NAME)")
+    """The flags of ``hrnas study``: one per :class:`StudySettings` setting, ``--json``, and the device flags."""
+    add_arguments(parser, StudySettings)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    from nni_hrnas.search import add_device_arguments
-
-    add_device_arguments(parser)
-    return parser
+    return add_device_arguments(parser)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     """``hrnas study``."""
-    from nni_hrnas.search import device_settings
-
     try:
         settings = StudySettings(
-            task=args.task,
-            storage=args.storage,
-            n_trials=args.n_trials,
-            workers=args.workers,
-            study_name=args.study_name,
-            mode=args.mode,
-            macs_limit=args.macs_limit,
-            epochs=args.epochs,
-            seed=args.seed,
-            out=args.out,
-            pruner=args.pruner,
-            threads=args.threads,
-            heartbeat=args.heartbeat,
-            device=device_settings(args, check_machine=False),
+            **from_args(StudySettings, args), device=device_settings(args, check_machine=False)
         )
         study = run_study(settings)
     except (StudyError, ValueError) as error:

@@ -17,7 +17,7 @@ from nni_hrnas.detection.anchors import (
     make_anchors,
     nearest_bev_iou,
 )
-from nni_hrnas.detection.pillars import PillarSettings
+from search_spaces.ops.pillars import PillarSettings
 
 GRID = PillarSettings(voxel=0.5, x_range=(0, 8), y_range=(-4, 4), max_points=4, max_pillars=10, channels=4)
 CAR = AnchorSettings()

@@ -9,7 +9,7 @@ import torch
 
 from nni_hrnas.data.common import DataFormatError, DataRootError
 from nni_hrnas.data.kitti import Augmentation, KittiDetection, augment, points_in_boxes
-from nni_hrnas.detection.pillars import PillarSettings
+from search_spaces.ops.pillars import PillarSettings
 
 # training/calib/000000.txt of the KITTI 3D object benchmark, in its format
 REAL_CALIB = """P0: 7.215377000000e+02 0.000000000000e+00 6.095593000000e+02 0.000000000000e+00 0.000000000000e+00 7.215377000000e+02 1.728540000000e+02 0.000000000000e+00 0.000000000000e+00 0.000000000000e+00 1.000000000000e+00 0.000000000000e+00

@@ -17,7 +17,7 @@ from nni_hrnas.data.kitti_sim import (
     ray_directions,
     write_kitti_sim,
 )
-from nni_hrnas.detection.pillars import PillarSettings
+from search_spaces.ops.pillars import PillarSettings
 
 TINY = SimSettings(train_frames=3, val_frames=2, beams=16, azimuth_step=0.5)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nni_hrnas.detection.pillars import PillarSettings, pillarise
-from nni_hrnas.ops.pillars import PillarFrontEnd
+from nni_hrnas.detection.pillars import pillarise
+from search_spaces.ops.pillars import PillarFrontEnd, PillarSettings
 
 SMALL = PillarSettings(
     voxel=0.5, x_range=(0, 4), y_range=(-2, 2), z_range=(-1, 1), max_points=6, max_pillars=64, channels=5
@@ -154,7 +154,7 @@ def test_sim_front_end_in_eval_mode_follows_a_short_run():
     gives in training mode on the same batch. With PointPillars' momentum 0.01 the running statistics
     still weigh their initial values by 0.99^30 = 74 % (29 % off here), and on kitti_sim the trained
     RPN in eval mode detected nothing (moderate AP 0.0 against 33.6 in training mode)."""
-    from nni_hrnas.detection.pillars import SIM_PILLARS
+    from search_spaces.ops.pillars import SIM_PILLARS
     from search_spaces.pointpillars import RPN_PRESETS, PointPillarsRPN
 
     torch.manual_seed(0)

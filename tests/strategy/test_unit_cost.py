@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 from search_helpers import tiny_search
 
-from nni_hrnas import costs
-from nni_hrnas.ops import SearchingBlock
 from nni_hrnas.search import SearchError, SearchSettings
 from nni_hrnas.strategy import ProgressiveShrinking
 from nni_hrnas.strategy import loop as search_loop
-from search_spaces import HRNASSpace
+from search_spaces import HRNASSpace, costs
 from search_spaces.hrnas import plan_blocks
+from search_spaces.ops import SearchingBlock
 
 SIZE = (3, 32, 32)
 

@@ -15,9 +15,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nni_hrnas.detection.pillars import SIM_PILLARS, PillarSettings
 from nni_hrnas.search import SearchSettings
 from nni_hrnas.tasks.registry import TASKS, SearchDefaults, TaskSpec, TrainingRecipe, get_task
+from search_spaces.ops.pillars import SIM_PILLARS, PillarSettings
 
 _DIGITS_MODULE = {"optimizer": "adamw", "learning_rate": 1e-2, "schedule": "cosine"}
 _REAL = dict(

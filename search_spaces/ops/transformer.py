@@ -141,7 +141,7 @@ class LightweightTransformer(nn.Module):
         pos_encoding: ``map`` (the paper's 2-channel map), ``sinusoidal``, ``learned`` or ``none``.
         pos_in_decoder: also add the positional encoding to the decoder's keys (Table 7, Enc + Dec).
         pos_dim: channels of the sinusoidal / learned encodings.
-        layers: constructors for the token-sized layers (see :class:`~nni_hrnas.ops.LayerFactory`).
+        layers: constructors for the token-sized layers (see :class:`~search_spaces.ops.LayerFactory`).
 
     Example:
         >>> block = LightweightTransformer(32, 32, num_tokens=16)

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from nni_hrnas import labels
-from nni_hrnas.ops import KernelPath, LightweightTransformer, SearchingBlock
+from . import labels
+from .ops import KernelPath, LightweightTransformer, SearchingBlock
 
 HW = tuple[int, int]
 
