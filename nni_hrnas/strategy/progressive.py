@@ -89,7 +89,8 @@ def fingerprint_settings() -> list[str]:
 
 def fingerprint_defaults() -> dict[str, Any]:
     """The defaults of :func:`fingerprint_settings` by fingerprint key: what a key missing from a
-    checkpoint written before that setting was fingerprinted stands for (``target_tolerance``)."""
+    checkpoint written before that setting was fingerprinted stands for (``target_tolerance``,
+    ``unit_cost``)."""
     parameters = inspect.signature(ProgressiveShrinking.__init__).parameters
     return {name.rstrip("_"): parameters[name].default for name in fingerprint_settings()}
 
@@ -312,8 +313,6 @@ class ProgressiveShrinking(OneShotStrategy):
             "config": repr(self._space.config),
             **{name.rstrip("_"): value for name, value in values.items()},
             "world_size": self.devices.world_size,
-            # only when not the default: checkpoints written before the setting existed still resume
-            **({"unit_cost": self.unit_cost} if self.unit_cost != "exact" else {}),
         }
 
     def _macs_params(self, model: nn.Module) -> tuple[int, int]:
