@@ -13,10 +13,9 @@ from dataclasses import dataclass
 #: Table 6, the space ablation: each variant is searched with the same settings. In the paper's order.
 SPACE_VARIANTS: dict[str, tuple[str, ...]] = {
     # --- single branch: one branch that downsamples through the multi-branch space's resolutions,
-    # then the same head. The space accepts this override once its single-branch layout is merged;
-    # until then `hrnas ablate space` skips the row with a message (change only this line if the
-    # layout's key or value is named differently).
-    "single_branch": ("layout=single_branch",),
+    # then the same head; like the paper's baseline, 3x3 depthwise convs only and no transformer, so
+    # that the next row changes the topology alone
+    "single_branch": ("layout=single_branch", "kernels=3", "transformer=false"),
     # --- multi-branch, 3x3 depthwise convs only, no transformer
     "multi_branch": ("kernels=3", "transformer=false"),
     # --- + MixConv: 3x3, 5x5 and 7x7 kernel paths, no transformer
