@@ -74,6 +74,7 @@ COMMON = dict(
     data_root=None,
     latency_batch=1,
     latency_runtime="torch",
+    unit_cost="exact",  # added after 0a5253d (the paper's Eq. 6 option); its default keeps 0a5253d's search
     accelerator="auto",
     devices=1,
     num_nodes=1,
