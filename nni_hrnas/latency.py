@@ -129,7 +129,7 @@ def measure_path_overhead(
     channels: int = 32,
     size: int = 16,
     kernel_size: int = 5,
-    widths: tuple[int, int] = (4, 128),
+    widths: tuple[int, int] = (8, 128),
     repeats: int = 50,
     runtime: str = "torch",
 ) -> float:
@@ -142,9 +142,10 @@ def measure_path_overhead(
     its threads, the runtime and the batch size you deploy at.
 
     In onnxruntime the path is timed in the form ``hrnas export --fuse`` writes (in a block beside a
-    3x3 path: folded, merged, zero-padded widths), and the block without it is subtracted: a lone
-    unfused path there measured 0.11-0.18 M MAC-equivalents, this 0.55-0.68 M, and searches with the
-    lower figure left networks whose onnxruntime latency fell 0.64x as much as their MACs.
+    3x3 path of 16 channels: folded, merged, widths padded), and the block without it is subtracted:
+    a lone unfused path there measured 0.11-0.22 M MAC-equivalents (one thread), this 0.53-0.55 M
+    (0.76-1.1 M at two threads); searches with the lower figure left networks whose onnxruntime
+    latency fell only 0.64x as much as their MACs.
     """
     if batch_size < 1 or repeats < 1 or not 0 < widths[0] < widths[1]:
         raise ValueError(
@@ -160,7 +161,7 @@ def measure_path_overhead(
     for width in widths:
         torch.manual_seed(0)
         module = (
-            _deployed_block(channels, kernel_size, width, widths[0])
+            _deployed_block(channels, kernel_size, width, 16)
             if deployed
             else KernelPath(channels, channels, width, kernel_size, 1).eval()
         )
@@ -176,7 +177,7 @@ def measure_path_overhead(
         )
     fixed = t1 - seconds_per_mac * m1
     if deployed:  # the fixed cost the path adds to a block that keeps another path
-        base = _deployed_block(channels, kernel_size, 0, widths[0])
+        base = _deployed_block(channels, kernel_size, 0, 16)
         fixed -= time_latency(_runner(base, x, runtime), warmup=3, repeats=repeats).median
     return max(fixed / seconds_per_mac / batch_size, 0.0)
 
