@@ -395,19 +395,7 @@ def architecture_figure(
         (f"{tags[i]} (right, hatched): " if i else (f"{tags[0]} (left): " if len(parsed) > 1 else "")) + name
         for i, (name, _, _) in enumerate(archs)
     )
-    fig.update_layout(
-        title=dict(
-            text=f"{title}<br><sup>{names}<br>stacked bars: depthwise channels kept per kernel size, grey: "
-            "removed units; diamonds: transformer tokens kept (whisker up to the maximum)</sup>"
-        ),
-        margin=dict(t=175),
-        barmode="group",
-        scattermode="group",
-        template="plotly_white",
-        height=height,
-        legend=dict(orientation="h", y=-60 / height),
-    )
-    return fig
+    return _architecture_layout(fig, title, names, " (whisker up to the maximum)", 175, height)
 
 
 def _block_panels(
@@ -696,12 +684,19 @@ def task_comparison_figure(
     names = "<br>".join(
         f"{_tag(i)}{' (hatched ' + HATCHES[i] + ')' if i else ''}: {a[0]}" for i, a in enumerate(archs)
     )
+    return _architecture_layout(fig, title, names, "", 175 + 18 * len(archs), height)
+
+
+def _architecture_layout(
+    fig: go.Figure, title: str, names: str, token_note: str, top: int, height: int
+) -> go.Figure:
+    """The layout both architecture figures share: the title with its legend of marks, grouped bars."""
     fig.update_layout(
         title=dict(
             text=f"{title}<br><sup>{names}<br>stacked bars: depthwise channels kept per kernel size, grey: "
-            "removed units; diamonds: transformer tokens kept</sup>"
+            f"removed units; diamonds: transformer tokens kept{token_note}</sup>"
         ),
-        margin=dict(t=175 + 18 * len(archs)),
+        margin=dict(t=top),
         barmode="group",
         scattermode="group",
         template="plotly_white",
