@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from nni_hrnas.run_folder import RunFolder, SearchResult
+from nni_hrnas.search import SearchError, SearchSettings, _stdout_to_stderr, run_search
+from nni_hrnas.tasks.registry import get_task
+from nni_hrnas.train import TrainError, TrainSettings, run_train
 from search_spaces import ConfigError, get_preset
 from search_spaces.ablations import ABLATIONS, PLUGIN_VARIANTS, POSITIONAL_VARIANTS, SPACE_VARIANTS
 from search_spaces.config import parse_space_overrides
@@ -99,7 +102,6 @@ def _select(kind: str, names: Sequence[str] | None) -> list[str]:
 
 def _preset(task: str, preset: str | None) -> str:
     """``preset``, else the task's; an unknown one is an :class:`AblationError`."""
-    from nni_hrnas.tasks.registry import get_task
 
     preset = preset or get_task(task).default_preset
     if preset not in PRESETS:
@@ -158,7 +160,6 @@ def ablate_space(
     preset: str | None = None,
 ) -> list[Row]:
     """Table 6: search each space variant of ``preset`` (default: the task's) with the same settings."""
-    from nni_hrnas.search import SearchSettings, run_search
 
     preset = _preset(task, preset)
     names = _select("space", variants)
@@ -197,7 +198,6 @@ def ablate_positional(
 ) -> list[Row]:
     """Table 7: train ``preset`` (default: the task's) at full width with each positional encoding,
     one schedule."""
-    from nni_hrnas.train import TrainSettings, run_train
 
     preset = _preset(task, preset)
     names = _select("positional", variants)
@@ -224,8 +224,6 @@ def ablate_plugin(
     task: str, out: Path, epochs: int, seeds: Sequence[int] = (0,), variants: Sequence[str] | None = None
 ) -> list[Row]:
     """Table 8: train each plug-in network (the task's head: classification, or the PSP head)."""
-    from nni_hrnas.tasks.registry import get_task
-    from nni_hrnas.train import TrainSettings, run_train
 
     kind = get_task(task).kind
     if PLUGIN_VARIANTS["mobilenetv2"].model_for(kind) is None:
@@ -300,9 +298,6 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     """``hrnas ablate``: 0 done, 2 bad input (one line on stderr)."""
-    from nni_hrnas.search import SearchError, _stdout_to_stderr
-    from nni_hrnas.tasks.registry import get_task
-    from nni_hrnas.train import TrainError
 
     kind, out = args.ablation, Path(args.out)
     started = time.perf_counter()

@@ -11,7 +11,6 @@ import pytest
 from torch import nn
 
 from nni_hrnas import ablate as ablate_module
-from nni_hrnas import train as train_module
 from nni_hrnas.cli import main as hrnas
 from nni_hrnas.run_folder import RunFolder
 from search_spaces.ablations import SPACE_VARIANTS
@@ -58,7 +57,7 @@ def test_ablate_space_searches_each_variant_and_skips_one_the_space_does_not_acc
     report = (tmp_path / "report.html").read_text()
     assert "Table 6" in report and "multi_branch" in report and "skipped" in report
     # a finished row is read back, not searched again
-    monkeypatch.setattr("nni_hrnas.search.run_search", lambda *a, **k: pytest.fail("searched again"))
+    monkeypatch.setattr(ablate_module, "run_search", lambda *a, **k: pytest.fail("searched again"))
     assert hrnas([*args, "--variants", "multi_branch", "--out", str(tmp_path)]) == 0
     assert (
         _table(tmp_path / "table6.csv").loc["multi_branch", "metric"] == table.loc["multi_branch", "metric"]
@@ -81,7 +80,7 @@ def test_ablate_positional_trains_each_encoding_and_resumes(tmp_path, monkeypatc
         for t in with_map
     )  # n = 8 tokens of 8 x 8, the map in encoder and decoder
     assert "Table 7" in (tmp_path / "report.html").read_text()
-    monkeypatch.setattr(train_module, "run_train", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(ablate_module, "run_train", lambda *a, **k: pytest.fail("trained again"))
     assert hrnas([*args, "--variants", *variants, "--out", str(tmp_path)]) == 0
     assert _table(tmp_path / "table7.csv")["metric"].tolist() == table["metric"].tolist()
 
