@@ -12,6 +12,7 @@ metric, macs, params, budget_used, arch) and an HTML report.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import logging
@@ -34,6 +35,7 @@ from nni_hrnas.search import (
     device_settings,
     free_port,
     run_search,
+    space_setting,
 )
 from nni_hrnas.settings import Check, add_arguments, from_args, integer, setting
 from nni_hrnas.settings import check as check_settings
@@ -120,11 +122,17 @@ class CompareSettings:
         help="HR-NAS: searches in the lambda sweep (a decade either side of the task's lambda); "
         "with an image budget each search gets the epochs that make them all fit",
     )
+    space: dict[str, Any] | None = space_setting()  # the space every strategy searches: the preset with these
     # where every search and evaluation trains: the device flags of hrnas search (default: one device, auto)
     device: DeviceSettings | None = setting(None, cli=False)
 
     def __post_init__(self) -> None:
         check_settings(self, CompareError)
+        if self.space:
+            try:
+                SearchSettings(task=self.task, space=self.space)
+            except ValueError as exc:
+                raise CompareError(str(exc)) from None
         self.parsed_budget = parse_budget(self.budget)
         self.device = self.device or DeviceSettings()
         try:
@@ -159,7 +167,7 @@ class Comparison:
         self.settings = settings
         self.spec = get_task(settings.task)
         self.defaults = self.spec.search  # every strategy trains with the search's recipe and data
-        self.space = self.space_for(settings.task)
+        self.space = self.space_for(settings.task, settings.space)
         sizes = self.defaults.data_sizes
         self.datasets = self.spec.make_datasets(
             seed=settings.seed, **({"sizes": tuple(sizes)} if sizes else {})
@@ -167,11 +175,15 @@ class Comparison:
         self.train_images = len(self.datasets[0])
 
     @staticmethod
-    def space_for(task: str) -> HRNASSpace:
-        """The space every strategy searches for ``task``: its preset at the task's input size."""
+    def space_for(task: str, space: dict[str, Any] | None = None) -> HRNASSpace:
+        """The space every strategy searches for ``task``: its preset at the task's input size, with the
+        ``--space`` overrides."""
         spec = get_task(task)
         return HRNASSpace.from_preset(
-            spec.default_preset, input_size=spec.input_size(), num_outputs=spec.num_outputs
+            spec.default_preset,
+            input_size=spec.input_size(),
+            num_outputs=spec.num_outputs,
+            **copy.deepcopy(space or {}),
         )
 
     def nni_dir(self) -> str:
@@ -355,6 +367,7 @@ class Comparison:
             result = run_search(
                 SearchSettings(
                     task=self.settings.task,
+                    space=self.settings.space,
                     lambda_=lam,
                     seed=self.settings.seed,
                     epochs=epochs,

@@ -80,6 +80,18 @@ def _space_arg(items: list[str] | None) -> dict[str, Any] | None:
         raise SearchError(f"invalid --space: {exc}") from None
 
 
+def space_setting() -> Any:
+    """The ``--space KEY=VALUE`` setting (repeatable), declared once for every command that searches."""
+    return setting(
+        None,
+        action="append",
+        metavar="KEY=VALUE",
+        from_cli=_space_arg,
+        help="override a field of the preset's config, repeatable: transformer=false, "
+        "transformer.placement=all, kernels=3,5, granularity=8",
+    )
+
+
 def _overhead_arg(text: str | float | None) -> float | str | None:
     if text is None or isinstance(text, (int, float)) and not isinstance(text, bool):
         return text
@@ -115,14 +127,7 @@ class SearchSettings:
 
     task: str = setting(help="task name (e.g. digits_seg, cityscapes)")
     preset: str | None = setting(None, help="space preset (default: the task's)")
-    space: dict[str, Any] | None = setting(
-        None,
-        action="append",
-        metavar="KEY=VALUE",
-        from_cli=_space_arg,
-        help="override a field of the preset's config, repeatable: transformer=false, "
-        "transformer.placement=all, kernels=3,5, granularity=8",
-    )
+    space: dict[str, Any] | None = space_setting()
     lambda_: float | None = setting(
         None,
         type=float,

@@ -24,7 +24,13 @@ import optuna
 
 from nni_hrnas.logs import setup_cli_logging
 from nni_hrnas.run_folder import RunFolder
-from nni_hrnas.search import SearchSettings, add_device_arguments, device_settings, run_search
+from nni_hrnas.search import (
+    SearchSettings,
+    add_device_arguments,
+    device_settings,
+    run_search,
+    space_setting,
+)
 from nni_hrnas.settings import Check, add_arguments, from_args, integer, is_integer, setting
 from nni_hrnas.settings import check as check_settings
 from nni_hrnas.strategy.loop import DeviceSettings
@@ -102,6 +108,7 @@ class StudySettings:
     epochs: int | None = setting(None, type=int, help="epochs of each search (default: the task's)")
     seed: int = setting(0, type=int)
     out: str | None = setting(None, help="folder of the trials' run folders (default: runs/STUDY_NAME)")
+    space: dict[str, Any] | None = space_setting()  # every trial's search: the task's preset with these
     # set from Python only: the flags give the default ranges (a decade either side of the task's lambda)
     lambda_range: tuple[float, float] | None = setting(None, cli=False)
     eps_range: tuple[float, float] = setting((1e-4, 1e-2), cli=False)
@@ -122,6 +129,8 @@ class StudySettings:
                 raise StudyError(str(exc)) from None
             self.lambda_range = (center / 10, center * 10)
         self.validate()
+        if self.space:
+            SearchSettings(task=self.task, space=self.space)  # a bad key: one line, before any trial
 
     def validate(self) -> None:
         """Each setting's declared check, then those that involve more than one: a :class:`StudyError`
@@ -203,6 +212,7 @@ def make_objective(settings: StudySettings) -> Callable[[optuna.Trial], Any]:
         result = run_search(
             SearchSettings(
                 task=settings.task,
+                space=settings.space,
                 lambda_=lam,
                 eps=eps,
                 epochs=settings.epochs,
