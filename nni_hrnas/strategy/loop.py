@@ -263,6 +263,8 @@ def evaluate(
     """
     rank, world = _rank_world(fabric)
     module.set_model(model)
+    if fabric is not None:  # the task's metric states (torchmetrics) live where the outputs are
+        module.to(fabric.device)
     model.eval()
     if hasattr(module, "on_validation_epoch_start"):  # tasks that reset their metric state there
         module.on_validation_epoch_start()
