@@ -23,6 +23,12 @@ imported, so NNI's own strategies work on our spaces unchanged.
    ``EXPERIMENT_DIR/db/nni.sqlite`` (table ``ExperimentProfile``, nni_node/core/sqlDatabase.js);
    the trial's folder (``NNI_SYS_DIR``) lies under ``EXPERIMENT_DIR`` (``environments/local-env/
    trials/TRIAL_ID`` with NNI 3.0's local training service, ``trials/TRIAL_ID`` with the legacy one).
+7. Not a patch, a guard: NNI's experiment registry lock (``SimplePreemptiveLock`` in
+   nni/tools/nnictl/common_utils.py) subclasses ``filelock.SoftFileLock`` and sets a private
+   attribute that filelock 3.12 stopped reading, so with filelock 3.12 or later every experiment
+   waits for that lock forever, silently (seen on a GPU machine whose image had filelock 4).
+   NNI pins ``filelock<3.12`` and pip honours it; an environment assembled another way is refused
+   with one line by :func:`check_filelock`.
 """
 
 from __future__ import annotations
@@ -92,11 +98,26 @@ def nni_trial_concurrency() -> int | None:
     return value if isinstance(value, int) and value >= 1 else None
 
 
+def check_filelock(version: str | None = None) -> None:
+    """Guard 7: refuse a filelock with which NNI's experiments would wait forever on their lock."""
+    if version is None:
+        import filelock
+
+        version = filelock.__version__
+    major_minor = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if major_minor >= (3, 12):
+        raise RuntimeError(
+            f"filelock {version} is installed, but NNI 3.0 needs filelock<3.12 (with a later one every "
+            "NNI experiment waits forever on its lock): pip install 'filelock<3.12'"
+        )
+
+
 def apply() -> None:
-    """Install patches 4 and 5 (idempotent)."""
+    """Install patches 4 and 5 and check guard 7 (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
+    check_filelock()
     _rebind_one_shot_strategies()
     serve_nni_on()  # Patch 5, for experiments this process starts (NasExperiment with a training service)
     _APPLIED = True
