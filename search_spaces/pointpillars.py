@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import costs
+from .heads import init_class_prior
 from .ops.pillars import POINT_FEATURES, PillarFrontEnd, PillarSettings
 from .presets import KITTI_SIM_PILLARS
 
@@ -86,7 +87,7 @@ class PointPillarsRPN(nn.Module):
                 )
             )
             c_in = c
-        self.classifier = nn.Conv2d(sum(config.up_channels), config.num_outputs, 1)
+        self.classifier = init_class_prior(nn.Conv2d(sum(config.up_channels), config.num_outputs, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 3:

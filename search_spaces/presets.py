@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import HRNASConfig, TransformerConfig
+from .heads import MAPS_PER_ANCHOR
 from .mobilenetv2 import MOBILENETV2_PRESETS
 from .ops.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
 from .ops.pillars import PillarSettings
@@ -23,7 +24,7 @@ _SMALL_STAGES = (
 _SMALL_TRANSFORMER = TransformerConfig(tokens=16, size=4, placement="identity")
 # KITTI: three branches (1/4, 1/8, 1/16), as PointPillars' RPN has three scales; 496 x 432 is not a
 # multiple of 32, so there is no fourth. Anchors: 2 rotations x (1 class + 7 box residuals + 2 direction bins).
-DETECTION_OUTPUTS = 2 * (1 + 7 + 2)
+DETECTION_OUTPUTS = 2 * MAPS_PER_ANCHOR
 _KITTI_STAGES = (
     (1, [1], [32]),
     (2, [2, 2], [32, 64]),

@@ -124,3 +124,30 @@ def test_the_input_normalisation_is_the_task_data_sets():
             (0.229, 0.224, 0.225)
         )
         assert real.pixels == "RGB values / 255"
+
+
+@pytest.mark.parametrize("network", ["kitti_sim", "pointpillars_sim"])
+def test_a_new_detection_network_scores_every_anchor_near_the_focal_prior(network):
+    """RetinaNet's initialisation (PointPillars and SECOND use it): the class logits start at
+    log(0.01 / 0.99), so a fresh network scores its anchors about 0.01, not 0.5; box and direction
+    maps keep their default zero-mean start."""
+    import math
+
+    import torch
+
+    from search_spaces.pointpillars import RPN_PRESETS, PointPillarsRPN
+
+    torch.manual_seed(0)
+    if network in RPN_PRESETS:
+        model = PointPillarsRPN(RPN_PRESETS[network])
+    else:
+        space = HRNASSpace.from_preset(network)
+        model = space.freeze(space.max_sample())
+    with torch.no_grad():
+        out = model.train()(torch.randn(2, 32, 128, 128))
+    anchors = out.shape[1] // 10  # per anchor: a class logit, 7 box residuals, 2 direction logits
+    scores = torch.sigmoid(out[:, :anchors])
+    assert 0.002 < scores.median() < 0.05 and scores.mean() < 0.1
+    # the hand value: sigmoid(log(0.01 / 0.99)) = 0.01 exactly, where the features add nothing
+    assert math.isclose(torch.sigmoid(model.classifier.bias[:anchors]).mean().item(), 0.01, rel_tol=1e-6)
+    assert out[:, anchors:].mean().abs() < 0.5

@@ -301,7 +301,7 @@ def _kitti_sim(root, smoke, seed, sizes=None):
         root = kitti_sim.cached_kitti_sim(
             kitti_sim.SimSettings(train_frames=int(train), val_frames=int(val)), seed
         )
-    kw = dict(pillars=SIM_PILLARS, seed=seed, name="kitti_sim")
+    kw = dict(pillars=SIM_PILLARS, seed=seed, name="kitti_sim", augmentation=kitti_sim.SIM_AUGMENTATION)
     return kitti.KittiDetection(str(root), "train", **kw), kitti.KittiDetection(str(root), "val", **kw)
 
 
