@@ -17,7 +17,6 @@ of everything in it but the searching blocks (those are costed with the rest of 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -29,6 +28,7 @@ from torch import nn
 from . import costs, labels
 from .errors import ConfigError, check_positive
 from .layouts import head_input_channels
+from .ops.pillars import init_class_prior
 
 if TYPE_CHECKING:  # annotations only: config.py imports this module to validate and pick heads
     from .config import HRNASConfig
@@ -135,24 +135,6 @@ class DenseHead(TaskHead):
             "shape": ["B", n, height // 4, width // 4],
             "meaning": self.MEANING[self.config.task].format(n=n),
         }
-
-
-#: Maps per anchor of a detection output: a class logit, 7 box residuals, 2 direction logits. The
-#: class logits come first, one map per anchor (``nni_hrnas.detection.anchors`` reads this layout).
-MAPS_PER_ANCHOR = 1 + 7 + 2
-#: The probability a detection output's class logits start at (RetinaNet's focal-loss initialisation,
-#: which PointPillars and SECOND use): with a zero bias every one of the thousands of anchors starts at
-#: 0.5, and the first steps' focal loss (about 25 here) swamps the box loss.
-CLASS_PRIOR = 0.01
-
-
-def init_class_prior(classifier: nn.Conv2d, prior: float = CLASS_PRIOR) -> nn.Conv2d:
-    """Set the class-logit biases of an anchor classifier (its first ``out_channels / 10`` maps) to
-    ``log(prior / (1 - prior))``; returns ``classifier``."""
-    anchors = classifier.out_channels // MAPS_PER_ANCHOR
-    with torch.no_grad():
-        classifier.bias[:anchors].fill_(math.log(prior / (1 - prior)))
-    return classifier
 
 
 class DetectionHead(DenseHead):

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from . import costs
-from .heads import init_class_prior
-from .ops.pillars import POINT_FEATURES, PillarFrontEnd, PillarSettings
+from .ops.pillars import POINT_FEATURES, PillarFrontEnd, PillarSettings, init_class_prior
 from .presets import KITTI_SIM_PILLARS
 
 

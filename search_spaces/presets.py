@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .config import HRNASConfig, TransformerConfig
-from .heads import MAPS_PER_ANCHOR
 from .mobilenetv2 import MOBILENETV2_PRESETS
+from .ops.pillars import MAPS_PER_ANCHOR, PillarSettings
 from .ops.pillars import SIM_PILLARS as KITTI_SIM_PILLARS
-from .ops.pillars import PillarSettings
 from .shufflenetv2 import SHUFFLENETV2_PRESETS
 
 _SMALL_STAGES = (

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from search_spaces.heads import MAPS_PER_ANCHOR as PER_ANCHOR
+from search_spaces.ops.pillars import MAPS_PER_ANCHOR as PER_ANCHOR
 from search_spaces.ops.pillars import PillarSettings
 
 BOX_CODE = 7

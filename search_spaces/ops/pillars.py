@@ -10,6 +10,7 @@ pillar's feature, which is scattered to its cell of a (B, C, rows, cols) canvas.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -89,6 +90,24 @@ SIM_PILLARS = PillarSettings(
     channels=32,
     bn_momentum=0.1,
 )
+
+
+#: Maps per anchor of a detection output: a class logit, 7 box residuals, 2 direction logits. The
+#: class logits come first, one map per anchor (``nni_hrnas.detection.anchors`` reads this layout).
+MAPS_PER_ANCHOR = 1 + 7 + 2
+#: The probability a detection output's class logits start at (RetinaNet's focal-loss initialisation,
+#: which PointPillars and SECOND use): with a zero bias every one of the thousands of anchors starts at
+#: 0.5, and the first steps' focal loss (about 25 here) swamps the box loss.
+CLASS_PRIOR = 0.01
+
+
+def init_class_prior(classifier: nn.Conv2d, prior: float = CLASS_PRIOR) -> nn.Conv2d:
+    """Set the class-logit biases of an anchor classifier (its first ``out_channels / 10`` maps) to
+    ``log(prior / (1 - prior))``; returns ``classifier``."""
+    anchors = classifier.out_channels // MAPS_PER_ANCHOR
+    with torch.no_grad():
+        classifier.bias[:anchors].fill_(math.log(prior / (1 - prior)))
+    return classifier
 
 
 def cell_centres(
