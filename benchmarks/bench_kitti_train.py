@@ -55,12 +55,7 @@ class RPNStride4(PointPillarsRPN):
     """The RPN with its concatenated features average-pooled to stride 4 before the classifier."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.frontend(x)
-        outs = []
-        for block, up in zip(self.blocks, self.ups, strict=True):
-            x = block(x)
-            outs.append(up(x))
-        return self.classifier(F.avg_pool2d(torch.cat(outs, 1), 2))
+        return self.classifier(F.avg_pool2d(self.features(x), 2))
 
 
 def build(args: argparse.Namespace, outputs: int) -> nn.Module:

@@ -88,14 +88,18 @@ class PointPillarsRPN(nn.Module):
             c_in = c
         self.classifier = init_class_prior(nn.Conv2d(sum(config.up_channels), config.num_outputs, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The three blocks' upsampled outputs, concatenated: what the classifier reads (stride 2)."""
         if x.ndim == 3:
             x = self.frontend(x)
         outs = []
         for block, up in zip(self.blocks, self.ups, strict=True):
             x = block(x)
             outs.append(up(x))
-        return self.classifier(torch.cat(outs, 1))
+        return torch.cat(outs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
 
     def cost_breakdown(self, input_size: tuple[int, int, int] | None = None) -> dict[str, costs.Cost]:
         """Exact per-sample cost on the pseudo-image: ``frontend`` (parameters only), ``block{i}``, ``up{i}``, ``head``."""
