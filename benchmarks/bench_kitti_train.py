@@ -90,7 +90,9 @@ def main() -> None:
     parser.add_argument("--space", help="supernet: --space overrides as JSON")
     parser.add_argument("--width", type=int, default=16, help="plain: channels at stride 4")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument(
+        "--lr", type=float, help="peak learning rate (default: the task's plain training rate)"
+    )
     parser.add_argument("--rotation", type=float, help="global rotation range (default: the task's)")
     parser.add_argument("--no-augmentation", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -111,8 +113,9 @@ def main() -> None:
     val_loader = torch.utils.data.DataLoader(val, batch_size=8)
     model = build(args, module.anchors.num_outputs)
     module.set_model(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * len(loader))
+    lr = args.lr or spec.train.module_kwargs["learning_rate"]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=args.epochs * len(loader))
     first_val = next(iter(val_loader))
     for epoch in range(args.epochs):
         started, losses = time.perf_counter(), []

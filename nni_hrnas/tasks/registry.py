@@ -342,6 +342,10 @@ _CLS_REAL = dict(
 )
 # The CPU tasks' plain training: one short AdamW recipe.
 _CPU_TRAIN = dict(optimizer="adamw", learning_rate=3e-3, weight_decay=1e-4, schedule="onecycle")
+# kitti_sim, plain training and search alike. At 3e-3 the HR-NAS supernet's class loss stayed at
+# 1.0 for 8 epochs (positives scored below negatives); at 1e-2 it learns, and PointPillars' RPN too
+# gains (moderate AP 3D / BEV 11.0 / 22.5 -> 20.2 / 45.6 after 8 epochs): README, "3D detection".
+_KITTI_SIM_OPTIM = dict(optimizer="adamw", learning_rate=1e-2, schedule="onecycle")
 
 
 def _paper_search(lambda_: float, source: Source = "official") -> SearchDefaults:
@@ -494,12 +498,12 @@ TASKS: dict[str, TaskSpec] = {
             source="cpu",
             epochs=10,
             batch_size=4,
-            module_kwargs=dict(optimizer="adamw", learning_rate=3e-3, weight_decay=1e-2, schedule="onecycle"),
+            module_kwargs=dict(_KITTI_SIM_OPTIM, weight_decay=1e-2),
         ),
         search=_cpu_search(
             data_sizes=(160, 48),
             batch_size=4,
-            module_kwargs=dict(optimizer="adamw", learning_rate=3e-3, schedule="onecycle"),
+            module_kwargs=_KITTI_SIM_OPTIM,
         ),
     ),
     "digits_seg": TaskSpec(

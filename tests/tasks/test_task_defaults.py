@@ -5,7 +5,8 @@ epochs, shrinking in the first 3, lambda 1e-3, batch 8; the real tasks follow th
 prune every 5 epochs after 5 warm-up epochs, shrinking throughout the task's schedule). They were
 computed with the code before the defaults moved into one record (commit 0a5253d: ``TaskSpec``
 and ``search.TASK_DEFAULTS``) and checked by hand against those two tables; they pin that the move
-changed no task's effective settings.
+changed no task's effective settings. Changed on purpose since: kitti_sim's learning rate, 3e-3 ->
+1e-2 (README, "3D detection").
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ SEARCH = {
         preset="kitti_sim",
         batch_size=4,
         data_sizes=(160, 48),
-        module_kwargs={"optimizer": "adamw", "learning_rate": 3e-3, "schedule": "onecycle"},
+        module_kwargs={"optimizer": "adamw", "learning_rate": 1e-2, "schedule": "onecycle"},
     ),
     "digits_seg": dict(_DIGITS, preset="digits_seg", epochs=15, data_sizes=(640, 192)),
     "digits_cls": dict(_DIGITS, preset="digits_cls", data_sizes=(1280, 360)),
@@ -143,7 +144,7 @@ TRAIN = {
             "pillars": SIM_PILLARS,
             "anchors": {"z_centre": -0.95},
             "optimizer": "adamw",
-            "learning_rate": 3e-3,
+            "learning_rate": 1e-2,
             "weight_decay": 1e-2,
             "schedule": "onecycle",
         },
