@@ -95,6 +95,7 @@ def main() -> None:
     )
     parser.add_argument("--rotation", type=float, help="global rotation range (default: the task's)")
     parser.add_argument("--no-augmentation", action="store_true")
+    parser.add_argument("--anchors", help="AnchorSettings overrides as JSON, e.g. '{\"positive_iou\": 0.5}'")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -107,7 +108,8 @@ def main() -> None:
         train.augmentation = None
     elif args.rotation is not None:
         train.augmentation = dataclasses.replace(train.augmentation, rotation=args.rotation)
-    module = spec.make_lightning_module()
+    anchors = {**spec.module_args.get("anchors", {}), **json.loads(args.anchors or "{}")}
+    module = spec.make_lightning_module(anchors=anchors)
     module.val_frames = val
     loader = torch.utils.data.DataLoader(train, batch_size=4, shuffle=True, drop_last=True)
     val_loader = torch.utils.data.DataLoader(val, batch_size=8)
