@@ -12,6 +12,7 @@ exactly, and trains them with a task's own recipe through the task's Lightning e
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -213,7 +214,13 @@ def seconds_per_epoch(
         limit_train_batches=probe_steps,
         callbacks=[timer],
     )
-    evaluator.evaluate(_channels_last(space.freeze(dict(arch))))
+    task_log = logging.getLogger("nni_hrnas.tasks.base")
+    level = task_log.level
+    task_log.setLevel(logging.WARNING)  # the probe's "final result" is no result: keep it off the log
+    try:
+        evaluator.evaluate(_channels_last(space.freeze(dict(arch))))
+    finally:
+        task_log.setLevel(level)
     warm = timer.steps[-1]
     step = sorted(warm)[len(warm) // 2]
     return step * max(len(train) // batch_size, 1) + timer.validations[-1]
