@@ -1,6 +1,6 @@
 """kitti_sim: an HR-NAS search of the BEV backbone against PointPillars' RPN trained for the same time.
 
-    nice -n 19 env OMP_NUM_THREADS=1 python benchmarks/bench_kitti_sim.py [--epochs 10] [--frames 160 48]
+    nice -n 19 env OMP_NUM_THREADS=1 python benchmarks/bench_kitti_sim.py [--epochs 10] [--frames 160 48] [--seed 0]
 
 Runs ``hrnas search --task kitti_sim`` (the task's defaults unless overridden), then trains the
 CPU-sized PointPillars RPN (``pointpillars_sim``) with the same task module, data and optimiser for
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--frames", type=int, nargs=2, default=None, metavar=("TRAIN", "VAL"))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--seed", type=int, default=0, help="the search's seed, also the RPN's and the data's")
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = SearchSettings(
@@ -68,6 +69,7 @@ def main() -> None:
         epochs=args.epochs,
         out=args.out,
         data_sizes=tuple(args.frames) if args.frames else None,
+        seed=args.seed,
     )
     result = run_search(settings)
     spec = get_task("kitti_sim")
