@@ -161,6 +161,22 @@ def _recipe(task: str, recipe: str = "task"):
     return spec, sizes, spec.train.batch_size, {}
 
 
+def _evaluator(spec, epochs: int, batch_size: int, module_kwargs, datasets, seed: int = 0, **trainer_kwargs):
+    """The task's Lightning evaluator as the baselines train: quiet, no logger, no sanity check."""
+    return spec.make_evaluator(
+        None,
+        epochs=epochs,
+        batch_size=batch_size,
+        datasets=datasets,
+        seed=seed,
+        module_kwargs=module_kwargs or None,
+        enable_progress_bar=False,
+        logger=False,
+        num_sanity_val_steps=0,
+        **trainer_kwargs,
+    )
+
+
 class _StepTimer(Callback):
     """Wall time between consecutive training steps (data loading and Lightning's own work included,
     which timing the step alone misses) and of each validation pass, epoch by epoch."""
@@ -168,12 +184,14 @@ class _StepTimer(Callback):
     def __init__(self) -> None:
         self.steps: list[list[float]] = []
         self.validations: list[float] = []
+        self.epochs: list[float] = []  # each training epoch with its validation
         self._last: float | None = None
-        self._validation_started = 0.0
+        self._epoch_started = self._validation_started = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.steps.append([])
         self._last = None
+        self._epoch_started = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         now = time.perf_counter()
@@ -185,7 +203,9 @@ class _StepTimer(Callback):
         self._validation_started = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        self.validations.append(time.perf_counter() - self._validation_started)
+        now = time.perf_counter()
+        self.validations.append(now - self._validation_started)
+        self.epochs.append(now - self._epoch_started)
 
 
 def seconds_per_epoch(
@@ -202,17 +222,8 @@ def seconds_per_epoch(
     spec, _, batch_size, mkw = _recipe(task, recipe)
     train, _ = datasets
     timer = _StepTimer()
-    evaluator = spec.make_evaluator(
-        None,
-        epochs=2,
-        batch_size=batch_size,
-        datasets=datasets,
-        module_kwargs=mkw or None,
-        enable_progress_bar=False,
-        logger=False,
-        num_sanity_val_steps=0,
-        limit_train_batches=probe_steps,
-        callbacks=[timer],
+    evaluator = _evaluator(
+        spec, 2, batch_size, mkw, datasets, limit_train_batches=probe_steps, callbacks=[timer]
     )
     task_log = logging.getLogger("nni_hrnas.tasks.base")
     level = task_log.level
@@ -222,6 +233,8 @@ def seconds_per_epoch(
     finally:
         task_log.setLevel(level)
     warm = timer.steps[-1]
+    if not warm:  # one step an epoch: no interval between steps, the whole epoch was timed
+        return timer.epochs[-1]
     step = sorted(warm)[len(warm) // 2]
     return step * max(len(train) // batch_size, 1) + timer.validations[-1]
 
@@ -269,17 +282,7 @@ def train_network(
     datasets = recipe_datasets(task, recipe, seed, datasets)
     cost = net.cost(spec.input_size())
     net = _channels_last(net)
-    evaluator = spec.make_evaluator(
-        None,
-        epochs=epochs,
-        batch_size=batch_size,
-        datasets=datasets,
-        seed=seed,
-        module_kwargs=mkw or None,
-        enable_progress_bar=False,
-        logger=False,
-        num_sanity_val_steps=0,
-    )
+    evaluator = _evaluator(spec, epochs, batch_size, mkw, datasets, seed)
     started = time.perf_counter()
     evaluator.evaluate(net)
     seconds = time.perf_counter() - started

@@ -48,3 +48,14 @@ def test_the_epoch_estimate_includes_data_loading(small_network, monkeypatch):
     loading = (len(train) // batch_size) * batch_size * LOAD_SECONDS  # 1.28 s an epoch
     assert fast > 0
     assert slow - fast == pytest.approx(loading, rel=0.3)
+
+
+def test_one_step_an_epoch_is_timed_whole(small_network, monkeypatch):
+    """With a single training step an epoch there is no interval between steps: the epoch is timed whole."""
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    space, arch = small_network
+    train, val = get_task(TASK).make_datasets(smoke=False, sizes=(64, 16))
+    batch_size = get_task(TASK).search.batch_size
+    one_batch = torch.utils.data.Subset(train, range(batch_size))
+    estimate = seconds_per_epoch(TASK, space, arch, (SlowToLoad(one_batch), val), "search")
+    assert estimate >= batch_size * LOAD_SECONDS
