@@ -61,7 +61,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--frames", type=int, nargs=2, default=None, metavar=("TRAIN", "VAL"))
     parser.add_argument("--out", default=None)
-    parser.add_argument("--seed", type=int, default=0, help="the search's seed, also the RPN's and the data's")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the search's seed, also the RPN's and the data's"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = SearchSettings(
