@@ -1,12 +1,18 @@
-"""Baselines at equal MACs: uniform slimming and random architectures of the space."""
+"""Baselines at equal MACs (uniform slimming, random architectures of the space) and at equal time
+(the epoch-time estimate that fits a baseline's epochs to a time budget)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import torch
 from reference import torch_counted_macs
 
 from nni_hrnas import baselines
+from nni_hrnas.baselines import sample_macs, seconds_per_epoch, uniform_sample
+from nni_hrnas.search import SearchSettings, build_search
+from nni_hrnas.tasks import get_task
 from search_spaces import HRNASSpace
 
 
@@ -42,3 +48,55 @@ def test_macs_outside_the_space_is_one_clear_error():
     space = HRNASSpace.from_preset("tiny")
     with pytest.raises(baselines.BaselineError, match="ask for MACs in that range"):
         baselines.uniform_sample(space, 1e12, space.config.input_size)
+
+
+# ---- equal time: the epoch estimate ---------------------------------------------------------
+
+TASK = "digits_kp"
+LOAD_SECONDS = 0.02  # per training sample
+
+
+class SlowToLoad(torch.utils.data.Dataset):
+    """``data`` with every sample taking ``LOAD_SECONDS`` to load, as decoding images from disk does."""
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        time.sleep(LOAD_SECONDS)
+        return self.data[i]
+
+
+@pytest.fixture(scope="module")
+def small_network():
+    space, _, _ = build_search(SearchSettings(task=TASK))
+    size = get_task(TASK).input_size(smoke=False)
+    return space, uniform_sample(space, 0.05 * sample_macs(space, space.max_sample(), size), size)
+
+
+def test_the_epoch_estimate_includes_data_loading(small_network, monkeypatch):
+    """A baseline given the search's wall time must be charged for loading its data too: an estimate
+    that timed the optimizer step alone gave it up to half as much time again as the search."""
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    space, arch = small_network
+    train, val = get_task(TASK).make_datasets(smoke=False, sizes=(64, 16))
+    batch_size = get_task(TASK).search.batch_size
+    fast = seconds_per_epoch(TASK, space, arch, (train, val), "search")
+    slow = seconds_per_epoch(TASK, space, arch, (SlowToLoad(train), val), "search")
+    loading = (len(train) // batch_size) * batch_size * LOAD_SECONDS  # 1.28 s an epoch
+    assert fast > 0
+    assert slow - fast == pytest.approx(loading, rel=0.3)
+
+
+def test_one_step_an_epoch_is_timed_whole(small_network, monkeypatch):
+    """With a single training step an epoch there is no interval between steps: the epoch is timed whole."""
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    space, arch = small_network
+    train, val = get_task(TASK).make_datasets(smoke=False, sizes=(64, 16))
+    batch_size = get_task(TASK).search.batch_size
+    one_batch = torch.utils.data.Subset(train, range(batch_size))
+    estimate = seconds_per_epoch(TASK, space, arch, (SlowToLoad(one_batch), val), "search")
+    assert estimate >= batch_size * LOAD_SECONDS
