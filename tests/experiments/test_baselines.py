@@ -10,7 +10,6 @@ import torch
 from reference import torch_counted_macs
 
 from nni_hrnas import baselines
-from nni_hrnas.baselines import sample_macs, seconds_per_epoch, uniform_sample
 from nni_hrnas.search import SearchSettings, build_search
 from nni_hrnas.tasks import get_task
 from search_spaces import HRNASSpace
@@ -74,7 +73,9 @@ class SlowToLoad(torch.utils.data.Dataset):
 def small_network():
     space, _, _ = build_search(SearchSettings(task=TASK))
     size = get_task(TASK).input_size(smoke=False)
-    return space, uniform_sample(space, 0.05 * sample_macs(space, space.max_sample(), size), size)
+    return space, baselines.uniform_sample(
+        space, 0.05 * baselines.sample_macs(space, space.max_sample(), size), size
+    )
 
 
 def test_the_epoch_estimate_includes_data_loading(small_network, monkeypatch):
@@ -84,8 +85,8 @@ def test_the_epoch_estimate_includes_data_loading(small_network, monkeypatch):
     space, arch = small_network
     train, val = get_task(TASK).make_datasets(smoke=False, sizes=(64, 16))
     batch_size = get_task(TASK).search.batch_size
-    fast = seconds_per_epoch(TASK, space, arch, (train, val), "search")
-    slow = seconds_per_epoch(TASK, space, arch, (SlowToLoad(train), val), "search")
+    fast = baselines.seconds_per_epoch(TASK, space, arch, (train, val), "search")
+    slow = baselines.seconds_per_epoch(TASK, space, arch, (SlowToLoad(train), val), "search")
     loading = (len(train) // batch_size) * batch_size * LOAD_SECONDS  # 1.28 s an epoch
     assert fast > 0
     assert slow - fast == pytest.approx(loading, rel=0.3)
@@ -98,5 +99,5 @@ def test_one_step_an_epoch_is_timed_whole(small_network, monkeypatch):
     train, val = get_task(TASK).make_datasets(smoke=False, sizes=(64, 16))
     batch_size = get_task(TASK).search.batch_size
     one_batch = torch.utils.data.Subset(train, range(batch_size))
-    estimate = seconds_per_epoch(TASK, space, arch, (SlowToLoad(one_batch), val), "search")
+    estimate = baselines.seconds_per_epoch(TASK, space, arch, (SlowToLoad(one_batch), val), "search")
     assert estimate >= batch_size * LOAD_SECONDS
