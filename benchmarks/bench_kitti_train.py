@@ -5,7 +5,7 @@
     OMP_NUM_THREADS=2 python benchmarks/bench_kitti_train.py --model plain --width 64 --no-augmentation
 
 Models: ``rpn`` (PointPillars' CPU-sized RPN, stride 2), ``rpn-stride4`` (its features average-pooled
-to the supernet's stride 4 before the classifier), ``supernet`` (the ``kitti_sim`` HR-NAS supernet,
+to stride 4 before the classifier, where the supernet's anchors were before they moved to stride 2), ``supernet`` (the ``kitti_sim`` HR-NAS supernet,
 ``--space`` overrides as ``hrnas search --space``), ``plain`` (the pillar front end, two stride-2 3x3
 convolutions as the supernet's stem and three 3x3 convolutions at ``--width``). Each epoch prints one
 JSON line: mean class / box / direction loss, the mean class probability of the positive and the

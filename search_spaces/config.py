@@ -78,8 +78,8 @@ class HRNASConfig:
     """The whole space: stem, the (fusion, parallel) stages, searching-block options and the task head.
 
     Attributes:
-        task: ``segmentation``, ``keypoints``, ``classification`` or ``detection`` (a dense head at
-            1/4 like segmentation's, whose outputs the detection task reads as anchor predictions).
+        task: ``segmentation``, ``keypoints``, ``classification`` or ``detection`` (segmentation's
+            dense head upsampled to 1/2, whose outputs the detection task reads as anchor predictions).
         num_outputs: classes, heatmaps or labels of the head (detection: anchors x (1 + 7 + 2)).
         input_size: (C, H, W) the paper measures this preset at; H and W divisible by 4 * 2**(branches-1).
         stem_channels: channels of the two stride-2 stem convs.

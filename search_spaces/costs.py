@@ -64,6 +64,13 @@ def conv_cost(
     return Cost(macs=weights * _area(out_hw), params=weights + (out_channels if bias else 0))
 
 
+def upsampling_conv_cost(in_channels: int, out_channels: int, stride: int, in_hw: HW) -> Cost:
+    """A transposed 2D convolution with kernel = stride (no bias) from ``in_hw``: each input pixel meets
+    the kernel once, so ``stride**2`` output pixels per input pixel and no overlap."""
+    weights = in_channels * out_channels * stride * stride
+    return Cost(macs=weights * _area(in_hw), params=weights)
+
+
 def batchnorm_cost(channels: int, hw: HW, act: bool = False) -> Cost:
     """A BatchNorm2d (optionally followed by an activation): 2 parameters per channel."""
     return Cost(params=2 * channels, norm_act=channels * _area(hw) * (2 if act else 1))

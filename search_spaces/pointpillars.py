@@ -120,11 +120,10 @@ class PointPillarsRPN(nn.Module):
             for _ in range(n):
                 cost += costs.conv_cost(ch, ch, 3, hw) + costs.batchnorm_cost(ch, hw, act=True)
             groups[f"block{i}"] = cost
-            # a transposed conv with kernel = stride: every input pixel meets the kernel once
             out_hw = (hw[0] * s, hw[1] * s)
-            groups[f"up{i}"] = costs.Cost(
-                macs=ch * up * s * s * hw[0] * hw[1], params=ch * up * s * s
-            ) + costs.batchnorm_cost(up, out_hw, act=True)
+            groups[f"up{i}"] = costs.upsampling_conv_cost(ch, up, s, hw) + costs.batchnorm_cost(
+                up, out_hw, act=True
+            )
             c_in = ch
         groups["head"] = costs.conv_cost(sum(c.up_channels), c.num_outputs, 1, (h // 2, w // 2), bias=True)
         return groups

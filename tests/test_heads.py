@@ -31,7 +31,17 @@ def test_every_task_kind_has_one_head_chosen_from_the_config():
 # and the labels of the heads' searching blocks that architecture files hold.
 HEAD_STATE = {
     "digits_seg": {"classifier.weight": (11, 32, 1, 1), "classifier.bias": (11,)},
-    "kitti_sim": {"classifier.weight": (20, 32, 1, 1), "classifier.bias": (20,)},
+    # since the detection head's anchors moved to stride 2: its upsampling before the classifier
+    "kitti_sim": {
+        "upsample.0.weight": (32, 32, 2, 2),
+        "upsample.1.weight": (32,),
+        "upsample.1.bias": (32,),
+        "upsample.1.running_mean": (32,),
+        "upsample.1.running_var": (32,),
+        "upsample.1.num_batches_tracked": (),
+        "classifier.weight": (20, 32, 1, 1),
+        "classifier.bias": (20,),
+    },
     "digits_cls": {
         "cls_final.0.weight": (256, 96, 1, 1),
         "cls_final.1.weight": (256,),
@@ -73,6 +83,15 @@ def test_head_costs_are_the_hand_counted_ones():
     assert seg == costs.Cost(
         macs=32 * 11 * 16 * 16, params=32 * 11 + 11, interp=(32 + 48 + 64) * 16 * 16, norm_act=32 * 16 * 16
     )
+    # kitti_sim at 128x128: the dense head at 1/4 (32x32, branches 32 and 48 upsampled, ReLU), then a
+    # 2x2 stride-2 transposed conv 32 -> 32 (each 1/4 pixel once), BN + ReLU and the 1x1 conv 32 -> 20 at 1/2
+    det = get_preset("kitti_sim").head.cost(128, 128)
+    assert det == costs.Cost(
+        macs=32 * 32 * 4 * 32 * 32 + 32 * 20 * 64 * 64,
+        params=32 * 32 * 4 + 2 * 32 + 32 * 20 + 20,
+        interp=(32 + 48) * 32 * 32,
+        norm_act=32 * 32 * 32 + 2 * 32 * 64 * 64,
+    )
 
 
 def test_each_head_checks_its_own_fields():
@@ -108,7 +127,8 @@ def test_each_head_says_what_its_output_is_for_the_model_card():
         "meaning": "per-pixel class logits (11 classes) at 1/4 of the input size; "
         "resize bilinearly to the input size, then argmax over classes",
     }
-    assert "anchor predictions (20 maps" in get_preset("kitti_sim").head.output(128, 128)["meaning"]
+    detection = get_preset("kitti_sim").head.output(128, 128)
+    assert detection["shape"] == ["B", 20, 64, 64] and "anchor predictions (20 maps" in detection["meaning"]
 
 
 def test_the_input_normalisation_is_the_task_data_sets():

@@ -40,7 +40,7 @@ def test_packed_pillars_and_pseudo_image_give_the_same_outputs():
     cloud = torch.rand(3000, 4) * torch.tensor([32.0, 32.0, 3.0, 1.0]) - torch.tensor([0.0, 16.0, 2.0, 0.0])
     packed = pillarise(cloud, config.pillars)[None]
     out = net(packed)
-    assert out.shape == (1, config.num_outputs, 32, 32)
+    assert out.shape == (1, config.num_outputs, 64, 64)  # 1/2 of the 128 x 128 grid, as the RPN's
     torch.testing.assert_close(out, net(net.frontend(packed)))
     rpn = PointPillarsRPN(RPN_PRESETS["pointpillars_sim"]).eval()
     assert rpn(packed).shape == (1, 20, 64, 64)

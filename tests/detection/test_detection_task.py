@@ -74,5 +74,5 @@ def test_kitti_sim_smoke_search_exports_a_reloadable_network(sim_root, tmp_path,
     packed = torch.stack([val[0][0], val[1][0]])
     with torch.no_grad():
         y = model(packed)
-    assert y.shape == (2, 20, 32, 32) and torch.isfinite(y).all()
+    assert y.shape == (2, 20, 64, 64) and torch.isfinite(y).all()
     assert main(["export", str(out), "--out", str(tmp_path / "export")]) == 0
