@@ -84,6 +84,27 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor], shown: int = 3) -> str:
+    """What keeps ``state`` from loading into ``model`` (missing and unexpected tensors, wrong shapes),
+    the first ``shown`` of each named, on one line; empty when it loads."""
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    problems = {
+        "missing": [name for name in expected if name not in state],
+        "unexpected": [name for name in state if name not in expected],
+        "of another shape": [
+            f"{name} {tuple(state[name].shape)} for {expected[name]}"
+            for name in expected
+            if name in state and tuple(state[name].shape) != expected[name]
+        ],
+    }
+    parts = []
+    for kind, names in problems.items():
+        if names:
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            parts.append(f"{len(names)} tensor(s) {kind}: {', '.join(names[:shown])}{more}")
+    return "; ".join(parts)
+
+
 # ---- the result ---------------------------------------------------------------------------------
 # Each field's type is checked when a file is read: a checker returns the value in the field's
 # Python form, or raises _Bad with what was expected.
@@ -412,13 +433,19 @@ class RunFolder:
         if plugin is None:
             model = HRNASNetwork(config, load_arch(self.arch_path, config))
         try:
-            model.load_state_dict(load_weights(self.weights_path), strict=True)
-        except Exception as exc:  # noqa: BLE001 - safetensors' errors, torch's key/shape mismatches (many lines)
+            state = load_weights(self.weights_path)
+        except Exception as exc:  # noqa: BLE001 - safetensors' errors (a truncated or foreign file)
             detail = (str(exc).strip().splitlines() or [""])[0][:200]
             raise RunFolderError(
                 f"{self.weights_path} does not hold this run's weights ({type(exc).__name__}: "
                 f"{detail}); {_RESTORE}"
             ) from None
+        mismatch = state_mismatch(model, state)
+        if mismatch:  # torch's own message spans many lines; this names the first few tensors on one
+            raise RunFolderError(
+                f"{self.weights_path} does not hold this run's weights ({mismatch}); {_RESTORE}"
+            )
+        model.load_state_dict(state, strict=True)
         if fuse:
             from search_spaces.ops.fuse import fuse_for_inference
 

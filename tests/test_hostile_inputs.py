@@ -113,6 +113,15 @@ def weights_of_another_space(run: Path) -> None:
     save_file(HRNASNetwork(tiny, choice_maxima(tiny)).state_dict(), str(run / "model.safetensors"))
 
 
+def weights_without_the_classifier(run: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(run / "model.safetensors"))
+    save_file(
+        {k: v for k, v in state.items() if not k.startswith("classifier.")}, str(run / "model.safetensors")
+    )
+
+
 def check_config(mutate) -> callable:
     def build(tmp, request):
         data = yaml.safe_load((ROOT / "experiments" / "digits.yml").read_text())
@@ -237,6 +246,7 @@ CASES = {
     ),
     "weights: truncated": (export_with(truncate("model.safetensors")), "model.safetensors"),
     "weights: of another space": (export_with(weights_of_another_space), "model.safetensors"),
+    "weights: a layer missing": (export_with(weights_without_the_classifier), "missing: classifier.weight"),
     "run: arch of another space": (
         export_with(
             lambda run: (run / "arch.json").write_text(
