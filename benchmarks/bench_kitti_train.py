@@ -4,9 +4,10 @@
     OMP_NUM_THREADS=2 python benchmarks/bench_kitti_train.py --model supernet --space '{"transformer": false}'
     OMP_NUM_THREADS=2 python benchmarks/bench_kitti_train.py --model plain --width 64 --no-augmentation
 
-Models: ``rpn`` (PointPillars' CPU-sized RPN, stride 2), ``rpn-slim`` (the same at half its widths,
-173.5 M MACs: a hand-slimmed network below the ``kitti_sim`` supernet's 215.9 M), ``rpn-stride4`` (its features average-pooled
-to stride 4 before the classifier, where the supernet's anchors were before they moved to stride 2), ``supernet`` (the ``kitti_sim`` HR-NAS supernet,
+Models: ``rpn`` (PointPillars' CPU-sized RPN, stride 2), ``rpn-slim`` (the same at half its
+widths, 173.5 M MACs: a hand-slimmed network below the ``kitti_sim`` supernet's 215.9 M),
+``rpn-stride4`` (its features average-pooled to stride 4 before the classifier, where the
+supernet's anchors were before they moved to stride 2), ``supernet`` (the ``kitti_sim`` HR-NAS supernet,
 ``--space`` overrides as ``hrnas search --space``), ``plain`` (the pillar front end, two stride-2 3x3
 convolutions as the supernet's stem and three 3x3 convolutions at ``--width``). Each epoch prints one
 JSON line: mean class / box / direction loss, the mean class probability of the positive and the
@@ -29,10 +30,12 @@ from torch import nn
 from nni_hrnas.detection.anchors import assign, detection_loss, make_anchors, split_outputs
 from nni_hrnas.tasks import get_task
 from search_spaces.ops.pillars import SIM_PILLARS, PillarFrontEnd, init_class_prior
-from search_spaces.pointpillars import RPN_PRESETS, PointPillarsRPN, RPNConfig
+from search_spaces.pointpillars import RPN_PRESETS, PointPillarsRPN
 
 #: ``pointpillars_sim`` at half its widths: the hand-slimmed alternative at the supernet's MACs
-SLIM_RPN = RPNConfig(pillars=SIM_PILLARS, channels=(16, 32, 64), up_channels=(32, 32, 32))
+SLIM_RPN = dataclasses.replace(
+    RPN_PRESETS["pointpillars_sim"], channels=(16, 32, 64), up_channels=(32, 32, 32)
+)
 
 
 class PlainNet(nn.Module):

@@ -93,6 +93,9 @@ class TaskHead:
 class DenseHead(TaskHead):
     """Dense prediction at 1/4 (segmentation maps, keypoint heatmaps): see the module docstring."""
 
+    #: the stride of the output maps w.r.t. the input
+    output_stride: ClassVar[int] = 4
+
     #: What the maps are, by task kind: the one thing segmentation and keypoints differ in here.
     MEANING: ClassVar[dict[str, str]] = {
         "segmentation": "per-pixel class logits ({n} classes) at 1/4 of the input size; "
@@ -109,9 +112,6 @@ class DenseHead(TaskHead):
     def layers(self) -> dict[str, nn.Module]:
         """The 1x1 convolution to the outputs: ``classifier``."""
         return {"classifier": nn.Conv2d(self.config.head_channels, self.config.num_outputs, 1)}
-
-    #: the stride of the output maps w.r.t. the input
-    output_stride: ClassVar[int] = 4
 
     def features(self, net: nn.Module, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         """Branches upsampled to the finest one, concatenated, the ``head`` block and ReLU (at 1/4)."""
