@@ -1,12 +1,14 @@
 """The kitti / kitti_sim tasks: the evaluation plumbing, and a smoke search that exports a reloadable network."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from nni_hrnas.cli import main
+from nni_hrnas.data import kitti_sim
 from nni_hrnas.data.kitti_sim import SimSettings, write_kitti_sim
 from nni_hrnas.search import load_searched_model
 from nni_hrnas.tasks import get_task
@@ -44,33 +46,30 @@ def test_ground_truth_as_detections_scores_100_through_the_task(sim_root):
     assert module.evaluate_outputs(shifted)["3d_moderate_R40"] == 0.0
 
 
-def test_kitti_sim_smoke_search_exports_a_reloadable_network(sim_root, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HRNAS_SMOKE", "1")
+def test_kitti_sim_search_fits_its_scenes_and_exports_a_reloadable_network(tmp_path, monkeypatch, capsys):
+    # An overfitting check of the whole search (loss, anchors, shrinking, EMA, BN recalibration,
+    # decoding, evaluation): 8 scenes without augmentation, scored on those same scenes. On held-out
+    # scenes no search short enough for the suite raises AP (README, "3D detection"); with
+    # augmentation neither does this one: 0.0 after 30 epochs.
+    root = write_kitti_sim(
+        tmp_path / "sim", SimSettings(train_frames=8, val_frames=1, beams=24, azimuth_step=0.4), seed=3
+    )
+    shutil.copyfile(root / "ImageSets" / "train.txt", root / "ImageSets" / "val.txt")
+    monkeypatch.setattr(kitti_sim, "SIM_AUGMENTATION", None)
     monkeypatch.setenv("HRNAS_QUIET", "1")
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "search",
-                "--task",
-                "kitti_sim",
-                "--data-root",
-                str(sim_root),
-                "--epochs",
-                "2",
-                "--out",
-                str(out),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    argv = ["search", "--task", "kitti_sim", "--data-root", str(root), "--epochs", "30", "--batch-size", "2"]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["task"] == "kitti_sim" and 0 < result["macs"] <= result["macs_max"]
-    assert np.isfinite(result["metric"]) and 0 <= result["metric"] <= 100
+    first_epoch = next(step for step in result["trajectory"] if step["epoch"] == 1)
+    # moderate 3D AP (R40): 0.0 after the first epoch (4 steps); after 30, 17.7 here (seed 0, one
+    # thread), 25-54 on seeds 0-2 and 3.6 on seed 3 with two threads
+    assert result["metric"] >= first_epoch["metric"] + 2.0, (first_epoch, result["metric"])
+
     model = load_searched_model(out)
     spec = get_task("kitti_sim")
-    _, val = spec.make_datasets(str(sim_root), smoke=False)
+    _, val = spec.make_datasets(str(root), smoke=False)
     packed = torch.stack([val[0][0], val[1][0]])
     with torch.no_grad():
         y = model(packed)
