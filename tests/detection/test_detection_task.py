@@ -1,9 +1,11 @@
-"""The kitti / kitti_sim tasks: the evaluation plumbing, and a smoke search that exports a reloadable network."""
+"""The kitti / kitti_sim tasks: the evaluation plumbing, a search that fits its scenes and exports a
+reloadable network, and hrnas compare on the task."""
 
 import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from nni_hrnas.data import kitti_sim
 from nni_hrnas.data.kitti_sim import SimSettings, write_kitti_sim
 from nni_hrnas.search import load_searched_model
 from nni_hrnas.tasks import get_task
+from search_spaces import HRNASSpace
 
 SIM = SimSettings(train_frames=8, val_frames=6, beams=24, azimuth_step=0.4)
 
@@ -75,3 +78,23 @@ def test_kitti_sim_search_fits_its_scenes_and_exports_a_reloadable_network(tmp_p
         y = model(packed)
     assert y.shape == (2, 20, 64, 64) and torch.isfinite(y).all()
     assert main(["export", str(out), "--out", str(tmp_path / "export")]) == 0
+
+
+def test_kitti_sim_compare_writes_a_table_and_a_report(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))  # the simulated scenes, written once
+    monkeypatch.setenv("HRNAS_SMOKE", "1")
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    out = tmp_path / "cmp"
+    argv = ["compare", "--task", "kitti_sim", "--budget", "48img", "--strategies", "hrnas,random"]
+    assert main([*argv, "--eval-epochs", "1", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capfd.readouterr().out)
+    table = pd.read_csv(out / "results.csv")
+    assert set(table["strategy"]) == {"hrnas", "random"} == set(summary["strategies"])
+    space = HRNASSpace.from_preset("kitti_sim")
+    for _, row in table.iterrows():
+        net = space.freeze(json.loads(row["arch"]))  # a valid sample of the detection space
+        assert net.cost().macs == row["macs"] and 0 <= row["metric"] <= 100
+    report = (out / "report.html").read_text().split("<h2>Results</h2>", 1)[1]
+    assert all(f"<td>{s}</td>" in report for s in ("hrnas", "random"))
+    assert not (tmp_path / "home").exists()  # NNI's folders stay inside --out
