@@ -4,6 +4,8 @@ Usage: OMP_NUM_THREADS=1 python benchmarks/bench_compare.py [--task digits_seg] 
            [--strategies hrnas,random,evolution,tpe,spos,darts] [--out runs/bench-compare] [--json]
        python benchmarks/bench_compare.py --results DIR [DIR ...]   (figures from finished runs, e.g. run
            in parallel with different --strategies; a later folder's strategy replaces an earlier one's)
+       python benchmarks/bench_compare.py --across-seeds DIR [DIR ...]   (one finished comparison per
+           seed, same task and budget: each strategy's hypervolume and best metric, mean and sd)
 
 Every strategy runs through ``hrnas compare`` on the same space, data and budget, and every
 architecture it returns is trained from scratch with the same fixed schedule (see
@@ -54,6 +56,34 @@ def summarize(table: pd.DataFrame, supernet_macs: float, ref_metric: float = 0.0
     }
 
 
+def _supernet_macs(task: str) -> int:
+    """The MACs of the largest network of ``task``'s compare space: the reference point's cost."""
+    from nni_hrnas.compare import Comparison
+
+    space = Comparison.space_for(task)
+    return space.freeze(space.max_sample()).cost().macs
+
+
+def across_seeds(tables: list[pd.DataFrame], supernet_macs: float, ref_metric: float = 0.0) -> pd.DataFrame:
+    """One row per strategy: hypervolume, best metric and fewest MACs over the seeds (one table each),
+    mean and sample standard deviation, and the seeds where the strategy has the largest hypervolume."""
+    per_seed = [
+        hypervolumes(table, supernet_macs, ref_metric).assign(seed=i) for i, table in enumerate(tables)
+    ]
+    frame = pd.concat(per_seed).reset_index()
+    frame["wins"] = frame.groupby("seed")["hypervolume"].transform("max").eq(frame["hypervolume"])
+    stats = frame.groupby("strategy").agg(
+        seeds=("seed", "count"),
+        hv_mean=("hypervolume", "mean"),
+        hv_sd=("hypervolume", "std"),
+        best_metric_mean=("best_metric", "mean"),
+        best_metric_sd=("best_metric", "std"),
+        fewest_macs_mean=("fewest_macs", "mean"),
+        largest_hv_in=("wins", "sum"),
+    )
+    return stats.sort_values("hv_mean", ascending=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -64,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/bench-compare")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hrnas-lambdas", type=int, default=3)
+    parser.add_argument("--eval-epochs", type=int, help="the fixed schedule of every evaluation")
     parser.add_argument("--results", nargs="+", help="finished compare folders: recompute the figures only")
+    parser.add_argument(
+        "--across-seeds", nargs="+", metavar="DIR", help="one finished comparison per seed: mean and sd"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="keep the strategies already in OUT/results.csv"
     )
@@ -77,9 +111,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from nni_hrnas.compare import CompareSettings, Comparison, run_compare
+    from nni_hrnas.compare import CompareSettings, run_compare
     from nni_hrnas.search import _stdout_to_stderr
 
+    if args.across_seeds:
+        tables = [pd.read_csv(Path(folder) / "results.csv") for folder in args.across_seeds]
+        merged = pd.concat(tables)
+        if merged["task"].nunique() != 1 or merged["budget"].nunique() != 1:
+            parser.error(
+                f"the folders hold different tasks or budgets: {sorted(set(merged['task']))}, "
+                f"{sorted(set(merged['budget']))}"
+            )
+        supernet_macs = _supernet_macs(str(merged["task"].iloc[0]))
+        stats = across_seeds(tables, supernet_macs, args.ref_metric)
+        if args.json:
+            print(stats.to_json(orient="index"))
+            return 0
+        print(
+            f"{merged['task'].iloc[0]}, budget {merged['budget'].iloc[0]} per strategy, {len(tables)} seeds; "
+            f"reference: metric {args.ref_metric:g}, {supernet_macs:,} MACs"
+        )
+        print(stats.to_string(float_format=lambda v: f"{v:.4g}"))
+        return 0
     if args.results:
         tables = [pd.read_csv(Path(folder) / "results.csv") for folder in args.results]
         table = tables[0]
@@ -101,12 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             strategies=args.strategies.split(","),
             hrnas_lambdas=args.hrnas_lambdas,
+            **({"eval_epochs": args.eval_epochs} if args.eval_epochs else {}),
         )
         with _stdout_to_stderr():
             table = run_compare(settings, resume=args.resume)
         task = args.task
-    space = Comparison.space_for(task)
-    supernet_macs = space.freeze(space.max_sample()).cost().macs
+    supernet_macs = _supernet_macs(task)
     report = {
         "task": task,
         "budget": str(table["budget"].iloc[0]),
