@@ -46,7 +46,7 @@ def test_every_strategy_is_evaluated_with_the_search_batch_and_learning_rate(tmp
     monkeypatch.setenv("HRNAS_SMOKE", "1")
     spec = get_task("digits_seg")
     evaluator = Comparison(CompareSettings(task="digits_seg", budget="1m", out=str(tmp_path))).evaluator(1)
-    assert evaluator.train_dataloader.batch_size == 8 != spec.train.batch_size
+    assert evaluator.train_dataloaders.batch_size == 8 != spec.train.batch_size
     assert evaluator.module.optim_config["learning_rate"] == 1e-2
     assert evaluator.module.optim_config["optimizer"] == "adamw"
 
