@@ -44,8 +44,37 @@ def _latency_per_mmac(net: torch.nn.Module, input_size, macs: int, batch: int, r
     return _median_seconds(net.eval(), x, repeats) / batch / (macs / 1e6)
 
 
+def _search_overrides(pairs: list[str]) -> dict:
+    """``SearchSettings`` keyword arguments from ``KEY=VALUE`` pairs (public names, JSON values:
+    ``shrink_epochs=6``, ``lambda=3e-4``), checked as ``hrnas search`` checks its flags."""
+    from nni_hrnas.search import SearchSettings
+    from nni_hrnas.settings import from_args, unknown_keys
+
+    values = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--search {pair!r}: expected KEY=VALUE, e.g. --search shrink_epochs=6")
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    unknown = unknown_keys(SearchSettings, values)
+    if unknown:
+        raise SystemExit(f"--search: unknown setting(s) {', '.join(unknown)}; see hrnas search --help")
+    return from_args(SearchSettings, values, public=True)
+
+
 def _measure(
-    task: str, seed: int, random_count: int, recipe: str, out: Path, done: set[tuple], write
+    task: str,
+    seed: int,
+    random_count: int,
+    recipe: str,
+    out: Path,
+    done: set[tuple],
+    write,
+    overrides: dict,
+    budgets: tuple[str, ...],
 ) -> None:
     from nni_hrnas import baselines
     from nni_hrnas.search import SearchSettings, load_searched_model, run_search
@@ -89,6 +118,7 @@ def _measure(
         out=str(run_dir),
         smoke=False,
         resume=(run_dir / "search_checkpoint.pt").exists(),
+        **overrides,
     )
     if (run_dir / "result.json").exists():
         result = json.loads((run_dir / "result.json").read_text())
@@ -106,13 +136,20 @@ def _measure(
         wall,
         wall / max(result["search_cost"]["images_seen"], 1) / (result["macs"] / 1e6),
     )
-    row("hrnas", "search", searched, macs_max=result["macs_max"], shrink_epochs=result.get("shrink_epochs"))
+    row(
+        "hrnas",
+        "search",
+        searched,
+        macs_max=result["macs_max"],
+        shrink_epochs=result.get("shrink_epochs"),
+        search_overrides=overrides,
+    )
 
     uniform = baselines.uniform_sample(space, result["macs"], input_size)
     randoms = baselines.random_samples(space, result["macs"], input_size, random_count, seed=seed)
     time_rows, budget = [], f"same time as the search ({wall:.0f} s)"
     for kind, archs in (("uniform", [uniform]), ("random", randoms)):
-        if not archs or (task, seed, kind, "time") in done:
+        if not archs or "time" not in budgets or (task, seed, kind, "time") in done:
             continue
         runs = [
             baselines.train_for_time(
@@ -124,7 +161,7 @@ def _measure(
         row(kind, "time", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
         time_rows.append((kind, best, budget))
     for kind, archs in (("hrnas_retrained", [result["arch"]]), ("uniform", [uniform]), ("random", randoms)):
-        if not archs or (task, seed, kind, "epochs") in done:
+        if not archs or "epochs" not in budgets or (task, seed, kind, "epochs") in done:
             continue
         runs = [
             baselines.train_architecture(
@@ -185,6 +222,19 @@ def main(argv: list[str] | None = None) -> int:
         help="how the alternatives are trained: the search's recipe (batch, optimizer, schedule: "
         "the default, the same as the searched network's) or the task's own",
     )
+    parser.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a search setting other than the task's default, repeatable (shrink_epochs=6, "
+        "warmup_epochs=3, lambda=3e-4): a variant of the search measured against the same baselines",
+    )
+    parser.add_argument(
+        "--budgets",
+        default="time,epochs",
+        help="which baselines to train: time (the search's wall time), epochs (its epochs), or both",
+    )
     parser.add_argument("--out", default="runs/bench-baselines")
     parser.add_argument("--summary", metavar="OUT", help="print the summary of a finished run and exit")
     parser.add_argument("--json", action="store_true")
@@ -207,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from nni_hrnas.search import _stdout_to_stderr
+
+    overrides = _search_overrides(args.search)
+    budgets = tuple(b for b in args.budgets.split(",") if b)
+    if not budgets or set(budgets) - {"time", "epochs"}:
+        parser.error(f"--budgets {args.budgets!r}: expected time, epochs or time,epochs")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     with _stdout_to_stderr():
         for task in args.tasks.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                _measure(task, seed, args.random, args.recipe, out, done, write)
+                _measure(task, seed, args.random, args.recipe, out, done, write, overrides, budgets)
     return main(["--summary", str(out)] + (["--json"] if args.json else []))
 
 
