@@ -54,6 +54,8 @@ _log = logging.getLogger("nni_hrnas.compare")
 
 MULTI_TRIAL = ("random", "evolution", "tpe")
 ONE_SHOT = ("spos", "darts", "gumbel")
+RANKED_CANDIDATES = 32  # subnets SPOS's second stage scores with the supernet's weights
+RANKING_CALIBRATION_IMAGES = 32  # training images that recalibrate BN for each of them
 STRATEGIES = ("hrnas", *MULTI_TRIAL, *ONE_SHOT)
 
 
@@ -153,10 +155,11 @@ class _Meter:
     def seconds(self) -> float:
         return time.perf_counter() - self.start
 
-    def left(self) -> float:
-        """Fraction of the budget still left (0..1)."""
-        used = self.seconds / self.budget.seconds if self.budget.seconds else self.images / self.budget.images
-        return max(0.0, 1.0 - used)
+    def left(self, reserve: int = 0) -> float:
+        """Fraction of the budget still left (0..1), less ``reserve`` images set aside (an image budget)."""
+        if self.budget.seconds:
+            return max(0.0, 1.0 - self.seconds / self.budget.seconds)
+        return max(0.0, 1.0 - (self.images + reserve) / self.budget.images)
 
     def used(self) -> str:
         return f"{self.seconds:.0f} s, {self.images} images"
@@ -175,6 +178,7 @@ class Comparison:
             seed=settings.seed, **({"sizes": tuple(sizes)} if sizes else {})
         )
         self.train_images = len(self.datasets[0])
+        self.evaluation_images = settings.eval_epochs * self.train_images  # one architecture evaluated
 
     @staticmethod
     def space_for(task: str, space: dict[str, Any] | None = None) -> HRNASSpace:
@@ -217,7 +221,7 @@ class Comparison:
         torch.manual_seed(self.settings.seed)
         evaluator = self.evaluator(self.settings.eval_epochs)
         evaluator.evaluate(self.space.freeze(arch))
-        meter.images += self.settings.eval_epochs * self.train_images
+        meter.images += self.evaluation_images
         return float(evaluator.module.final_result["default"])
 
     def row(self, strategy: str, arch: dict[str, int], metric: float, meter: _Meter, **extra: Any) -> dict:
@@ -255,7 +259,7 @@ class Comparison:
         if budget.seconds is not None:
             config.execution_engine.max_duration = budget.seconds
         else:
-            config.max_trial_number = max(1, budget.images // (self.settings.eval_epochs * self.train_images))
+            config.max_trial_number = max(1, budget.images // self.evaluation_images)
         config.experiment_working_directory = self.nni_dir()
         experiment = NasExperiment(self.space, self.evaluator(self.settings.eval_epochs), strategy, config)
         try:
@@ -263,11 +267,18 @@ class Comparison:
             models = list(strategy.list_models(sort=True))
         finally:
             experiment.stop()
-        meter.images = len(models) * self.settings.eval_epochs * self.train_images
+        meter.images = len(models) * self.evaluation_images
         return [self.row(name, dict(m.sample), float(m.metric), meter) for m in models]
 
     def run_one_shot(self, name: str) -> list[dict]:
-        """SPOS, DARTS or GumbelDARTS: the supernet trained on 70% of the budget, its exports evaluated."""
+        """SPOS, DARTS or GumbelDARTS: the supernet trained on the budget, its exports evaluated.
+
+        With an image budget, one evaluation (and SPOS's ranking) is set aside first and the
+        supernet trains on the rest, so that the strategy's whole use stays within the budget (the
+        supernet took 70% before, and SPOS's one evaluation then ran 1.3x over a budget of two
+        evaluations). A wall-clock budget gives the supernet 70%: the evaluation's time is not known
+        before it runs.
+        """
         import datetime
 
         # imported from their module: through nni.nas.strategy, a first import after the multi-trial
@@ -278,13 +289,12 @@ class Comparison:
         meter = _Meter(self.settings.parsed_budget)
         budget = self.settings.parsed_budget
         space = HRNASSpace(self.space.config)  # one-shot strategies mutate the space in place
-        search_share = 0.7  # the rest evaluates the exported architectures with the fixed schedule
         if budget.seconds is not None:
-            evaluator = self.evaluator(
-                10_000, max_time=datetime.timedelta(seconds=search_share * budget.seconds)
-            )
+            evaluator = self.evaluator(10_000, max_time=datetime.timedelta(seconds=0.7 * budget.seconds))
         else:
-            evaluator = self.evaluator(max(1, int(search_share * budget.images / self.train_images)))
+            ranking = RANKED_CANDIDATES * RANKING_CALIBRATION_IMAGES if name == "spos" else 0
+            supernet_images = budget.images - self.evaluation_images - ranking
+            evaluator = self.evaluator(max(1, supernet_images // self.train_images))
         strategy = {"spos": RandomOneShot, "darts": DARTS, "gumbel": GumbelDARTS}[name]()
         experiment = NasExperiment(space, evaluator, strategy)
         experiment.config.experiment_working_directory = self.nni_dir()  # not ~/nni-experiments
@@ -294,7 +304,7 @@ class Comparison:
                 int(evaluator.trainer.fit_loop.epoch_progress.current.completed or 1) * self.train_images
             )
             if name == "spos":
-                exported = self.rank_with_supernet(strategy, meter)
+                exported = self.rank_with_supernet(strategy, meter, reserve=self.evaluation_images)
             else:
                 exported = experiment.export_top_models(top_k=1, formatter="dict")
         finally:
@@ -307,14 +317,15 @@ class Comparison:
         return rows
 
     def rank_with_supernet(
-        self, strategy: OneShotStrategy, meter: _Meter, candidates: int = 32, calibration_batches: int = 2
+        self, strategy: OneShotStrategy, meter: _Meter, reserve: int = 0
     ) -> list[dict[str, int]]:
         """SPOS's second stage, which NNI's RandomOneShot leaves to users ("another search process").
 
-        Up to ``candidates`` uniform subnets (fewer if the budget runs out) are scored with the
-        trained supernet's weights (BN statistics recalibrated for each on a few training batches,
-        as in the SPOS paper, counted in the budget) and their (score, MACs) Pareto front is
-        returned, best score first.
+        Up to :data:`RANKED_CANDIDATES` uniform subnets (fewer if the budget, less ``reserve``
+        images, runs out) are scored with the trained supernet's weights (BN statistics
+        recalibrated for each on :data:`RANKING_CALIBRATION_IMAGES` training images, as in the SPOS
+        paper, counted in the budget) and their (score, MACs) Pareto front is returned, best score
+        first.
         """
         import numpy as np
         import torch
@@ -326,12 +337,14 @@ class Comparison:
         task.set_model(supernet)  # a module of its own: the trained one is bound to a finished Trainer
         rng = random.Random(self.settings.seed)
         g = torch.Generator().manual_seed(self.settings.seed)
-        loader = torch.utils.data.DataLoader(self.datasets[0], batch_size=16, shuffle=True, generator=g)
-        calibration = [batch[0] for batch in itertools.islice(loader, calibration_batches)]
+        loader = torch.utils.data.DataLoader(
+            self.datasets[0], batch_size=RANKING_CALIBRATION_IMAGES // 2, shuffle=True, generator=g
+        )
+        calibration = [batch[0] for batch in itertools.islice(loader, 2)]
         val = torch.utils.data.DataLoader(self.datasets[1], batch_size=32)
         scored = []
-        for _ in range(candidates):
-            if scored and meter.left() <= 0:
+        for _ in range(RANKED_CANDIDATES):
+            if scored and meter.left(reserve + RANKING_CALIBRATION_IMAGES) <= 0:  # the next one would not fit
                 break
             arch = {label: rng.choice(values) for label, values in self.space.choices().items()}
             memo = dict(arch)
@@ -349,7 +362,7 @@ class Comparison:
             scored.append((float(task.compute_metric()), self.space.freeze(arch).cost().macs, arch))
         front = pareto_mask(np.array([s[0] for s in scored]), np.array([s[1] for s in scored], dtype=float))
         ranked = sorted((s for s, keep in zip(scored, front, strict=True) if keep), key=lambda s: -s[0])
-        _log.info("spos: %d of %d candidates on the supernet's front", len(ranked), candidates)
+        _log.info("spos: %d of %d candidates on the supernet's front", len(ranked), len(scored))
         return [arch for _, _, arch in ranked]
 
     def run_hrnas(self) -> list[dict]:
@@ -361,7 +374,7 @@ class Comparison:
         epochs = SearchSettings(task=self.settings.task).epochs
         budget = self.settings.parsed_budget
         if budget.images is not None:  # k searches and their evaluations fit the image budget
-            share = budget.images / k - self.settings.eval_epochs * self.train_images
+            share = budget.images / k - self.evaluation_images
             epochs = min(epochs, max(2, int(share // self.train_images)))
         rows = []
         for i, lam in enumerate(lambdas):

@@ -52,6 +52,24 @@ def test_every_strategy_is_evaluated_with_the_search_batch_and_learning_rate(tmp
 
 
 @pytest.mark.slow
+def test_spos_stays_within_an_image_budget(tmp_path, monkeypatch):
+    """Three evaluations' worth of images: the supernet, the ranking's BN recalibrations and the one
+    evaluation all fit. Training the supernet on 70% of it, as before, ran a third over."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HRNAS_SMOKE", "1")
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    settings = CompareSettings(task="digits_seg", budget="1img", eval_epochs=1, out=str(tmp_path / "cmp"))
+    comparison = Comparison(settings)
+    budget = 3 * comparison.train_images  # one evaluation trains once over the training images
+    comparison.settings.parsed_budget = Budget(images=budget)
+    rows = comparison.run_one_shot("spos")
+    assert len(rows) == 1
+    images_used = int(rows[0]["budget_used"].split(", ")[1].removesuffix(" images"))
+    assert budget - comparison.train_images < images_used <= budget
+
+
+@pytest.mark.slow
 def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capfd):
     capsys = capfd  # file-descriptor level: NNI's engines print to the process's stdout
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # NNI's default experiment folder lives there
