@@ -92,9 +92,10 @@ _JOURNAL_SUFFIXES = {".log", ".jsonl", ".journal"}
 _NNI_TERMINAL = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 
 #: Strategies of reference networks (trained from scratch at a given budget), with their human names.
-BASELINES = ("uniform", "random", "supernet")
+BASELINES = ("uniform", "hand_slimmed", "random", "supernet")
 BASELINE_NAMES = {
     "uniform": "supernet slimmed uniformly to the same MACs",
+    "hand_slimmed": "one 3x3 path a block, no transformers, slimmed to the same MACs",
     "random": "best random architecture at the same MACs",
     "supernet": "supernet",
 }

@@ -34,7 +34,12 @@ TOKEN_COLOR = "#9467bd"
 #: bar patterns telling side-by-side architectures apart (the first one plain)
 HATCHES = ("", "/", ".", "x", "\\", "-", "|", "+")
 #: Open marker symbols of the reference networks (never joined into a front).
-BASELINE_SYMBOLS = {"uniform": "diamond-open", "random": "square-open", "supernet": "star-diamond-open"}
+BASELINE_SYMBOLS = {
+    "uniform": "diamond-open",
+    "hand_slimmed": "triangle-up-open",
+    "random": "square-open",
+    "supernet": "star-diamond-open",
+}
 BASELINE_COLOR = "#333333"
 
 

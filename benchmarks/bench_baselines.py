@@ -5,16 +5,20 @@ Usage:
     OMP_NUM_THREADS=1 python benchmarks/bench_baselines.py [--tasks digits_seg,digits_cls,digits_kp]
         [--seeds 0,1,2] [--random 8] [--out runs/bench-baselines] [--json]
     python benchmarks/bench_baselines.py --summary runs/bench-baselines   # the table of a finished run
+    # a variant of the search against the same baselines, equal-epoch rows only:
+    OMP_NUM_THREADS=2 python benchmarks/bench_baselines.py --tasks digits_kp --random 0
+        --search lambda=3e-4 --budgets epochs --out runs/kp-lambda3e-4
 
 For each task and seed, one default ``hrnas search`` (its output network, metric, MACs and wall
 time W), then these, each trained from scratch on the search's data with the search's recipe
 (``--recipe task``: the task's own batch size, optimizer and schedule instead):
 
 * equal wall time: (a) the supernet with every width scaled by one factor to the same MACs
-  (within 3%), (b) the best of ``--random`` random architectures of the space at the same MACs,
+  (within 3%), (a') the network slimmed by hand: one 3x3 path a block, no transformers, scaled
+  by one factor to the same MACs, (b) the best of ``--random`` random architectures of the space at the same MACs,
   each trained for as many whole epochs as fit in W (measured epoch time, full LR schedule);
   ``--random 0`` skips (b);
-* equal epochs (the search's epochs): the searched architecture retrained from scratch, (a), (b);
+* equal epochs (the search's epochs): the searched architecture retrained from scratch, (a), (a'), (b);
 * for every network: training seconds per image per million MACs, and inference latency at
   batch 1 and 32 (median of repeats, inference mode) per million MACs.
 
@@ -146,9 +150,10 @@ def _measure(
     )
 
     uniform = baselines.uniform_sample(space, result["macs"], input_size)
+    hand_slimmed = baselines.hand_slimmed_sample(space, result["macs"], input_size)
     randoms = baselines.random_samples(space, result["macs"], input_size, random_count, seed=seed)
     time_rows, budget = [], f"same time as the search ({wall:.0f} s)"
-    for kind, archs in (("uniform", [uniform]), ("random", randoms)):
+    for kind, archs in (("uniform", [uniform]), ("hand_slimmed", [hand_slimmed]), ("random", randoms)):
         if not archs or "time" not in budgets or (task, seed, kind, "time") in done:
             continue
         runs = [
@@ -160,7 +165,12 @@ def _measure(
         best = max(runs, key=lambda r: r.metric)
         row(kind, "time", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
         time_rows.append((kind, best, budget))
-    for kind, archs in (("hrnas_retrained", [result["arch"]]), ("uniform", [uniform]), ("random", randoms)):
+    for kind, archs in (
+        ("hrnas_retrained", [result["arch"]]),
+        ("uniform", [uniform]),
+        ("hand_slimmed", [hand_slimmed]),
+        ("random", randoms),
+    ):
         if not archs or "epochs" not in budgets or (task, seed, kind, "epochs") in done:
             continue
         runs = [

@@ -1,5 +1,6 @@
-"""The alternatives a searched network must beat: the same space slimmed uniformly, or at random,
-to the same MACs, and trained from scratch for the same time or the same epochs.
+"""The alternatives a searched network must beat: the same space slimmed uniformly, by hand (one
+3x3 path per block, no transformers) or at random to the same MACs, and trained from scratch for
+the same time or the same epochs.
 
 A composition module (like :mod:`nni_hrnas.search`): it builds networks of a space, costs them
 exactly, and trains them with a task's own recipe through the task's Lightning evaluator.
@@ -27,6 +28,7 @@ from nni_hrnas.data.common import smoke_mode
 from nni_hrnas.strategy.units import WidthCost
 from nni_hrnas.tasks.registry import get_task
 from search_spaces import HRNASNetwork
+from search_spaces.labels import is_tokens, kernel_size
 
 #: How far (relative) a baseline's MACs may be from the MACs it is matched to.
 MACS_TOLERANCE = 0.03
@@ -98,6 +100,24 @@ def uniform_sample(
 ) -> dict[str, int]:
     """The supernet with every width (channels and tokens) scaled by one factor to ``macs``."""
     return _match_macs(space, {label: 1.0 for label in space.max_sample()}, macs, input_size, tolerance)
+
+
+def hand_slimmed_sample(
+    space, macs: float, input_size: tuple[int, int, int], tolerance: float = MACS_TOLERANCE
+) -> dict[str, int]:
+    """What one slims by hand: each block keeps only its smallest kernel path (3x3 in the paper's
+    space) and no transformer, and those widths are scaled by one factor to ``macs``.
+
+    Unlike :func:`uniform_sample`, which near the space's minimum rounds dozens of kernel paths to
+    one or two channels, this keeps one path per block: a plain network with fewer, wider layers.
+    """
+    kernels = [kernel_size(label) for label in space.max_sample() if not is_tokens(label)]
+    smallest = min(kernels)
+    shape = {
+        label: 0.0 if is_tokens(label) or kernel_size(label) != smallest else 1.0
+        for label in space.max_sample()
+    }
+    return _match_macs(space, shape, macs, input_size, tolerance)
 
 
 def random_samples(

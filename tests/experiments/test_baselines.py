@@ -11,6 +11,7 @@ from nni_hrnas import baselines
 from nni_hrnas.search import SearchSettings, build_search
 from nni_hrnas.tasks import get_task
 from search_spaces import HRNASSpace
+from search_spaces.ops.transformer import LightweightTransformer
 
 
 @pytest.mark.parametrize("preset, fraction", [("digits_kp", 0.0162), ("tiny", 0.5)])
@@ -28,6 +29,26 @@ def test_uniform_sample_scales_every_width_by_one_factor_to_the_macs(preset, fra
     ratios = [arch[label] / maximum for label, maximum in maxima.items()]
     spread = max(ratios) - min(ratios)
     assert spread <= max(1.0 / m for m in maxima.values()) + 1e-9, spread
+
+
+@pytest.mark.parametrize("preset, fraction", [("digits_kp", 0.0162), ("digits_seg", 0.08)])
+def test_hand_slimmed_sample_keeps_one_3x3_path_a_block_and_no_transformer(preset, fraction):
+    """Within 3% of the asked MACs by an independent count; the 5x5 and 7x7 paths and every
+    transformer removed, the 3x3 paths all at one fraction of their maximum (within one channel)."""
+    space = HRNASSpace.from_preset(preset)
+    size = space.config.input_size
+    target = fraction * baselines.sample_macs(space, space.max_sample(), size)
+    arch = baselines.hand_slimmed_sample(space, target, size)
+    space.validate_sample(arch)
+    net = space.freeze(arch).eval()
+    counted = torch_counted_macs(net, torch.randn(1, *size))
+    assert abs(counted - target) <= 0.03 * target
+    maxima = space.max_sample()
+    kept = {label for label, width in arch.items() if width > 0}
+    assert kept and all(label.endswith("_k3") for label in kept)
+    assert not any(isinstance(m, LightweightTransformer) for m in net.modules())
+    ratios = [arch[label] / maxima[label] for label in maxima if label.endswith("_k3")]
+    assert max(ratios) - min(ratios) <= max(1.0 / m for m in maxima.values()) + 1e-9
 
 
 def test_random_samples_land_on_the_macs_and_differ():
