@@ -31,6 +31,7 @@ equal-time rows are also written as ``OUT/<task>-seed<s>/baselines/results.csv``
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -50,15 +51,20 @@ def _latency_per_mmac(net: torch.nn.Module, input_size, macs: int, batch: int, r
 
 def _search_overrides(pairs: list[str]) -> dict:
     """``SearchSettings`` keyword arguments from ``KEY=VALUE`` pairs (public names, JSON values:
-    ``shrink_epochs=6``, ``lambda=3e-4``), checked as ``hrnas search`` checks its flags."""
+    ``shrink_epochs=6``, ``lambda=3e-4``; a repeatable flag's pairs collected in order, as
+    ``space=kernels=3 space=transformer=false``), checked as ``hrnas search`` checks its flags."""
     from nni_hrnas.search import SearchSettings
-    from nni_hrnas.settings import from_args, unknown_keys
+    from nni_hrnas.settings import from_args, public_name, settings_of, unknown_keys
 
-    values = {}
+    repeatable = {public_name(f.name) for f, meta in settings_of(SearchSettings) if meta.action == "append"}
+    values: dict = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep:
             raise SystemExit(f"--search {pair!r}: expected KEY=VALUE, e.g. --search shrink_epochs=6")
+        if key in repeatable:
+            values.setdefault(key, []).append(text)
+            continue
         try:
             values[key] = json.loads(text)
         except json.JSONDecodeError:
@@ -66,7 +72,10 @@ def _search_overrides(pairs: list[str]) -> dict:
     unknown = unknown_keys(SearchSettings, values)
     if unknown:
         raise SystemExit(f"--search: unknown setting(s) {', '.join(unknown)}; see hrnas search --help")
-    return from_args(SearchSettings, values, public=True)
+    try:
+        return from_args(SearchSettings, values, public=True)
+    except ValueError as exc:  # a bad value, as hrnas search words it
+        raise SystemExit(f"--search: {exc}") from None
 
 
 def _measure(
@@ -87,7 +96,13 @@ def _measure(
 
     spec = get_task(task)
     input_size = spec.input_size(False)
-    space = HRNASSpace.from_preset(spec.default_preset, input_size=input_size, num_outputs=spec.num_outputs)
+    # the baselines slim the space the search searches (--search space=...: a narrower one)
+    space = HRNASSpace.from_preset(
+        spec.default_preset,
+        input_size=input_size,
+        num_outputs=spec.num_outputs,
+        **copy.deepcopy(overrides.get("space") or {}),
+    )
     sizes = spec.search.data_sizes
     datasets = spec.make_datasets(seed=seed, smoke=False, **({"sizes": tuple(sizes)} if sizes else {}))
     run_dir = out / f"{task}-seed{seed}"
