@@ -155,11 +155,16 @@ class _Meter:
     def seconds(self) -> float:
         return time.perf_counter() - self.start
 
-    def left(self, reserve: int = 0) -> float:
-        """Fraction of the budget still left (0..1), less ``reserve`` images set aside (an image budget)."""
+    def left(self) -> float:
+        """Fraction of the budget still left (0..1)."""
+        used = self.seconds / self.budget.seconds if self.budget.seconds else self.images / self.budget.images
+        return max(0.0, 1.0 - used)
+
+    def fits(self, images: int) -> bool:
+        """Whether ``images`` more fit an image budget (a wall-clock budget: whether time is left)."""
         if self.budget.seconds:
-            return max(0.0, 1.0 - self.seconds / self.budget.seconds)
-        return max(0.0, 1.0 - (self.images + reserve) / self.budget.images)
+            return self.left() > 0
+        return self.images + images <= self.budget.images
 
     def used(self) -> str:
         return f"{self.seconds:.0f} s, {self.images} images"
@@ -311,7 +316,7 @@ class Comparison:
             experiment.stop()
         rows = []
         for arch in exported:
-            if rows and meter.left() <= 0:
+            if rows and not meter.fits(self.evaluation_images):
                 break
             rows.append(self.row(name, dict(arch), self.evaluate(dict(arch), meter), meter))
         return rows
@@ -344,7 +349,7 @@ class Comparison:
         val = torch.utils.data.DataLoader(self.datasets[1], batch_size=32)
         scored = []
         for _ in range(RANKED_CANDIDATES):
-            if scored and meter.left(reserve + RANKING_CALIBRATION_IMAGES) <= 0:  # the next one would not fit
+            if scored and not meter.fits(RANKING_CALIBRATION_IMAGES + reserve):
                 break
             arch = {label: rng.choice(values) for label, values in self.space.choices().items()}
             memo = dict(arch)
