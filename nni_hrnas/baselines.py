@@ -28,7 +28,7 @@ from nni_hrnas.data.common import smoke_mode
 from nni_hrnas.strategy.units import WidthCost
 from nni_hrnas.tasks.registry import get_task
 from search_spaces import HRNASNetwork
-from search_spaces.labels import is_tokens, kernel_size
+from search_spaces.labels import kernel_size
 
 #: How far (relative) a baseline's MACs may be from the MACs it is matched to.
 MACS_TOLERANCE = 0.03
@@ -111,12 +111,9 @@ def hand_slimmed_sample(
     Unlike :func:`uniform_sample`, which near the space's minimum rounds dozens of kernel paths to
     one or two channels, this keeps one path per block: a plain network with fewer, wider layers.
     """
-    kernels = [kernel_size(label) for label in space.max_sample() if not is_tokens(label)]
-    smallest = min(kernels)
-    shape = {
-        label: 0.0 if is_tokens(label) or kernel_size(label) != smallest else 1.0
-        for label in space.max_sample()
-    }
+    labels = space.max_sample()
+    smallest = min(k for k in map(kernel_size, labels) if k is not None)  # None: a transformer's tokens
+    shape = {label: 1.0 if kernel_size(label) == smallest else 0.0 for label in labels}
     return _match_macs(space, shape, macs, input_size, tolerance)
 
 
