@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/hrnas flops --preset digits_seg
+	$(VENV)/bin/hrnas flops --task digits_seg
 	$(VENV)/bin/hrnas demo --out runs/demo
 
 # The PostgreSQL tests start a real server (tests/tuning/conftest.py) from Debian's postgresql

@@ -31,7 +31,6 @@ equal-time rows are also written as ``OUT/<task>-seed<s>/baselines/results.csv``
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -101,7 +100,7 @@ def _measure(
         spec.default_preset,
         input_size=input_size,
         num_outputs=spec.num_outputs,
-        **copy.deepcopy(overrides.get("space") or {}),
+        **spec.space_overrides(None, overrides.get("space")),
     )
     sizes = spec.search.data_sizes
     datasets = spec.make_datasets(seed=seed, smoke=False, **({"sizes": tuple(sizes)} if sizes else {}))

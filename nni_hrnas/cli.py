@@ -20,7 +20,6 @@ from search_spaces import (
     ConfigError,
     HRNASConfig,
     HRNASNetwork,
-    HRNASSpace,
     choice_maxima,
     get_preset,
     labels,
@@ -66,9 +65,15 @@ def aggregate(groups: dict) -> tuple[dict[str, dict[str, int]], dict[str, dict[s
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
-    """MACs and params of a preset's supernet (or of an architecture file) at an input size."""
+    """MACs and params of a preset's supernet, or a task's (or of an architecture file) at an input size."""
     import torch
 
+    if args.preset is None and args.task is None:
+        print(
+            "hrnas flops: error: name a space: --preset NAME or --task NAME (its default space)",
+            file=sys.stderr,
+        )
+        return 2
     if args.preset in RPN_PRESETS:
         config = RPN_PRESETS[args.preset]
         with torch.device("meta"):
@@ -88,6 +93,12 @@ def cmd_flops(args: argparse.Namespace) -> int:
     overrides = parse_space_overrides(args.space)
     if args.no_transformer:
         overrides["transformer"] = False
+    if args.task is not None:  # the space hrnas search builds for the task
+        from nni_hrnas.tasks.registry import get_task
+
+        spec = get_task(args.task)
+        args.preset = args.preset or spec.default_preset
+        overrides = spec.space_overrides(args.preset, overrides)
     config = get_preset(args.preset, **overrides)
     input_size = check_input_size(config, args.input or config.input_size)
     sample = choice_maxima(config)
@@ -100,6 +111,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
     stages, branches = aggregate(groups)
     result = {
         "preset": args.preset,
+        "task": args.task,
         "space": args.space,
         "input": list(input_size),
         "transformer": config.transformer.placement != "none",
@@ -214,7 +226,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from analysis.collect import BASELINE_NAMES
     from nni_hrnas import baselines
-    from nni_hrnas.search import SearchSettings, run_search
+    from nni_hrnas.search import SearchSettings, run_search, search_space
     from nni_hrnas.tasks.registry import get_task
 
     out = Path(args.out)
@@ -226,9 +238,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     references: list[tuple[str, baselines.TrainedRun, str]] = []
     if args.baselines:
         spec = get_task(settings.task)
-        space = HRNASSpace.from_preset(
-            settings.preset, input_size=spec.input_size(), num_outputs=spec.num_outputs
-        )
+        space = search_space(settings)
         budget = f"same time as the search ({wall:.0f} s)"
         for kind, arch in (
             ("supernet", space.max_sample()),
@@ -290,9 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     flops.add_argument(
         "--preset",
-        required=True,
         choices=sorted(PRESETS) + sorted(RPN_PRESETS) + sorted(PLUGIN_PRESETS),
         help="space preset (or a fixed network: a PointPillars RPN, a Table 8 plug-in network)",
+    )
+    from nni_hrnas.tasks.registry import task_names
+
+    flops.add_argument(
+        "--task",
+        choices=task_names(),
+        help="the task's default space, as hrnas search builds it (its preset, which --preset may name, "
+        "with the task's own overrides: digits_seg's has 3x3 paths only and no transformer)",
     )
     flops.add_argument(
         "--input",

@@ -12,7 +12,6 @@ metric, macs, params, budget_used, arch) and an HTML report.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 import logging
@@ -187,14 +186,14 @@ class Comparison:
 
     @staticmethod
     def space_for(task: str, space: dict[str, Any] | None = None) -> HRNASSpace:
-        """The space every strategy searches for ``task``: its preset at the task's input size, with the
-        ``--space`` overrides."""
+        """The space every strategy searches for ``task``: the task's space at its input size, with the
+        ``--space`` overrides (as ``hrnas search``'s)."""
         spec = get_task(task)
         return HRNASSpace.from_preset(
             spec.default_preset,
             input_size=spec.input_size(),
             num_outputs=spec.num_outputs,
-            **copy.deepcopy(space or {}),
+            **spec.space_overrides(None, space),
         )
 
     def nni_dir(self) -> str:

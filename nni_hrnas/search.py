@@ -248,6 +248,7 @@ class SearchSettings:
             raise SearchError(str(exc)) from None
         if self.preset is None:
             self.preset = spec.default_preset
+        self.space = spec.space_overrides(self.preset, self.space) or None
         for defaults in (spec.search.resolve(spec.train), strategy_defaults()):
             for name, value in defaults.items():
                 if getattr(self, name) is None:
@@ -326,16 +327,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_search(
-    settings: SearchSettings,
-    run_dir: Path | None = None,
-    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
-):
-    """The (space, evaluator, strategy) triple of a search, without running it."""
+def search_space(settings: SearchSettings) -> HRNASSpace:
+    """The space ``settings`` search: the preset with the task's and the ``--space`` overrides
+    (:meth:`~nni_hrnas.tasks.TaskSpec.space_overrides`), sized for the task's input and outputs."""
     spec = get_task(settings.task)
     input_size = spec.input_size(settings.smoke)
-    overrides = copy.deepcopy(settings.space or {})
-    space = HRNASSpace.from_preset(settings.preset, input_size=input_size, **overrides)
+    space = HRNASSpace.from_preset(
+        settings.preset, input_size=input_size, **copy.deepcopy(settings.space or {})
+    )
     if space.config.task != spec.kind:
         raise SearchError(
             f"invalid preset={settings.preset!r}: a {space.config.task} space, "
@@ -348,6 +347,18 @@ def build_search(
             num_outputs=spec.num_outputs,
             **copy.deepcopy(settings.space or {}),
         )
+    return space
+
+
+def build_search(
+    settings: SearchSettings,
+    run_dir: Path | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+):
+    """The (space, evaluator, strategy) triple of a search, without running it."""
+    spec = get_task(settings.task)
+    input_size = spec.input_size(settings.smoke)
+    space = search_space(settings)
     dataset_kwargs = {"sizes": tuple(settings.data_sizes)} if settings.data_sizes else None
     torch.manual_seed(settings.seed)
     evaluator = spec.make_evaluator(

@@ -129,7 +129,9 @@ def space_config(spec: TaskSpec, preset: str | None, space: list[str]) -> HRNASC
     if preset not in PRESETS:
         raise TrainError(f"unknown preset {preset!r}; HR-NAS presets: {', '.join(PRESETS)}")
     try:
-        config = _task_sized(get_preset(preset, **parse_space_overrides(space)), spec)
+        config = _task_sized(
+            get_preset(preset, **spec.space_overrides(preset, parse_space_overrides(space))), spec
+        )
     except (ConfigError, TypeError) as exc:
         raise TrainError(f"invalid --space: {exc}") from None
     if config.task != spec.kind:

@@ -20,8 +20,9 @@ SPACE_VARIANTS: dict[str, tuple[str, ...]] = {
     "multi_branch": ("kernels=3", "transformer=false"),
     # --- + MixConv: 3x3, 5x5 and 7x7 kernel paths, no transformer
     "mixconv": ("kernels=3,5,7", "transformer=false"),
-    # --- + transformer: the whole space, the preset as it is (its own transformer placement)
-    "transformer": (),
+    # --- + transformer: the whole space, the preset's kernels and transformer placement (named, as a
+    # task's default space may narrow them: digits_seg's has 3x3 paths only and no transformer)
+    "transformer": ("kernels=3,5,7", "transformer=true"),
 }
 
 #: Table 7's transformer size: n = 8 tokens of s x s = 8 x 8

@@ -124,3 +124,22 @@ def test_the_registry_rows_are_valid_space_overrides():
     for name, items in {**SPACE_VARIANTS, **ablate_module.POSITIONAL_VARIANTS}.items():
         problem = ablate_module._space_problem("digits_seg", items)
         assert problem is None, (name, problem)
+
+
+def test_each_table6_row_builds_its_space_where_the_tasks_default_space_is_narrowed():
+    """digits_seg's default space is Table 6's multi-branch row (3x3 paths, no transformer); every row
+    names the keys it sets, so on that task the mixconv and transformer rows still build their spaces."""
+    from nni_hrnas.search import SearchSettings, search_space
+    from search_spaces.config import parse_space_overrides
+
+    expected = {
+        "single_branch": ({3}, False),
+        "multi_branch": ({3}, False),
+        "mixconv": ({3, 5, 7}, False),
+        "transformer": ({3, 5, 7}, True),
+    }
+    assert set(expected) == set(SPACE_VARIANTS)
+    for name, (kernels, transformer) in expected.items():
+        overrides = parse_space_overrides(SPACE_VARIANTS[name])
+        space = search_space(SearchSettings(task="digits_seg", space=overrides))
+        assert (_kernels(space), bool(_transformers(space))) == (kernels, transformer), name

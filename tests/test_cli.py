@@ -27,6 +27,22 @@ def test_flops_json_matches_the_space(capsys):
     assert {"stem", "b0", "b3", "head"} <= set(out["branches"])
 
 
+def test_flops_of_a_task_is_the_space_its_search_builds(capsys):
+    from nni_hrnas.search import SearchSettings, search_space
+
+    out = run_json(capsys, "flops", "--task", "digits_seg", "--json")
+    space = search_space(SearchSettings(task="digits_seg"))
+    net = space.freeze(space.max_sample())
+    assert out["macs"] == net.cost().macs and out["params"] == sum(p.numel() for p in net.parameters())
+    assert not out["transformer"]  # digits_seg's space: 3x3 paths only, no transformer
+    assert out["macs"] < run_json(capsys, "flops", "--preset", "digits_seg", "--json")["macs"] / 3
+    # --space still refines it: the transformer back
+    back = run_json(capsys, "flops", "--task", "digits_seg", "--space", "transformer=true", "--json")
+    assert back["transformer"] and back["macs"] > out["macs"]
+    assert main(["flops"]) == 2
+    assert "--preset NAME or --task NAME" in capsys.readouterr().err
+
+
 def test_flops_input_size_and_no_transformer(capsys):
     full = run_json(capsys, "flops", "--preset", "cityscapes", "--input", "3x512x1024", "--json")
     half = run_json(capsys, "flops", "--preset", "cityscapes", "--input", "3x256x512", "--json")

@@ -100,8 +100,10 @@ def test_no_flag_given_is_the_task_default(monkeypatch):
 @pytest.mark.parametrize(
     "flag, text, name, value",
     [
+        # another preset: the task's own space overrides (digits_seg's: 3x3 paths, no transformer) go
         ("--preset", "tiny", "preset", "tiny"),
-        ("--space", "kernels=3,5", "space", parse_space_overrides(["kernels=3,5"])),
+        # --space refines the task's overrides key by key: kernels given, the transformer still off
+        ("--space", "kernels=3,5", "space", {**parse_space_overrides(["kernels=3,5"]), "transformer": False}),
         ("--lambda", "0.01", "lambda_", 0.01),
         ("--eps", "0.002", "eps", 0.002),
         ("--target-macs", "5e6", "target_macs", 5e6),
@@ -126,6 +128,8 @@ def test_each_flag_sets_its_setting_and_nothing_else(flag, text, name, value, mo
     monkeypatch.delenv("HRNAS_SMOKE", raising=False)
     got = values(settings_from(flag, *([text] if text is not None else [])))
     expected = {**values(SearchSettings(task="digits_seg")), name: value}
+    if flag == "--preset":
+        expected["space"] = None
     assert got == expected
 
 

@@ -123,9 +123,11 @@ def test_a_plugin_model_trains_and_reloads(tmp_path, monkeypatch, capsys):
 
 @pytest.fixture
 def arch_files(tmp_path):
-    from search_spaces import choice_maxima, get_preset
+    from nni_hrnas.tasks.registry import get_task
+    from search_spaces import choice_maxima
 
-    full = choice_maxima(get_preset("digits_seg"))  # --arch is an arch of the task's preset
+    # --arch is an arch of the task's space (digits_seg's: its preset with 3x3 paths only, no transformer)
+    full = choice_maxima(train_module.space_config(get_task("digits_seg"), None, []))
     (tmp_path / "full.json").write_text(json.dumps(full))
     (tmp_path / "bogus.json").write_text(json.dumps({**full, "p9_b9_n9_k3": 4}))
     return tmp_path
@@ -139,7 +141,7 @@ def arch_files(tmp_path):
         (["--model", "mobilenetv2"], "'mobilenetv2' is a classification network, but task 'digits_seg'"),
         (["--arch", "{d}/full.json", "--preset", "tiny"], "--arch and --preset both name the network"),
         (["--preset", "tiny", "--space", "transformer.nosuch=1"], "invalid --space"),
-        (["--arch", "{d}/full.json", "--space", "transformer=false"], "not a choice of this space"),
+        (["--arch", "{d}/full.json", "--space", "kernels=5"], "not a choice of this space"),
         (["--arch", "{d}/bogus.json"], "p9_b9_n9_k3"),
         (["--model", "mobilenetv2", "--space", "kernels=3"], "drop --space"),
         ([], "no network given"),

@@ -9,7 +9,6 @@ from collected import assert_metric, assert_row_is_the_result, collect_rows
 from nni_hrnas.cli import main
 from nni_hrnas.compare import Budget, CompareError, CompareSettings, Comparison, parse_budget
 from nni_hrnas.tasks import get_task
-from search_spaces import HRNASSpace
 
 
 @pytest.mark.parametrize(
@@ -102,7 +101,7 @@ def test_smoke_compare_writes_one_table_and_a_report(tmp_path, monkeypatch, capf
     assert not (tmp_path / "home").exists() and (out / "nni").is_dir()  # NNI's folders stay inside --out
     table = pd.read_csv(out / "results.csv")
     assert set(table["strategy"]) == {"hrnas", "random", "spos"} == set(summary["strategies"])
-    space = HRNASSpace.from_preset("digits_seg")
+    space = Comparison.space_for("digits_seg")  # the task's space (3x3 paths, no transformer)
     for _, row in table.iterrows():
         net = space.freeze(json.loads(row["arch"]))  # every architecture is a valid sample of the space
         assert net.cost().macs == row["macs"] and net.cost().params == row["params"]
