@@ -280,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
         return 0
 
+    from nni_hrnas.logs import setup_cli_logging
     from nni_hrnas.search import _stdout_to_stderr
 
+    setup_cli_logging()  # the commands' logs: ours on stderr, not Lightning's device lines and tips
     overrides = _search_overrides(args.search)
     budgets = tuple(b for b in args.budgets.split(",") if b)
     if not budgets or set(budgets) - {"time", "epochs"}:
