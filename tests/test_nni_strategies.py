@@ -70,7 +70,7 @@ def evaluate_trial(model: HRNASNetwork) -> None:
 
 
 @pytest.mark.parametrize("name", ["Random", "RegularizedEvolution", "TPE"])
-def test_multi_trial_strategies(name, free_port):
+def test_multi_trial_strategies(name, free_port, tmp_path):
     space = HRNASSpace.from_preset("tiny")
     strategy = {
         "Random": lambda: strategies.Random(dedup=False),
@@ -79,6 +79,7 @@ def test_multi_trial_strategies(name, free_port):
     }[name]()
     config = NasExperimentConfig("sequential", "simplified")
     config.max_trial_number = 3
+    config.experiment_working_directory = str(tmp_path)  # not the user's ~/nni-experiments
     experiment = NasExperiment(space, FunctionalEvaluator(evaluate_trial), strategy, config)
     try:
         experiment.run(port=free_port)
@@ -97,10 +98,11 @@ def test_multi_trial_strategies(name, free_port):
 
 
 @pytest.mark.parametrize("name", ["RandomOneShot", "DARTS", "GumbelDARTS"])
-def test_one_shot_strategies(name, free_port):
+def test_one_shot_strategies(name, free_port, tmp_path):
     space = HRNASSpace.from_preset("tiny")
     strategy = getattr(strategies, name)()
     experiment = NasExperiment(space, lightning_evaluator(), strategy)
+    experiment.config.experiment_working_directory = str(tmp_path)  # not the user's ~/nni-experiments
     try:
         experiment.run(port=free_port)
         arch = experiment.export_top_models(formatter="dict")[0]
