@@ -89,19 +89,11 @@ def _measure(
     budgets: tuple[str, ...],
 ) -> None:
     from nni_hrnas import baselines
-    from nni_hrnas.search import SearchSettings, load_searched_model, run_search
+    from nni_hrnas.search import SearchSettings, load_searched_model, run_search, search_space
     from nni_hrnas.tasks.registry import get_task
-    from search_spaces import HRNASSpace
 
     spec = get_task(task)
     input_size = spec.input_size(False)
-    # the baselines slim the space the search searches (--search space=...: a narrower one)
-    space = HRNASSpace.from_preset(
-        spec.default_preset,
-        input_size=input_size,
-        num_outputs=spec.num_outputs,
-        **spec.space_overrides(None, overrides.get("space")),
-    )
     sizes = spec.search.data_sizes
     datasets = spec.make_datasets(seed=seed, smoke=False, **({"sizes": tuple(sizes)} if sizes else {}))
     run_dir = out / f"{task}-seed{seed}"
@@ -138,6 +130,7 @@ def _measure(
         resume=(run_dir / "search_checkpoint.pt").exists(),
         **overrides,
     )
+    space = search_space(settings)  # the baselines slim the space the search searches (--search space=...)
     if (run_dir / "result.json").exists():
         result = json.loads((run_dir / "result.json").read_text())
     else:

@@ -73,19 +73,14 @@ def _infer(net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
 def measure(rows: list[dict], rounds: int, steps: int) -> list[dict]:
     """Per task and seed, each network's ms per image per M MACs and the searched/uniform ratios."""
     from nni_hrnas.latency import time_latency
+    from nni_hrnas.search import SearchSettings, search_space
     from nni_hrnas.tasks.registry import get_task
-    from search_spaces import HRNASSpace
 
     table = []
     for (task, seed), pair in sorted(_networks(rows).items()):
         spec = get_task(task)
         input_size = spec.input_size(False)
-        space = HRNASSpace.from_preset(
-            spec.default_preset,
-            input_size=input_size,
-            num_outputs=spec.num_outputs,
-            **spec.space_overrides(None, pair["hrnas"]["space"]),
-        )
+        space = search_space(SearchSettings(task=task, smoke=False, space=pair["hrnas"]["space"]))
         batch = spec.search.batch_size or spec.train.batch_size
         torch.manual_seed(seed)
         nets = {}
@@ -128,8 +123,8 @@ def measure(rows: list[dict], rounds: int, steps: int) -> list[dict]:
         row.update(
             hrnas_macs=pair["hrnas"]["macs"],
             uniform_macs=pair["uniform"]["macs"],
-            hrnas_params=pair["hrnas"]["params"],
-            uniform_params=pair["uniform"]["params"],
+            hrnas_params=sum(p.numel() for p in nets["hrnas"].parameters()),
+            uniform_params=sum(p.numel() for p in nets["uniform"].parameters()),
         )
         table.append(row)
     return table
