@@ -86,6 +86,7 @@ def test_multi_trial_strategies(name, free_port, tmp_path):
         top = experiment.export_top_models(top_k=2, formatter="dict")
     finally:
         experiment.stop()
+    assert any(tmp_path.iterdir())  # the experiment's folder is the test's, not ~/nni-experiments
     assert len(top) == 2
     choices = space.choices()
     x = torch.randn(2, 3, 32, 32)
@@ -108,6 +109,7 @@ def test_one_shot_strategies(name, free_port, tmp_path):
         arch = experiment.export_top_models(formatter="dict")[0]
     finally:
         experiment.stop()
+    assert any(tmp_path.iterdir())  # the experiment's folder is the test's, not ~/nni-experiments
     assert set(arch) == set(space.choices())
     net = space.freeze(arch).eval()
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 3, 8, 8)
