@@ -33,21 +33,19 @@ from pathlib import Path
 import torch
 
 
-def _networks(rows: list[dict]) -> dict[tuple[str, int], dict[str, dict]]:
-    """(task, seed) -> {'hrnas': row, 'uniform': row} for the pairs the file holds."""
+def _networks(rows: list[dict]) -> dict[tuple[str, int], tuple[dict[str, dict], dict | None]]:
+    """(task, seed) -> ({'hrnas': row, 'uniform': row}, the search's --space overrides) for the
+    pairs the file holds."""
     pairs: dict[tuple[str, int], dict[str, dict]] = {}
+    spaces: dict[tuple[str, int], dict | None] = {}
     for r in rows:
+        key = (r["task"], r["seed"])
+        if r["kind"] == "hrnas":
+            spaces[key] = (r.get("search_overrides") or {}).get("space")
         kind = {"hrnas_retrained": "hrnas", "uniform": "uniform"}.get(r["kind"])
-        if kind is None or r["budget"] != "epochs":
-            continue
-        pairs.setdefault((r["task"], r["seed"]), {})[kind] = r
-    overrides = {
-        (r["task"], r["seed"]): r.get("search_overrides") or {} for r in rows if r["kind"] == "hrnas"
-    }
-    complete = {k: v for k, v in pairs.items() if len(v) == 2}
-    for key, pair in complete.items():
-        pair["hrnas"]["space"] = overrides.get(key, {}).get("space")
-    return complete
+        if kind is not None and r["budget"] == "epochs":
+            pairs.setdefault(key, {})[kind] = r
+    return {key: (pair, spaces.get(key)) for key, pair in pairs.items() if len(pair) == 2}
 
 
 def _step(net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -62,27 +60,20 @@ def _step(net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def _infer(net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    def run() -> None:
-        with torch.inference_mode():
-            net(x)
-
-    return run
-
-
 def measure(rows: list[dict], rounds: int, steps: int) -> list[dict]:
     """Per task and seed, each network's ms per image per M MACs and the searched/uniform ratios."""
-    from nni_hrnas.latency import time_latency
+    from nni_hrnas.latency import _runner, time_latency
     from nni_hrnas.search import SearchSettings, search_space
     from nni_hrnas.tasks.registry import get_task
 
     table = []
-    for (task, seed), pair in sorted(_networks(rows).items()):
+    for (task, seed), (pair, space_overrides) in sorted(_networks(rows).items()):
         spec = get_task(task)
         input_size = spec.input_size(False)
-        space = search_space(SearchSettings(task=task, smoke=False, space=pair["hrnas"]["space"]))
+        space = search_space(SearchSettings(task=task, smoke=False, space=space_overrides))
         batch = spec.search.batch_size or spec.train.batch_size
         torch.manual_seed(seed)
+        calls: dict[tuple[str, str], Callable[[], None]] = {}
         nets = {}
         for kind, row in pair.items():
             net = space.freeze(row["arch"])
@@ -90,23 +81,20 @@ def measure(rows: list[dict], rounds: int, steps: int) -> list[dict]:
                 raise SystemExit(
                     f"{task} seed {seed} {kind}: the rebuilt network's MACs differ from the row's"
                 )
-            nets[kind] = net.to(memory_format=torch.channels_last)
-        calls: dict[tuple[str, str], Callable[[], None]] = {}
-        for kind, net in nets.items():
-            calls[kind, "train"] = _step(
-                net.train(), torch.randn(batch, *input_size).contiguous(memory_format=torch.channels_last)
-            )
+            nets[kind] = net = net.to(memory_format=torch.channels_last)
+            x = torch.randn(batch, *input_size).contiguous(memory_format=torch.channels_last)
+            calls[kind, "train"] = _step(net, x)  # a training step at the search's batch size
+            for b in (1, 32):  # inference, in inference mode
+                x = torch.randn(b, *input_size).contiguous(memory_format=torch.channels_last)
+                calls[kind, f"batch{b}"] = _runner(net, x, "torch")
+        per_image = {"train": batch, "batch1": 1, "batch32": 32}
         timed: dict[tuple[str, str], list[float]] = {}
         for _ in range(rounds):
             for kind, net in nets.items():  # alternate, so that drift reaches both networks alike
-                net.train()
-                seconds = time_latency(calls[kind, "train"], warmup=3, repeats=steps).median
-                timed.setdefault((kind, "train"), []).append(seconds / batch)
-                net.eval()
-                for b in (1, 32):
-                    x = torch.randn(b, *input_size).contiguous(memory_format=torch.channels_last)
-                    seconds = time_latency(_infer(net, x), warmup=3, repeats=steps).median
-                    timed.setdefault((kind, f"batch{b}"), []).append(seconds / b)
+                for what, images in per_image.items():
+                    net.train(what == "train")  # outside the timed calls
+                    seconds = time_latency(calls[kind, what], warmup=3, repeats=steps).median
+                    timed.setdefault((kind, what), []).append(seconds / images)
         row = dict(task=task, seed=seed, rounds=rounds, steps=steps, train_batch=batch)
         for what in ("train", "batch1", "batch32"):
             per_round = {
