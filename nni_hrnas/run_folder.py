@@ -236,6 +236,9 @@ class SearchResult(Mapping):
     unit_cost: str | None = _spec(
         _text, "what a depthwise channel's penalty weight counted: exact (MACs saved) or paper (Eq. 6)"
     )
+    elementwise_weight: float | None = _spec(
+        _number, "MAC-equivalents charged per BN or activation element of a unit"
+    )
     shrink_epochs: int | None = _spec(
         _integer, "epochs of shrinking; the rest trained the final architecture"
     )

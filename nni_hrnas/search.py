@@ -190,6 +190,16 @@ class SearchSettings:
         help="what a depthwise channel's penalty weight counts: exact, the MACs removing it saves "
         "(default; as the official code), or paper, its depthwise conv alone (Eq. 6 as printed)",
     )
+    elementwise_weight: float | None = setting(
+        None,
+        type=float,
+        metavar="W",
+        check=number(0).or_none(),
+        forward=True,
+        help="MAC-equivalents of each BN and activation element a unit carries, so that thin paths "
+        "between few channels at high resolution pay for their memory-bound work (default: per "
+        "task; 0, the paper's MAC-only cost, on the real tasks)",
+    )
     latency_batch: int = setting(
         1, type=int, check=integer(1), help="batch size 'auto' measures at (default 1)"
     )

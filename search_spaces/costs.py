@@ -119,6 +119,12 @@ def kernel_unit_macs(
     return in_channels * _area(in_hw) + (kernel_size * kernel_size + out_channels) * _area(out_hw)
 
 
+def kernel_unit_norm_act(in_hw: HW, stride: int = 1) -> int:
+    """BN and activation elements one depthwise channel carries: its expand BN + act at the input size
+    and its depthwise BN + act at the output size, exactly what removing it saves of ``norm_act``."""
+    return 2 * _area(in_hw) + 2 * _area(strided(in_hw, stride))
+
+
 def depthwise_unit_macs(kernel_size: int, in_hw: HW, stride: int = 1) -> int:
     """MACs of one channel of the k x k depthwise conv alone, k * k * h * w at its output size:
     Eq. 6 as printed (``unit_cost='paper'``)."""
@@ -201,6 +207,17 @@ def transformer_unit_macs(module: LightweightTransformer, in_hw: HW) -> int:
     return transformer_module_cost(module, in_hw, n).macs - transformer_module_cost(module, in_hw, n - 1).macs
 
 
+def transformer_unit_norm_act(module: LightweightTransformer, in_hw: HW) -> int:
+    """The ``norm_act`` elements removing one of the n' tokens still there saves."""
+    n = int(module.num_tokens)
+    if n == 0:
+        return 0
+    return (
+        transformer_module_cost(module, in_hw, n).norm_act
+        - transformer_module_cost(module, in_hw, n - 1).norm_act
+    )
+
+
 def path_width(path: KernelPath) -> int:
     """Depthwise channels of a built kernel path."""
     return path.dw.out_channels
@@ -239,6 +256,15 @@ def block_unit_macs(block: SearchingBlock, in_hw: HW, unit_cost: str = "exact") 
     }
     if block.transformer is not None:
         units[labels.TOKENS] = transformer_unit_macs(block.transformer, in_hw)
+    return units
+
+
+def block_unit_norm_act(block: SearchingBlock, in_hw: HW) -> dict[str, int]:
+    """Per-unit BN and activation elements of every search unit kind in a block, keyed as
+    :func:`block_unit_macs`."""
+    units = {name: kernel_unit_norm_act(in_hw, block.stride) for name in block.paths}
+    if block.transformer is not None:
+        units[labels.TOKENS] = transformer_unit_norm_act(block.transformer, in_hw)
     return units
 
 

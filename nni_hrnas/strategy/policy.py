@@ -75,11 +75,14 @@ class PruningPolicy:
     round_up: Callable[[str, int], int] | None = None
     shrink_epochs: int | None = None
     unit_cost: str = "exact"
+    elementwise_weight: float = 0.0
 
     def unit_groups(self, model: ShrinkableNetwork) -> list[UnitGroup]:
         """The search units of ``model`` with the penalty weights of this search (input size, path
-        overhead, unit cost)."""
-        return unit_groups(model, self.input_size, self.path_overhead, self.unit_cost)
+        overhead, unit cost, element-wise weight)."""
+        return unit_groups(
+            model, self.input_size, self.path_overhead, self.unit_cost, self.elementwise_weight
+        )
 
     def shrink_end(self, epochs: int) -> int:
         """The epoch the shrinking phase ends at (``epochs`` when the whole search shrinks)."""

@@ -124,6 +124,10 @@ class ProgressiveShrinking(OneShotStrategy):
             ``exact`` (the default) the MACs removing it saves, its depthwise conv and its share of
             the expand and project convs, as the official code; ``paper`` the depthwise conv alone,
             k * k * h * w, Eq. 6 as printed. Tokens cost O_T(n') - O_T(n'-1) either way.
+        elementwise_weight: MAC-equivalents of one BN or activation element, added to each unit's
+            cost for the elements it carries (:func:`nni_hrnas.latency.measure_elementwise_weight`
+            measures it): on a CPU that memory-bound work can cost more time than a channel's
+            MACs. 0 (the default) is the paper's MAC-only cost.
         shrink_epochs: epochs of the shrinking phase (default: all ``epochs``, the paper's schedule);
             the remaining epochs train the final architecture without penalty or pruning.
         on_epoch_end: called after every epoch, once its checkpoint is written, with a dict
@@ -153,6 +157,7 @@ class ProgressiveShrinking(OneShotStrategy):
         target_tolerance: float = 0.05,
         path_overhead: float = 0.0,
         unit_cost: str = "exact",
+        elementwise_weight: float = 0.0,
         shrink_epochs: int | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         devices: DeviceSettings | None = None,
@@ -173,6 +178,7 @@ class ProgressiveShrinking(OneShotStrategy):
         check_number("seed", seed, low=0, integer=True)
         check_number("target_tolerance", target_tolerance, low=0.0, high=1.0, low_open=True, high_open=True)
         check_number("path_overhead", path_overhead, low=0.0)
+        check_number("elementwise_weight", elementwise_weight, low=0.0)
         if unit_cost not in UNIT_COSTS:
             raise ValueError(f"unit_cost must be {' or '.join(UNIT_COSTS)}, got {unit_cost!r}")
         if input_size is not None and (len(tuple(input_size)) != 3 or any(int(v) < 1 for v in input_size)):
@@ -184,6 +190,7 @@ class ProgressiveShrinking(OneShotStrategy):
         self.ema_decay, self.recalibration_batches = float(ema_decay), int(recalibration_batches)
         self.seed, self.resume, self.target_tolerance = int(seed), bool(resume), float(target_tolerance)
         self.path_overhead, self.unit_cost = float(path_overhead), unit_cost
+        self.elementwise_weight = float(elementwise_weight)
         self.shrink_epochs = None if shrink_epochs is None else int(shrink_epochs)
         self.on_epoch_end = on_epoch_end
         self.devices = devices or DeviceSettings()
@@ -297,6 +304,7 @@ class ProgressiveShrinking(OneShotStrategy):
             target_tolerance=self.target_tolerance,
             path_overhead=self.path_overhead,
             unit_cost=self.unit_cost,
+            elementwise_weight=self.elementwise_weight,
             round_up=self._round_up if granular else None,
             shrink_epochs=self.shrink_epochs,
         )
@@ -431,6 +439,7 @@ class ProgressiveShrinking(OneShotStrategy):
             strategy="hrnas",
             path_overhead=self.path_overhead,
             unit_cost=self.unit_cost,
+            elementwise_weight=self.elementwise_weight,
             shrink_epochs=self.policy().shrink_end(epochs),
             search_cost=state.search_cost(),
             trajectory=state.trajectory,

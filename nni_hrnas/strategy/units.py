@@ -32,23 +32,32 @@ class UnitGroup:
     unit_macs: int  # MACs one unit costs (Eq. 6); for tokens O_T(n') - O_T(n' - 1)
     in_hw: HW
     path_overhead: float = 0.0  # fixed cost of the whole path in MAC-equivalents (latency mode)
+    unit_norm_act: int = 0  # BN and activation elements one unit carries (costs.norm_act)
+    elementwise_weight: float = 0.0  # MAC-equivalents of one of those elements (latency mode)
 
     @property
     def count(self) -> int:
         """The number of units (channels or tokens) the group has now."""
         return int(self.bn.weight.shape[0])
 
+    @property
+    def unit_work(self) -> float:
+        """What one unit costs by itself in MAC-equivalents: its MACs plus its BN and activation
+        elements at ``elementwise_weight`` each."""
+        return self.unit_macs + self.elementwise_weight * self.unit_norm_act
+
     def unit_cost(self) -> torch.Tensor | float:
-        """The penalty weight of one unit: its MACs plus its share of the path's fixed overhead.
+        """The penalty weight of one unit: its work (:attr:`unit_work`) plus its share of the path's
+        fixed overhead.
 
         The overhead is shared by the units still alive (a nonzero gamma: the truncated gradient
         makes removed units exact zeros), counted afresh at every step: as a path thins, its last
         units carry all of its overhead, so removing whole paths (not thinning them) is what pays.
         """
         if not self.path_overhead:
-            return float(self.unit_macs)
+            return float(self.unit_work)
         alive = self.bn.weight.detach().ne(0).sum().clamp(min=1)
-        return self.unit_macs + self.path_overhead / alive
+        return self.unit_work + self.path_overhead / alive
 
     def importance(self) -> torch.Tensor:
         """|gamma| of every unit (detached)."""
@@ -66,6 +75,7 @@ def unit_groups(
     input_size: tuple[int, int, int],
     path_overhead: float = 0.0,
     unit_cost: str = "exact",
+    elementwise_weight: float = 0.0,
 ) -> list[UnitGroup]:
     """Every group of search units of ``net``, costed at ``input_size`` (C, H, W).
 
@@ -74,11 +84,14 @@ def unit_groups(
     see :func:`nni_hrnas.latency.measure_path_overhead`) adds each kernel path's and transformer's
     fixed cost, Eq. 7 adapted to latency. ``unit_cost`` (:data:`search_spaces.costs.UNIT_COSTS`) is what a
     depthwise channel counts: ``exact`` the MACs its removal saves, ``paper`` its depthwise conv alone.
+    ``elementwise_weight`` (MAC-equivalents, see :func:`nni_hrnas.latency.measure_elementwise_weight`)
+    adds each unit's BN and activation elements: memory-bound work that MACs do not count.
     """
     groups: list[UnitGroup] = []
     for slot, block in net.searching_blocks():
         hw = block_input_hw(input_size, slot.input_stride)
         unit = costs.block_unit_macs(block, hw, unit_cost)
+        elements = costs.block_unit_norm_act(block, hw)
         for name, path in block.paths.items():
             groups.append(
                 UnitGroup(
@@ -89,6 +102,8 @@ def unit_groups(
                     unit[name],
                     hw,
                     path_overhead,
+                    elements[name],
+                    elementwise_weight,
                 )
             )
         if block.transformer is not None:
@@ -101,20 +116,25 @@ def unit_groups(
                     unit[labels.TOKENS],
                     hw,
                     path_overhead,
+                    elements[labels.TOKENS],
+                    elementwise_weight,
                 )
             )
     return groups
 
 
 def mean_unit_macs(groups: Iterable[UnitGroup]) -> float:
-    """The mean MACs over all units: the normaliser that makes the mean unit MAC cost 1.
+    """The mean work over all units (:attr:`UnitGroup.unit_work`): the normaliser that makes the mean
+    unit cost 1.
 
-    Path overheads are left out on purpose: they add to the MAC pressure in the same units
-    instead of diluting it, so lambda means the same with and without them.
+    Path overheads are left out on purpose: they add to the pressure in the same units instead of
+    diluting it. Element-wise work is counted in: it reprices units against each other (a channel at
+    a high resolution between few channels costs more than its MACs say), and lambda keeps its
+    strength.
     """
-    total, count = 0, 0
+    total, count = 0.0, 0
     for g in groups:
-        total += g.unit_macs * g.count
+        total += g.unit_work * g.count
         count += g.count
     if count == 0:
         return 1.0

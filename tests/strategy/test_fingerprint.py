@@ -41,7 +41,7 @@ def _fingerprint(**kwargs) -> dict:
 def test_every_setting_but_the_excluded_is_in_the_fingerprint():
     settings = [n for n in inspect.signature(ProgressiveShrinking.__init__).parameters if n != "self"]
     fingerprint = _fingerprint()
-    assert set(fingerprint) == OLD_KEYS | {"target_tolerance", "unit_cost"}
+    assert set(fingerprint) == OLD_KEYS | {"target_tolerance", "unit_cost", "elementwise_weight"}
     assert set(fingerprint) - {"config", "world_size"} == {
         n.rstrip("_") for n in settings if n not in NOT_IN_FINGERPRINT
     }
@@ -62,6 +62,7 @@ def test_every_setting_but_the_excluded_is_in_the_fingerprint():
         "seed": 7,
         "target_tolerance": 0.1,
         "path_overhead": 5.0,
+        "elementwise_weight": 20.0,
         "shrink_epochs": 2,
     }
     for name, value in changed.items():
