@@ -4,6 +4,7 @@ and in the weights a running search's penalty uses."""
 from __future__ import annotations
 
 import pytest
+import torch
 from search_helpers import tiny_search
 
 from nni_hrnas.search import SearchError, SearchSettings
@@ -94,3 +95,57 @@ def test_the_exact_cost_is_what_removing_a_channel_saves_the_paper_cost_is_not()
     )
     assert costs.block_unit_macs(block, (11, 13), "exact")["k3"] == saved
     assert costs.block_unit_macs(block, (11, 13), "paper")["k3"] < saved
+
+
+def _norm_act_elements(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """BN and activation output elements of one forward pass, counted by forward hooks (not the cost
+    model): a BN followed by its ReLU counts its elements twice, as ``costs.norm_act`` does."""
+    counted = 0
+
+    def count(_module, _inputs, output):
+        nonlocal counted
+        counted += output.numel()
+
+    hooks = [
+        m.register_forward_hook(count)
+        for m in module.modules()
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.ReLU)
+    ]
+    with torch.no_grad():
+        module.eval()(x)
+    for hook in hooks:
+        hook.remove()
+    return counted
+
+
+def test_a_channels_elements_are_what_removing_it_saves_counted_in_a_forward_pass():
+    x = torch.randn(1, 6, 11, 13)
+    block = SearchingBlock(6, 10, stride=2, kernel_widths={3: 4, 5: 2}, num_tokens=0)
+    fewer = SearchingBlock(6, 10, stride=2, kernel_widths={3: 3, 5: 2}, num_tokens=0)
+    units = costs.block_unit_norm_act(block, (11, 13))
+    assert units["k3"] == units["k5"] == _norm_act_elements(block, x) - _norm_act_elements(fewer, x)
+    # by hand: the expand BN + ReLU at 11 x 13, the depthwise BN + ReLU at 6 x 7
+    assert units["k3"] == 2 * 143 + 2 * 42
+
+
+def test_the_elementwise_weight_reaches_the_penalty_of_a_running_search(monkeypatch):
+    plain, _ = _penalty_weights(monkeypatch)
+    monkeypatch.undo()
+    weighted, strategy = _penalty_weights(monkeypatch, elementwise_weight=7.0)
+    assert strategy.result["elementwise_weight"] == 7.0
+    net = HRNASSpace.from_preset("tiny").freeze(HRNASSpace.from_preset("tiny").max_sample())
+    for slot, block in net.searching_blocks():
+        side = SIZE[1] // slot.input_stride
+        out_side = -(-side // block.stride)
+        for name in block.paths:  # by hand: two BN + ReLU maps, at the input and the depthwise output
+            label = f"{slot.label}_{name}"
+            assert weighted[label] == plain[label] + 7.0 * (2 * side * side + 2 * out_side * out_side)
+        if block.transformer is not None:
+            assert weighted[f"{slot.label}_tok"] > plain[f"{slot.label}_tok"]
+
+
+def test_a_bad_elementwise_weight_is_one_clear_line():
+    with pytest.raises(ValueError, match=r"^elementwise_weight"):
+        ProgressiveShrinking(elementwise_weight=-1.0)
+    with pytest.raises(SearchError, match=r"^invalid elementwise_weight=-1\.0: expected a number >= 0$"):
+        SearchSettings(task="digits_seg", elementwise_weight=-1.0)
