@@ -113,10 +113,11 @@ class CompareSettings:
     )
     out: str = setting("runs/compare")
     seed: int = setting(0, type=int)
-    # 6: with 2, every digits_seg network stayed near the background score and strategies could not be
-    # told apart; with 6 the best reach about 4x it (README, "HR-NAS against NNI's strategies")
+    # 12: with 2, every digits_seg network stayed near the background score and strategies could not be
+    # told apart; with 6 the best reached 3.4-3.8x it in the paper's space but 2.8-3.2x in today's
+    # narrower default space, with 12 4.8-5.2x (README, "HR-NAS against NNI's strategies")
     eval_epochs: int = setting(
-        6, type=int, check=integer(1), help="fixed schedule every architecture is trained with"
+        12, type=int, check=integer(1), help="fixed schedule every architecture is trained with"
     )
     hrnas_lambdas: int = setting(
         3,
