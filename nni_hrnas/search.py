@@ -196,9 +196,9 @@ class SearchSettings:
         metavar="W",
         check=number(0).or_none(),
         forward=True,
-        help="MAC-equivalents of each BN and activation element a unit carries, so that thin paths "
-        "between few channels at high resolution pay for their memory-bound work (default: per "
-        "task; 0, the paper's MAC-only cost, on the real tasks)",
+        help="MAC-equivalents of each BN and activation element a unit carries, memory-bound work "
+        "that MACs do not count (default 0, the paper's MAC-only cost; "
+        "benchmarks/bench_elementwise_weight.py fits it here)",
     )
     latency_batch: int = setting(
         1, type=int, check=integer(1), help="batch size 'auto' measures at (default 1)"

@@ -201,21 +201,21 @@ def _ffn_ratio(module: LightweightTransformer) -> int:
 
 def transformer_unit_macs(module: LightweightTransformer, in_hw: HW) -> int:
     """O_T(n') - O_T(n'-1): what removing one token saves, given the n' tokens still there (Eq. 6)."""
-    n = int(module.num_tokens)
-    if n == 0:
-        return 0
-    return transformer_module_cost(module, in_hw, n).macs - transformer_module_cost(module, in_hw, n - 1).macs
+    return _token_saving(module, in_hw).macs
 
 
 def transformer_unit_norm_act(module: LightweightTransformer, in_hw: HW) -> int:
     """The ``norm_act`` elements removing one of the n' tokens still there saves."""
+    return _token_saving(module, in_hw).norm_act
+
+
+def _token_saving(module: LightweightTransformer, in_hw: HW) -> Cost:
+    """Cost(n') - Cost(n' - 1), counter by counter (nothing at n' = 0)."""
     n = int(module.num_tokens)
     if n == 0:
-        return 0
-    return (
-        transformer_module_cost(module, in_hw, n).norm_act
-        - transformer_module_cost(module, in_hw, n - 1).norm_act
-    )
+        return Cost()
+    now, fewer = transformer_module_cost(module, in_hw, n), transformer_module_cost(module, in_hw, n - 1)
+    return Cost(**{k: v - fewer.as_dict()[k] for k, v in now.as_dict().items()})
 
 
 def path_width(path: KernelPath) -> int:

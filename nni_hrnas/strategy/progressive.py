@@ -125,8 +125,8 @@ class ProgressiveShrinking(OneShotStrategy):
             the expand and project convs, as the official code; ``paper`` the depthwise conv alone,
             k * k * h * w, Eq. 6 as printed. Tokens cost O_T(n') - O_T(n'-1) either way.
         elementwise_weight: MAC-equivalents of one BN or activation element, added to each unit's
-            cost for the elements it carries (:func:`nni_hrnas.latency.measure_elementwise_weight`
-            measures it): on a CPU that memory-bound work can cost more time than a channel's
+            cost for the elements it carries (``benchmarks/bench_elementwise_weight.py`` fits it for a
+            training step): on a CPU that memory-bound work can cost more time than a channel's
             MACs. 0 (the default) is the paper's MAC-only cost.
         shrink_epochs: epochs of the shrinking phase (default: all ``epochs``, the paper's schedule);
             the remaining epochs train the final architecture without penalty or pruning.

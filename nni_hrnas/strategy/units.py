@@ -84,7 +84,7 @@ def unit_groups(
     see :func:`nni_hrnas.latency.measure_path_overhead`) adds each kernel path's and transformer's
     fixed cost, Eq. 7 adapted to latency. ``unit_cost`` (:data:`search_spaces.costs.UNIT_COSTS`) is what a
     depthwise channel counts: ``exact`` the MACs its removal saves, ``paper`` its depthwise conv alone.
-    ``elementwise_weight`` (MAC-equivalents, see :func:`nni_hrnas.latency.measure_elementwise_weight`)
+    ``elementwise_weight`` (MAC-equivalents, fitted by ``benchmarks/bench_elementwise_weight.py``)
     adds each unit's BN and activation elements: memory-bound work that MACs do not count.
     """
     groups: list[UnitGroup] = []
