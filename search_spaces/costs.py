@@ -214,8 +214,9 @@ def _token_saving(module: LightweightTransformer, in_hw: HW) -> Cost:
     n = int(module.num_tokens)
     if n == 0:
         return Cost()
-    now, fewer = transformer_module_cost(module, in_hw, n), transformer_module_cost(module, in_hw, n - 1)
-    return Cost(**{k: v - fewer.as_dict()[k] for k, v in now.as_dict().items()})
+    now = transformer_module_cost(module, in_hw, n).as_dict()
+    fewer = transformer_module_cost(module, in_hw, n - 1).as_dict()
+    return Cost(**{k: now[k] - fewer[k] for k in now})
 
 
 def path_width(path: KernelPath) -> int:
