@@ -42,10 +42,12 @@ import torch
 
 
 def _latency_per_mmac(net: torch.nn.Module, input_size, macs: int, batch: int, repeats: int = 20) -> float:
-    from nni_hrnas.latency import _median_seconds
+    from nni_hrnas.latency import inference_runner, time_latency
 
     x = torch.randn(batch, *input_size)
-    return _median_seconds(net.eval(), x, repeats) / batch / (macs / 1e6)
+    return (
+        time_latency(inference_runner(net.eval(), x), warmup=3, repeats=repeats).median / batch / (macs / 1e6)
+    )
 
 
 def _search_overrides(pairs: list[str]) -> dict:

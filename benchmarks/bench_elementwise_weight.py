@@ -78,7 +78,7 @@ def measure(
     task: str, shares: Sequence[float], random_count: int, rounds: int, steps: int, seed: int = 0
 ) -> dict:
     """Time every network's training step in alternation and fit the element weight (see the module doc)."""
-    from nni_hrnas.latency import time_latency
+    from nni_hrnas.latency import time_latency, training_step_runner
 
     torch.manual_seed(seed)
     space, samples, input_size, batch = _networks(task, shares, random_count, seed)
@@ -87,14 +87,7 @@ def measure(
         net = space.freeze(arch).to(memory_format=torch.channels_last).train()
         cost = net.cost(input_size)
         x = torch.randn(batch, *input_size).contiguous(memory_format=torch.channels_last)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
-
-        def step(net=net, x=x, optimizer=optimizer) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            net(x).float().square().mean().backward()
-            optimizer.step()
-
-        nets.append((kind, batch * cost.macs, batch * cost.norm_act, step))
+        nets.append((kind, batch * cost.macs, batch * cost.norm_act, training_step_runner(net, x)))
     timed: list[list[float]] = [[] for _ in nets]
     for _ in range(rounds):
         for i, (*_, step) in enumerate(nets):  # alternate: drift reaches every network alike

@@ -48,21 +48,9 @@ def _networks(rows: list[dict]) -> dict[tuple[str, int], tuple[dict[str, dict], 
     return {key: (pair, spaces.get(key)) for key, pair in pairs.items() if len(pair) == 2}
 
 
-def _step(net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    """One training step of ``net`` on ``x``: forward, a mean-square loss, backward, AdamW."""
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
-
-    def run() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        net(x).float().square().mean().backward()
-        optimizer.step()
-
-    return run
-
-
 def measure(rows: list[dict], rounds: int, steps: int) -> list[dict]:
     """Per task and seed, each network's ms per image per M MACs and the searched/uniform ratios."""
-    from nni_hrnas.latency import _runner, time_latency
+    from nni_hrnas.latency import inference_runner, time_latency, training_step_runner
     from nni_hrnas.search import SearchSettings, search_space
     from nni_hrnas.tasks.registry import get_task
 
@@ -83,10 +71,10 @@ def measure(rows: list[dict], rounds: int, steps: int) -> list[dict]:
                 )
             nets[kind] = net = net.to(memory_format=torch.channels_last)
             x = torch.randn(batch, *input_size).contiguous(memory_format=torch.channels_last)
-            calls[kind, "train"] = _step(net, x)  # a training step at the search's batch size
+            calls[kind, "train"] = training_step_runner(net, x)  # a training step at the search's batch size
             for b in (1, 32):  # inference, in inference mode
                 x = torch.randn(b, *input_size).contiguous(memory_format=torch.channels_last)
-                calls[kind, f"batch{b}"] = _runner(net, x, "torch")
+                calls[kind, f"batch{b}"] = inference_runner(net, x)
         per_image = {"train": batch, "batch1": 1, "batch32": 32}
         timed: dict[tuple[str, str], list[float]] = {}
         for _ in range(rounds):

@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 
 def time_steps(preset: str, arch_file: str | None, batch: int, steps: int) -> list[dict]:
@@ -26,6 +24,7 @@ def time_steps(preset: str, arch_file: str | None, batch: int, steps: int) -> li
     import torch.nn.functional as F
 
     from nni_hrnas.baselines import uniform_sample
+    from nni_hrnas.latency import time_latency, training_step_runner
     from search_spaces import HRNASSpace, load_arch
 
     torch.manual_seed(0)
@@ -42,29 +41,23 @@ def time_steps(preset: str, arch_file: str | None, batch: int, steps: int) -> li
         target = torch.randint(0, config.num_outputs, (batch,))
     else:
         target = torch.randint(0, config.num_outputs, (batch, *config.input_size[1:]))
+
+    def loss(out: torch.Tensor) -> torch.Tensor:
+        if config.task != "classification":
+            out = F.interpolate(out, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(out, target)
+
     rows = []
     for name, arch in nets.items():
         net = space.freeze(arch).train().to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
-        times = []
-        for step in range(steps + 3):
-            start = time.perf_counter()
-            out = net(x)
-            if config.task != "classification":
-                out = F.interpolate(out, size=target.shape[-2:], mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(out, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if step >= 3:  # warm-up steps excluded
-                times.append(time.perf_counter() - start)
+        stats = time_latency(training_step_runner(net, x, loss), warmup=3, repeats=steps)
         rows.append(
             {
                 "network": name,
                 "macs": int(net.cost(config.input_size).macs),
                 "convs": sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()),
-                "median_ms": statistics.median(times) * 1000,
-                "min_ms": min(times) * 1000,
+                "median_ms": stats.median * 1000,
+                "min_ms": stats.min * 1000,
                 "threads": torch.get_num_threads(),
             }
         )

@@ -3,7 +3,8 @@
 :func:`time_latency` is the one timing loop of the project: warm-up runs, then many timed runs,
 reported as median and percentiles (one slow run from a busy machine moves the mean, not the
 median). It times any callable, so a PyTorch module, a ``torch.export`` program and an
-onnxruntime session (:func:`onnxruntime_runner`) are measured alike.
+onnxruntime session (:func:`onnxruntime_runner`) are measured alike; :func:`inference_runner` and
+:func:`training_step_runner` make the calls for a network's inference and its training step.
 
 MACs grow linearly with a path's width, but its latency is ``a + b * MACs``: every op of the path
 (two 1x1 convs, a depthwise conv, BNs, activations) costs a fixed ``a`` however few channels it
@@ -108,7 +109,15 @@ def onnx_bytes(module: torch.nn.Module, x: torch.Tensor, opset: int = 18) -> byt
     return program.model_proto.SerializeToString()
 
 
-def _runner(module: torch.nn.Module, x: torch.Tensor, runtime: str) -> Callable[[], Any]:
+def inference_runner(module: torch.nn.Module, x: torch.Tensor, runtime: str = "torch") -> Callable[[], Any]:
+    """A call that runs ``module`` on ``x`` for inference: in PyTorch (``torch.inference_mode``) or,
+    with ``runtime="onnxruntime"``, exported to ONNX and run by onnxruntime with torch's thread count.
+
+    Example:
+        >>> stats = time_latency(inference_runner(net.eval(), x), repeats=50)  # doctest: +SKIP
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"invalid runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
     if runtime == "onnxruntime":
         return onnxruntime_runner(onnx_bytes(module, x), x, threads=torch.get_num_threads())
 
@@ -119,9 +128,28 @@ def _runner(module: torch.nn.Module, x: torch.Tensor, runtime: str) -> Callable[
     return run
 
 
-def _median_seconds(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Median seconds of ``module(x)`` in PyTorch after 3 warm-up calls (see :func:`time_latency`)."""
-    return time_latency(_runner(module, x, "torch"), warmup=3, repeats=repeats).median
+def training_step_runner(
+    module: torch.nn.Module,
+    x: torch.Tensor,
+    loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    lr: float = 1e-3,
+) -> Callable[[], None]:
+    """A call that makes one training step of ``module`` on ``x``: forward, ``loss(output)`` (the
+    output's mean square by default: the cost of the loss itself is the same for every network),
+    backward, and an AdamW update of its own optimizer. ``module`` is trained in place.
+
+    Example:
+        >>> stats = time_latency(training_step_runner(net.train(), x), warmup=3, repeats=20)  # doctest: +SKIP
+    """
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
+    loss_of = loss if loss is not None else (lambda out: out.float().square().mean())
+
+    def run() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_of(module(x)).backward()
+        optimizer.step()
+
+    return run
 
 
 def measure_path_overhead(
@@ -152,8 +180,6 @@ def measure_path_overhead(
             f"need batch_size >= 1, repeats >= 1 and 0 < widths[0] < widths[1]; got "
             f"batch_size={batch_size}, repeats={repeats}, widths={widths}"
         )
-    if runtime not in RUNTIMES:
-        raise ValueError(f"invalid runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
     x = torch.randn(batch_size, channels, size, size)
     unit = costs.kernel_unit_macs(channels, channels, kernel_size, (size, size), 1)
     deployed = runtime == "onnxruntime"
@@ -165,7 +191,7 @@ def measure_path_overhead(
             if deployed
             else KernelPath(channels, channels, width, kernel_size, 1).eval()
         )
-        seconds = time_latency(_runner(module, x, runtime), warmup=3, repeats=repeats).median
+        seconds = time_latency(inference_runner(module, x, runtime), warmup=3, repeats=repeats).median
         points.append((batch_size * unit * width, seconds))
     (m1, t1), (m2, t2) = points
     seconds_per_mac = (t2 - t1) / (m2 - m1)
@@ -178,7 +204,7 @@ def measure_path_overhead(
     fixed = t1 - seconds_per_mac * m1
     if deployed:  # the fixed cost the path adds to a block that keeps another path
         base = _deployed_block(channels, kernel_size, 0, 16)
-        fixed -= time_latency(_runner(base, x, runtime), warmup=3, repeats=repeats).median
+        fixed -= time_latency(inference_runner(base, x, runtime), warmup=3, repeats=repeats).median
     return max(fixed / seconds_per_mac / batch_size, 0.0)
 
 

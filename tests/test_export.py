@@ -230,13 +230,13 @@ def test_time_latency_percentiles_match_numpy(monkeypatch):
 
 
 def test_onnxruntime_latency_runner_computes_the_kernel_path():
-    from nni_hrnas.latency import _runner, measure_path_overhead
+    from nni_hrnas.latency import inference_runner, measure_path_overhead
     from search_spaces.ops import KernelPath
 
     path = KernelPath(8, 8, 12, 5, 1).eval()
     randomize_bn(path, seed=3)
     x = torch.randn(1, 8, 16, 16)
-    (got,) = _runner(path, x, "onnxruntime")()
+    (got,) = inference_runner(path, x, "onnxruntime")()
     with torch.no_grad():
         np.testing.assert_allclose(got, path(x).numpy(), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="invalid runtime='tflite'"):
@@ -298,6 +298,39 @@ def test_a_failed_check_writes_nothing(tmp_path):
             tmp_path / "run", tmp_path / "out", ExportSettings(formats=("torch",), fuse=True, tolerance=1e-12)
         )
     assert _tree(tmp_path / "out") == {}
+
+
+def test_training_step_runner_makes_one_adamw_step_of_the_given_loss():
+    """One call = forward, the loss, backward and an AdamW update, as written out by hand on a copy
+    (the default loss: the output's mean square; a given loss replaces it)."""
+    import copy
+
+    from nni_hrnas.latency import training_step_runner
+    from search_spaces.ops import KernelPath
+
+    x = torch.randn(2, 8, 16, 16)
+    for loss in (None, lambda out: out.abs().sum()):
+        torch.manual_seed(0)
+        net = KernelPath(8, 8, 12, 3, 1).train()
+        reference, initial = copy.deepcopy(net), copy.deepcopy(net)
+        step = training_step_runner(net, x, loss, lr=1e-2)
+        optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-2)
+        for _ in range(2):
+            step()
+            optimizer.zero_grad()
+            out = reference(x)
+            (out.square().mean() if loss is None else out.abs().sum()).backward()
+            optimizer.step()
+        for got, want in zip(net.parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(got, want)
+        assert not torch.equal(net.project.weight, initial.project.weight)  # it did train
+
+
+def test_inference_runner_refuses_an_unknown_runtime():
+    from nni_hrnas.latency import inference_runner
+
+    with pytest.raises(ValueError, match="invalid runtime='tflite': expected one of torch, onnxruntime"):
+        inference_runner(torch.nn.Identity(), torch.zeros(1), "tflite")
 
 
 def test_latency_runtime_reaches_the_path_overhead_measurement(monkeypatch):
@@ -371,7 +404,7 @@ def test_onnxruntime_path_overhead_is_what_one_path_adds_to_the_deployed_block(m
         seconds = run()
         return LatencyStats(seconds, seconds, seconds, seconds, seconds, repeats, warmup)
 
-    monkeypatch.setattr(latency, "_runner", fake_runner)
+    monkeypatch.setattr(latency, "inference_runner", fake_runner)
     monkeypatch.setattr(latency, "time_latency", fake_time)
     got = latency.measure_path_overhead(runtime="onnxruntime", widths=(8, 128))
     assert got == pytest.approx(per_dw / per_mac, rel=1e-6)
