@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         choices=task_names(),
         help="the task's default space, as hrnas search builds it (its preset, which --preset may name, "
-        "with the task's own overrides: digits_seg's has 3x3 paths only and no transformer)",
+        "with the task's own overrides: digits_seg's and digits_kp's have 3x3 paths only and no transformer)",
     )
     flops.add_argument(
         "--input",

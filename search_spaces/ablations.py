@@ -21,7 +21,7 @@ SPACE_VARIANTS: dict[str, tuple[str, ...]] = {
     # --- + MixConv: 3x3, 5x5 and 7x7 kernel paths, no transformer
     "mixconv": ("kernels=3,5,7", "transformer=false"),
     # --- + transformer: the whole space, the preset's kernels and transformer placement (named, as a
-    # task's default space may narrow them: digits_seg's has 3x3 paths only and no transformer)
+    # task's default space may narrow them: digits_seg's and digits_kp's have 3x3 paths only, no transformer)
     "transformer": ("kernels=3,5,7", "transformer=true"),
 }
 

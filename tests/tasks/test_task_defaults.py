@@ -6,8 +6,8 @@ prune every 5 epochs after 5 warm-up epochs, shrinking throughout the task's sch
 computed with the code before the defaults moved into one record (commit 0a5253d: ``TaskSpec``
 and ``search.TASK_DEFAULTS``) and checked by hand against those two tables; they pin that the move
 changed no task's effective settings. Changed on purpose since: kitti_sim's learning rate, 3e-3 ->
-1e-2 (README, "3D detection"); digits_seg's space, the preset -> 3x3 paths only and no transformer
-(README, "Searched network vs the alternatives").
+1e-2 (README, "3D detection"); digits_seg's space, then digits_kp's, the preset -> 3x3 paths only
+and no transformer (README, "Searched network vs the alternatives").
 """
 
 from __future__ import annotations
@@ -66,8 +66,12 @@ SEARCH = {
     "digits_cls": dict(_DIGITS, preset="digits_cls", data_sizes=(1280, 360)),
     "digits_kp": dict(_DIGITS, preset="digits_kp", data_sizes=(640, 192)),
 }
-#: The task's own space overrides (``--space`` given none): digits_seg's since the change above.
-SPACE = {"digits_seg": {"kernels": (3,), "transformer": False}}
+#: The task's own space overrides (``--space`` given none): digits_seg's and digits_kp's since the
+#: changes above.
+SPACE = {
+    "digits_seg": {"kernels": (3,), "transformer": False},
+    "digits_kp": {"kernels": (3,), "transformer": False},
+}
 #: The settings no task changes, at 0a5253d.
 COMMON = dict(
     target_macs=None,
