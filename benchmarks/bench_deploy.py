@@ -83,18 +83,12 @@ def _synthetic(config, arch_max: dict[str, int], target_macs: int, size) -> dict
 
 
 def _timer(model: torch.nn.Module, runtime: str, x: torch.Tensor, onnx_path: Path | None, pad: int):
-    from nni_hrnas.latency import onnxruntime_runner
+    from nni_hrnas.latency import inference_runner, onnxruntime_runner
     from search_spaces.ops.fuse import fuse_for_inference
 
     if runtime == "onnxruntime":
         return onnxruntime_runner(str(onnx_path), x, threads=1)
-    net = fuse_for_inference(model, pad) if runtime == "fused" else model
-
-    def run() -> None:
-        with torch.inference_mode():
-            net(x)
-
-    return run
+    return inference_runner(fuse_for_inference(model, pad) if runtime == "fused" else model, x)
 
 
 def measure(nets: dict[str, torch.nn.Module], size, batches: list[int], repeats: int, pad: int) -> dict:

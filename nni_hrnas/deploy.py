@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nni_hrnas.latency import RUNTIMES, onnx_bytes, onnxruntime_runner, time_latency
+from nni_hrnas.latency import RUNTIMES, inference_runner, onnx_bytes, onnxruntime_runner, time_latency
 from nni_hrnas.run_folder import (
     ARCH_FILE,
     BENCH_FILE,
@@ -463,11 +463,7 @@ def bench(
             )
         x = torch.randn(batch, *size)
         if runtime == "torch":
-            program = torch.export.load(str(source / file)).module()
-
-            def run() -> None:
-                with torch.inference_mode():
-                    program(x)
+            run = inference_runner(torch.export.load(str(source / file)).module(), x)
         else:
             run = onnxruntime_runner(str(source / file), x, threads)
         kind = "export"
@@ -478,10 +474,7 @@ def bench(
         model = fuse_for_inference(model, pad_channels) if fuse else model
         x = torch.randn(batch, *size)
         if runtime == "torch":
-
-            def run() -> None:
-                with torch.inference_mode():
-                    model(x)
+            run = inference_runner(model, x)
         else:
             run = onnxruntime_runner(onnx_bytes(model, x), x, threads)
         kind = "run"
