@@ -76,7 +76,7 @@ def plain_images_per_second(args, batch_size: int) -> float:
     from nni_hrnas.search import build_search
     from nni_hrnas.strategy.ema import EMA
     from nni_hrnas.strategy.loop import configure_optimizers
-    from nni_hrnas.strategy.units import clip_zero_crossings_, mean_unit_macs, penalty, unit_groups
+    from nni_hrnas.strategy.units import clip_zero_crossings_, mean_unit_work, penalty, unit_groups
 
     settings = _settings(args, batch_size)
     space, evaluator, strategy = build_search(settings)
@@ -87,7 +87,7 @@ def plain_images_per_second(args, batch_size: int) -> float:
     loader = torch.utils.data.DataLoader(source.dataset, batch_size=batch_size, shuffle=True, drop_last=True)
     optimizer, scheduler, interval = configure_optimizers(module, settings.epochs, len(loader))
     groups = unit_groups(model, strategy.input_size)
-    normaliser, ema, lam = mean_unit_macs(groups), EMA(model, 0.999), settings.lambda_
+    normaliser, ema, lam = mean_unit_work(groups), EMA(model, 0.999), settings.lambda_
     images, start = 0, time.perf_counter()
     for _ in range(settings.epochs):
         model.train()

@@ -36,7 +36,7 @@ INTERNAL = {
         "rebuild",
         "recalibrate_bn",
         "penalty",
-        "mean_unit_macs",
+        "mean_unit_work",
         "UnitGroup",
         "WidthCost",
         "EMA",

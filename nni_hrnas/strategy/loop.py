@@ -47,7 +47,7 @@ from .ema import EMA
 from .policy import PruningPolicy
 from .prune import rebuild, recalibrate_bn, slice_optimizer_, units_removed
 from .run_state import RunState, rng_state, set_rng_state
-from .units import clip_zero_crossings_, mean_unit_macs, penalty
+from .units import clip_zero_crossings_, mean_unit_work, penalty
 
 if TYPE_CHECKING:  # annotations only: the loop just calls the task module's methods (Lightning not imported)
     from pytorch_lightning import LightningModule
@@ -497,7 +497,7 @@ class _SearchLoop:
         if payload is None:
             self._reseed(-1, per_rank=False)  # the same initial weights on every rank
             model = job.build(dict(job.supernet_arch))
-            state.normaliser = mean_unit_macs(policy.unit_groups(model))
+            state.normaliser = mean_unit_work(policy.unit_groups(model))
             state.start_macs = self._macs_params(model)[0]
         else:
             model = job.build(dict(payload["arch"]))

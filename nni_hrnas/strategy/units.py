@@ -123,7 +123,7 @@ def unit_groups(
     return groups
 
 
-def mean_unit_macs(groups: Iterable[UnitGroup]) -> float:
+def mean_unit_work(groups: Iterable[UnitGroup]) -> float:
     """The mean work over all units (:attr:`UnitGroup.unit_work`): the normaliser that makes the mean
     unit cost 1.
 

@@ -14,7 +14,7 @@ from reference import torch_counted_macs
 from nni_hrnas.strategy.ema import EMA
 from nni_hrnas.strategy.policy import PruningPolicy
 from nni_hrnas.strategy.prune import rebuild, recalibrate_bn, slice_optimizer_, slice_spec, threshold_keep
-from nni_hrnas.strategy.units import WidthCost, clip_zero_crossings_, mean_unit_macs, penalty, unit_groups
+from nni_hrnas.strategy.units import WidthCost, clip_zero_crossings_, mean_unit_work, penalty, unit_groups
 from search_spaces import HRNASNetwork, HRNASSpace
 
 EPS = 1e-3
@@ -130,7 +130,7 @@ def test_units_costs_and_penalty():
     assert labels == set(net.arch)  # every choice label is a unit group
     tok = [g for g in groups if g.kind == "tok"]
     assert tok and all(g.count == 4 for g in tok)
-    norm = mean_unit_macs(groups)
+    norm = mean_unit_work(groups)
     with torch.no_grad():
         for g in groups:
             g.bn.weight.fill_(1.0)
@@ -152,7 +152,7 @@ def test_penalty_weighs_each_gamma_by_the_macs_its_unit_costs():
     cost different amounts, so a plain L1 of the gammas gives other values."""
     net = tiny_net().eval()
     groups = unit_groups(net, SIZE)
-    norm = mean_unit_macs(groups)
+    norm = mean_unit_work(groups)
     x = torch.zeros(1, *SIZE)
     full = torch_counted_macs(net, x)
     kernels = [g for g in groups if g.kind != "tok" and g.count >= 2]
