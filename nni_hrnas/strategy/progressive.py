@@ -29,7 +29,8 @@ epochs and after the last: BN statistics recalibrated on a few training batches,
 the EMA network evaluated. **Training** (the epochs after ``shrink_epochs``, if any): the final
 architecture is trained with the task loss alone, with an optimizer, learning-rate schedule and
 EMA set up afresh for those epochs, so that the search returns a trained network rather than a
-freshly pruned one; the EMA network is evaluated every ``prune_every`` epochs and at the end. With
+freshly pruned one; the EMA network is evaluated every ``prune_every`` epochs and at the end, with
+the EMA of the live network's BN statistics (no recalibration: the architecture is fixed). With
 ``target_macs`` the penalty is scaled up or down to follow a path to the target, no prune step
 goes below it (it removes fewer of the units under eps instead), and if the MACs are still above
 the target after the last shrinking epoch, that step removes the least important units until they
@@ -110,7 +111,7 @@ class ProgressiveShrinking(OneShotStrategy):
             network's minimum (stem, shortcuts and head alone) is an error.
         input_size: (C, H, W) the unit costs are computed at (default: the training samples' size).
         ema_decay: decay of the weight EMA used for evaluation and export.
-        recalibration_batches: training batches used to recalibrate BN statistics.
+        recalibration_batches: training batches used to recalibrate BN statistics at each prune step.
         seed: seeds the weights, the data order and every random draw, per epoch.
         checkpoint_dir: where ``search_checkpoint.pt`` is written after every epoch (an existing
             one is never overwritten unless ``resume``).

@@ -148,6 +148,40 @@ def test_the_exported_network_is_the_ema_with_recalibrated_bn_statistics(tmp_pat
     torch.testing.assert_close(net.stem[1].running_mean, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_after_shrinking_the_exported_bn_statistics_are_the_ema_of_the_live_ones():
+    """Training phase (epoch 2 of 2): the exported stem BN's running mean is the EMA, rebuilt here
+    from its definition (decay min(0.9, (1 + n) / (10 + n)) from the phase's first step, started
+    at the live network's value then), of the live network's running mean after each training step,
+    not a recalibration on ``recalibration_batches`` batches (as after a prune step), which would
+    give the mean of the stem convolution over those batches."""
+    evaluator = tiny_evaluator(**EVALUATOR)
+    module, original = evaluator.module, evaluator.module.training_step
+    before, after = [], []
+
+    def recorded(batch, i):
+        before.append(module.model.stem[1].running_mean.detach().clone())
+        out = original(batch, i)
+        after.append(module.model.stem[1].running_mean.detach().clone())
+        return out
+
+    module.training_step = recorded
+    strategy = tiny_search(
+        evaluator=evaluator, lambda_=0.05, epochs=2, shrink_epochs=1, recalibration_batches=6
+    )
+    steps = EVALUATOR["n_train"] // EVALUATOR["batch_size"]
+    assert len(after) == 2 * steps
+    expected = before[steps]  # the EMA starts as a copy of the network the phase trains
+    for n, live in enumerate(after[steps:], start=1):
+        decay = min(STRATEGY["ema_decay"], (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * live
+    exported = strategy.model.stem[1].running_mean
+    torch.testing.assert_close(exported, expected, rtol=1e-5, atol=1e-6)
+    images = tiny_digits(EVALUATOR["n_train"], seed=1).tensors[0]
+    with torch.no_grad():
+        recalibrated = strategy.model.stem[0](images).mean((0, 2, 3))
+    assert not torch.allclose(exported, recalibrated, rtol=1e-3, atol=1e-4), "the two would not differ"
+
+
 def test_budget_mode_lands_within_five_percent(checked_rebuilds):
     space = HRNASSpace.from_preset("tiny")
     full = space.freeze(space.max_sample()).cost(SIZE).macs
