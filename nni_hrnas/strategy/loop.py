@@ -226,10 +226,11 @@ def _batch_input(batch):
 
 @torch.no_grad()
 def average_bn_statistics(model: nn.Module, seen: int, fabric: Fabric | None) -> None:
-    """Average the recalibrated BN statistics over the ranks, weighted by the batches each saw.
+    """Average the BN statistics over the ranks, weighted by the batches each saw (``seen``).
 
-    A recalibration with ``momentum=None`` keeps the mean of the per-batch statistics, so the weighted
-    average equals the recalibration of one process on all the ranks' batches. One collective.
+    After a recalibration with ``momentum=None`` (the mean of the per-batch statistics) the weighted
+    average equals the recalibration of one process on all the ranks' batches; with ``seen=1`` it is
+    the plain mean of the ranks' statistics (the training phase's EMA). One collective.
     """
     if fabric is None or fabric.world_size < 2:
         return

@@ -401,8 +401,8 @@ def _cpu_search(**overrides: Any) -> SearchDefaults:
 #: alternatives"; why per task at each use).
 DIGITS_NARROW_SPACE: Mapping[str, Any] = MappingProxyType({"kernels": (3,), "transformer": False})
 #: digits_cls's default space: the narrow one with 3x wider kernel paths (expansion 6, a supernet of
-#: 8.1 M MACs instead of 2.8 M), so that the default penalty stops at the paper space's 1.7-2.5 M
-#: MACs, not at 0.9 M (README, "Searched network vs the alternatives", digits_cls).
+#: 8.1 M MACs instead of 2.8 M), so that the default penalty stops at 1.7-2.1 M MACs, near the
+#: paper space's 2.0-2.5 M, not at 0.9 M (README, "Searched network vs the alternatives", digits_cls).
 DIGITS_CLS_SPACE: Mapping[str, Any] = MappingProxyType({**DIGITS_NARROW_SPACE, "expansion": 6})
 
 TASKS: dict[str, TaskSpec] = {
