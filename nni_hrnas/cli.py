@@ -44,6 +44,17 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
     return size  # type: ignore[return-value]
 
 
+def _share(text: str) -> float:
+    """Parse a share in (0, 1] (``0.1``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1] such as 0.1, got {text!r}")
+    return value
+
+
 def _format_count(value: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(value) >= scale:
@@ -218,27 +229,43 @@ def architecture_summary(result: SearchResult) -> list[str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Search the embedded digits_seg task, train the obvious alternatives, print a summary, write a report.
 
-    The alternatives are what a user would otherwise pick: the supernet itself and the supernet
-    slimmed uniformly (every width x one factor) to the searched network's MACs, each trained from
-    scratch on the same data with the search's recipe for the same wall time as the whole search.
+    The search stops where the task's penalty leaves it, or at ``--target-share`` of the supernet's
+    MACs. The alternatives are what a user would otherwise pick: the supernet itself and the
+    supernet slimmed uniformly (every width x one factor) to the searched network's MACs, each
+    trained from scratch on the same data with the search's recipe for the same wall time as the
+    whole search.
     """
     from pathlib import Path
 
     from analysis.collect import BASELINE_NAMES
     from nni_hrnas import baselines
-    from nni_hrnas.search import SearchSettings, run_search, search_space
+    from nni_hrnas.search import SearchError, SearchSettings, run_search, search_space
     from nni_hrnas.tasks.registry import get_task
 
     out = Path(args.out)
-    settings = SearchSettings(
-        task="digits_seg", out=str(out), resume=RunFolder(out).has_checkpoint(), seed=args.seed
-    )
-    result = run_search(settings)
+    spec = get_task("digits_seg")
+    space = search_space(SearchSettings(task=spec.name))
+    target_macs = None
+    if args.target_share is not None:
+        target_macs = round(
+            args.target_share * baselines.sample_macs(space, space.max_sample(), spec.input_size())
+        )
+    try:
+        settings = SearchSettings(
+            task=spec.name,
+            out=str(out),
+            resume=RunFolder(out).has_checkpoint(),
+            seed=args.seed,
+            target_macs=target_macs,
+            epochs=args.epochs,
+        )
+        result = run_search(settings)
+    except SearchError as error:  # a bad flag or run folder: one line, nothing written
+        print(f"hrnas demo: error: {error}", file=sys.stderr)
+        return 2
     wall = float(result.run_seconds)
     references: list[tuple[str, baselines.TrainedRun, str]] = []
     if args.baselines:
-        spec = get_task(settings.task)
-        space = search_space(settings)
         budget = f"same time as the search ({wall:.0f} s)"
         for kind, arch in (
             ("supernet", space.max_sample()),
@@ -261,11 +288,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"HR-NAS search of digits_seg ({result.epochs} epochs: {shrink} shrinking, "
         f"{result.epochs - shrink} training the final architecture; lambda {result.lambda_}, "
-        f"eps {result.eps}):"
+        f"eps {result.eps}"
+        + (
+            f"; budget {_format_count(target_macs)} MACs, {args.target_share:.0%} of the supernet's):"
+            if target_macs
+            else "):"
+        )
     )
     print(
         f"  {name} {result.metric:.4f}; {_format_count(result.macs)} MACs "
-        f"(supernet {_format_count(result.macs_max)}), {_format_count(result.params)} params"
+        f"({result.macs / result.macs_max:.1%} of the supernet's {_format_count(result.macs_max)}), "
+        f"{_format_count(result.params)} params"
     )
     print(
         f"  search cost: {wall:.0f} s wall, {cost.epochs} epochs, "
@@ -383,6 +416,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--target-share",
+        type=_share,
+        default=None,
+        metavar="S",
+        help="a MACs budget as a share of the supernet's, e.g. 0.1 (default: none, the task's penalty "
+        "decides; a tenth is worth --epochs 25: README, 'make demo')",
+    )
+    demo.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="search epochs (default: the task's, 15; 3 of them shrinking)",
+    )
     demo.add_argument(
         "--no-baselines",
         dest="baselines",

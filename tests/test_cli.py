@@ -83,10 +83,26 @@ def test_flops_unknown_preset(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.1", "nan", "ten"])
+def test_demo_refuses_a_budget_share_outside_0_1(value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--target-share", value])
+    assert exc.value.code == 2
+    assert f"expected a share in (0, 1] such as 0.1, got {value!r}" in capsys.readouterr().err
+
+
+def test_demo_refuses_zero_epochs_in_one_line_and_writes_nothing(tmp_path, capsys):
+    assert main(["demo", "--epochs", "0", "--out", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "hrnas demo: error: invalid epochs=0: expected an integer >= 1"
+    assert not (tmp_path / "demo").exists()
+
+
 @pytest.mark.slow
 def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(tmp_path):
-    """`hrnas demo` at smoke scale: the summary compares the searched network with the supernet and
-    the uniformly slimmed network trained for the same time, and nothing of Lightning's notices."""
+    """`hrnas demo` at smoke scale, with a budget of a tenth of the supernet's MACs: the summary
+    compares the searched network with the supernet and the uniformly slimmed network trained for
+    the same time, and nothing of Lightning's notices."""
     out = tmp_path / "demo"
     env = dict(os.environ, HRNAS_SMOKE="1", OMP_NUM_THREADS="1")
     env.pop("CI", None)  # Lightning's notices are on outside CI: they must still not reach the output
@@ -98,6 +114,8 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
             "demo",
             "--out",
             str(out),
+            "--target-share",
+            "0.1",
         ],
         env=env,
         capture_output=True,
@@ -109,6 +127,10 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
     assert "Tip:" not in text and "GPU available" not in text and "TPU available" not in text
     result = json.loads((out / "result.json").read_text())
     assert 0.0 <= result["metric"] <= 1.0
+    # the budget asked for: a tenth of the supernet's MACs, which the search lands within 5% of
+    assert result["target_macs"] == round(0.1 * result["macs_max"])
+    assert abs(result["macs"] - result["target_macs"]) <= 0.05 * result["target_macs"]
+    assert "10% of the supernet's):" in proc.stdout
     rows = {r["strategy"]: r for r in csv.DictReader((out / "baselines" / "results.csv").open())}
     assert set(rows) == {"supernet", "uniform"}
     assert int(rows["supernet"]["macs"]) == result["macs_max"]
