@@ -244,12 +244,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     spec = get_task("digits_seg")
-    space = search_space(SearchSettings(task=spec.name))
+    space = search_space(SearchSettings(task=spec.name))  # the search's, for the budget and the baselines
     target_macs = None
     if args.target_share is not None:
-        target_macs = round(
-            args.target_share * baselines.sample_macs(space, space.max_sample(), spec.input_size())
-        )
+        supernet_macs = baselines.sample_macs(space, space.max_sample(), spec.input_size())
+        target_macs = round(args.target_share * supernet_macs)
     try:
         settings = SearchSettings(
             task=spec.name,
@@ -336,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS) + sorted(RPN_PRESETS) + sorted(PLUGIN_PRESETS),
         help="space preset (or a fixed network: a PointPillars RPN, a Table 8 plug-in network)",
     )
-    from nni_hrnas.tasks.registry import task_names
+    from nni_hrnas.tasks.registry import get_task, task_names
 
     flops.add_argument(
         "--task",
@@ -424,11 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a MACs budget as a share of the supernet's, e.g. 0.1 (default: none, the task's penalty "
         "decides; a tenth is worth --epochs 25: README, 'make demo')",
     )
+    demo_search = get_task("digits_seg").search
     demo.add_argument(
         "--epochs",
         type=int,
         default=None,
-        help="search epochs (default: the task's, 15; 3 of them shrinking)",
+        help=f"search epochs (default: digits_seg's, {demo_search.epochs}, "
+        f"{demo_search.shrink_epochs} of them shrinking)",
     )
     demo.add_argument(
         "--no-baselines",
