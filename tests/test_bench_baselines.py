@@ -50,13 +50,14 @@ def test_the_hand_slimmed_network_is_trained_only_where_it_differs_from_the_unif
     """digits_seg's default space has one 3x3 path a block and no transformers, so the hand-slimmed
     network is the uniform one; in the paper's space (5x5 and 7x7 paths, transformers) it is not."""
     from nni_hrnas import baselines, search
+    from nni_hrnas.tasks.registry import get_task
 
     bench = load_benchmark("bench_baselines")
     overrides = {"space": space} if space else {}
     settings = SearchSettings(task="digits_seg", out=str(tmp_path), **overrides)
-    supernet = search.search_space(settings)
-    macs = 0.1 * baselines.sample_macs(supernet, supernet.max_sample(), (1, 64, 64))
-    arch = baselines.uniform_sample(supernet, macs, (1, 64, 64))
+    supernet, input_size = search.search_space(settings), get_task("digits_seg").input_size(False)
+    macs = 0.1 * baselines.sample_macs(supernet, supernet.max_sample(), input_size)
+    arch = baselines.uniform_sample(supernet, macs, input_size)
     run_dir = tmp_path / "digits_seg-seed0"
     run_dir.mkdir()
     result = dict(
@@ -66,7 +67,7 @@ def test_the_hand_slimmed_network_is_trained_only_where_it_differs_from_the_unif
     (run_dir / "result.json").write_text(json.dumps(result))
     trained = []
 
-    def train_architecture(task, space, arch, epochs, name, **kwargs):
+    def train_architecture(task, searched_space, arch, epochs, name, **kwargs):
         trained.append(name)
         return baselines.TrainedRun(name, arch, int(macs), 1, 0.4, epochs, 1.0, 0.1)
 
