@@ -374,8 +374,8 @@ def _paper_search(lambda_: float, source: Source = "official") -> SearchDefaults
 
 
 def _cpu_search(**overrides: Any) -> SearchDefaults:
-    """Ours, for a search of a few minutes on 2 CPU cores, chosen by measurement (README, "Searched
-    network vs the alternatives"): a stronger penalty, small batches and a learning rate that moves
+    """Ours, for a search of a few minutes on 2 CPU cores, chosen by measurement (benchmarks/BASELINES.md,
+    summed up in the README, "Searched network vs the alternatives"): a stronger penalty, small batches and a learning rate that moves
     BN gammas far enough in a few hundred steps; shrinking in the first 3 of 10 epochs, so that the
     last 7 train the final architecture (pruned up to the last epoch, the network was returned
     untrained: half the uniform network's metric); and a per-path overhead of 1 M MAC-equivalents
@@ -397,12 +397,12 @@ def _cpu_search(**overrides: Any) -> SearchDefaults:
 
 
 #: The default space of digits_seg and digits_kp: 3x3 paths only, no transformers (Table 6's
-#: multi-branch row), chosen by measurement over 3 seeds (README, "Searched network vs the
-#: alternatives"; why per task at each use).
+#: multi-branch row), chosen by measurement over 3 seeds (benchmarks/BASELINES.md;
+#: why per task at each use).
 DIGITS_NARROW_SPACE: Mapping[str, Any] = MappingProxyType({"kernels": (3,), "transformer": False})
 #: digits_cls's default space: the narrow one with 3x wider kernel paths (expansion 6, a supernet of
 #: 8.1 M MACs instead of 2.8 M), so that the default penalty stops at 1.7-2.1 M MACs, near the
-#: paper space's 2.0-2.5 M, not at 0.9 M (README, "Searched network vs the alternatives", digits_cls).
+#: paper space's 2.0-2.5 M, not at 0.9 M (benchmarks/BASELINES.md, digits_cls's default space).
 DIGITS_CLS_SPACE: Mapping[str, Any] = MappingProxyType({**DIGITS_NARROW_SPACE, "expansion": 6})
 
 TASKS: dict[str, TaskSpec] = {

@@ -8,7 +8,7 @@ and ``search.TASK_DEFAULTS``) and checked by hand against those two tables; they
 changed no task's effective settings. Changed on purpose since: kitti_sim's learning rate, 3e-3 ->
 1e-2 (README, "3D detection"); digits_seg's space, then digits_kp's, the preset -> 3x3 paths only
 and no transformer, then digits_cls's, the same with expansion 6, and its epochs, 10 -> 20, then digits_kp's
-epochs, 10 -> 20 (README, "Searched network vs the alternatives").
+epochs, 10 -> 20 (benchmarks/BASELINES.md).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ SEARCH = {
     "digits_kp": dict(_DIGITS, preset="digits_kp", epochs=20, data_sizes=(640, 192)),
 }
 #: The task's own space overrides (``--space`` given none): digits_seg's and digits_kp's since the
-#: changes above, digits_cls's since its space was narrowed and widened (README, digits_cls).
+#: changes above, digits_cls's since its space was narrowed and widened (benchmarks/BASELINES.md, digits_cls).
 SPACE = {
     "digits_seg": {"kernels": (3,), "transformer": False},
     "digits_kp": {"kernels": (3,), "transformer": False},
