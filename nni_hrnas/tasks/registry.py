@@ -578,7 +578,8 @@ TASKS: dict[str, TaskSpec] = {
         # in the paper's space the search kept ~110 kernel paths and ~15 transformers, trained 3x
         # slower per MAC and lost to one 3x3 path a block slimmed by hand at equal time (0.862 vs
         # 0.956 top-1); in DIGITS_NARROW_SPACE it pruned to 0.9 M MACs and 0.790; in this one it
-        # searches in 171-187 s and beats that network at equal time on every seed (0.938 vs 0.918)
+        # searches in 171-187 s and beats that network at equal time on every seed (0.938 vs 0.918;
+        # level on a machine where the supernet's epochs cost relatively more: README)
         space=DIGITS_CLS_SPACE,
     ),
     "digits_kp": TaskSpec(
