@@ -374,13 +374,13 @@ def _paper_search(lambda_: float, source: Source = "official") -> SearchDefaults
 
 
 def _cpu_search(**overrides: Any) -> SearchDefaults:
-    """Ours, for a search of a few minutes on 2 CPU cores, chosen by measurement (benchmarks/BASELINES.md,
-    summed up in the README, "Searched network vs the alternatives"): a stronger penalty, small batches and a learning rate that moves
-    BN gammas far enough in a few hundred steps; shrinking in the first 3 of 10 epochs, so that the
-    last 7 train the final architecture (pruned up to the last epoch, the network was returned
-    untrained: half the uniform network's metric); and a per-path overhead of 1 M MAC-equivalents
-    (Eq. 7 adapted to latency) so that no thin kernel paths are kept that cost little MACs but much
-    CPU time."""
+    """Ours, for a search of a few minutes on 2 CPU cores, chosen by measurement
+    (benchmarks/BASELINES.md, summed up in the README, "Searched network vs the alternatives"): a
+    stronger penalty, small batches and a learning rate that moves BN gammas far enough in a few
+    hundred steps; shrinking in the first 3 of 10 epochs, so that the last 7 train the final
+    architecture (pruned up to the last epoch, the network was returned untrained: half the uniform
+    network's metric); and a per-path overhead of 1 M MAC-equivalents (Eq. 7 adapted to latency) so
+    that no thin kernel paths are kept that cost little MACs but much CPU time."""
     values: dict[str, Any] = dict(
         source="cpu",
         lambda_=1e-3,

@@ -68,7 +68,8 @@ SEARCH = {
     "digits_kp": dict(_DIGITS, preset="digits_kp", epochs=20, data_sizes=(640, 192)),
 }
 #: The task's own space overrides (``--space`` given none): digits_seg's and digits_kp's since the
-#: changes above, digits_cls's since its space was narrowed and widened (benchmarks/BASELINES.md, digits_cls).
+#: changes above, digits_cls's since its space was narrowed and widened (benchmarks/BASELINES.md,
+#: digits_cls).
 SPACE = {
     "digits_seg": {"kernels": (3,), "transformer": False},
     "digits_kp": {"kernels": (3,), "transformer": False},
