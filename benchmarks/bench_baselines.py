@@ -17,7 +17,8 @@ time W), then these, each trained from scratch on the search's data with the sea
   (within 3%), (a') the network slimmed by hand: one 3x3 path a block, no transformers, scaled
   by one factor to the same MACs (skipped where it is the uniform network: 3x3 paths only, no
   transformers), (b) the best of ``--random`` random architectures of the space at the same MACs,
-  each trained for as many whole epochs as fit in W (measured epoch time, full LR schedule);
+  each trained for as many whole epochs as fit in W (fitted from a probe, then from the
+  training's own epoch times; full LR schedule);
   ``--random 0`` skips (b);
 * equal epochs (the search's epochs): the searched architecture retrained from scratch, (a), (a'), (b);
 * for every network: training seconds per image per million MACs, and inference latency at

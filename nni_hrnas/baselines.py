@@ -34,6 +34,9 @@ from search_spaces.labels import kernel_size
 MACS_TOLERANCE = 0.03
 
 
+_log = logging.getLogger(__name__)
+
+
 class BaselineError(ValueError):
     """A baseline cannot be built as asked; the message says why and what to change."""
 
@@ -273,12 +276,23 @@ def train_architecture(
     seed: int = 0,
     datasets=None,
     recipe: str = "task",
+    callbacks: list[Callback] | None = None,
 ) -> TrainedRun:
     """Train ``arch`` from scratch for ``epochs`` with ``recipe`` (see :data:`RECIPES`) and validate it."""
     datasets = recipe_datasets(task, recipe, seed, datasets)
     torch.manual_seed(seed)
     net = space.freeze(dict(arch))
-    return train_network(task, net, epochs, name=name, seed=seed, datasets=datasets, recipe=recipe, arch=arch)
+    return train_network(
+        task,
+        net,
+        epochs,
+        name=name,
+        seed=seed,
+        datasets=datasets,
+        recipe=recipe,
+        arch=arch,
+        callbacks=callbacks,
+    )
 
 
 def train_network(
@@ -290,16 +304,20 @@ def train_network(
     datasets=None,
     recipe: str = "task",
     arch: Mapping[str, int] | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> TrainedRun:
     """Train ``net`` in place (any network with ``cost(input_size)``: a frozen architecture, a plug-in
     network, a searched network's weights) for ``epochs`` with ``recipe`` and validate it. The caller
-    seeds torch (before building ``net``, as :func:`train_architecture` does).
+    seeds torch (before building ``net``, as :func:`train_architecture` does). ``callbacks`` join
+    the Lightning trainer's.
     """
     spec, _, batch_size, mkw = _recipe(task, recipe)
     datasets = recipe_datasets(task, recipe, seed, datasets)
     cost = net.cost(spec.input_size())
     net = _channels_last(net)
-    evaluator = _evaluator(spec, epochs, batch_size, mkw, datasets, seed)
+    evaluator = _evaluator(
+        spec, epochs, batch_size, mkw, datasets, seed, **({"callbacks": callbacks} if callbacks else {})
+    )
     started = time.perf_counter()
     evaluator.evaluate(net)
     seconds = time.perf_counter() - started
@@ -317,6 +335,58 @@ def train_network(
     )
 
 
+#: How far (relative) an equal-time baseline's training may run past its time budget, or stop short
+#: of the next whole epoch, before :func:`train_for_time` fits its epochs again.
+TIME_TOLERANCE = 0.03
+#: Trainings :func:`train_for_time` starts at most: the probe's fit, then refits from measured epochs.
+TIME_FIT_ATTEMPTS = 3
+
+
+def epochs_in_budget(seconds: float, durations: list[float], tolerance: float = TIME_TOLERANCE) -> int:
+    """How many whole epochs fit in ``seconds``, given the measured ``durations`` of a run's first
+    epochs: the first (setup and warm-up included) as measured, every later one as the mean of the
+    later ones measured (as the first when only one was). At least one."""
+    first = durations[0]
+    later = sum(durations[1:]) / len(durations[1:]) if len(durations) > 1 else first
+    return max(1, 1 + math.floor((seconds * (1 + tolerance) - first) / max(later, 1e-12)))
+
+
+class _EpochBudget(Callback):
+    """Times a training's epochs (each with its validation; the first also with the trainer's setup)
+    and, from the third on, checks that its ``epochs`` fill ``seconds``: none projected to run past
+    them, and no further one that would have fit. When they do not, it sets :attr:`refit` to the
+    epochs that fit and (with ``stop``) stops the training, whose schedule was set up for the
+    wrong length."""
+
+    def __init__(
+        self, seconds: float, epochs: int, tolerance: float = TIME_TOLERANCE, stop: bool = True
+    ) -> None:
+        self.seconds, self.epochs, self.tolerance, self.stop = seconds, epochs, tolerance, stop
+        self.durations: list[float] = []
+        self.refit: int | None = None
+        self._started = 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        now = time.perf_counter()
+        self.durations.append(now - self._started)
+        self._started = now
+        if len(self.durations) < min(
+            3, self.epochs
+        ):  # the first mixes setup and warm-up; the second is one sample
+            return
+        # within the tolerance the fit may move by one either way: only a real miss is refitted
+        most = epochs_in_budget(self.seconds, self.durations, self.tolerance)
+        least = epochs_in_budget(self.seconds, self.durations, -self.tolerance)
+        if not least <= self.epochs <= most:
+            self.refit = epochs_in_budget(self.seconds, self.durations, 0.0)
+            trainer.should_stop = self.stop
+
+
 def train_for_time(
     task: str,
     space,
@@ -330,19 +400,46 @@ def train_for_time(
 ) -> TrainedRun:
     """Train ``arch`` from scratch with the task's recipe for as many whole epochs as fit in ``seconds``.
 
-    The epochs are fitted before training (from a measured epoch time) so that the learning-rate
-    schedule runs its whole course, as a user training for a time budget would set it up.
+    The epochs are fitted before training (from :func:`seconds_per_epoch`) so that the
+    learning-rate schedule runs its whole course, as a user training for a time budget would set
+    it up. The training's own epochs are timed too: when they show that its epochs run past
+    ``seconds`` (by more than :data:`TIME_TOLERANCE`) or leave room for another, it is stopped and
+    started again from scratch with the epochs those times fit (at most :data:`TIME_FIT_ATTEMPTS`
+    trainings; the last is kept). A short probe ran up to 20% low on a slower machine and gave
+    the baselines that much more time than the search they were compared with. ``on_epochs`` is
+    called with the epochs of each training as it starts.
     """
     spec, sizes, _, _ = _recipe(task, recipe)
     if datasets is None:
         datasets = spec.make_datasets(seed=seed, **({"sizes": tuple(sizes)} if sizes else {}))
-    epoch = seconds_per_epoch(task, space, arch, datasets, recipe)
-    epochs = max(1, int(seconds // epoch))
-    if on_epochs is not None:
-        on_epochs(epochs)
-    return train_architecture(
-        task, space, arch, epochs, name=name, seed=seed, datasets=datasets, recipe=recipe
-    )
+    epochs = max(1, int(seconds // seconds_per_epoch(task, space, arch, datasets, recipe)))
+    attempt = 1
+    while True:
+        if on_epochs is not None:
+            on_epochs(epochs)
+        budget = _EpochBudget(seconds, epochs, stop=attempt < TIME_FIT_ATTEMPTS)
+        run = train_architecture(
+            task,
+            space,
+            arch,
+            epochs,
+            name=name,
+            seed=seed,
+            datasets=datasets,
+            recipe=recipe,
+            callbacks=[budget],
+        )
+        if budget.refit is None or attempt == TIME_FIT_ATTEMPTS:
+            return run
+        _log.info(
+            "%s: %d epochs do not fit %.0f s (epochs of %s s); training again for %d",
+            name,
+            epochs,
+            seconds,
+            ", ".join(f"{d:.1f}" for d in budget.durations),
+            budget.refit,
+        )
+        epochs, attempt = budget.refit, attempt + 1
 
 
 BASELINES_CSV = "results.csv"

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from reference import torch_counted_macs
@@ -134,3 +136,84 @@ def test_one_step_an_epoch_is_timed_whole(small_network, monkeypatch):
     one_batch = torch.utils.data.Subset(train, range(batch_size))
     estimate = baselines.seconds_per_epoch(TASK, space, arch, (SlowToLoad(one_batch, clock), val), "search")
     assert estimate == pytest.approx(batch_size * LOAD_SECONDS)
+
+
+# ---- equal time: the training's own epochs ----------------------------------------------------
+
+BUDGET = 13.0  # seconds of the clock, for 64 training samples an epoch
+
+
+class ChangesSpeed(torch.utils.data.Dataset):
+    """``data`` whose samples take ``probe_seconds`` of ``clock`` each to load for the first
+    ``probe_loads`` loads (the epoch estimate's probe) and ``later(loads so far)`` after: a machine
+    that runs slower, or faster, through a long training than through a short probe."""
+
+    def __init__(self, data, clock: Clock, probe_loads: int, probe_seconds: float, later) -> None:
+        self.data, self.clock, self.later = data, clock, later
+        self.probe_loads, self.probe_seconds = probe_loads, probe_seconds
+        self.loads = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        self.clock.now += self.probe_seconds if self.loads < self.probe_loads else self.later(self.loads)
+        self.loads += 1
+        return self.data[i]
+
+
+@pytest.mark.parametrize(
+    "probe_seconds, later_seconds",
+    [(0.02, 0.03), (0.03, 0.02)],  # the probe a third low (the training would overrun), then high
+    ids=["probe-low", "probe-high"],
+)
+def test_equal_time_training_fits_its_epochs_to_the_epochs_it_measures(
+    small_network, monkeypatch, probe_seconds, later_seconds
+):
+    """A baseline trained for the search's time gets the whole epochs that fit in it by its own
+    training's epoch times, not by the probe's: with a probe that ran a third low it trained 10
+    epochs of 1.92 s in 13 s (19.2 s, 48% more time than the search); one that ran high left 4
+    epochs unused."""
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    clock = Clock()
+    monkeypatch.setattr(baselines, "time", clock)
+    space, arch = small_network
+    train, val = get_task(TASK).make_datasets(smoke=False, sizes=(64, 16))
+    # the probe (two whole epochs of 64 samples) loads at probe_seconds a sample, the trainings at later_seconds
+    data = ChangesSpeed(train, clock, 2 * len(train), probe_seconds, lambda loads: later_seconds)
+    started: list[int] = []
+    run = baselines.train_for_time(
+        TASK, space, arch, BUDGET, datasets=(data, val), recipe="search", on_epochs=started.append
+    )
+    epoch = len(train) * later_seconds  # an epoch of the training: 1.92 s or 1.28 s
+    assert run.epochs == math.floor(BUDGET / epoch)  # 6 or 10, by hand
+    assert run.seconds == pytest.approx(run.epochs * epoch)
+    assert run.seconds <= BUDGET < run.seconds + epoch
+    assert started == [
+        math.floor(BUDGET / (len(train) * probe_seconds)),
+        run.epochs,
+    ]  # the probe's fit, one refit
+
+
+def test_the_last_training_is_kept_whole_when_epochs_keep_slowing(small_network, monkeypatch):
+    """Where every epoch runs slower than the one before (no fit holds), the trainings stop at the
+    third, which runs all its epochs: a baseline is never cut short of the schedule it was set up with."""
+    monkeypatch.setenv("HRNAS_QUIET", "1")
+    clock = Clock()
+    monkeypatch.setattr(baselines, "time", clock)
+    space, arch = small_network
+    train, val = get_task(TASK).make_datasets(smoke=False, sizes=(64, 16))
+    n = len(train)
+    data = ChangesSpeed(train, clock, 2 * n, LOAD_SECONDS, lambda loads: LOAD_SECONDS * (1 + loads // n) / 3)
+    loads_at_start: list[int] = []
+    run = baselines.train_for_time(
+        TASK,
+        space,
+        arch,
+        BUDGET,
+        datasets=(data, val),
+        recipe="search",
+        on_epochs=lambda epochs: loads_at_start.append(data.loads),
+    )
+    assert len(loads_at_start) == baselines.TIME_FIT_ATTEMPTS
+    assert data.loads - loads_at_start[-1] == run.epochs * n  # every epoch of the last training ran
