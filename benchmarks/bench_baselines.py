@@ -175,14 +175,32 @@ def _measure(
     for kind, archs in (("uniform", [uniform]), ("hand_slimmed", hand_slimmed_archs), ("random", randoms)):
         if not archs or "time" not in budgets or (task, seed, kind, "time") in done:
             continue
-        runs = [
-            baselines.train_for_time(
-                task, space, a, wall, name=kind, seed=seed, datasets=datasets, recipe=recipe
+        fits: list[list[int]] = []  # each candidate's epochs, training by training (a refit adds one)
+        runs = []
+        for a in archs:
+            fits.append([])
+            runs.append(
+                baselines.train_for_time(
+                    task,
+                    space,
+                    a,
+                    wall,
+                    name=kind,
+                    seed=seed,
+                    datasets=datasets,
+                    recipe=recipe,
+                    on_epochs=fits[-1].append,
+                )
             )
-            for a in archs
-        ]
         best = max(runs, key=lambda r: r.metric)
-        row(kind, "time", best, candidates=len(runs), candidate_metrics=[r.metric for r in runs])
+        row(
+            kind,
+            "time",
+            best,
+            candidates=len(runs),
+            candidate_metrics=[r.metric for r in runs],
+            candidate_epoch_fits=fits,
+        )
         time_rows.append((kind, best, budget))
     for kind, archs in (
         ("hrnas_retrained", [result["arch"]]),
