@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -337,31 +337,42 @@ def train_network(
 
 #: How far (relative) an equal-time baseline's training may run past its time budget, or stop short
 #: of the next whole epoch, before :func:`train_for_time` fits its epochs again.
-TIME_TOLERANCE = 0.03
+TIME_TOLERANCE = 0.05
 #: Trainings :func:`train_for_time` starts at most: the probe's fit, then refits from measured epochs.
 TIME_FIT_ATTEMPTS = 3
 
 
-def epochs_in_budget(seconds: float, durations: list[float], tolerance: float = TIME_TOLERANCE) -> int:
-    """How many whole epochs fit in ``seconds``, given the measured ``durations`` of a run's first
-    epochs: the first (setup and warm-up included) as measured, every later one as the mean of the
-    later ones measured (as the first when only one was). At least one."""
-    first = durations[0]
-    later = sum(durations[1:]) / len(durations[1:]) if len(durations) > 1 else first
+def epochs_in_budget(seconds: float, trainings: list[list[float]], tolerance: float = TIME_TOLERANCE) -> int:
+    """How many whole epochs fit in ``seconds``, given the measured epoch durations of one or more
+    ``trainings`` of a network: a first epoch (setup and warm-up included) as long as the first
+    epochs measured, on average, and every later one as long as the later ones (as the first when
+    none was measured). At least one. Pooling the trainings evens out a machine whose speed drifts
+    by minutes (10-15% on this project's 2-core machine)."""
+    firsts = [t[0] for t in trainings if t]
+    laters = [d for t in trainings for d in t[1:]] or firsts
+    first, later = sum(firsts) / len(firsts), sum(laters) / len(laters)
     return max(1, 1 + math.floor((seconds * (1 + tolerance) - first) / max(later, 1e-12)))
 
 
 class _EpochBudget(Callback):
-    """Times a training's epochs (each with its validation; the first also with the trainer's setup)
-    and, from the third on, checks that its ``epochs`` fill ``seconds``: none projected to run past
-    them, and no further one that would have fit. When they do not, it sets :attr:`refit` to the
-    epochs that fit and (with ``stop``) stops the training, whose schedule was set up for the
-    wrong length."""
+    """Times a training's epochs (each with its validation; the first also with the trainer's
+    setup) and, from the end of its third epoch or first quarter to its half, checks that its
+    ``epochs`` fill ``seconds`` by the epochs measured (the ``earlier`` trainings' counted in): none
+    projected to run past them, and no further one that would have fit. When they do not, it sets
+    :attr:`refit` to the epochs that fit and (with ``stop``) stops the training, whose schedule was
+    set up for the wrong length. Past its half a training is kept: starting again would cost more
+    than the miss."""
 
     def __init__(
-        self, seconds: float, epochs: int, tolerance: float = TIME_TOLERANCE, stop: bool = True
+        self,
+        seconds: float,
+        epochs: int,
+        earlier: Sequence[list[float]] = (),
+        tolerance: float = TIME_TOLERANCE,
+        stop: bool = True,
     ) -> None:
         self.seconds, self.epochs, self.tolerance, self.stop = seconds, epochs, tolerance, stop
+        self.earlier = list(earlier)
         self.durations: list[float] = []
         self.refit: int | None = None
         self._started = 0.0
@@ -375,15 +386,16 @@ class _EpochBudget(Callback):
         now = time.perf_counter()
         self.durations.append(now - self._started)
         self._started = now
-        if len(self.durations) < min(
-            3, self.epochs
-        ):  # the first mixes setup and warm-up; the second is one sample
+        # the first epoch mixes setup and warm-up, and a few epochs of a drifting machine are noise
+        done, first_check = len(self.durations), min(max(3, math.ceil(self.epochs / 4)), self.epochs)
+        if not first_check <= done <= max(first_check, math.ceil(self.epochs / 2)):
             return
+        measured = [*self.earlier, self.durations]
         # within the tolerance the fit may move by one either way: only a real miss is refitted
-        most = epochs_in_budget(self.seconds, self.durations, self.tolerance)
-        least = epochs_in_budget(self.seconds, self.durations, -self.tolerance)
+        most = epochs_in_budget(self.seconds, measured, self.tolerance)
+        least = epochs_in_budget(self.seconds, measured, -self.tolerance)
         if not least <= self.epochs <= most:
-            self.refit = epochs_in_budget(self.seconds, self.durations, 0.0)
+            self.refit = epochs_in_budget(self.seconds, measured, 0.0)
             trainer.should_stop = self.stop
 
 
@@ -404,20 +416,21 @@ def train_for_time(
     learning-rate schedule runs its whole course, as a user training for a time budget would set
     it up. The training's own epochs are timed too: when they show that its epochs run past
     ``seconds`` (by more than :data:`TIME_TOLERANCE`) or leave room for another, it is stopped and
-    started again from scratch with the epochs those times fit (at most :data:`TIME_FIT_ATTEMPTS`
-    trainings; the last is kept). A short probe ran up to 20% low on a slower machine and gave
-    the baselines that much more time than the search they were compared with. ``on_epochs`` is
-    called with the epochs of each training as it starts.
+    started again from scratch with the epochs that fit by the epoch times of every training so
+    far (at most :data:`TIME_FIT_ATTEMPTS` trainings; the last is kept whole). A short probe alone
+    ran up to 20% low on a slower machine and gave the baselines that much more time than the
+    search they were compared with. ``on_epochs`` is called with the epochs of each training as
+    it starts.
     """
     spec, sizes, _, _ = _recipe(task, recipe)
     if datasets is None:
         datasets = spec.make_datasets(seed=seed, **({"sizes": tuple(sizes)} if sizes else {}))
     epochs = max(1, int(seconds // seconds_per_epoch(task, space, arch, datasets, recipe)))
-    attempt = 1
+    attempt, measured = 1, []
     while True:
         if on_epochs is not None:
             on_epochs(epochs)
-        budget = _EpochBudget(seconds, epochs, stop=attempt < TIME_FIT_ATTEMPTS)
+        budget = _EpochBudget(seconds, epochs, measured, stop=attempt < TIME_FIT_ATTEMPTS)
         run = train_architecture(
             task,
             space,
@@ -440,6 +453,7 @@ def train_for_time(
             budget.refit,
         )
         epochs, attempt = budget.refit, attempt + 1
+        measured.append(budget.durations)
 
 
 BASELINES_CSV = "results.csv"

@@ -143,6 +143,17 @@ def test_one_step_an_epoch_is_timed_whole(small_network, monkeypatch):
 BUDGET = 13.0  # seconds of the clock, for 64 training samples an epoch
 
 
+def test_epochs_in_budget_pools_the_trainings_measured():
+    """First epochs (setup included) averaged apart from later ones, over every training so far:
+    first (2 + 3) / 2 = 2.5 s, later (1 + 1 + 2) / 3 = 4/3 s: 1 + (13 - 2.5) // (4/3) = 8 epochs fit
+    in 13 s, 9 in 3% more (13.39 s), 8 in 3% less (12.61 s), and a 1 s budget still trains one."""
+    measured = [[2.0, 1.0, 1.0], [3.0, 2.0]]
+    assert baselines.epochs_in_budget(13.0, measured, 0.0) == 8
+    assert baselines.epochs_in_budget(13.0, measured, 0.03) == 9
+    assert baselines.epochs_in_budget(13.0, measured, -0.03) == 8
+    assert baselines.epochs_in_budget(1.0, measured, 0.0) == 1
+
+
 class ChangesSpeed(torch.utils.data.Dataset):
     """``data`` whose samples take ``probe_seconds`` of ``clock`` each to load for the first
     ``probe_loads`` loads (the epoch estimate's probe) and ``later(loads so far)`` after: a machine
