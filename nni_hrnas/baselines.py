@@ -13,6 +13,7 @@ exactly, and trains them with a task's own recipe through the task's Lightning e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -228,6 +229,18 @@ class _StepTimer(Callback):
         self.epochs.append(now - self._epoch_started)
 
 
+@contextlib.contextmanager
+def _no_final_result_log():
+    """Keep the task module's "final result" line off the log, for trainings that give no result."""
+    task_log = logging.getLogger("nni_hrnas.tasks.base")
+    level = task_log.level
+    task_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        task_log.setLevel(level)
+
+
 def seconds_per_epoch(
     task: str, space, arch: Mapping[str, int], datasets, recipe: str = "task", probe_steps: int = 8
 ) -> float:
@@ -245,13 +258,8 @@ def seconds_per_epoch(
     evaluator = _evaluator(
         spec, 2, batch_size, mkw, datasets, limit_train_batches=probe_steps, callbacks=[timer]
     )
-    task_log = logging.getLogger("nni_hrnas.tasks.base")
-    level = task_log.level
-    task_log.setLevel(logging.WARNING)  # the probe's "final result" is no result: keep it off the log
-    try:
+    with _no_final_result_log():  # the probe's "final result" is no result
         evaluator.evaluate(_channels_last(space.freeze(dict(arch))))
-    finally:
-        task_log.setLevel(level)
     warm = timer.steps[-1]
     if not warm:  # one step an epoch: no interval between steps, the whole epoch was timed
         return timer.epochs[-1]
@@ -431,21 +439,31 @@ def train_for_time(
         if on_epochs is not None:
             on_epochs(epochs)
         budget = _EpochBudget(seconds, epochs, measured, stop=attempt < TIME_FIT_ATTEMPTS)
-        run = train_architecture(
-            task,
-            space,
-            arch,
-            epochs,
-            name=name,
-            seed=seed,
-            datasets=datasets,
-            recipe=recipe,
-            callbacks=[budget],
-        )
+        with _no_final_result_log():  # a stopped training's result is none: the kept one is logged below
+            run = train_architecture(
+                task,
+                space,
+                arch,
+                epochs,
+                name=name,
+                seed=seed,
+                datasets=datasets,
+                recipe=recipe,
+                callbacks=[budget],
+            )
         if budget.refit is None or attempt == TIME_FIT_ATTEMPTS:
+            _log.info(
+                "%s: %s %.4f after %d epochs in %.0f s (budget %.0f s)",
+                name,
+                spec.metric,
+                run.metric,
+                epochs,
+                run.seconds,
+                seconds,
+            )
             return run
         _log.info(
-            "%s: %d epochs do not fit %.0f s (epochs of %s s); training again for %d",
+            "%s: %d epochs do not fit %.0f s (epochs of %s s); stopped, training again for %d",
             name,
             epochs,
             seconds,
