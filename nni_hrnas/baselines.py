@@ -323,9 +323,7 @@ def train_network(
     datasets = recipe_datasets(task, recipe, seed, datasets)
     cost = net.cost(spec.input_size())
     net = _channels_last(net)
-    evaluator = _evaluator(
-        spec, epochs, batch_size, mkw, datasets, seed, **({"callbacks": callbacks} if callbacks else {})
-    )
+    evaluator = _evaluator(spec, epochs, batch_size, mkw, datasets, seed, callbacks=callbacks)
     started = time.perf_counter()
     evaluator.evaluate(net)
     seconds = time.perf_counter() - started
