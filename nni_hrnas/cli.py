@@ -30,6 +30,8 @@ from search_spaces.pointpillars import RPN_PRESETS, PointPillarsRPN
 from search_spaces.presets import PLUGIN_PRESETS
 
 _log = logging.getLogger("nni_hrnas")
+#: The search settings ``hrnas demo`` takes as ``hrnas search`` does (the rest it sets itself).
+DEMO_SEARCH_FLAGS = ("min_path_width",)
 
 
 def parse_input_size(text: str) -> tuple[int, int, int]:
@@ -240,6 +242,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from analysis.collect import BASELINE_NAMES
     from nni_hrnas import baselines
     from nni_hrnas.search import SearchError, SearchSettings, run_search, search_space
+    from nni_hrnas.settings import from_args
     from nni_hrnas.tasks.registry import get_task
 
     out = Path(args.out)
@@ -257,6 +260,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             target_macs=target_macs,
             epochs=args.epochs,
+            **from_args(SearchSettings, {name: getattr(args, name) for name in DEMO_SEARCH_FLAGS}),
         )
         result = run_search(settings)
     except SearchError as error:  # a bad flag or run folder: one line, nothing written
@@ -412,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_ablate_arguments(ablate).set_defaults(func=cmd_ablate)
 
+    from nni_hrnas.search import SearchSettings
+    from nni_hrnas.settings import add_arguments
+
     demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")
     demo.add_argument("--seed", type=int, default=0)
@@ -421,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="a MACs budget as a share of the supernet's, e.g. 0.1 (default: none, the task's penalty "
-        "decides; a tenth is worth --epochs 25: README, 'make demo')",
+        "decides; a tenth is worth --epochs 25 --min-path-width 8: README, 'make demo')",
     )
     demo_search = get_task("digits_seg").search
     demo.add_argument(
@@ -431,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"search epochs (default: digits_seg's, {demo_search.epochs}, "
         f"{demo_search.shrink_epochs} of them shrinking)",
     )
+    add_arguments(demo, SearchSettings, only=DEMO_SEARCH_FLAGS)
     demo.add_argument(
         "--no-baselines",
         dest="baselines",

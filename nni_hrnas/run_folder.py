@@ -239,6 +239,9 @@ class SearchResult(Mapping):
     elementwise_weight: float | None = _spec(
         _number, "MAC-equivalents charged per BN or activation element of a unit"
     )
+    min_path_width: int | None = _spec(
+        _integer, "the fewest channels (tokens) a kernel path (transformer) kept, if any"
+    )
     shrink_epochs: int | None = _spec(
         _integer, "epochs of shrinking; the rest trained the final architecture"
     )

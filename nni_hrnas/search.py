@@ -200,6 +200,16 @@ class SearchSettings:
         "that MACs do not count (default 0, the paper's MAC-only cost; "
         "benchmarks/bench_elementwise_weight.py fits it here)",
     )
+    min_path_width: int | None = setting(
+        None,
+        type=int,
+        metavar="N",
+        check=integer(1, "the fewest channels a kernel path keeps").or_none(),
+        forward=True,
+        help="a kernel path (transformer) that pruning would leave with fewer than N channels "
+        "(tokens) is removed whole: on a CPU a thin path costs nearly a wide one's time "
+        "(default: per task; 1, the paper's fine-grained shrinking, on the real tasks)",
+    )
     latency_batch: int = setting(
         1, type=int, check=integer(1), help="batch size 'auto' measures at (default 1)"
     )

@@ -158,15 +158,18 @@ def add_arguments(
     *,
     groups: tuple[str | None, ...] | None = None,
     exclude: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
 ) -> argparse.ArgumentParser:
     """Add the flags of ``cls``'s settings to ``parser``; a setting without a default is a required flag.
 
     ``groups`` (default: all) keeps the settings of those groups (``None``: the ungrouped ones);
-    ``exclude`` leaves out settings by field name.
+    ``exclude`` leaves out settings by field name, ``only`` (default: all) keeps those named.
     """
     sections: dict[str, Any] = {}
     for f, meta in settings_of(cls):
         if not meta.cli or f.name in exclude or (groups is not None and meta.group not in groups):
+            continue
+        if only is not None and f.name not in only:
             continue
         target: Any = parser
         if meta.group is not None:

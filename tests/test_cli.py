@@ -100,9 +100,9 @@ def test_demo_refuses_zero_epochs_in_one_line_and_writes_nothing(tmp_path, capsy
 
 @pytest.mark.slow
 def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(tmp_path):
-    """`hrnas demo` at smoke scale, with a budget of a tenth of the supernet's MACs: the summary
-    compares the searched network with the supernet and the uniformly slimmed network trained for
-    the same time, and nothing of Lightning's notices."""
+    """`hrnas demo` at smoke scale, with a budget of a tenth of the supernet's MACs and the README's
+    minimum path width: the summary compares the searched network with the supernet and the
+    uniformly slimmed network trained for the same time, and nothing of Lightning's notices."""
     out = tmp_path / "demo"
     env = dict(os.environ, HRNAS_SMOKE="1", OMP_NUM_THREADS="1")
     env.pop("CI", None)  # Lightning's notices are on outside CI: they must still not reach the output
@@ -116,6 +116,8 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
             str(out),
             "--target-share",
             "0.1",
+            "--min-path-width",
+            "8",
         ],
         env=env,
         capture_output=True,
@@ -131,6 +133,8 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
     assert result["target_macs"] == round(0.1 * result["macs_max"])
     assert abs(result["macs"] - result["target_macs"]) <= 0.05 * result["target_macs"]
     assert "10% of the supernet's):" in proc.stdout
+    assert result["min_path_width"] == 8  # the flag reached the search: no path of 1-7 channels is left
+    assert not [width for width in result["arch"].values() if 0 < width < 8], result["arch"]
     rows = {r["strategy"]: r for r in csv.DictReader((out / "baselines" / "results.csv").open())}
     assert set(rows) == {"supernet", "uniform"}
     assert int(rows["supernet"]["macs"]) == result["macs_max"]

@@ -40,6 +40,7 @@ SEARCH_FLAGS = {
     "--precision",
     "--no-channels-last",
     "--unit-cost",  # added by issue 12
+    "--min-path-width",  # added by issue 10
 }
 #: The flags of `python -m nni_hrnas.trial` at 0a5253d.
 TRIAL_FLAGS = {
@@ -72,6 +73,7 @@ FORWARDED = {
     "resume",
     "path_overhead",
     "unit_cost",  # added by issue 12
+    "min_path_width",  # added by issue 10
 }
 
 
@@ -117,6 +119,7 @@ def test_no_flag_given_is_the_task_default(monkeypatch):
         ("--path-overhead", "2e6", "path_overhead", 2e6),
         ("--unit-cost", "paper", "unit_cost", "paper"),
         ("--elementwise-weight", "30", "elementwise_weight", 30.0),
+        ("--min-path-width", "4", "min_path_width", 4),
         ("--latency-batch", "4", "latency_batch", 4),
         ("--latency-runtime", "onnxruntime", "latency_runtime", "onnxruntime"),
         ("--seed", "3", "seed", 3),

@@ -61,7 +61,8 @@ def minimum_macs(space: ShrinkableSpace, input_size: tuple[int, int, int]) -> in
 class PruningPolicy:
     """Units, penalty, threshold and budget of one search (see :class:`ProgressiveShrinking` for the args).
 
-    ``round_up(label, count)`` is the space's granularity (None: every count is allowed).
+    ``round_up(label, count)`` is the space's granularity (None: every count is allowed);
+    ``min_path_width`` the fewest units a label keeps, if any (1: no minimum).
     """
 
     lambda_: float
@@ -76,6 +77,7 @@ class PruningPolicy:
     shrink_epochs: int | None = None
     unit_cost: str = "exact"
     elementwise_weight: float = 0.0
+    min_path_width: int = 1
 
     def unit_groups(self, model: ShrinkableNetwork) -> list[UnitGroup]:
         """The search units of ``model`` with the penalty weights of this search (input size, path
@@ -116,7 +118,7 @@ class PruningPolicy:
     def keep(self, groups: list[UnitGroup], model: ShrinkableNetwork, last: bool) -> Keep:
         """The units that stay: |gamma| >= eps, bounded by the budget (never below it; at the last step
         at or just under it)."""
-        keep = threshold_keep(groups, self.eps, self.round_up)
+        keep = threshold_keep(groups, self.eps, self.round_up, self.min_path_width)
         if self.target_macs is None:
             return keep
         width_cost = WidthCost(model, self.input_size)
@@ -124,7 +126,14 @@ class PruningPolicy:
         if after < self.target_macs:  # never prune below the budget: drop fewer of the units below eps
             below = [u for u in ranked_units(groups) if u[0] < self.eps]
             return budget_keep(
-                groups, model.arch, width_cost, self.target_macs, below, "floor", self.round_up
+                groups,
+                model.arch,
+                width_cost,
+                self.target_macs,
+                below,
+                "floor",
+                self.round_up,
+                self.min_path_width,
             )
         if last and after > self.target_macs:  # the final step lands at or just under the budget
             return budget_keep(
@@ -135,6 +144,7 @@ class PruningPolicy:
                 ranked_units(groups),
                 "ceiling",
                 self.round_up,
+                self.min_path_width,
             )
         return keep
 

@@ -129,6 +129,11 @@ class ProgressiveShrinking(OneShotStrategy):
             cost for the elements it carries (``benchmarks/bench_elementwise_weight.py`` fits it for a
             training step): on a CPU that memory-bound work can cost more time than a channel's
             MACs. 0 (the default) is the paper's MAC-only cost.
+        min_path_width: the fewest channels (tokens) a kernel path (transformer) keeps: one that a prune
+            step would leave thinner is removed whole. 1 (the default) is the paper's fine-grained
+            shrinking; on a CPU a path of a few channels costs a training step nearly as much time
+            as a wide one (its convolutions are launched whatever their width). With ``target_macs``
+            a large minimum can land under the budget: the paths it removes are not given back.
         shrink_epochs: epochs of the shrinking phase (default: all ``epochs``, the paper's schedule);
             the remaining epochs train the final architecture without penalty or pruning.
         on_epoch_end: called after every epoch, once its checkpoint is written, with a dict
@@ -159,6 +164,7 @@ class ProgressiveShrinking(OneShotStrategy):
         path_overhead: float = 0.0,
         unit_cost: str = "exact",
         elementwise_weight: float = 0.0,
+        min_path_width: int = 1,
         shrink_epochs: int | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         devices: DeviceSettings | None = None,
@@ -180,6 +186,7 @@ class ProgressiveShrinking(OneShotStrategy):
         check_number("target_tolerance", target_tolerance, low=0.0, high=1.0, low_open=True, high_open=True)
         check_number("path_overhead", path_overhead, low=0.0)
         check_number("elementwise_weight", elementwise_weight, low=0.0)
+        check_number("min_path_width", min_path_width, low=1, integer=True)
         if unit_cost not in UNIT_COSTS:
             raise ValueError(f"unit_cost must be {' or '.join(UNIT_COSTS)}, got {unit_cost!r}")
         if input_size is not None and (len(tuple(input_size)) != 3 or any(int(v) < 1 for v in input_size)):
@@ -192,6 +199,7 @@ class ProgressiveShrinking(OneShotStrategy):
         self.seed, self.resume, self.target_tolerance = int(seed), bool(resume), float(target_tolerance)
         self.path_overhead, self.unit_cost = float(path_overhead), unit_cost
         self.elementwise_weight = float(elementwise_weight)
+        self.min_path_width = int(min_path_width)
         self.shrink_epochs = None if shrink_epochs is None else int(shrink_epochs)
         self.on_epoch_end = on_epoch_end
         self.devices = devices or DeviceSettings()
@@ -306,6 +314,7 @@ class ProgressiveShrinking(OneShotStrategy):
             path_overhead=self.path_overhead,
             unit_cost=self.unit_cost,
             elementwise_weight=self.elementwise_weight,
+            min_path_width=self.min_path_width,
             round_up=self._round_up if granular else None,
             shrink_epochs=self.shrink_epochs,
         )
@@ -441,6 +450,7 @@ class ProgressiveShrinking(OneShotStrategy):
             path_overhead=self.path_overhead,
             unit_cost=self.unit_cost,
             elementwise_weight=self.elementwise_weight,
+            min_path_width=self.min_path_width,
             shrink_epochs=self.policy().shrink_end(epochs),
             search_cost=state.search_cost(),
             trajectory=state.trajectory,

@@ -71,28 +71,39 @@ def slice_tensor(name: str, tensor: torch.Tensor, keep: Mapping[str, torch.Tenso
 
 
 def threshold_keep(
-    groups: Iterable[UnitGroup], eps: float, round_up: Callable[[str, int], int] | None = None
+    groups: Iterable[UnitGroup],
+    eps: float,
+    round_up: Callable[[str, int], int] | None = None,
+    min_width: int = 1,
 ) -> Keep:
     """Units with |gamma| >= ``eps`` are kept, the others removed.
 
     ``round_up(label, count)`` (the space's granularity) may raise a count; the extra units kept
-    are the most important of those below eps (never rounds down).
+    are the most important of those below eps. A label left with fewer than ``min_width`` units
+    (but some) loses them all: a kernel path or transformer that thin costs a step more time than
+    its MACs say (each is a few kernel launches whatever its width).
     """
     keep: Keep = {}
     for g in groups:
         importance = g.importance()
         idx = torch.nonzero(importance >= eps).flatten()
-        keep[g.label] = _rounded(g.label, idx, importance, round_up)
+        keep[g.label] = _rounded(g.label, idx, importance, round_up, min_width)
     return keep
 
 
 def _rounded(
-    label: str, idx: torch.Tensor, importance: torch.Tensor, round_up: Callable[[str, int], int] | None
+    label: str,
+    idx: torch.Tensor,
+    importance: torch.Tensor,
+    round_up: Callable[[str, int], int] | None,
+    min_width: int = 1,
 ) -> torch.Tensor:
     if round_up is not None:
         count = min(round_up(label, int(idx.numel())), int(importance.numel()))
         if count > idx.numel():
             idx = torch.topk(importance, count).indices
+    if idx.numel() < min_width:  # the whole path goes (an empty idx stays empty)
+        idx = idx[:0]
     return torch.sort(idx).values
 
 
@@ -110,8 +121,10 @@ def keep_without(
     groups: Iterable[UnitGroup],
     removed: Iterable[tuple[str, int]],
     round_up: Callable[[str, int], int] | None = None,
+    min_width: int = 1,
 ) -> Keep:
-    """The kept indices per label when the ``(label, index)`` units in ``removed`` go."""
+    """The kept indices per label when the ``(label, index)`` units in ``removed`` go (``round_up``,
+    ``min_width``: as :func:`threshold_keep`)."""
     gone: dict[str, set[int]] = {}
     for label, i in removed:
         gone.setdefault(label, set()).add(i)
@@ -119,7 +132,7 @@ def keep_without(
     for g in groups:
         drop = gone.get(g.label, set())
         idx = torch.tensor([i for i in range(g.count) if i not in drop], dtype=torch.long)
-        keep[g.label] = _rounded(g.label, idx, g.importance(), round_up)
+        keep[g.label] = _rounded(g.label, idx, g.importance(), round_up, min_width)
     return keep
 
 
@@ -139,6 +152,7 @@ def budget_keep(
     candidates: list[tuple[float, str, int]],
     mode: str,
     round_up: Callable[[str, int], int] | None = None,
+    min_width: int = 1,
 ) -> Keep:
     """Remove a prefix of ``candidates`` (least important first) so MACs meet ``limit``.
 
@@ -147,7 +161,7 @@ def budget_keep(
     """
 
     def macs_of(k: int) -> tuple[int, Keep]:
-        keep = keep_without(groups, [(label, i) for _, label, i in candidates[:k]], round_up)
+        keep = keep_without(groups, [(label, i) for _, label, i in candidates[:k]], round_up, min_width)
         return width_cost.macs(widths_after(arch, keep)), keep
 
     lo, hi = 0, len(candidates)

@@ -80,8 +80,9 @@ class SearchDefaults:
     trains with a recipe of its own (smaller batches, a learning rate that moves BN gammas in a few
     hundred steps). ``None`` means: ``epochs``, ``batch_size``, ``module_kwargs`` the training
     recipe's; ``shrink_epochs`` shrinking throughout (the paper); ``data_sizes`` the whole data set;
-    ``eps``, ``ema_decay``, ``recalibration_batches``, ``path_overhead``, ``elementwise_weight`` the strategy's own
-    defaults (``ProgressiveShrinking``; their 0 is the paper's MAC-only cost).
+    ``eps``, ``ema_decay``, ``recalibration_batches``, ``path_overhead``, ``elementwise_weight``,
+    ``min_path_width`` the strategy's own defaults (``ProgressiveShrinking``; their 0 is the paper's
+    MAC-only cost, their 1 its fine-grained shrinking).
     ``module_kwargs`` override the training recipe's (the rest of it still applies).
     """
 
@@ -99,6 +100,7 @@ class SearchDefaults:
     recalibration_batches: int | None = None
     path_overhead: float | None = None
     elementwise_weight: float | None = None
+    min_path_width: int | None = None
 
     def resolve(self, train: TrainingRecipe) -> dict[str, Any]:
         """The search's values by ``SearchSettings`` name: ``None`` left for the strategy's defaults,

@@ -41,7 +41,12 @@ def _fingerprint(**kwargs) -> dict:
 def test_every_setting_but_the_excluded_is_in_the_fingerprint():
     settings = [n for n in inspect.signature(ProgressiveShrinking.__init__).parameters if n != "self"]
     fingerprint = _fingerprint()
-    assert set(fingerprint) == OLD_KEYS | {"target_tolerance", "unit_cost", "elementwise_weight"}
+    assert set(fingerprint) == OLD_KEYS | {
+        "target_tolerance",
+        "unit_cost",
+        "elementwise_weight",
+        "min_path_width",
+    }
     assert set(fingerprint) - {"config", "world_size"} == {
         n.rstrip("_") for n in settings if n not in NOT_IN_FINGERPRINT
     }
@@ -63,6 +68,7 @@ def test_every_setting_but_the_excluded_is_in_the_fingerprint():
         "target_tolerance": 0.1,
         "path_overhead": 5.0,
         "elementwise_weight": 20.0,
+        "min_path_width": 4,
         "shrink_epochs": 2,
     }
     for name, value in changed.items():

@@ -372,3 +372,53 @@ def test_path_overhead_is_shared_by_the_units_still_alive():
     penalty([g], 1.0).backward()
     assert g.bn.weight.grad[0].item() == pytest.approx(plain[g.label].unit_macs + 1e6)
     assert g.bn.weight.grad[0].item() > full
+
+
+def test_min_path_width_removes_a_thinner_path_whole():
+    """A label left with 1 to ``min_width - 1`` units above eps loses them all; one with none or
+    with ``min_width`` or more keeps exactly its units above eps (counts set by hand per label)."""
+    net = tiny_net()
+    groups = unit_groups(net, SIZE)
+    above_counts = [i % 5 for i in range(len(groups))]  # 0, 1, 2, 3, 4 units above eps in turn
+    with torch.no_grad():
+        for grp, above in zip(groups, above_counts, strict=True):
+            grp.bn.weight.fill_(0.1 * EPS)
+            grp.bn.weight[:above] = 1.0
+    keep = threshold_keep(groups, EPS, min_width=3)
+    new = rebuild(net, keep)
+    for grp, above in zip(groups, above_counts, strict=True):
+        expected = above if above >= 3 else 0
+        assert new.arch[grp.label] == expected, (grp.label, above)
+        assert keep[grp.label].tolist() == list(range(expected))
+
+
+def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
+    """Budget mode's final step (every unit ranked, the shortest prefix that meets the budget) leaves
+    no path thinner than the minimum, and the network it builds meets the budget by an independent count."""
+    net = tiny_net()
+    groups = unit_groups(net, SIZE)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # every unit above eps, importance spread so that paths thin unevenly
+        for grp in groups:
+            grp.bn.weight.copy_(torch.linspace(0.01, 1.0, grp.count) * torch.rand(1, generator=g))
+    x = torch.randn(1, *SIZE)
+    full = torch_counted_macs(net.eval(), x)
+    target = int(0.4 * full)
+    for min_width in (1, 3):
+        policy = PruningPolicy(
+            lambda_=1.0,
+            eps=EPS,
+            prune_every=1,
+            warmup_epochs=0.0,
+            input_size=SIZE,
+            target_macs=target,
+            min_path_width=min_width,
+        )
+        new = rebuild(net, policy.keep(groups, net, last=True)).eval()
+        widths = [w for label, w in new.arch.items() if label in {g.label for g in groups}]
+        thin = [w for w in widths if 0 < w < 3]
+        if min_width == 1:
+            assert thin, "the budget alone leaves paths of 1-2 units: the minimum has something to do"
+        else:
+            assert not thin, widths
+        assert torch_counted_macs(new, x) <= target

@@ -363,6 +363,17 @@ def test_path_overhead_removes_whole_paths():
     assert paths[2e5] < paths[0.0] / 2, paths
 
 
+def test_min_path_width_leaves_no_thinner_path_in_the_searched_network():
+    """At the same budget, the fine-grained search leaves paths of 1-3 channels; with a minimum
+    width of 4 none is left, the budget is still met, and the run records the setting."""
+    runs = {m: tiny_search(lambda_=0.05, target_macs=500_000, min_path_width=m).result for m in (1, 4)}
+    thin = {m: sorted(v for v in r["arch"].values() if 0 < v < 4) for m, r in runs.items()}
+    assert thin[1], "the plain search leaves thin paths here: the minimum has something to remove"
+    assert thin[4] == []
+    assert all(r["target"]["within_tolerance"] for r in runs.values())
+    assert runs[4]["min_path_width"] == 4
+
+
 @pytest.mark.parametrize("task_name", ["digits_cls", "digits_seg"])
 def test_each_evaluation_starts_from_a_clean_metric(task_name):
     """The strategy evaluates after every prune step: each metric is that network's alone (a task

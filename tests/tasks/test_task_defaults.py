@@ -86,6 +86,7 @@ COMMON = dict(
     latency_runtime="torch",
     unit_cost="exact",  # added after 0a5253d (the paper's Eq. 6 option); its default keeps 0a5253d's search
     elementwise_weight=0.0,  # added by issue 10 (a price on BN/activation elements); its default keeps the search
+    min_path_width=1,  # added by issue 10 (a minimum width per path); its default keeps the search
     accelerator="auto",
     devices=1,
     num_nodes=1,
