@@ -62,7 +62,8 @@ class PruningPolicy:
     """Units, penalty, threshold and budget of one search (see :class:`ProgressiveShrinking` for the args).
 
     ``round_up(label, count)`` is the space's granularity (None: every count is allowed);
-    ``min_path_width`` the fewest units a label keeps, if any (1: no minimum).
+    ``min_path_width`` the fewest units a label keeps, if any (1: no minimum). Both act through
+    :meth:`width_rule`.
     """
 
     lambda_: float
@@ -85,6 +86,13 @@ class PruningPolicy:
         return unit_groups(
             model, self.input_size, self.path_overhead, self.unit_cost, self.elementwise_weight
         )
+
+    def width_rule(self, label: str, count: int) -> int:
+        """The units ``label`` keeps of the ``count`` a prune step would leave it: rounded up to the
+        space's granularity, then none if fewer than ``min_path_width``."""
+        if self.round_up is not None:
+            count = self.round_up(label, count)
+        return count if count >= self.min_path_width else 0
 
     def shrink_end(self, epochs: int) -> int:
         """The epoch the shrinking phase ends at (``epochs`` when the whole search shrinks)."""
@@ -118,7 +126,7 @@ class PruningPolicy:
     def keep(self, groups: list[UnitGroup], model: ShrinkableNetwork, last: bool) -> Keep:
         """The units that stay: |gamma| >= eps, bounded by the budget (never below it; at the last step
         at or just under it)."""
-        keep = threshold_keep(groups, self.eps, self.round_up, self.min_path_width)
+        keep = threshold_keep(groups, self.eps, self.width_rule)
         if self.target_macs is None:
             return keep
         width_cost = WidthCost(model, self.input_size)
@@ -126,14 +134,7 @@ class PruningPolicy:
         if after < self.target_macs:  # never prune below the budget: drop fewer of the units below eps
             below = [u for u in ranked_units(groups) if u[0] < self.eps]
             return budget_keep(
-                groups,
-                model.arch,
-                width_cost,
-                self.target_macs,
-                below,
-                "floor",
-                self.round_up,
-                self.min_path_width,
+                groups, model.arch, width_cost, self.target_macs, below, "floor", self.width_rule
             )
         if last and after > self.target_macs:  # the final step lands at or just under the budget
             return budget_keep(
@@ -143,8 +144,7 @@ class PruningPolicy:
                 self.target_macs,
                 ranked_units(groups),
                 "ceiling",
-                self.round_up,
-                self.min_path_width,
+                self.width_rule,
             )
         return keep
 

@@ -70,40 +70,36 @@ def slice_tensor(name: str, tensor: torch.Tensor, keep: Mapping[str, torch.Tenso
 # ---- which units go -------------------------------------------------------------------------
 
 
-def threshold_keep(
-    groups: Iterable[UnitGroup],
-    eps: float,
-    round_up: Callable[[str, int], int] | None = None,
-    min_width: int = 1,
-) -> Keep:
+#: ``(label, count) -> units the label keeps`` of the ``count`` units a prune step would leave it
+#: (the space's granularity may raise the count, a minimum path width drop it to 0:
+#: ``PruningPolicy.width_rule``)
+WidthRule = Callable[[str, int], int]
+
+
+def threshold_keep(groups: Iterable[UnitGroup], eps: float, width_rule: WidthRule | None = None) -> Keep:
     """Units with |gamma| >= ``eps`` are kept, the others removed.
 
-    ``round_up(label, count)`` (the space's granularity) may raise a count; the extra units kept
-    are the most important of those below eps. A label left with fewer than ``min_width`` units
-    (but some) loses them all: a kernel path or transformer that thin costs a step more time than
-    its MACs say (each is a few kernel launches whatever its width).
+    ``width_rule`` may change how many a label keeps: raised, the extra units kept are the most
+    important of those below eps; lowered, the least important of those above go (to 0: the whole
+    kernel path or transformer).
     """
     keep: Keep = {}
     for g in groups:
         importance = g.importance()
         idx = torch.nonzero(importance >= eps).flatten()
-        keep[g.label] = _rounded(g.label, idx, importance, round_up, min_width)
+        keep[g.label] = _ruled(g.label, idx, importance, width_rule)
     return keep
 
 
-def _rounded(
-    label: str,
-    idx: torch.Tensor,
-    importance: torch.Tensor,
-    round_up: Callable[[str, int], int] | None,
-    min_width: int = 1,
+def _ruled(
+    label: str, idx: torch.Tensor, importance: torch.Tensor, width_rule: WidthRule | None
 ) -> torch.Tensor:
-    if round_up is not None:
-        count = min(round_up(label, int(idx.numel())), int(importance.numel()))
+    if width_rule is not None:
+        count = min(width_rule(label, int(idx.numel())), int(importance.numel()))
         if count > idx.numel():
             idx = torch.topk(importance, count).indices
-    if idx.numel() < min_width:  # the whole path goes (an empty idx stays empty)
-        idx = idx[:0]
+        elif count < idx.numel():
+            idx = idx[torch.topk(importance[idx], count).indices]
     return torch.sort(idx).values
 
 
@@ -120,11 +116,10 @@ def ranked_units(groups: Iterable[UnitGroup]) -> list[tuple[float, str, int]]:
 def keep_without(
     groups: Iterable[UnitGroup],
     removed: Iterable[tuple[str, int]],
-    round_up: Callable[[str, int], int] | None = None,
-    min_width: int = 1,
+    width_rule: WidthRule | None = None,
 ) -> Keep:
-    """The kept indices per label when the ``(label, index)`` units in ``removed`` go (``round_up``,
-    ``min_width``: as :func:`threshold_keep`)."""
+    """The kept indices per label when the ``(label, index)`` units in ``removed`` go (``width_rule``:
+    as :func:`threshold_keep`)."""
     gone: dict[str, set[int]] = {}
     for label, i in removed:
         gone.setdefault(label, set()).add(i)
@@ -132,7 +127,7 @@ def keep_without(
     for g in groups:
         drop = gone.get(g.label, set())
         idx = torch.tensor([i for i in range(g.count) if i not in drop], dtype=torch.long)
-        keep[g.label] = _rounded(g.label, idx, g.importance(), round_up, min_width)
+        keep[g.label] = _ruled(g.label, idx, g.importance(), width_rule)
     return keep
 
 
@@ -151,8 +146,7 @@ def budget_keep(
     limit: int,
     candidates: list[tuple[float, str, int]],
     mode: str,
-    round_up: Callable[[str, int], int] | None = None,
-    min_width: int = 1,
+    width_rule: WidthRule | None = None,
 ) -> Keep:
     """Remove a prefix of ``candidates`` (least important first) so MACs meet ``limit``.
 
@@ -161,7 +155,7 @@ def budget_keep(
     """
 
     def macs_of(k: int) -> tuple[int, Keep]:
-        keep = keep_without(groups, [(label, i) for _, label, i in candidates[:k]], round_up, min_width)
+        keep = keep_without(groups, [(label, i) for _, label, i in candidates[:k]], width_rule)
         return width_cost.macs(widths_after(arch, keep)), keep
 
     lo, hi = 0, len(candidates)

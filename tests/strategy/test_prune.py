@@ -331,7 +331,7 @@ def test_granularity_rounds_widths_up_keeping_the_next_most_important():
             w = torch.rand(grp.count, generator=g)
             w[torch.rand(grp.count, generator=g) < 0.5] *= EPS  # about half below eps
             grp.bn.weight.copy_(w)
-    keep = threshold_keep(groups, EPS, round_up=lambda label, n: space.round_up({label: n})[label])
+    keep = threshold_keep(groups, EPS, width_rule=lambda label, n: space.round_up({label: n})[label])
     new = rebuild(net, keep)
     space.validate_sample(new.arch)  # every width is an allowed value of the space
     for grp in groups:
@@ -384,7 +384,10 @@ def test_min_path_width_removes_a_thinner_path_whole():
         for grp, above in zip(groups, above_counts, strict=True):
             grp.bn.weight.fill_(0.1 * EPS)
             grp.bn.weight[:above] = 1.0
-    keep = threshold_keep(groups, EPS, min_width=3)
+    policy = PruningPolicy(
+        lambda_=1.0, eps=EPS, prune_every=1, warmup_epochs=0.0, input_size=SIZE, min_path_width=3
+    )
+    keep = threshold_keep(groups, EPS, width_rule=policy.width_rule)
     new = rebuild(net, keep)
     for grp, above in zip(groups, above_counts, strict=True):
         expected = above if above >= 3 else 0
@@ -404,6 +407,7 @@ def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
     x = torch.randn(1, *SIZE)
     full = torch_counted_macs(net.eval(), x)
     target = int(0.4 * full)
+    labels = {grp.label for grp in groups}
     for min_width in (1, 3):
         policy = PruningPolicy(
             lambda_=1.0,
@@ -415,7 +419,7 @@ def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
             min_path_width=min_width,
         )
         new = rebuild(net, policy.keep(groups, net, last=True)).eval()
-        widths = [w for label, w in new.arch.items() if label in {g.label for g in groups}]
+        widths = [w for label, w in new.arch.items() if label in labels]
         thin = [w for w in widths if 0 < w < 3]
         if min_width == 1:
             assert thin, "the budget alone leaves paths of 1-2 units: the minimum has something to do"
