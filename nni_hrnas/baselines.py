@@ -461,9 +461,10 @@ def train_for_time(
             )
             return run
         _log.info(
-            "%s: %d epochs do not fit %.0f s (epochs of %s s); stopped, training again for %d",
+            "%s: %d epochs would %s %.0f s (epochs of %s s); stopped, training again for %d",
             name,
             epochs,
+            "run past" if budget.refit < epochs else "fall short of",
             seconds,
             ", ".join(f"{d:.1f}" for d in budget.durations),
             budget.refit,

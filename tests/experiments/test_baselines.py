@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -179,13 +180,14 @@ class ChangesSpeed(torch.utils.data.Dataset):
     ids=["probe-low", "probe-high"],
 )
 def test_equal_time_training_fits_its_epochs_to_the_epochs_it_measures(
-    small_network, monkeypatch, probe_seconds, later_seconds
+    small_network, monkeypatch, caplog, probe_seconds, later_seconds
 ):
     """A baseline trained for the search's time gets the whole epochs that fit in it by its own
     training's epoch times, not by the probe's: with a probe that ran a third low it trained 10
     epochs of 1.92 s in 13 s (19.2 s, 48% more time than the search); one that ran high left 4
     epochs unused."""
     monkeypatch.setenv("HRNAS_QUIET", "1")
+    caplog.set_level(logging.INFO, logger=baselines.__name__)
     clock = Clock()
     monkeypatch.setattr(baselines, "time", clock)
     space, arch = small_network
@@ -202,6 +204,9 @@ def test_equal_time_training_fits_its_epochs_to_the_epochs_it_measures(
     assert run.seconds <= BUDGET < run.seconds + epoch
     probe_fit = math.floor(BUDGET / (len(train) * probe_seconds))  # 10 or 6
     assert started == [probe_fit, run.epochs]  # the probe's fit, then one refit
+    # the log says which way the first training missed its budget
+    refit_line = next(r.getMessage() for r in caplog.records if "training again" in r.getMessage())
+    assert ("run past" if probe_seconds < later_seconds else "fall short of") in refit_line
 
 
 def test_the_last_training_is_kept_whole_when_epochs_keep_slowing(small_network, monkeypatch):
