@@ -34,8 +34,10 @@ the EMA of the live network's BN statistics (no recalibration: the architecture 
 ``target_macs`` the penalty is scaled up or down to follow a path to the target, no prune step
 goes below it (it removes fewer of the units under eps instead), and if the MACs are still above
 the target after the last shrinking epoch, that step removes the least important units until they
-are at or just under it. Either way the result lands within one unit's
-cost of the target; ``result.target`` says on which side and how far.
+are at or just under it. Either way the result lands within one unit's cost of the target, or with
+``min_path_width`` within one path's: where the last step's floor would stay more than
+``target_tolerance`` above the target (the next unit below eps would remove a whole path), it
+lands at or under the target instead. ``result.target`` says on which side and how far.
 """
 
 from __future__ import annotations
@@ -106,9 +108,9 @@ class ProgressiveShrinking(OneShotStrategy):
         warmup_epochs: lambda ramps linearly from 0 to ``lambda_`` over these (fractional) epochs.
         epochs: search epochs (default: the evaluator trainer's ``max_epochs``).
         target_macs: optional MACs budget: the result lands next to it (just above when the
-            search reached it early, at or just below when the final step had to prune to it;
-            ``result.target`` says which), within ``target_tolerance``; a budget below the
-            network's minimum (stem, shortcuts and head alone) is an error.
+            search reached it early, within ``target_tolerance``; at or just below when the final
+            step had to prune to it; ``result.target`` says which); a budget below the network's
+            minimum (stem, shortcuts and head alone) is an error.
         input_size: (C, H, W) the unit costs are computed at (default: the training samples' size).
         ema_decay: decay of the weight EMA used for evaluation and export.
         recalibration_batches: training batches used to recalibrate BN statistics at each prune step.

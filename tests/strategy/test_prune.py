@@ -426,3 +426,46 @@ def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
         else:
             assert not thin, widths
         assert torch_counted_macs(new, x) <= target
+
+
+def test_last_step_lands_under_the_budget_when_the_floor_would_stay_far_above_it():
+    """With a minimum path width, the units below eps can all sit in one path that the minimum removes
+    whole: the floor (never prune below the budget) then keeps that path at the minimum, above the
+    budget by more than the tolerance. An earlier step keeps it so; the last step lands at or under
+    the budget instead (digits_kp with --min-path-width 8 and a budget ended 7-15% above it).
+    Counted independently."""
+    net = tiny_net()
+    groups = unit_groups(net, SIZE)
+    width_cost = WidthCost(net, SIZE)
+    # the path whose removal costs the most MACs keeps 3 units above eps, one fewer than the minimum
+    big = max(groups, key=lambda grp: width_cost.kernel_unit.get(grp.label, 0) * grp.count)
+    min_width = 4
+    with torch.no_grad():
+        for grp in groups:
+            grp.bn.weight.fill_(1.0)
+        big.bn.weight.copy_(torch.linspace(0.1 * EPS, 0.9 * EPS, big.count))  # below eps, ranked
+        big.bn.weight[-(min_width - 1) :] = 1.0
+    x = torch.randn(1, *SIZE)
+    full = torch_counted_macs(net.eval(), x)
+    unit = width_cost.kernel_unit[big.label]
+    without_path = full - big.count * unit  # what the threshold alone leaves: the path removed whole
+    at_minimum = full - (big.count - min_width) * unit  # the floor: the path kept at the minimum
+    target = without_path + min_width * unit // 2  # between the two
+    tolerance = 0.001
+    assert at_minimum > (1 + tolerance) * target, "the case needs the floor outside the tolerance"
+    policy = PruningPolicy(
+        lambda_=1.0,
+        eps=EPS,
+        prune_every=1,
+        warmup_epochs=0.0,
+        input_size=SIZE,
+        target_macs=target,
+        target_tolerance=tolerance,
+        min_path_width=min_width,
+    )
+    earlier = rebuild(net, policy.keep(groups, net, last=False)).eval()
+    assert earlier.arch[big.label] == min_width
+    assert torch_counted_macs(earlier, x) == at_minimum  # never below the budget before the last step
+    last = rebuild(net, policy.keep(groups, net, last=True)).eval()
+    assert torch_counted_macs(last, x) <= target
+    assert last.arch[big.label] == 0
