@@ -35,6 +35,13 @@ def tiny_net(seed: int = 0) -> HRNASNetwork:
     return net
 
 
+def pruning_policy(**kwargs) -> PruningPolicy:
+    """A policy that prunes at every step, no warm-up, at ``SIZE``; ``kwargs`` set the rest."""
+    return PruningPolicy(
+        **{"lambda_": 1.0, "eps": EPS, "prune_every": 1, "warmup_epochs": 0.0, "input_size": SIZE, **kwargs}
+    )
+
+
 def masked_transformer_forward(t, x, kept: torch.Tensor):
     """Reference: the transformer with the tokens outside ``kept`` masked out of attention (their
     token-BN gamma is set to 0 by :func:`masked_copy`, so they output their beta)."""
@@ -384,9 +391,7 @@ def test_min_path_width_removes_a_thinner_path_whole():
         for grp, above in zip(groups, above_counts, strict=True):
             grp.bn.weight.fill_(0.1 * EPS)
             grp.bn.weight[:above] = 1.0
-    policy = PruningPolicy(
-        lambda_=1.0, eps=EPS, prune_every=1, warmup_epochs=0.0, input_size=SIZE, min_path_width=3
-    )
+    policy = pruning_policy(min_path_width=3)
     keep = threshold_keep(groups, EPS, width_rule=policy.width_rule)
     new = rebuild(net, keep)
     for grp, above in zip(groups, above_counts, strict=True):
@@ -409,15 +414,7 @@ def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
     target = int(0.4 * full)
     labels = {grp.label for grp in groups}
     for min_width in (1, 3):
-        policy = PruningPolicy(
-            lambda_=1.0,
-            eps=EPS,
-            prune_every=1,
-            warmup_epochs=0.0,
-            input_size=SIZE,
-            target_macs=target,
-            min_path_width=min_width,
-        )
+        policy = pruning_policy(target_macs=target, min_path_width=min_width)
         new = rebuild(net, policy.keep(groups, net, last=True)).eval()
         widths = [w for label, w in new.arch.items() if label in labels]
         thin = [w for w in widths if 0 < w < 3]
@@ -453,16 +450,7 @@ def test_last_step_lands_under_the_budget_when_the_floor_would_stay_far_above_it
     target = without_path + min_width * unit // 2  # between the two
     tolerance = 0.001
     assert at_minimum > (1 + tolerance) * target, "the case needs the floor outside the tolerance"
-    policy = PruningPolicy(
-        lambda_=1.0,
-        eps=EPS,
-        prune_every=1,
-        warmup_epochs=0.0,
-        input_size=SIZE,
-        target_macs=target,
-        target_tolerance=tolerance,
-        min_path_width=min_width,
-    )
+    policy = pruning_policy(target_macs=target, target_tolerance=tolerance, min_path_width=min_width)
     earlier = rebuild(net, policy.keep(groups, net, last=False)).eval()
     assert earlier.arch[big.label] == min_width
     assert torch_counted_macs(earlier, x) == at_minimum  # never below the budget before the last step
