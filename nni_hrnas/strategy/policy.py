@@ -140,7 +140,7 @@ class PruningPolicy:
             # would remove a whole path (min_path_width: digits_kp seed 3 ended 15% above); the user
             # asked for a budget, so the last step then lands at or under it instead.
             after = width_cost.macs(widths_after(model.arch, floor))
-            if not last or after <= self.target_macs * (1 + self.target_tolerance):
+            if not last or self._target_error(after) <= self.target_tolerance:
                 return floor
         if last and after > self.target_macs:  # the final step lands at or just under the budget
             return budget_keep(
@@ -167,11 +167,15 @@ class PruningPolicy:
             return max(scale / 1.5, 1e-4)
         return scale
 
+    def _target_error(self, macs: int) -> float:
+        """How far ``macs`` is from ``target_macs``, relative to it (positive: above)."""
+        return (macs - self.target_macs) / self.target_macs
+
     def target_report(self, macs: int, scale: float) -> dict[str, Any] | None:
         """Where the result landed relative to ``target_macs`` (None without a budget)."""
         if self.target_macs is None:
             return None
-        error = (macs - self.target_macs) / self.target_macs
+        error = self._target_error(macs)
         return {
             "macs": self.target_macs,
             "relative_error": error,
