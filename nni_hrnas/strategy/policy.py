@@ -155,12 +155,16 @@ class PruningPolicy:
         return keep
 
     def next_lambda_scale(self, scale: float, macs: int, start_macs: int, epoch: int, epochs: int) -> float:
-        """Budget mode: scale the penalty up when behind the path to the target (reached at 80% of the
-        epochs), down when ahead of it."""
+        """Budget mode: scale the penalty up when behind the path to the target, down when ahead of it.
+
+        The path runs from ``start_macs`` at the end of the penalty's warm-up (before it no gamma can
+        reach eps, so no search is behind) to the target at 80% of the ``epochs``."""
         if self.target_macs is None:
             return scale
         reach = max(epochs * 0.8, 1.0)
-        desired = start_macs + (self.target_macs - start_macs) * min(1.0, (epoch + 1) / reach)
+        begin = min(self.warmup_epochs, reach - 1.0) if reach > 1.0 else 0.0
+        progress = min(1.0, max(0.0, (epoch + 1 - begin) / (reach - begin)))
+        desired = start_macs + (self.target_macs - start_macs) * progress
         if macs > desired * 1.02:
             return min(scale * 1.5, 1e4)
         if macs < desired:

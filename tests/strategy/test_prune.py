@@ -457,3 +457,24 @@ def test_last_step_lands_under_the_budget_when_the_floor_would_stay_far_above_it
     last = rebuild(net, policy.keep(groups, net, last=True)).eval()
     assert torch_counted_macs(last, x) <= target
     assert last.arch[big.label] == 0
+
+
+@pytest.mark.parametrize("warmup", [1.0, 0.0])
+def test_budget_path_starts_when_the_penalty_warm_up_ends(warmup):
+    """Budget mode scales lambda by 1.5 when the search is behind the path to the target, down when
+    ahead. During the warm-up the penalty ramps up from 0 and no gamma can reach eps, so the path
+    starts at the supernet's MACs when the warm-up ends (the CPU default: 3 shrinking epochs, 1 of
+    warm-up, and digits_seg's budgeted searches had lambda raised to 1.5x after the first epoch)."""
+    start, target, epochs = 26_000_000, 6_000_000, 3
+    policy = pruning_policy(target_macs=target, warmup_epochs=warmup)
+    reach = 0.8 * epochs  # the target is on the path at 80% of the shrinking epochs
+    for epoch in range(epochs):
+        done = epoch + 1
+        progress = min(1.0, max(0.0, (done - warmup) / (reach - warmup)))
+        desired = start + (target - start) * progress  # by hand: a straight line from start to target
+        behind, ahead, on = int(desired * 1.03), int(desired * 0.99), int(desired * 1.01)
+        assert policy.next_lambda_scale(1.0, behind, start, epoch, epochs) == 1.5
+        assert policy.next_lambda_scale(1.0, ahead, start, epoch, epochs) == pytest.approx(1 / 1.5)
+        assert policy.next_lambda_scale(1.0, on, start, epoch, epochs) == 1.0
+    # the first epoch of a search with a warm-up: nothing pruned yet, and that is on the path
+    assert policy.next_lambda_scale(1.0, start, start, 0, epochs) == (1.0 if warmup else 1.5)
