@@ -459,19 +459,24 @@ def test_last_step_lands_under_the_budget_when_the_floor_would_stay_far_above_it
     assert last.arch[big.label] == 0
 
 
-@pytest.mark.parametrize("warmup", [1.0, 0.0])
-def test_budget_path_starts_when_the_penalty_warm_up_ends(warmup):
+@pytest.mark.parametrize(
+    "warmup, path",
+    [
+        # by hand: 26 M to 6 M on a straight line that ends at 80% of 3 epochs (2.4) and begins when
+        # the warm-up ends: after epochs 1, 2, 3 it is 0, 5/7 and all of the way (1 epoch of warm-up)
+        (1.0, [26_000_000, 26_000_000 - 20_000_000 * 5 / 7, 6_000_000]),
+        # or 5/12, 5/6 and all of the way (no warm-up: the path as before)
+        (0.0, [26_000_000 - 20_000_000 * 5 / 12, 26_000_000 - 20_000_000 * 5 / 6, 6_000_000]),
+    ],
+)
+def test_budget_path_starts_when_the_penalty_warm_up_ends(warmup, path):
     """Budget mode scales lambda by 1.5 when the search is behind the path to the target, down when
     ahead. During the warm-up the penalty ramps up from 0 and no gamma can reach eps, so the path
     starts at the supernet's MACs when the warm-up ends (the CPU default: 3 shrinking epochs, 1 of
     warm-up, and digits_seg's budgeted searches had lambda raised to 1.5x after the first epoch)."""
     start, target, epochs = 26_000_000, 6_000_000, 3
     policy = pruning_policy(target_macs=target, warmup_epochs=warmup)
-    reach = 0.8 * epochs  # the target is on the path at 80% of the shrinking epochs
-    for epoch in range(epochs):
-        done = epoch + 1
-        progress = min(1.0, max(0.0, (done - warmup) / (reach - warmup)))
-        desired = start + (target - start) * progress  # by hand: a straight line from start to target
+    for epoch, desired in enumerate(path):
         behind, ahead, on = int(desired * 1.03), int(desired * 0.99), int(desired * 1.01)
         assert policy.next_lambda_scale(1.0, behind, start, epoch, epochs) == 1.5
         assert policy.next_lambda_scale(1.0, ahead, start, epoch, epochs) == pytest.approx(1 / 1.5)
