@@ -162,7 +162,7 @@ class PruningPolicy:
         if self.target_macs is None:
             return scale
         reach = max(epochs * 0.8, 1.0)
-        begin = min(self.warmup_epochs, reach - 1.0) if reach > 1.0 else 0.0
+        begin = min(self.warmup_epochs, reach - 1.0)  # at least one epoch of path after the warm-up
         progress = min(1.0, max(0.0, (epoch + 1 - begin) / (reach - begin)))
         desired = start_macs + (self.target_macs - start_macs) * progress
         if macs > desired * 1.02:
