@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nni_hrnas.cli import main
+from nni_hrnas.cli import build_parser, main
 from search_spaces import HRNASSpace
 
 
@@ -88,7 +88,12 @@ def test_demo_refuses_a_budget_share_outside_0_1(value, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--target-share", value])
     assert exc.value.code == 2
-    assert f"expected a share in (0, 1] such as 0.1, got {value!r}" in capsys.readouterr().err
+    assert f"expected a share in (0, 1] such as 0.1, or none, got {value!r}" in capsys.readouterr().err
+
+
+def test_demo_budget_share_none_means_no_budget():
+    args = build_parser().parse_args(["demo", "--target-share", "None"])
+    assert args.target_share is None
 
 
 def test_demo_refuses_zero_epochs_in_one_line_and_writes_nothing(tmp_path, capsys):
@@ -100,8 +105,8 @@ def test_demo_refuses_zero_epochs_in_one_line_and_writes_nothing(tmp_path, capsy
 
 @pytest.mark.slow
 def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(tmp_path):
-    """`hrnas demo` at smoke scale, with a budget of a tenth of the supernet's MACs and the README's
-    minimum path width: the summary compares the searched network with the supernet and the
+    """`hrnas demo` at smoke scale, with no flag: the README's budget of a tenth of the supernet's
+    MACs and its minimum path width of 8. The summary compares the searched network with the supernet and the
     uniformly slimmed network trained for the same time, and nothing of Lightning's notices."""
     out = tmp_path / "demo"
     env = dict(os.environ, HRNAS_SMOKE="1", OMP_NUM_THREADS="1")
@@ -114,10 +119,6 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
             "demo",
             "--out",
             str(out),
-            "--target-share",
-            "0.1",
-            "--min-path-width",
-            "8",
         ],
         env=env,
         capture_output=True,
