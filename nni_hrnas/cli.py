@@ -437,9 +437,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_ablate_arguments(ablate).set_defaults(func=cmd_ablate)
 
-    from nni_hrnas.search import SearchSettings
-    from nni_hrnas.settings import add_arguments
-
     demo = sub.add_parser("demo", help="search the embedded digits task, print a summary, write a report")
     demo.add_argument("--out", default="runs/demo", help="run folder (resumed if it holds a checkpoint)")
     demo.add_argument("--seed", type=int, default=0)
@@ -459,15 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"search epochs, {get_task('digits_seg').search.shrink_epochs} of them shrinking "
         f"(default: {DEMO.epochs})",
     )
-    add_arguments(demo, SearchSettings, only=DEMO_SEARCH_FLAGS)
-    # the demo's own default, said in the flag's help (the search's help says 1, its own default)
-    demo.set_defaults(min_path_width=DEMO.min_path_width)
-    for action in demo._actions:
-        if action.dest == "min_path_width":
-            action.help = (
-                f"no kernel path (transformer) thinner than N channels (tokens) is left; pruning "
-                f"removes it whole (default: {DEMO.min_path_width}; 1 is the paper's fine-grained shrinking)"
-            )
+    # the search's own setting with the demo's default (SearchSettings validates it, as for `search`)
+    demo.add_argument(
+        "--min-path-width",
+        type=int,
+        default=DEMO.min_path_width,
+        metavar="N",
+        help="no kernel path (transformer) thinner than N channels (tokens) is left; pruning removes it "
+        f"whole (default: {DEMO.min_path_width}; 1 is the paper's fine-grained shrinking)",
+    )
     demo.add_argument(
         "--no-baselines",
         dest="baselines",
