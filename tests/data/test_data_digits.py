@@ -54,3 +54,46 @@ def test_digits_datasets_shapes(tmp_path, monkeypatch):
 def test_validation_uses_unseen_digit_instances():
     train_idx, val_idx = digits._split_instances(0, 1797)
     assert len(set(train_idx) & set(val_idx)) == 0 and len(train_idx) + len(val_idx) == 1797
+
+
+def _moved_by_numpy(raw: np.ndarray, label: np.ndarray, dy: int, dx: int):
+    """The reference: np.roll, then the band that wrapped round blanked (grey 0, background)."""
+    image, moved = np.roll(raw, (dy, dx), (0, 1)).astype(np.float64), np.roll(label, (dy, dx), (0, 1))
+    for axis, d in ((0, dy), (1, dx)):
+        band = [slice(None), slice(None)]
+        band[axis] = slice(0, d) if d > 0 else slice(d, None) if d < 0 else slice(0, 0)
+        image[tuple(band)], moved[tuple(band)] = 0, 0
+    return (image / 255 - digits.DIGITS_MEAN) / digits.DIGITS_STD, moved
+
+
+def test_seg_training_canvases_move_with_their_labels_and_validation_stays(tmp_path, monkeypatch):
+    monkeypatch.setenv("HRNAS_CACHE", str(tmp_path))
+    train, val = digits.digits_seg(seed=0, sizes=(4, 4))
+    a = digits.load_arrays("seg", seed=0, sizes=(4, 4))
+    for i in range(4):
+        image, label = val[i]
+        assert np.array_equal(label.numpy(), a["val_y"][i])
+        assert np.allclose(
+            image[0].numpy(), _moved_by_numpy(a["val_x"][i], a["val_y"][i], 0, 0)[0], atol=1e-6
+        )
+    shift = digits.SEG_TRAIN_SHIFT
+    references = {
+        (dy, dx): _moved_by_numpy(a["train_x"][2], a["train_y"][2], dy, dx)
+        for dy in range(-shift, shift + 1)
+        for dx in range(-shift, shift + 1)
+    }
+    torch.manual_seed(0)
+    offsets = []
+    for _ in range(30):
+        image, label = train[2]
+        found = [
+            offset
+            for offset, (ref_image, ref_label) in references.items()
+            if np.array_equal(label.numpy(), ref_label)
+            and np.allclose(image[0].numpy(), ref_image, atol=1e-6)
+        ]
+        assert found, "a training item is no shift of its stored canvas within SEG_TRAIN_SHIFT"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 10 and any(max(abs(dy), abs(dx)) > shift // 2 for dy, dx in offsets)
+    torch.manual_seed(0)  # a seeded run draws the same offsets
+    assert np.array_equal(train[2][1].numpy(), references[offsets[0]][1])
