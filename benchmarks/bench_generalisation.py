@@ -8,7 +8,7 @@ search hands over) is evaluated with its task's metric on the data the search tr
 search's (train, val) sizes for the seed of the run:
 
 * ``val``: the validation images the search reported its metric on; it must equal ``result.json``'s
-  ``metric`` (checked: a run whose weights do not give its reported metric is an error);
+  ``metric`` to round-off (checked: a run whose weights do not give its reported metric is an error);
 * ``train``: the training images as stored (digits_seg's training-time shift left out, so that
   the figure is the images the network had every epoch to fit).
 
@@ -46,7 +46,7 @@ def measure(run_dir: Path) -> dict:
     loader = torch.utils.data.DataLoader  # plain loaders: the order does not change a metric
     batch = spec.search.batch_size or spec.train.batch_size
     metric_val = evaluate(module, model, loader(val, batch_size=batch))
-    if abs(metric_val - result.metric) > 1e-6:
+    if abs(metric_val - result.metric) > 5e-4:  # the search evaluates channels-last: other round-off
         raise SystemExit(
             f"{run_dir}: its weights score {metric_val:.6f} on the search's validation images, "
             f"result.json says {result.metric:.6f}; was the folder written by another version?"
