@@ -43,7 +43,8 @@ def measure(run_dir: Path) -> dict:
         None, datasets=(train, val), seed=result.seed, enable_progress_bar=False, logger=False
     ).module
     model = folder.load_model()
-    loader = torch.utils.data.DataLoader  # plain loaders: the order does not change a metric
+    # plain loaders: every image once (the task's training loader shuffles and drops a last partial batch)
+    loader = torch.utils.data.DataLoader
     batch = spec.search.batch_size or spec.train.batch_size
     metric_val = evaluate(module, model, loader(val, batch_size=batch))
     if abs(metric_val - result.metric) > 5e-4:  # the search evaluates channels-last: other round-off
