@@ -151,7 +151,9 @@ def budget_keep(
     """Remove a prefix of ``candidates`` (least important first) so MACs meet ``limit``.
 
     ``mode='floor'``: the longest prefix keeping MACs >= ``limit`` (never prune below a budget);
-    ``mode='ceiling'``: the shortest prefix giving MACs <= ``limit`` (land at or under a budget).
+    ``mode='ceiling'``: the shortest prefix giving MACs <= ``limit`` (land at or under a budget),
+    then the most important of its units put back while MACs stay <= ``limit``
+    (:func:`_put_back`).
     """
 
     def macs_of(k: int) -> tuple[int, Keep]:
@@ -174,8 +176,51 @@ def budget_keep(
                 hi = mid
             else:
                 lo = mid + 1
-        return macs_of(lo)[1]
+        removed = _put_back(groups, arch, width_cost, limit, candidates[:lo], width_rule)
+        keep = keep_without(groups, [(label, i) for _, label, i in removed], width_rule)
+        if width_cost.macs(widths_after(arch, keep)) <= limit:
+            return keep
+        return macs_of(lo)[1]  # importance ties can order a label's units differently: the prefix
     raise ValueError(f"mode must be 'floor' or 'ceiling', got {mode!r}")
+
+
+def _put_back(
+    groups: list[UnitGroup],
+    arch: Mapping[str, int],
+    width_cost: WidthCost,
+    limit: int,
+    removed: list[tuple[float, str, int]],
+    width_rule: WidthRule | None,
+) -> list[tuple[float, str, int]]:
+    """The units of ``removed`` (least important first) still removed once each of them, most
+    important first, is put back if MACs stay <= ``limit``.
+
+    The shortest prefix can overshoot the budget by a lot: its last unit may take a path below
+    ``min_path_width`` and with it the whole path (the demo's search landed up to 15% under its
+    budget). A unit put back into such a path changes nothing until the path reaches the minimum
+    again; the unit that brings it back there goes back only if the whole path fits the budget.
+    """
+    count = {g.label: g.count for g in groups}
+    left = dict(count)  # units per label before the width rule
+    for _, label, _ in removed:
+        left[label] -= 1
+
+    def width(label: str, units: int) -> int:
+        return units if width_rule is None else min(width_rule(label, units), count[label])
+
+    widths = {**arch, **{label: width(label, n) for label, n in left.items()}}
+    still: list[tuple[float, str, int]] = []
+    for unit in reversed(removed):
+        label = unit[1]
+        grown = width(label, left[label] + 1)
+        if grown != widths[label]:
+            trial = {**widths, label: grown}
+            if width_cost.macs(trial) > limit:
+                still.append(unit)
+                continue
+            widths = trial
+        left[label] += 1
+    return still[::-1]
 
 
 def units_removed(groups: Iterable[UnitGroup], keep: Keep) -> int:

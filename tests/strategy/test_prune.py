@@ -425,6 +425,41 @@ def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
         assert torch_counted_macs(new, x) <= target
 
 
+@pytest.mark.parametrize("min_width", [1, 3])
+def test_last_step_fills_the_budget_back_up_to_where_no_removed_unit_fits(min_width):
+    """The last step's shortest prefix of ranked units can land far under the budget (its last unit
+    may take a whole path below the minimum width: the demo's search ended 15% under). It then puts
+    back the most important removed units while the budget holds: no label can grow by one more
+    step (one unit, or a removed path back at the minimum) without going over it. Counted
+    independently on the rebuilt networks."""
+    net = tiny_net()
+    groups = unit_groups(net, SIZE)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # every unit above eps, importance spread so that paths thin unevenly
+        for grp in groups:
+            grp.bn.weight.copy_(torch.linspace(0.01, 1.0, grp.count) * torch.rand(1, generator=g))
+    x = torch.randn(1, *SIZE)
+    full = torch_counted_macs(net.eval(), x)
+    target = int(0.4 * full)
+    policy = pruning_policy(target_macs=target, min_path_width=min_width)
+    keep = policy.keep(groups, net, last=True)
+    assert torch_counted_macs(rebuild(net, keep).eval(), x) <= target
+    width_cost = WidthCost(net, SIZE)  # exact (tested against the counter): every label's next step
+    widths = {label: int(idx.numel()) for label, idx in keep.items()}
+    grown = {}
+    for grp in groups:
+        kept = keep[grp.label]
+        ranked = torch.argsort(grp.importance(), descending=True)  # most important first
+        assert set(kept.tolist()) == set(ranked[: kept.numel()].tolist()), "kept: the most important"
+        if kept.numel() < grp.count:
+            more = {**keep, grp.label: torch.sort(ranked[: max(kept.numel() + 1, min_width)]).values}
+            grown[grp.label] = (width_cost.macs({**widths, grp.label: int(more[grp.label].numel())}), more)
+    assert grown and all(macs > target for macs, _ in grown.values()), grown
+    # the smallest next step, counted on the rebuilt network
+    macs, more = min(grown.values(), key=lambda item: item[0])
+    assert torch_counted_macs(rebuild(net, more).eval(), x) == macs > target
+
+
 def test_last_step_lands_under_the_budget_when_the_floor_would_stay_far_above_it():
     """With a minimum path width, the units below eps can all sit in one path that the minimum removes
     whole: the floor (never prune below the budget) then keeps that path at the minimum, above the
