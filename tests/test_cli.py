@@ -131,10 +131,11 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
     result = json.loads((out / "result.json").read_text())
     assert 0.0 <= result["metric"] <= 1.0
     # the budget asked for: a tenth of the supernet's MACs. The search lands at most target_tolerance
-    # (5%) above it, or under it: at smoke scale its one prune step takes 90% of the supernet at once
-    # and, with whole paths removed under 8 channels, can land well under it (full-scale demo searches landed up to 15% under)
+    # (5%) above it, or just under it: at smoke scale its one prune step takes 90% of the supernet at
+    # once, removing whole paths under 8 channels, and then puts back units while the budget holds
+    # (before it did, the step landed 10-15% under)
     assert result["target_macs"] == round(0.1 * result["macs_max"])
-    assert 0.8 * result["target_macs"] <= result["macs"] <= 1.05 * result["target_macs"]
+    assert 0.98 * result["target_macs"] <= result["macs"] <= 1.05 * result["target_macs"]
     assert "10% of the supernet's):" in proc.stdout
     assert result["min_path_width"] == 8  # the flag reached the search: no path of 1-7 channels is left
     assert not [width for width in result["arch"].values() if 0 < width < 8], result["arch"]
