@@ -400,18 +400,23 @@ def test_min_path_width_removes_a_thinner_path_whole():
         assert keep[grp.label].tolist() == list(range(expected))
 
 
-def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
-    """Budget mode's final step (every unit ranked, the shortest prefix that meets the budget) leaves
-    no path thinner than the minimum, and the network it builds meets the budget by an independent count."""
+def budget_case(seed: int):
+    """A tiny network with every unit above eps, importance spread so that paths thin unevenly under
+    a budget of 40% of its MACs: ``(net, groups, input, budget)``."""
     net = tiny_net()
     groups = unit_groups(net, SIZE)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # every unit above eps, importance spread so that paths thin unevenly
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
         for grp in groups:
             grp.bn.weight.copy_(torch.linspace(0.01, 1.0, grp.count) * torch.rand(1, generator=g))
     x = torch.randn(1, *SIZE)
-    full = torch_counted_macs(net.eval(), x)
-    target = int(0.4 * full)
+    return net, groups, x, int(0.4 * torch_counted_macs(net.eval(), x))
+
+
+def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
+    """Budget mode's final step (every unit ranked, the shortest prefix that meets the budget) leaves
+    no path thinner than the minimum, and the network it builds meets the budget by an independent count."""
+    net, groups, x, target = budget_case(seed=0)
     labels = {grp.label for grp in groups}
     for min_width in (1, 3):
         policy = pruning_policy(target_macs=target, min_path_width=min_width)
@@ -432,15 +437,7 @@ def test_last_step_fills_the_budget_back_up_to_where_no_removed_unit_fits(min_wi
     back the most important removed units while the budget holds: no label can grow by one more
     step (one unit, or a removed path back at the minimum) without going over it. Counted
     independently on the rebuilt networks."""
-    net = tiny_net()
-    groups = unit_groups(net, SIZE)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # every unit above eps, importance spread so that paths thin unevenly
-        for grp in groups:
-            grp.bn.weight.copy_(torch.linspace(0.01, 1.0, grp.count) * torch.rand(1, generator=g))
-    x = torch.randn(1, *SIZE)
-    full = torch_counted_macs(net.eval(), x)
-    target = int(0.4 * full)
+    net, groups, x, target = budget_case(seed=1)
     policy = pruning_policy(target_macs=target, min_path_width=min_width)
     keep = policy.keep(groups, net, last=True)
     assert torch_counted_macs(rebuild(net, keep).eval(), x) <= target
