@@ -414,7 +414,7 @@ def budget_case(seed: int):
 
 
 def test_min_path_width_holds_when_the_last_step_prunes_to_a_budget():
-    """Budget mode's final step (every unit ranked, the shortest prefix that meets the budget) leaves
+    """Budget mode's final step (every unit ranked, the shortest prefix that meets the budget, units put back) leaves
     no path thinner than the minimum, and the network it builds meets the budget by an independent count."""
     net, groups, x, target = budget_case(seed=0)
     labels = {grp.label for grp in groups}
