@@ -34,9 +34,9 @@ the EMA of the live network's BN statistics (no recalibration: the architecture 
 ``target_macs`` the penalty is scaled up or down to follow a path to the target, no prune step
 goes below it (it removes fewer of the units under eps instead), and if the MACs are still above
 the target after the last shrinking epoch, that step removes the least important units until they
-are at or under it, then puts back the most important of those while they stay at or under it
-(a unit that took a whole path below ``min_path_width`` would leave the rest unspent). Either way the result lands within one unit's cost of the target, or with
-``min_path_width`` within one path's: where the last step's floor would stay more than
+are at or under it, then puts back the most important of those while they stay at or under it (a
+unit that took a whole path below ``min_path_width`` would leave the rest unspent). Either way the
+result lands within one unit's cost of the target, or with ``min_path_width`` within one path's: where the last step's floor would stay more than
 ``target_tolerance`` above the target (the next unit below eps would remove a whole path), it
 lands at or under the target instead. ``result.target`` says on which side and how far.
 """

@@ -91,11 +91,16 @@ def threshold_keep(groups: Iterable[UnitGroup], eps: float, width_rule: WidthRul
     return keep
 
 
+def _ruled_count(label: str, units: int, total: int, width_rule: WidthRule | None) -> int:
+    """The units ``label`` (``total`` in all) keeps when a prune step would leave it ``units``."""
+    return units if width_rule is None else min(width_rule(label, units), total)
+
+
 def _ruled(
     label: str, idx: torch.Tensor, importance: torch.Tensor, width_rule: WidthRule | None
 ) -> torch.Tensor:
     if width_rule is not None:
-        count = min(width_rule(label, int(idx.numel())), int(importance.numel()))
+        count = _ruled_count(label, int(idx.numel()), int(importance.numel()), width_rule)
         if count > idx.numel():
             idx = torch.topk(importance, count).indices
         elif count < idx.numel():
@@ -177,10 +182,7 @@ def budget_keep(
             else:
                 lo = mid + 1
         removed = _put_back(groups, arch, width_cost, limit, candidates[:lo], width_rule)
-        keep = keep_without(groups, [(label, i) for _, label, i in removed], width_rule)
-        if width_cost.macs(widths_after(arch, keep)) <= limit:
-            return keep
-        return macs_of(lo)[1]  # importance ties can order a label's units differently: the prefix
+        return keep_without(groups, [(label, i) for _, label, i in removed], width_rule)
     raise ValueError(f"mode must be 'floor' or 'ceiling', got {mode!r}")
 
 
@@ -204,15 +206,15 @@ def _put_back(
     left = dict(count)  # units per label before the width rule
     for _, label, _ in removed:
         left[label] -= 1
-
-    def width(label: str, units: int) -> int:
-        return units if width_rule is None else min(width_rule(label, units), count[label])
-
-    widths = {**arch, **{label: width(label, n) for label, n in left.items()}}
+    # MACs depend on widths alone, and these are the widths keep_without gives the units left
+    widths = {
+        **arch,
+        **{label: _ruled_count(label, n, count[label], width_rule) for label, n in left.items()},
+    }
     still: list[tuple[float, str, int]] = []
     for unit in reversed(removed):
         label = unit[1]
-        grown = width(label, left[label] + 1)
+        grown = _ruled_count(label, left[label] + 1, count[label], width_rule)
         if grown != widths[label]:
             trial = {**widths, label: grown}
             if width_cost.macs(trial) > limit:
