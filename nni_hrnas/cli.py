@@ -32,22 +32,24 @@ from search_spaces.presets import PLUGIN_PRESETS
 
 _log = logging.getLogger("nni_hrnas")
 #: The search settings ``hrnas demo`` takes as ``hrnas search`` does (the rest it sets itself).
-DEMO_SEARCH_FLAGS = ("min_path_width",)
+DEMO_SEARCH_FLAGS = ("min_path_width", "final_lr_scale")
 
 
 @dataclass(frozen=True)
 class DemoDefaults:
     """What ``hrnas demo`` (and so ``make demo``) searches when not told otherwise.
 
-    A budget of a tenth of the supernet's MACs, the size at which issue 10 judges the demo; 25
-    epochs, since at a tenth the task's 15 leave the small network under-trained; no kernel path
-    thinner than 8 channels, which at a tenth gave the more accurate and faster network on four
-    seeds of five. The measurements: ``benchmarks/BASELINES.md``, the demo at a tenth.
+    A budget of a tenth of the supernet's MACs, the size at which issue 10 judges the demo; no kernel
+    path thinner than 8 channels, which at a tenth gave the more accurate and faster network on four
+    seeds of five; the final architecture trained at half the task's learning rate, which at a tenth
+    gave the more accurate network on four seeds of five (a quarter and twice it, on three seeds, the
+    less accurate on every one); the task's own epochs. The measurements: ``benchmarks/BASELINES.md``,
+    the demo at a tenth.
     """
 
     target_share: float | None = 0.1
-    epochs: int = 25
     min_path_width: int = 8
+    final_lr_scale: float = 0.5
 
 
 DEMO = DemoDefaults()
@@ -311,7 +313,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     shrink = result.shrink_epochs or result.epochs
     print(
         f"HR-NAS search of digits_seg ({result.epochs} epochs: {shrink} shrinking, "
-        f"{result.epochs - shrink} training the final architecture; lambda {result.lambda_}, "
+        f"{result.epochs - shrink} training the final architecture"
+        + (
+            f" at {result.final_lr_scale:g}x the learning rate"
+            if result.final_lr_scale not in (None, 1.0)
+            else ""
+        )
+        + f"; lambda {result.lambda_}, "
         f"eps {result.eps}"
         + (
             f"; budget {_format_count(target_macs)} MACs, {args.target_share:.0%} of the supernet's):"
@@ -447,14 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"a MACs budget as a share of the supernet's (default: {DEMO.target_share}); none: no budget, "
         "the task's penalty decides (`hrnas search --task digits_seg` is that search with the task's "
-        "own epochs and minimum path width)",
+        "own minimum path width)",
     )
+    seg_search = get_task("digits_seg").search
     demo.add_argument(
         "--epochs",
         type=int,
-        default=DEMO.epochs,
-        help=f"search epochs, {get_task('digits_seg').search.shrink_epochs} of them shrinking "
-        f"(default: {DEMO.epochs})",
+        default=None,
+        help=f"search epochs, {seg_search.shrink_epochs} of them shrinking (default: the task's, {seg_search.epochs})",
     )
     # the search's own setting with the demo's default (SearchSettings validates it, as for `search`)
     demo.add_argument(
@@ -464,6 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="no kernel path (transformer) thinner than N channels (tokens) is left; pruning removes it "
         f"whole (default: {DEMO.min_path_width}; 1 is the paper's fine-grained shrinking)",
+    )
+    demo.add_argument(
+        "--final-lr-scale",
+        type=float,
+        default=DEMO.final_lr_scale,
+        metavar="K",
+        help="train the final architecture with the task's learning rates times K "
+        f"(default: {DEMO.final_lr_scale}; 1 is the task's own)",
     )
     demo.add_argument(
         "--no-baselines",

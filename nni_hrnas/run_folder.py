@@ -245,6 +245,9 @@ class SearchResult(Mapping):
     shrink_epochs: int | None = _spec(
         _integer, "epochs of shrinking; the rest trained the final architecture"
     )
+    final_lr_scale: float | None = _spec(
+        _number, "the learning rates that trained the final architecture, times the task's"
+    )
     search_cost: SearchCost | None = _spec(_cost, "what the search consumed")
     trajectory: list[dict[str, Any]] | None = _spec(
         _steps, "one entry per prune step: epoch, macs, params, metric"

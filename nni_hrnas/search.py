@@ -169,6 +169,16 @@ class SearchSettings:
         help="prune during the first N epochs, then train the final architecture for the rest "
         "(default: per task; the real tasks shrink throughout, as the paper)",
     )
+    final_lr_scale: float | None = setting(
+        None,
+        type=float,
+        metavar="K",
+        forward=True,
+        check=Check(lambda v: is_number(v) and v > 0, "expected a positive factor").or_none(),
+        help="train the final architecture (the epochs after --shrink-epochs) with the task's learning "
+        "rates times K: it starts from the supernet's weights, as a pruned network is fine-tuned "
+        "(default: 1, the task's own; `hrnas demo` takes 0.5)",
+    )
     batch_size: int | None = setting(
         None, type=int, check=integer(1).or_none(), help="training batch size (default: the task's)"
     )

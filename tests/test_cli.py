@@ -106,7 +106,7 @@ def test_demo_refuses_zero_epochs_in_one_line_and_writes_nothing(tmp_path, capsy
 @pytest.mark.slow
 def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(tmp_path):
     """`hrnas demo` at smoke scale, with no flag: the README's budget of a tenth of the supernet's
-    MACs and its minimum path width of 8. The summary compares the searched network with the supernet and the
+    MACs, its minimum path width of 8 and half the learning rate for the final architecture. The summary compares the searched network with the supernet and the
     uniformly slimmed network trained for the same time, and nothing of Lightning's notices."""
     out = tmp_path / "demo"
     env = dict(os.environ, HRNAS_SMOKE="1", OMP_NUM_THREADS="1")
@@ -139,6 +139,7 @@ def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(t
     assert "10% of the supernet's):" in proc.stdout
     assert result["min_path_width"] == 8  # the flag reached the search: no path of 1-7 channels is left
     assert not [width for width in result["arch"].values() if 0 < width < 8], result["arch"]
+    assert result["final_lr_scale"] == 0.5 and result["shrink_epochs"] < result["epochs"]
     rows = {r["strategy"]: r for r in csv.DictReader((out / "baselines" / "results.csv").open())}
     assert set(rows) == {"supernet", "uniform"}
     assert int(rows["supernet"]["macs"]) == result["macs_max"]

@@ -41,6 +41,7 @@ SEARCH_FLAGS = {
     "--no-channels-last",
     "--unit-cost",  # added by issue 12
     "--min-path-width",  # added by issue 10
+    "--final-lr-scale",  # added by issue 10
 }
 #: The flags of `python -m nni_hrnas.trial` at 0a5253d.
 TRIAL_FLAGS = {
@@ -74,6 +75,7 @@ FORWARDED = {
     "path_overhead",
     "unit_cost",  # added by issue 12
     "min_path_width",  # added by issue 10
+    "final_lr_scale",  # added by issue 10
 }
 
 
@@ -120,6 +122,7 @@ def test_no_flag_given_is_the_task_default(monkeypatch):
         ("--unit-cost", "paper", "unit_cost", "paper"),
         ("--elementwise-weight", "30", "elementwise_weight", 30.0),
         ("--min-path-width", "4", "min_path_width", 4),
+        ("--final-lr-scale", "0.5", "final_lr_scale", 0.5),
         ("--latency-batch", "4", "latency_batch", 4),
         ("--latency-runtime", "onnxruntime", "latency_runtime", "onnxruntime"),
         ("--seed", "3", "seed", 3),
@@ -153,6 +156,7 @@ def test_each_flag_sets_its_setting_and_nothing_else(flag, text, name, value, mo
             "invalid shrink_epochs=0: expected an integer >= 1 (epochs of pruning before the final",
         ),
         ({"target_macs": 0}, "invalid target_macs=0: expected a positive number of MACs"),
+        ({"final_lr_scale": 0}, "invalid final_lr_scale=0: expected a positive factor"),
         ({"seed": -1}, "invalid seed=-1: expected an integer >= 0"),
         ({"batch_size": 0}, "invalid batch_size=0: expected an integer >= 1"),
         (

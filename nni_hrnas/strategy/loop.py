@@ -190,14 +190,33 @@ class _TrainerShim:
 
 
 def configure_optimizers(
-    module: LightningModule, epochs: int, steps_per_epoch: int
+    module: LightningModule, epochs: int, steps_per_epoch: int, lr_scale: float = 1.0
 ) -> tuple[torch.optim.Optimizer, Any, str]:
-    """``(optimizer, scheduler or None, interval)`` from the task module's ``configure_optimizers``."""
+    """``(optimizer, scheduler or None, interval)`` from the task module's ``configure_optimizers``,
+    every learning rate of its schedule times ``lr_scale``."""
     module._trainer = _TrainerShim(epochs, steps_per_epoch)
     try:
-        config = module.configure_optimizers()
+        optimizer, scheduler, interval = _optimizer_config(module.configure_optimizers())
     finally:
         module._trainer = None
+    if lr_scale != 1.0:
+        _scale_learning_rates(optimizer, scheduler, lr_scale)
+    return optimizer, scheduler, interval
+
+
+def _scale_learning_rates(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
+    """Multiply every learning rate a schedule starts from or returns to by ``factor``: the groups'
+    current, initial and OneCycle bounds, and the base rates that LambdaLR and its kind multiply."""
+    for group in optimizer.param_groups:
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            if key in group:
+                group[key] = group[key] * factor
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+
+
+def _optimizer_config(config: Any) -> tuple[torch.optim.Optimizer, Any, str]:
+    """``(optimizer, scheduler or None, interval)`` from what a Lightning ``configure_optimizers`` returned."""
     if isinstance(config, torch.optim.Optimizer):
         return config, None, "step"
     if isinstance(config, (list, tuple)) and len(config) == 2 and isinstance(config[0], (list, tuple)):
@@ -312,6 +331,7 @@ class SearchJob:
     ema_decay: float
     recalibration_batches: int
     fingerprint: dict[str, Any]
+    final_lr_scale: float = 1.0  # the training phase's learning rates, times the shrinking phase's
     checkpoint_path: Path | None = None
     payload: dict[str, Any] | None = None  # the checkpoint to resume from, already checked
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None
@@ -504,7 +524,12 @@ class _SearchLoop:
             model = job.build(dict(payload["arch"]))
             model.load_state_dict(payload["model"])
         start = 0 if payload is None else int(payload["state"]["epoch"])
-        self._begin_phase(model, policy.phase_epochs(min(start, job.epochs - 1), job.epochs))
+        training_phase = min(start, job.epochs - 1) >= policy.shrink_end(job.epochs)
+        self._begin_phase(
+            model,
+            policy.phase_epochs(min(start, job.epochs - 1), job.epochs),
+            job.final_lr_scale if training_phase else 1.0,
+        )
         if payload is not None:
             self.raw_optimizer.load_state_dict(payload["optimizer"])
             if self.scheduler is not None and payload.get("scheduler") is not None:
@@ -533,12 +558,13 @@ class _SearchLoop:
         self.groups = policy.unit_groups(self.model)
         return state.epoch if payload is not None else None
 
-    def _begin_phase(self, model: nn.Module, phase_epochs: int) -> None:
-        """``model`` becomes the live network, with an optimizer, schedule and EMA of its own for ``phase_epochs``."""
+    def _begin_phase(self, model: nn.Module, phase_epochs: int, lr_scale: float = 1.0) -> None:
+        """``model`` becomes the live network, with an optimizer, schedule (its learning rates times
+        ``lr_scale``) and EMA of its own for ``phase_epochs``."""
         module = self.job.module
         module.set_model(model)
         self.raw_optimizer, self.scheduler, self.interval = configure_optimizers(
-            module, phase_epochs, self.steps_per_epoch
+            module, phase_epochs, self.steps_per_epoch, lr_scale
         )
         self._setup(model)
         self.ema = EMA(self.model, self.job.ema_decay)
@@ -599,7 +625,9 @@ class _SearchLoop:
             if epoch + 1 == policy.shrink_end(job.epochs) < job.epochs:
                 # the final architecture: trained afresh (optimizer, schedule, EMA) for the epochs left;
                 # a copy, so that no parameter keeps the hooks of the data-parallel wrapper it had
-                self._begin_phase(copy.deepcopy(self.model), job.epochs - policy.shrink_end(job.epochs))
+                self._begin_phase(
+                    copy.deepcopy(self.model), job.epochs - policy.shrink_end(job.epochs), job.final_lr_scale
+                )
                 self.groups = policy.unit_groups(self.model)
         elif policy.evaluates_after(epoch, job.epochs):
             self._evaluate_step(epoch)

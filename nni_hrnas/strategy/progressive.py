@@ -139,6 +139,9 @@ class ProgressiveShrinking(OneShotStrategy):
             a large minimum can land under the budget: the paths it removes are not given back.
         shrink_epochs: epochs of the shrinking phase (default: all ``epochs``, the paper's schedule);
             the remaining epochs train the final architecture without penalty or pruning.
+        final_lr_scale: the learning rates of those remaining epochs' schedule, as a multiple of the
+            task's (the shrinking phase's): the final architecture starts from the supernet's trained
+            weights, as a pruned network is fine-tuned. 1 (the default) trains it with the task's own.
         on_epoch_end: called after every epoch, once its checkpoint is written, with a dict
             (``epoch``, ``epochs``, ``macs``, ``params``, ``metric``: NaN if no prune step evaluated it
             this epoch, ``lambda``). It may raise to stop the search (e.g. ``optuna.TrialPruned``):
@@ -169,6 +172,7 @@ class ProgressiveShrinking(OneShotStrategy):
         elementwise_weight: float = 0.0,
         min_path_width: int = 1,
         shrink_epochs: int | None = None,
+        final_lr_scale: float = 1.0,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         devices: DeviceSettings | None = None,
     ) -> None:
@@ -190,6 +194,7 @@ class ProgressiveShrinking(OneShotStrategy):
         check_number("path_overhead", path_overhead, low=0.0)
         check_number("elementwise_weight", elementwise_weight, low=0.0)
         check_number("min_path_width", min_path_width, low=1, integer=True)
+        check_number("final_lr_scale", final_lr_scale, low=0.0, low_open=True)
         if unit_cost not in UNIT_COSTS:
             raise ValueError(f"unit_cost must be {' or '.join(UNIT_COSTS)}, got {unit_cost!r}")
         if input_size is not None and (len(tuple(input_size)) != 3 or any(int(v) < 1 for v in input_size)):
@@ -204,6 +209,7 @@ class ProgressiveShrinking(OneShotStrategy):
         self.elementwise_weight = float(elementwise_weight)
         self.min_path_width = int(min_path_width)
         self.shrink_epochs = None if shrink_epochs is None else int(shrink_epochs)
+        self.final_lr_scale = float(final_lr_scale)
         self.on_epoch_end = on_epoch_end
         self.devices = devices or DeviceSettings()
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -388,6 +394,7 @@ class ProgressiveShrinking(OneShotStrategy):
             ema_decay=self.ema_decay,
             recalibration_batches=self.recalibration_batches,
             fingerprint=fingerprint,
+            final_lr_scale=self.final_lr_scale,
             checkpoint_path=self.checkpoint_path,
             payload=self._resume_payload(fingerprint),
             on_epoch_end=self.on_epoch_end,
@@ -455,6 +462,7 @@ class ProgressiveShrinking(OneShotStrategy):
             elementwise_weight=self.elementwise_weight,
             min_path_width=self.min_path_width,
             shrink_epochs=self.policy().shrink_end(epochs),
+            final_lr_scale=self.final_lr_scale,
             search_cost=state.search_cost(),
             trajectory=state.trajectory,
             target_macs=self.target_macs,

@@ -81,8 +81,8 @@ class SearchDefaults:
     hundred steps). ``None`` means: ``epochs``, ``batch_size``, ``module_kwargs`` the training
     recipe's; ``shrink_epochs`` shrinking throughout (the paper); ``data_sizes`` the whole data set;
     ``eps``, ``ema_decay``, ``recalibration_batches``, ``path_overhead``, ``elementwise_weight``,
-    ``min_path_width`` the strategy's own defaults (``ProgressiveShrinking``; their 0 is the paper's
-    MAC-only cost, their 1 its fine-grained shrinking).
+    ``min_path_width``, ``final_lr_scale`` the strategy's own defaults (``ProgressiveShrinking``; their 0 is the paper's
+    MAC-only cost, their 1 its fine-grained shrinking and the task's learning rate).
     ``module_kwargs`` override the training recipe's (the rest of it still applies).
     """
 
@@ -101,6 +101,7 @@ class SearchDefaults:
     path_overhead: float | None = None
     elementwise_weight: float | None = None
     min_path_width: int | None = None
+    final_lr_scale: float | None = None
 
     def resolve(self, train: TrainingRecipe) -> dict[str, Any]:
         """The search's values by ``SearchSettings`` name: ``None`` left for the strategy's defaults,

@@ -46,6 +46,7 @@ def test_every_setting_but_the_excluded_is_in_the_fingerprint():
         "unit_cost",
         "elementwise_weight",
         "min_path_width",
+        "final_lr_scale",
     }
     assert set(fingerprint) - {"config", "world_size"} == {
         n.rstrip("_") for n in settings if n not in NOT_IN_FINGERPRINT
@@ -70,6 +71,7 @@ def test_every_setting_but_the_excluded_is_in_the_fingerprint():
         "elementwise_weight": 20.0,
         "min_path_width": 4,
         "shrink_epochs": 2,
+        "final_lr_scale": 0.5,
     }
     for name, value in changed.items():
         assert _fingerprint(**{name: value})[name.rstrip("_")] != fingerprint[name.rstrip("_")], name

@@ -25,6 +25,7 @@ from tiny_data import tiny_digits, tiny_evaluator
 from nni_hrnas.search import load_searched_model
 from nni_hrnas.strategy import CheckpointError, ProgressiveShrinking, SearchDiverged
 from nni_hrnas.strategy.checkpoint import CHECKPOINT_NAME, save_searched
+from nni_hrnas.strategy.loop import configure_optimizers
 from search_spaces import HRNASSpace
 
 SIZE = (3, 32, 32)
@@ -75,9 +76,9 @@ def test_shrinking_then_training_keeps_the_final_architecture(checked_rebuilds, 
     phases = []
     original = loop.configure_optimizers
 
-    def spy(module, epochs, steps_per_epoch):
+    def spy(module, epochs, steps_per_epoch, lr_scale=1.0):
         phases.append(epochs)
-        return original(module, epochs, steps_per_epoch)
+        return original(module, epochs, steps_per_epoch, lr_scale)
 
     monkeypatch.setattr(loop, "configure_optimizers", spy)
     result = tiny_search(lambda_=0.05, epochs=4, shrink_epochs=2).result
@@ -91,6 +92,43 @@ def test_shrinking_then_training_keeps_the_final_architecture(checked_rebuilds, 
     assert result["shrink_epochs"] == 2 and result["search_cost"]["images_seen"] == 4 * 96
 
 
+def _learning_rates(monkeypatch, **settings) -> tuple[list[float], dict]:
+    """The learning rate of every optimizer step of a search on `tiny`, and its result."""
+    import nni_hrnas.strategy.loop as loop
+
+    rates: list[float] = []
+
+    def recording(module, epochs, steps_per_epoch, lr_scale=1.0):
+        optimizer, scheduler, interval = configure_optimizers(module, epochs, steps_per_epoch, lr_scale)
+        step = optimizer.step
+
+        def recorded_step(*args, **kwargs):
+            rates.append(optimizer.param_groups[0]["lr"])
+            return step(*args, **kwargs)
+
+        optimizer.step = recorded_step
+        return optimizer, scheduler, interval
+
+    monkeypatch.setattr(loop, "configure_optimizers", recording)
+    return rates, tiny_search(**settings).result
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_the_final_architecture_trains_at_the_scaled_learning_rates(monkeypatch, schedule):
+    """final_lr_scale=0.25, shrink_epochs=2 of 4: each step of the last two epochs runs at a quarter of
+    the rate the same step runs at without it, all along the schedule (the cosine decay, OneCycle's
+    warm-up and decay); the shrinking epochs' steps are unchanged."""
+    settings = dict(lambda_=0.05, epochs=4, shrink_epochs=2, evaluator_kwargs=dict(schedule=schedule))
+    plain, _ = _learning_rates(monkeypatch, **settings)
+    scaled, result = _learning_rates(monkeypatch, final_lr_scale=0.25, **settings)
+    shrinking = 2 * 96 // EVALUATOR["batch_size"]
+    assert len(plain) == len(scaled) == 2 * shrinking
+    assert len(set(plain[shrinking:])) > 3  # the schedule moves
+    assert scaled[:shrinking] == plain[:shrinking]
+    assert scaled[shrinking:] == pytest.approx([0.25 * rate for rate in plain[shrinking:]], rel=1e-12)
+    assert result["final_lr_scale"] == 0.25
+
+
 def test_resume_in_the_training_phase_runs_only_the_epochs_left(tmp_path):
     """Stopped after epoch 3 (training phase), the resumed search trains one epoch with the
     training-phase optimizer restored, and ends where an uninterrupted search ends."""
@@ -102,7 +140,7 @@ def test_resume_in_the_training_phase_runs_only_the_epochs_left(tmp_path):
         if info["epoch"] == 3:
             raise Stop
 
-    settings = dict(lambda_=0.05, epochs=4, shrink_epochs=2)
+    settings = dict(lambda_=0.05, epochs=4, shrink_epochs=2, final_lr_scale=0.5)
     with pytest.raises(Stop):
         tiny_search(checkpoint_dir=tmp_path, on_epoch_end=stop_after_3, **settings)
     steps = []

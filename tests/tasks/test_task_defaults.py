@@ -88,6 +88,7 @@ COMMON = dict(
     unit_cost="exact",  # added after 0a5253d (the paper's Eq. 6 option); its default keeps 0a5253d's search
     elementwise_weight=0.0,  # added by issue 10 (a price on BN/activation elements); its default keeps the search
     min_path_width=1,  # added by issue 10 (a minimum width per path); its default keeps the search
+    final_lr_scale=1.0,  # added by issue 10 (the final architecture's learning rate); its default too
     accelerator="auto",
     devices=1,
     num_nodes=1,
