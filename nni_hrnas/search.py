@@ -44,6 +44,7 @@ from nni_hrnas.settings import (
     is_number,
     number,
     one_of,
+    positive,
     setting,
     settings_of,
 )
@@ -148,7 +149,7 @@ class SearchSettings:
         type=float,
         metavar="M",
         forward=True,
-        check=Check(lambda v: is_number(v) and v > 0, "expected a positive number of MACs").or_none(),
+        check=positive("expected a positive number of MACs").or_none(),
         help=f"MACs budget; the result lands within 5%% of it ({RESULT_FILE} says above or below)",
     )
     epochs: int | None = setting(
@@ -174,7 +175,7 @@ class SearchSettings:
         type=float,
         metavar="K",
         forward=True,
-        check=Check(lambda v: is_number(v) and v > 0, "expected a positive factor").or_none(),
+        check=positive("expected a positive factor").or_none(),
         help="train the final architecture (the epochs after --shrink-epochs) with the task's learning "
         "rates times K: it starts from the supernet's weights, as a pruned network is fine-tuned "
         "(default: 1, the task's own; `hrnas demo` takes 0.5)",

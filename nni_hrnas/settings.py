@@ -61,6 +61,11 @@ def number(low: float) -> Check:
     return Check(lambda v: is_number(v) and v >= low, f"expected a number >= {low:g}")
 
 
+def positive(expected: str = "expected a positive number") -> Check:
+    """A finite number > 0; ``expected`` says what the error expects (e.g. a number of MACs)."""
+    return Check(lambda v: is_number(v) and v > 0, expected)
+
+
 def one_of(*values: Any) -> Check:
     """One of ``values``."""
     return Check(lambda v: v in values, f"expected {' or '.join(map(str, values))}")
