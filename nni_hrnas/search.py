@@ -315,6 +315,12 @@ class SearchSettings:
             except (ConfigError, TypeError) as exc:
                 raise SearchError(f"invalid --space: {exc}") from None
         check_settings(self, SearchError)
+        if self.final_lr_scale not in (None, 1.0) and (self.shrink_epochs or self.epochs) >= self.epochs:
+            raise SearchError(
+                f"invalid final_lr_scale={self.final_lr_scale}: it scales the epochs that train the final "
+                f"architecture, and this search shrinks for all {self.epochs}; set --shrink-epochs below "
+                "--epochs, or leave --final-lr-scale out"
+            )
         if self.resume and not self.out:
             raise SearchError(
                 "invalid resume=True: --resume needs --out RUN_DIR (the folder of the search to continue)"

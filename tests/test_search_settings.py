@@ -157,6 +157,12 @@ def test_each_flag_sets_its_setting_and_nothing_else(flag, text, name, value, mo
         ),
         ({"target_macs": 0}, "invalid target_macs=0: expected a positive number of MACs"),
         ({"final_lr_scale": 0}, "invalid final_lr_scale=0: expected a positive factor"),
+        # shrinking throughout (the paper's schedule): there are no epochs after shrinking to scale
+        (
+            {"epochs": 4, "shrink_epochs": 4, "final_lr_scale": 0.5, "smoke": False},
+            "invalid final_lr_scale=0.5: it scales the epochs that train the final architecture, and "
+            "this search shrinks for all 4; set --shrink-epochs below --epochs",
+        ),
         ({"seed": -1}, "invalid seed=-1: expected an integer >= 0"),
         ({"batch_size": 0}, "invalid batch_size=0: expected an integer >= 1"),
         (
