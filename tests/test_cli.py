@@ -106,8 +106,9 @@ def test_demo_refuses_zero_epochs_in_one_line_and_writes_nothing(tmp_path, capsy
 @pytest.mark.slow
 def test_demo_prints_the_search_against_its_alternatives_and_writes_the_report(tmp_path):
     """`hrnas demo` at smoke scale, with no flag: the README's budget of a tenth of the supernet's
-    MACs, its minimum path width of 8 and half the learning rate for the final architecture. The summary compares the searched network with the supernet and the
-    uniformly slimmed network trained for the same time, and nothing of Lightning's notices."""
+    MACs, its minimum path width of 8 and half the learning rate for the final architecture. The
+    summary compares the searched network with the supernet and the uniformly slimmed network trained
+    for the same time, and nothing of Lightning's notices."""
     out = tmp_path / "demo"
     env = dict(os.environ, HRNAS_SMOKE="1", OMP_NUM_THREADS="1")
     env.pop("CI", None)  # Lightning's notices are on outside CI: they must still not reach the output
