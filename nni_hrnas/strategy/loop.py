@@ -524,11 +524,11 @@ class _SearchLoop:
             model = job.build(dict(payload["arch"]))
             model.load_state_dict(payload["model"])
         start = 0 if payload is None else int(payload["state"]["epoch"])
-        training_phase = min(start, job.epochs - 1) >= policy.shrink_end(job.epochs)
+        phase_epoch = min(start, job.epochs - 1)
         self._begin_phase(
             model,
-            policy.phase_epochs(min(start, job.epochs - 1), job.epochs),
-            job.final_lr_scale if training_phase else 1.0,
+            policy.phase_epochs(phase_epoch, job.epochs),
+            job.final_lr_scale if policy.in_training_phase(phase_epoch, job.epochs) else 1.0,
         )
         if payload is not None:
             self.raw_optimizer.load_state_dict(payload["optimizer"])

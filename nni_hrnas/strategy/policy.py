@@ -98,10 +98,14 @@ class PruningPolicy:
         """The epoch the shrinking phase ends at (``epochs`` when the whole search shrinks)."""
         return epochs if self.shrink_epochs is None else min(self.shrink_epochs, epochs)
 
+    def in_training_phase(self, epoch: int, epochs: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) trains the final architecture (after shrinking)."""
+        return epoch >= self.shrink_end(epochs)
+
     def lambda_at(self, t: float, scale: float, epochs: int) -> float:
         """The penalty weight at fractional epoch ``t``: a linear ramp from 0 over ``warmup_epochs``;
         0 in the training phase."""
-        if int(t) >= self.shrink_end(epochs):
+        if self.in_training_phase(int(t), epochs):
             return 0.0
         ramp = 1.0 if self.warmup_epochs <= 0 else min(1.0, t / self.warmup_epochs)
         return self.lambda_ * scale * ramp
@@ -114,14 +118,14 @@ class PruningPolicy:
 
     def evaluates_after(self, epoch: int, epochs: int) -> bool:
         """Whether a training-phase epoch ends with an evaluation: every ``prune_every``, and the last."""
-        return epoch >= self.shrink_end(epochs) and (
+        return self.in_training_phase(epoch, epochs) and (
             (epoch + 1) % self.prune_every == 0 or epoch + 1 == epochs
         )
 
     def phase_epochs(self, epoch: int, epochs: int) -> int:
         """The epochs of the phase ``epoch`` is in: each phase has an optimizer and schedule of its own."""
         end = self.shrink_end(epochs)
-        return end if epoch < end else epochs - end
+        return epochs - end if self.in_training_phase(epoch, epochs) else end
 
     def keep(self, groups: list[UnitGroup], model: ShrinkableNetwork, last: bool) -> Keep:
         """The units that stay: |gamma| >= eps, bounded by the budget (never below it; at the last step
