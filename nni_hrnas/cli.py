@@ -41,15 +41,13 @@ class DemoDefaults:
 
     A budget of a tenth of the supernet's MACs, the size at which issue 10 judges the demo; no kernel
     path thinner than 8 channels, which at a tenth gave the more accurate and faster network on four
-    seeds of five; the final architecture trained at half the task's learning rate, which at a tenth
-    gave the more accurate network on four seeds of five (a quarter and twice it, on three seeds, the
-    less accurate on every one); the task's own epochs. The measurements: ``benchmarks/BASELINES.md``,
-    the demo at a tenth.
+    seeds of five; the task's own epochs and final learning rate (half the task's: at a tenth it gave
+    the more accurate network on four seeds of five, a quarter and twice it the less accurate on every
+    seed screened). The measurements: ``benchmarks/BASELINES.md``, the demo at a tenth.
     """
 
     target_share: float | None = 0.1
     min_path_width: int = 8
-    final_lr_scale: float = 0.5
 
 
 DEMO = DemoDefaults()
@@ -476,10 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--final-lr-scale",
         type=float,
-        default=DEMO.final_lr_scale,
+        default=None,
         metavar="K",
         help="train the final architecture with the task's learning rates times K "
-        f"(default: {DEMO.final_lr_scale}; 1 is the task's own)",
+        f"(default: the task's, {seg_search.final_lr_scale})",
     )
     demo.add_argument(
         "--no-baselines",

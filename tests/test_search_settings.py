@@ -182,6 +182,16 @@ def test_each_declared_check_names_the_setting(kwargs, message):
     assert message in str(error.value)
 
 
+def test_the_tasks_final_learning_rate_applies_only_where_the_final_architecture_trains():
+    """digits_seg's default final_lr_scale (0.5) scales the epochs after shrinking; a search that shrinks
+    throughout has none, so it gets 1 instead of the error an explicit 0.5 gets (above)."""
+    assert SearchSettings(task="digits_seg", smoke=False).final_lr_scale == 0.5
+    assert SearchSettings(task="digits_seg", epochs=4, shrink_epochs=2, smoke=False).final_lr_scale == 0.5
+    throughout = SearchSettings(task="digits_seg", epochs=4, shrink_epochs=4, smoke=False)
+    assert throughout.final_lr_scale == 1.0
+    assert SearchSettings(task="kitti_sim", smoke=False).final_lr_scale == 1.0
+
+
 def test_the_strategy_gets_every_forwarded_setting_by_name():
     settings = SearchSettings(task="digits_seg", shrink_epochs=2, target_macs=3e6, smoke=False)
     kwargs = settings.strategy_kwargs()
