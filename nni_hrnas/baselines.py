@@ -121,6 +121,22 @@ def hand_slimmed_sample(
     return _match_macs(space, shape, macs, input_size, tolerance)
 
 
+def same_paths_sample(
+    space,
+    arch: Mapping[str, int],
+    macs: float,
+    input_size: tuple[int, int, int],
+    tolerance: float = MACS_TOLERANCE,
+) -> dict[str, int]:
+    """The paths ``arch`` keeps, each at one fraction of its maximum width, scaled to ``macs``: the
+    searched topology with the widths a user would pick by hand, to tell what the search's widths add
+    to its choice of paths."""
+    shape = {label: 1.0 if arch.get(label, 0) > 0 else 0.0 for label in space.max_sample()}
+    if not any(shape.values()):
+        raise BaselineError("the architecture keeps no path: there is nothing to scale")
+    return _match_macs(space, shape, macs, input_size, tolerance)
+
+
 def random_samples(
     space,
     macs: float,

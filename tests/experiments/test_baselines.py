@@ -54,6 +54,29 @@ def test_hand_slimmed_sample_keeps_one_3x3_path_a_block_and_no_transformer(prese
     assert max(ratios) - min(ratios) <= max(1.0 / m for m in maxima.values()) + 1e-9
 
 
+def test_same_paths_sample_keeps_the_paths_of_the_architecture_at_one_fraction_of_their_widths():
+    """A chain of paths (what tight budgets return), 40% of the way from no path to the chain at full width:
+    within 3% of the MACs by an independent count, exactly the given paths kept, each at one fraction
+    of its maximum (within one channel), whatever widths the architecture gave them."""
+    space = HRNASSpace.from_preset("digits_seg")
+    size = space.config.input_size
+    maxima = space.max_sample()
+    chain = {"p0_b0_n0_k3": 21, "f1_o1_i0_k3": 14, "p1_b1_n0_k3": 16, "p2_b2_n0_k3": 10}
+    arch_in = {label: chain.get(label, 0) for label in maxima}
+    widest = {label: maxima[label] if label in chain else 0 for label in maxima}
+    fixed = baselines.sample_macs(space, dict.fromkeys(maxima, 0), size)  # the stem and what has no width
+    target = fixed + 0.4 * (baselines.sample_macs(space, widest, size) - fixed)
+    arch = baselines.same_paths_sample(space, arch_in, target, size)
+    space.validate_sample(arch)
+    counted = torch_counted_macs(space.freeze(arch).eval(), torch.randn(1, *size))
+    assert abs(counted - target) <= 0.03 * target
+    assert {label for label, width in arch.items() if width > 0} == set(chain)
+    ratios = [arch[label] / maxima[label] for label in chain]
+    assert max(ratios) - min(ratios) <= max(1.0 / maxima[label] for label in chain) + 1e-9, ratios
+    with pytest.raises(baselines.BaselineError, match="keeps no path"):
+        baselines.same_paths_sample(space, {label: 0 for label in maxima}, target, size)
+
+
 def test_random_samples_land_on_the_macs_and_differ():
     space = HRNASSpace.from_preset("digits_seg")
     size = space.config.input_size
