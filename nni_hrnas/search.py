@@ -55,6 +55,7 @@ from nni_hrnas.strategy import (
     ProgressiveShrinking,
     SearchDiverged,
     minimum_macs,
+    shrink_end,
 )
 from nni_hrnas.strategy.loop import ACCELERATORS, PRECISIONS
 from nni_hrnas.tasks.registry import get_task
@@ -338,7 +339,7 @@ class SearchSettings:
         architecture: the epochs ``final_lr_scale`` applies to. False for values that are not numbers
         (their own check names them)."""
         try:
-            return (self.shrink_epochs or self.epochs) < self.epochs
+            return shrink_end(self.shrink_epochs, self.epochs) < self.epochs
         except TypeError:
             return False
 

@@ -2,7 +2,8 @@
 
 What users call is exported here: :class:`ProgressiveShrinking` (the NNI strategy), the
 :class:`DeviceSettings` it trains with, the errors a search raises (:class:`CheckpointError`,
-:class:`SearchDiverged`), :func:`minimum_macs` (the smallest budget a space can reach) and
+:class:`SearchDiverged`), :func:`minimum_macs` (the smallest budget a space can reach),
+:func:`shrink_end` (where a schedule's shrinking ends) and
 :class:`ShrinkableSpace`, what a space must offer to be searched (``search_spaces.HRNASSpace``
 does; the strategy imports no space package, see :mod:`.interface`). The internals stay in their
 modules: the NNI adapter is :mod:`.progressive`, the Fabric training loop :mod:`.loop`, the pruning
@@ -16,7 +17,7 @@ from nni_hrnas import compat
 from .checkpoint import CheckpointError
 from .interface import ShrinkableSpace
 from .loop import DeviceSettings, SearchDiverged
-from .policy import minimum_macs
+from .policy import minimum_macs, shrink_end
 from .progressive import ProgressiveShrinking
 
 compat.apply()  # NNI's one-shot strategies stay importable whatever imported NNI first
@@ -28,4 +29,5 @@ __all__ = [
     "SearchDiverged",
     "ShrinkableSpace",
     "minimum_macs",
+    "shrink_end",
 ]

@@ -57,6 +57,12 @@ def minimum_macs(space: ShrinkableSpace, input_size: tuple[int, int, int]) -> in
     return int(empty.cost(tuple(input_size)).macs)
 
 
+def shrink_end(shrink_epochs: int | None, epochs: int) -> int:
+    """The epoch a search of ``epochs`` that shrinks for ``shrink_epochs`` (``None``: all of them, the
+    paper's schedule) stops shrinking; the epochs after it train the final architecture."""
+    return epochs if shrink_epochs is None else min(shrink_epochs, epochs)
+
+
 @dataclass(frozen=True)
 class PruningPolicy:
     """Units, penalty, threshold and budget of one search (see :class:`ProgressiveShrinking` for the args).
@@ -96,7 +102,7 @@ class PruningPolicy:
 
     def shrink_end(self, epochs: int) -> int:
         """The epoch the shrinking phase ends at (``epochs`` when the whole search shrinks)."""
-        return epochs if self.shrink_epochs is None else min(self.shrink_epochs, epochs)
+        return shrink_end(self.shrink_epochs, epochs)
 
     def in_training_phase(self, epoch: int, epochs: int) -> bool:
         """Whether epoch ``epoch`` (0-based) trains the final architecture (after shrinking)."""
