@@ -42,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     for seed in (int(s) for s in args.seeds.split(",")):
         result = json.loads((runs / f"{args.task}-seed{seed}" / "result.json").read_text())
         space = search_space(SearchSettings(task=args.task, seed=seed, smoke=False, **overrides))
-        sizes = spec.search.data_sizes
-        datasets = spec.make_datasets(seed=seed, smoke=False, **({"sizes": tuple(sizes)} if sizes else {}))
         arch = baselines.same_paths_sample(space, result["arch"], result["macs"], input_size)
         run = baselines.train_architecture(
             args.task,
@@ -52,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             int(result["epochs"]),
             name="same_paths",
             seed=seed,
-            datasets=datasets,
-            recipe="search",
+            recipe="search",  # the search's data and recipe (baselines.recipe_datasets)
         )
         row = dict(
             task=args.task,
